@@ -1,0 +1,226 @@
+"""Coordinate reference systems: parse what files and users say, and bring coordinates to
+WGS 84 longitude / latitude / ellipsoidal height, which 3D Tiles and the database store.
+
+Two traps handled here once for every format:
+
+* axis order: many CRSs (EPSG:4326, EPSG:4490, the CGCS2000 Gauss-Kruger zones such as
+  EPSG:4547) are defined latitude- or northing-first, while LAS, CityJSON and IFC store
+  easting first. Every transformer is built with ``always_xy=True``.
+* heights: a vertical datum (NAP, 1985 National Height Datum, ...) gives orthometric heights.
+  PROJ has no national geoid grids offline, so orthometric heights are corrected with the
+  global EGM96 geoid (``egm96_15.gtx`` from Debian's ``proj-data``); the result records it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError as _PyprojCRSError
+
+EGM96_GRID_NAMES = ("egm96_15.gtx", "us_nga_egm96_15.tif")
+
+
+class CrsError(ValueError):
+    """A CRS that cannot be understood, or coordinates impossible for their CRS."""
+
+
+_URN = re.compile(r"urn:ogc:def:crs:EPSG:[^:]*:(\d+)$", re.I)
+_URL = re.compile(r"https?://www\.opengis\.net/def/crs/EPSG/[^/]+/(\d+)$", re.I)
+_COMPOUND_URL = re.compile(r"https?://www\.opengis\.net/def/crs-compound\?(.*)$", re.I)
+
+
+def parse_crs(value: str | int | CRS) -> CRS:
+    """Accept ``EPSG:4547``, ``4547``, OGC URNs / URLs (also compound ones) and WKT."""
+    if isinstance(value, CRS):
+        return value
+    text = str(value).strip()
+    if not text:
+        raise CrsError("empty CRS")
+    try:
+        if text.isdigit():
+            return CRS.from_epsg(int(text))
+        if m := (_URN.match(text) or _URL.match(text)):
+            return CRS.from_epsg(int(m.group(1)))
+        if m := _COMPOUND_URL.match(text):
+            codes = [c for c in re.findall(r"EPSG/[^/]+/(\d+)", m.group(1))]
+            if len(codes) == 2:
+                return CRS.from_user_input(f"EPSG:{codes[0]}+{codes[1]}")
+        return CRS.from_user_input(text)
+    except _PyprojCRSError as exc:
+        raise CrsError(f"unknown CRS {text[:80]!r}: {exc}") from exc
+
+
+def crs_label(crs: CRS) -> str:
+    """A short name for logs and the database: ``EPSG:4547`` when there is a code."""
+    auth = crs.to_authority(min_confidence=90)
+    if auth:
+        return f"{auth[0]}:{auth[1]}"
+    if crs.is_compound:
+        parts = [crs_label(sub) for sub in crs.sub_crs_list]
+        if all(":" in p and len(p) < 20 for p in parts):
+            return "+".join(parts)
+    return crs.name
+
+
+@lru_cache(maxsize=1)
+def egm96_grid() -> Path | None:
+    """Where the EGM96 grid lies on this machine (``proj-data``), or None."""
+    dirs = [os.environ.get("PROJ_DATA"), os.environ.get("PROJ_LIB"), "/usr/share/proj",
+            "/usr/local/share/proj"]
+    for d in filter(None, dirs):
+        for name in EGM96_GRID_NAMES:
+            path = Path(d) / name
+            if path.is_file():
+                return path
+    return None
+
+
+@lru_cache(maxsize=1)
+def _geoid_transformer() -> Transformer:
+    grid = egm96_grid()
+    if grid is None:
+        raise CrsError(
+            "orthometric heights need the EGM96 geoid grid (Debian package proj-data: "
+            "/usr/share/proj/egm96_15.gtx), which is not installed"
+        )
+    # vgridshift with multiplier 1 adds the geoid undulation N: h = H + N.
+    return Transformer.from_pipeline(
+        "+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad "
+        f"+step +proj=vgridshift +grids={grid} +multiplier=1 "
+        "+step +proj=unitconvert +xy_in=rad +xy_out=deg"
+    )
+
+
+def geoid_undulation(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """EGM96 geoid height N (metres above the WGS 84 ellipsoid) at the given points."""
+    lon = np.asarray(lon, float)
+    _, _, n = _geoid_transformer().transform(lon, np.asarray(lat, float), np.zeros_like(lon))
+    return np.asarray(n)
+
+
+@dataclass(frozen=True)
+class HeightPolicy:
+    """How heights of a source are turned into ellipsoidal ones, and how we say so."""
+
+    orthometric: bool
+    note: str
+
+
+def height_policy(crs: CRS, vertical: str | None = None) -> HeightPolicy:
+    """Decide whether heights are orthometric.
+
+    ``vertical`` overrides: ``"ellipsoidal"`` or ``"orthometric"``. Otherwise a compound CRS
+    with a vertical part (or a vertical datum) means orthometric; anything else is taken as
+    ellipsoidal, which is what drone GNSS records.
+    """
+    if vertical not in (None, "ellipsoidal", "orthometric"):
+        raise CrsError(f"vertical must be 'ellipsoidal' or 'orthometric', not {vertical!r}")
+    if vertical is None:
+        vertical = "orthometric" if _has_vertical_datum(crs) else "ellipsoidal"
+    if vertical == "ellipsoidal":
+        return HeightPolicy(False, "heights taken as ellipsoidal (WGS 84); no geoid applied")
+    vname = _vertical_name(crs)
+    src = f" ({vname})" if vname else ""
+    return HeightPolicy(True, f"orthometric heights{src} + EGM96 geoid (egm96_15) = ellipsoidal")
+
+
+def _has_vertical_datum(crs: CRS) -> bool:
+    return crs.is_compound or crs.is_vertical
+
+
+def _vertical_name(crs: CRS) -> str | None:
+    if crs.is_compound:
+        for sub in crs.sub_crs_list:
+            if sub.is_vertical:
+                return sub.name
+    return crs.name if crs.is_vertical else None
+
+
+def horizontal_part(crs: CRS) -> CRS:
+    if crs.is_compound:
+        for sub in crs.sub_crs_list:
+            if not sub.is_vertical:
+                return sub
+    return crs
+
+
+class ToWgs84:
+    """Source CRS coordinates (easting/x first) to longitude, latitude, ellipsoidal height."""
+
+    def __init__(self, crs: str | int | CRS, vertical: str | None = None) -> None:
+        self.crs = parse_crs(crs)
+        self.policy = height_policy(self.crs, vertical)
+        source = horizontal_part(self.crs)
+        if source.is_geocentric:
+            self._tf = Transformer.from_crs(source, "EPSG:4979", always_xy=True)
+            self._geocentric = True
+        else:
+            self._geocentric = False
+            target = "EPSG:4326"
+            self._tf = Transformer.from_crs(source, target, always_xy=True)
+        self.label = crs_label(self.crs)
+        self.area = self.crs.area_of_use
+
+    def __call__(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
+        x, y, z = (np.asarray(a, float) for a in (x, y, z))
+        if self._geocentric:
+            lon, lat, h = self._tf.transform(x, y, z)
+            return np.asarray(lon), np.asarray(lat), np.asarray(h)
+        lon, lat = self._tf.transform(x, y)
+        lon, lat = np.asarray(lon), np.asarray(lat)
+        h = z + geoid_undulation(lon, lat) if self.policy.orthometric else z.copy()
+        return lon, lat, h
+
+    def check(self, lon: np.ndarray, lat: np.ndarray, margin_deg: float = 2.0) -> None:
+        """Refuse coordinates that are not finite or lie far outside the CRS's area of use.
+
+        A wrong CRS (feet taken for metres, a false EPSG:4326 label) most often shows up here.
+        """
+        lon, lat = np.asarray(lon), np.asarray(lat)
+        if lon.size == 0:
+            return
+        if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+            raise CrsError(f"coordinates cannot be transformed from {self.label}: "
+                           "they are outside what the CRS can represent")
+        if np.abs(lat).max() > 90 or np.abs(lon).max() > 360:
+            raise CrsError(f"coordinates are impossible in {self.label}: latitude beyond 90°")
+        if self.area is not None:
+            w, s, e, n = self.area.bounds
+            if e < w:  # crosses the antimeridian: only latitude is checked
+                w, e = -180.0, 180.0
+            lo_lon, hi_lon = float(lon.min()), float(lon.max())
+            lo_lat, hi_lat = float(lat.min()), float(lat.max())
+            if (lo_lon < w - margin_deg or hi_lon > e + margin_deg
+                    or lo_lat < s - margin_deg or hi_lat > n + margin_deg):
+                raise CrsError(
+                    f"coordinates land at lon {lo_lon:.3f}..{hi_lon:.3f}, lat {lo_lat:.3f}.."
+                    f"{hi_lat:.3f}, outside where {self.label} is used ({w:.1f}..{e:.1f} E, "
+                    f"{s:.1f}..{n:.1f} N): is the CRS right?"
+                )
+
+
+class FromWgs84:
+    """The inverse of :class:`ToWgs84`, for read-back checks and exports."""
+
+    def __init__(self, crs: str | int | CRS, vertical: str | None = None) -> None:
+        self.crs = parse_crs(crs)
+        self.policy = height_policy(self.crs, vertical)
+        source = horizontal_part(self.crs)
+        self._geocentric = source.is_geocentric
+        target = "EPSG:4979" if self._geocentric else "EPSG:4326"
+        self._tf = Transformer.from_crs(target, source, always_xy=True)
+
+    def __call__(self, lon: np.ndarray, lat: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, ...]:
+        lon, lat, h = (np.asarray(a, float) for a in (lon, lat, h))
+        if self._geocentric:
+            x, y, z = self._tf.transform(lon, lat, h)
+            return np.asarray(x), np.asarray(y), np.asarray(z)
+        x, y = self._tf.transform(lon, lat)
+        z = h - geoid_undulation(lon, lat) if self.policy.orthometric else h.copy()
+        return np.asarray(x), np.asarray(y), z
