@@ -1,0 +1,129 @@
+"""Entry points: read a CityJSON / CityJSONSeq / CityGML file into checked city objects."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from pyproj import CRS
+
+from .build import InvalidPolicy, RawObject, finish_batch
+from .citygml import CityGmlReader, citygml_version
+from .cityjson import read_cityjson, read_cityjsonseq
+from .crs import resolve_crs, transformer
+from .errors import CityFileError
+from .model import CityObject, CityParseResult, ParseReport
+
+Progress = Callable[[int], None]  # called with the number of objects done so far
+
+
+def sniff(path: Path) -> str:
+    """"cityjson", "cityjsonseq" or "citygml", from the content (the suffix only breaks ties)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"{"):
+        if path.name.endswith(".jsonl"):
+            return "cityjsonseq"
+        # A sequence's first line is a complete JSON document of its own.
+        first = text.split(b"\n", 1)[0]
+        if len(first) < len(text):
+            try:
+                json.loads(first)
+                return "cityjsonseq"
+            except json.JSONDecodeError:
+                pass
+        return "cityjson"
+    if text.startswith(b"<"):
+        return "citygml"
+    if not text:
+        raise CityFileError("the file is empty")
+    raise CityFileError("not a CityJSON or CityGML file (it starts with neither '{' nor '<')")
+
+
+def _batched(raws: Iterable[RawObject], size: int) -> Iterator[list[RawObject]]:
+    batch: list[RawObject] = []
+    for raw in raws:
+        batch.append(raw)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def iter_city_objects(
+    path: str | Path,
+    crs: str | int | CRS | None = None,
+    *,
+    report: ParseReport | None = None,
+    vertical: str | None = None,
+    on_invalid: InvalidPolicy = "drop_surface",
+    batch_size: int = 5000,
+    progress: Progress | None = None,
+) -> Iterator[CityObject]:
+    """Stream the valid objects of a city file; problems and the CRS go into ``report``.
+
+    ``crs`` (EPSG code, URN, URL or WKT) overrides the file's own; ``vertical`` forces heights to
+    be taken as "ellipsoidal" or "orthometric" (default: orthometric when the CRS has a vertical
+    part, corrected with EGM96). Raises :class:`CityFileError` for a file that cannot be read.
+    """
+    path = Path(path)
+    report = report if report is not None else ParseReport()
+    kind = sniff(path)
+    gml: CityGmlReader | None = None
+    if kind == "cityjson":
+        header, raws = read_cityjson(path.read_bytes())
+        report.format, report.version = "CityJSON", header.version
+        declared: str | None = header.crs
+    elif kind == "cityjsonseq":
+        fh = open(path, "rb")  # noqa: SIM115 - closed in the finally below, after streaming
+        header, raws = read_cityjsonseq(fh)
+        report.format, report.version = "CityJSONSeq", header.version
+        declared = header.crs
+    else:
+        report.format, report.version = "CityGML", citygml_version(path)
+        gml = CityGmlReader(path)
+        raws, declared = iter(gml), None
+
+    to_wgs = None
+    done = 0
+    try:
+        for batch in _batched(raws, batch_size):
+            if to_wgs is None:
+                where = f"the {report.format} file"
+                source, origin = resolve_crs(crs, gml.srs_name if gml else declared, where)
+                to_wgs = transformer(source, vertical)
+                report.crs, report.crs_source = to_wgs.label, origin
+                report.height_note = to_wgs.policy.note
+            yield from finish_batch(batch, to_wgs, report, on_invalid)
+            done += len(batch)
+            if progress:
+                progress(done)
+    finally:
+        if kind == "cityjsonseq":
+            fh.close()
+    if to_wgs is None:  # no objects at all: still say whether the CRS would have been usable
+        where = f"the {report.format} file"
+        source, origin = resolve_crs(crs, gml.srs_name if gml else declared, where)
+        report.crs, report.crs_source = transformer(source, vertical).label, origin
+    if gml is not None and gml.unresolved_links:
+        report.problems.append(("(file)", f"{gml.unresolved_links} xlink geometry references "
+                                          "were not followed (the referenced polygons are read "
+                                          "where they are defined)"))
+
+
+def parse_city_file(
+    path: str | Path,
+    crs: str | int | CRS | None = None,
+    *,
+    vertical: str | None = None,
+    on_invalid: InvalidPolicy = "drop_surface",
+    progress: Progress | None = None,
+) -> CityParseResult:
+    """Read a whole city file: all valid objects (with and without geometry) and the report."""
+    report = ParseReport()
+    objects = list(iter_city_objects(path, crs, report=report, vertical=vertical,
+                                     on_invalid=on_invalid, progress=progress))
+    return CityParseResult(objects, report)
