@@ -50,8 +50,16 @@ class GltfBuilder:
         }
         self.extensions_used: set[str] = set()
 
-    def add_buffer_view(self, data: bytes, target: int | None = None) -> int:
-        """Append raw bytes as a buffer view (4-byte aligned); return its index."""
+    def add_buffer_view(self, data: bytes, target: int | None = None, align: int = 4) -> int:
+        """Append raw bytes as a buffer view (4-byte aligned, or ``align``); return its index.
+
+        ``align=8`` is for 64-bit property-table columns (EXT_structural_metadata requires
+        views aligned to their component size).
+        """
+        if self._length % align:
+            gap = align - self._length % align
+            self._chunks.append(b"\x00" * gap)
+            self._length += gap
         view: dict[str, Any] = {"buffer": 0, "byteOffset": self._length, "byteLength": len(data)}
         if target is not None:
             view["target"] = target
