@@ -16,7 +16,9 @@ _FROM_ECEF = Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
 
 def geodetic_to_ecef(lon: np.ndarray, lat: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Longitude, latitude (degrees) and ellipsoidal height (m) to an (n, 3) ECEF array."""
-    x, y, z = _TO_ECEF.transform(np.asarray(lon, float), np.asarray(lat, float), np.asarray(h, float))
+    x, y, z = _TO_ECEF.transform(
+        np.asarray(lon, float), np.asarray(lat, float), np.asarray(h, float)
+    )
     return np.column_stack([x, y, z])
 
 

@@ -120,7 +120,11 @@ class GltfBuilder:
             doc["extensionsUsed"] = sorted(self.extensions_used)
         text = _pad(json.dumps(doc, separators=(",", ":")).encode(), b" ")
         total = 12 + 8 + len(text) + (8 + len(binary) if binary else 0)
-        parts = [struct.pack("<III", GLB_MAGIC, 2, total), struct.pack("<II", len(text), CHUNK_JSON), text]
+        parts = [
+            struct.pack("<III", GLB_MAGIC, 2, total),
+            struct.pack("<II", len(text), CHUNK_JSON),
+            text,
+        ]
         if binary:
             parts += [struct.pack("<II", len(binary), CHUNK_BIN), binary]
         return b"".join(parts)

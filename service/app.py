@@ -1,0 +1,87 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from service import __version__
+from service.db import make_async_engine
+from service.errors import install_error_handlers
+from service.observe import ObserveMiddleware
+from service.routers import datasets, health, jobs, keys, tiles
+from service.settings import Settings, get_settings
+from service.uploads import tus
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Twinbase is the 3D spatial base of a city digital twin: drone LiDAR, BIM (IFC) and CIM
+(CityJSON, CityGML) in, OGC 3D Tiles and layers out, on PostgreSQL + PostGIS.
+
+Reads are public unless the deployment requires a key; writes need an API key with the role
+`operator` or `admin`, sent as `Authorization: Bearer <key>`. Errors are
+`application/problem+json` (RFC 9457). Uploads speak tus 1.0.0 at `/uploads`.
+"""
+
+
+def create_app(settings: Settings | None = None, database_url: str | None = None,
+               *, in_process_worker: bool | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    url = database_url or settings.database_url
+    if url is None:
+        raise RuntimeError("create_app needs a database URL (twinbase serve starts one)")
+    run_worker = settings.in_process_worker if in_process_worker is None else in_process_worker
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.engine = make_async_engine(url)
+        worker_task = None
+        if run_worker:
+            from service.jobs.worker import run_worker as worker_main
+
+            worker_task = asyncio.create_task(
+                worker_main(settings, url, install_signal_handlers=False))
+            log.info("in-process job worker started")
+        try:
+            yield
+        finally:
+            if worker_task is not None:
+                worker_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await worker_task
+            await app.state.engine.dispose()
+
+    app = FastAPI(title="Twinbase", version=__version__, description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    app.state.database_url = url
+    install_error_handlers(app)
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                       allow_methods=["*"], allow_headers=["*"],
+                       expose_headers=["Location", "Upload-Offset", "Upload-Length",
+                                       "Tus-Resumable", "Upload-Expires", "ETag",
+                                       "Twinbase-Dataset-Id", "Twinbase-Job-Id"])
+    app.add_middleware(ObserveMiddleware)
+    for module in (health, keys, jobs, datasets, tiles, tus):
+        app.include_router(module.router)
+
+    @app.get("/", tags=["operations"], summary="Where to go from here")
+    async def landing() -> dict[str, object]:
+        return {
+            "title": "Twinbase", "version": __version__,
+            "links": [
+                {"rel": "service-doc", "href": "/docs"},
+                {"rel": "service-desc", "href": "/openapi.json"},
+                {"rel": "health", "href": "/health"}, {"rel": "ready", "href": "/ready"},
+                {"rel": "datasets", "href": "/datasets"}, {"rel": "jobs", "href": "/jobs"},
+                {"rel": "tilesets", "href": "/tiles"}, {"rel": "uploads", "href": "/uploads"},
+            ],
+        }
+
+    return app

@@ -1,0 +1,229 @@
+"""The ``twinbase`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from service.settings import get_settings
+
+app = typer.Typer(help="Twinbase: city digital-twin spatial data service.",
+                  no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database schema and the embedded cluster.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys and roles.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Background jobs.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(jobs_app, name="jobs")
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to bind")] = None,
+    port: Annotated[int | None, typer.Option(help="port to bind")] = None,
+    workers: Annotated[int, typer.Option(help="API processes (gunicorn when > 1)")] = 1,
+    samples: Annotated[bool, typer.Option(help="queue data/ samples on an empty db")] = True,
+) -> None:
+    """Run the API (and, with the embedded database, a job worker in the same process).
+
+    Without DATABASE_URL an embedded PostgreSQL + PostGIS cluster is created (first run) or
+    reused under the data directory, migrated, and stopped when the server exits.
+    """
+    from service.runtime import database
+
+    settings = get_settings()
+    _logging(settings.log_level)
+    host, port = host or settings.host, port or settings.port
+    embedded = settings.database_url is None
+    with database(settings) as url:
+        if samples and settings.load_samples:
+            from service.samples import queue_samples
+
+            queue_samples(settings, url)
+        os.environ["DATABASE_URL"] = url
+        in_process = settings.in_process_worker
+        if in_process is None:
+            in_process = embedded
+        typer.echo(f"twinbase on http://{host}:{port} (docs at /docs); database "
+                   f"{'embedded' if embedded else 'from DATABASE_URL'}; "
+                   f"in-process worker {'on' if in_process else 'off'}", err=True)
+        if workers > 1:
+            _serve_gunicorn(host, port, workers, in_process)
+        else:
+            import uvicorn
+
+            from service.app import create_app
+
+            uvicorn.run(create_app(settings, url, in_process_worker=in_process), host=host,
+                        port=port, log_level="warning", access_log=False)
+
+
+def _serve_gunicorn(host: str, port: int, workers: int, in_process: bool) -> None:
+    """Several processes: gunicorn with uvicorn workers (``uvicorn --workers`` adds ~40 ms
+    per kept-alive request here). Jobs then run in one extra worker process, not in the
+    API processes."""
+    import subprocess
+
+    worker_proc = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"]) \
+        if in_process else None
+    try:
+        subprocess.run([sys.executable, "-m", "gunicorn", "service.asgi:app", "-k",
+                        "uvicorn.workers.UvicornWorker", "-w", str(workers), "-b",
+                        f"{host}:{port}", "--log-level", "warning"], check=False)
+    finally:
+        if worker_proc is not None:
+            worker_proc.send_signal(signal.SIGTERM)
+            worker_proc.wait(30)
+
+
+@app.command()
+def worker() -> None:
+    """Run a job worker until SIGINT / SIGTERM (uses DATABASE_URL or the embedded db)."""
+    from service.jobs.worker import run_worker
+    from service.runtime import database
+
+    settings = get_settings()
+    _logging(settings.log_level)
+    with database(settings) as url:
+        os.environ["DATABASE_URL"] = url
+        typer.echo("twinbase worker waiting for jobs", err=True)
+        asyncio.run(run_worker(settings, url))
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: the latest)."""
+    from service import db
+    from service.runtime import database
+
+    with database(get_settings(), migrate=False) as url:
+        db.upgrade(url, revision)
+        typer.echo(f"database at {db.current_revision_sync(url)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the migration the database is at, and the latest one."""
+    from service import db
+    from service.runtime import database
+
+    with database(get_settings(), migrate=False) as url:
+        typer.echo(f"database {db.current_revision_sync(url)}; latest {db.head_revision()}")
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Start the embedded cluster if needed and print its URL (it keeps running)."""
+    from service.runtime import embedded_cluster
+
+    settings = get_settings()
+    if settings.database_url:
+        typer.echo(settings.database_url)
+        return
+    pg = embedded_cluster(settings)
+    pg.start()
+    typer.echo(pg.url)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="who or what uses the key")],
+    role: Annotated[str, typer.Option(help="viewer, operator, planner or admin")],
+) -> None:
+    """Create a key and print it: this is the only time it is shown."""
+    from service.auth import create_key
+    from service.db import sync_engine
+    from service.errors import TwinbaseError
+    from service.runtime import database
+
+    with database(get_settings()) as url:
+        try:
+            with sync_engine(url).begin() as conn:
+                key = create_key(conn, name, role)
+        except TwinbaseError as exc:
+            typer.echo(f"error: {exc.detail}", err=True)
+            raise typer.Exit(2) from exc
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (names, roles, prefixes)."""
+    from sqlalchemy import select
+
+    from service.db import sync_engine
+    from service.models import api_keys
+    from service.runtime import database
+
+    with database(get_settings()) as url, sync_engine(url).connect() as conn:
+        for r in conn.execute(select(api_keys).order_by(api_keys.c.id)):
+            state = "revoked" if r.revoked_at else "active"
+            typer.echo(f"{r.name}\t{r.role}\t{r.prefix}…\t{state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: str) -> None:
+    """Revoke the key NAME."""
+    from service.auth import revoke_key
+    from service.db import sync_engine
+    from service.errors import TwinbaseError
+    from service.runtime import database
+
+    with database(get_settings()) as url:
+        try:
+            with sync_engine(url).begin() as conn:
+                revoke_key(conn, name)
+        except TwinbaseError as exc:
+            typer.echo(f"error: {exc.detail}", err=True)
+            raise typer.Exit(2) from exc
+    typer.echo(f"revoked {name}")
+
+
+@jobs_app.command("list")
+def jobs_list(limit: int = 20) -> None:
+    """Recent jobs."""
+    from sqlalchemy import select
+
+    from service.db import sync_engine
+    from service.models import jobs
+    from service.runtime import database
+
+    with database(get_settings()) as url, sync_engine(url).connect() as conn:
+        rows = conn.execute(select(jobs).order_by(jobs.c.id.desc()).limit(limit)).all()
+        for r in rows:
+            typer.echo(f"{r.id}\t{r.kind}\t{r.status}\t{r.stage}\t{r.progress:.0%}\t"
+                       f"{r.error or ''}")
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: int) -> None:
+    """One job as JSON."""
+    from sqlalchemy import select
+
+    from service.db import sync_engine
+    from service.models import jobs
+    from service.routers.jobs import job_view
+    from service.runtime import database
+
+    with database(get_settings()) as url, sync_engine(url).connect() as conn:
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+    if row is None:
+        typer.echo(f"no job {job_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(job_view(row), default=str, indent=2))
+
+
+if __name__ == "__main__":
+    app()

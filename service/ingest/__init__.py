@@ -1,0 +1,1 @@
+"""Turning uploaded files into datasets, rows and tilesets, one module per kind."""

@@ -1,0 +1,1 @@
+"""Registers the ingest job of every dataset kind that can be ingested."""

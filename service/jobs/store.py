@@ -1,0 +1,66 @@
+"""Statements on the ``jobs`` table, shared by the API (async) and workers (sync)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Insert, Update, func, insert, update
+
+from service.models import jobs
+
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def new_job(kind: str, *, dataset_id: int | None, params: dict[str, Any],
+            created_by: str | None, max_attempts: int) -> Insert:
+    return (
+        insert(jobs)
+        .values(kind=kind, dataset_id=dataset_id, params=params, created_by=created_by,
+                max_attempts=max_attempts)
+        .returning(jobs.c.id)
+    )
+
+
+def link_queue_job(job_id: int, queue_job_id: int) -> Update:
+    return update(jobs).where(jobs.c.id == job_id).values(queue_job_id=queue_job_id)
+
+
+def claim(job_id: int, worker: str) -> Update:
+    """queued -> running, counting the attempt; no row back when the job is not queued."""
+    return (
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == "queued")
+        .values(status="running", attempts=jobs.c.attempts + 1, worker=worker,
+                stage="starting", started_at=func.coalesce(jobs.c.started_at, func.now()),
+                updated_at=func.now(), error=None)
+        .returning(jobs.c.kind, jobs.c.dataset_id, jobs.c.params, jobs.c.attempts)
+    )
+
+
+def succeed(job_id: int, report: dict[str, Any]) -> Update:
+    return (
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == "running")
+        .values(status="succeeded", stage="done", progress=1.0, report=report,
+                finished_at=func.now(), updated_at=func.now())
+    )
+
+
+def fail(job_id: int, error: str, report: dict[str, Any] | None = None,
+         from_status: tuple[str, ...] = ("running",)) -> Update:
+    values: dict[str, Any] = {"status": "failed", "error": error, "finished_at": func.now(),
+                              "updated_at": func.now()}
+    if report is not None:
+        values["report"] = report
+    return update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(from_status)).values(values)
+
+
+def requeue_after_loss(job_id: int, note: str) -> Update:
+    """running -> queued after its worker died; only one reaper wins the row."""
+    return (
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == "running")
+        .values(status="queued", stage="requeued", worker=None, updated_at=func.now(),
+                report=jobs.c.report.op("||")(func.jsonb_build_object("last_loss", note)))
+        .returning(jobs.c.id)
+    )

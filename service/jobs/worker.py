@@ -1,0 +1,153 @@
+"""A job worker: procrastinate's worker plus a reaper for jobs whose worker died.
+
+procrastinate workers send heartbeats; a job still 'doing' whose worker has been silent for
+``stalled_after_seconds`` (killed, OOM, machine lost) is retried while it has attempts left,
+and failed with the reason otherwise, so no job stays 'running' forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+
+import procrastinate
+from procrastinate import jobs as pjobs
+from sqlalchemy import select, text
+
+from service.db import sync_engine
+from service.jobs import store
+from service.jobs.queue import QUEUE, make_queue
+from service.models import jobs
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def reap_stalled(queue: procrastinate.App, settings: Settings, url: str) -> int:
+    """Retry or fail the jobs of dead workers; return how many were handled."""
+    stalled = list(
+        await queue.job_manager.get_stalled_jobs(
+            seconds_since_heartbeat=settings.stalled_after_seconds, queue=QUEUE
+        )
+    )
+    engine = sync_engine(url)
+    handled = 0
+    for qjob in stalled:
+        with engine.begin() as conn:
+            row = conn.execute(
+                select(jobs.c.id, jobs.c.attempts, jobs.c.max_attempts, jobs.c.stage,
+                       jobs.c.status)
+                .where(jobs.c.queue_job_id == qjob.id).with_for_update()
+            ).first()
+            if row is None or row.status != "running":
+                # our row already settled (or never existed): just settle the queue's copy
+                await _finish(queue, qjob, "failed")
+                continue
+            what = (f"the worker running this job stopped responding (killed or crashed) "
+                    f"during stage '{row.stage}', attempt {row.attempts} of {row.max_attempts}")
+            if row.attempts < row.max_attempts:
+                conn.execute(store.requeue_after_loss(row.id, what))
+                await queue.job_manager.retry_job(qjob)
+                log.warning("job %s: %s; retrying", row.id, what)
+            else:
+                conn.execute(store.fail(row.id, what + "; no attempts left"))
+                await _finish(queue, qjob, "failed")
+                log.error("job %s: %s; failed", row.id, what)
+        handled += 1
+    return handled
+
+
+async def _finish(queue: procrastinate.App, qjob: pjobs.Job, status: str) -> None:
+    assert qjob.id is not None
+    with contextlib.suppress(Exception):
+        await queue.job_manager.finish_job_by_id_async(
+            qjob.id, pjobs.Status(status), delete_job=False
+        )
+
+
+def fail_orphans(url: str, settings: Settings) -> int:
+    """Jobs queued or running in our table whose queue entry is gone or ended: fail them."""
+    with sync_engine(url).begin() as conn:
+        result = conn.execute(
+            text(
+                """
+                UPDATE jobs SET status = 'failed', finished_at = now(), updated_at = now(),
+                    error = 'the queue lost this job (its queue entry ended without running '
+                            || 'it to the end); submit it again'
+                WHERE status IN ('queued', 'running') AND queue_job_id IS NOT NULL
+                  AND updated_at < now() - make_interval(secs => :grace)
+                  AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs q
+                                  WHERE q.id = jobs.queue_job_id
+                                    AND q.status IN ('todo', 'doing'))
+                """
+            ),
+            {"grace": settings.stalled_after_seconds},
+        )
+        lost = result.rowcount
+    return lost + fail_dead_inline(url)
+
+
+def fail_dead_inline(url: str) -> int:
+    """Jobs run inline by a CLI process (no queue job) whose process is gone."""
+    host = socket.gethostname()
+    lost = 0
+    engine = sync_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(jobs.c.id, jobs.c.worker, jobs.c.stage)
+            .where(jobs.c.status == "running", jobs.c.queue_job_id.is_(None))
+        ).all()
+    for row in rows:
+        worker_host, _, pid = (row.worker or "").rpartition(":")
+        if worker_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        with engine.begin() as conn:
+            conn.execute(store.fail(row.id, f"the process running this job (pid {pid}) "
+                                            f"ended during stage '{row.stage}'"))
+        lost += 1
+    return lost
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _reaper_loop(queue: procrastinate.App, settings: Settings, url: str) -> None:
+    while True:
+        try:
+            await reap_stalled(queue, settings, url)
+            await asyncio.to_thread(fail_orphans, url, settings)
+        except Exception:
+            log.exception("reaper pass failed")
+        await asyncio.sleep(max(1.0, settings.heartbeat_seconds))
+
+
+async def run_worker(settings: Settings, url: str, *, install_signal_handlers: bool = True,
+                     queue: procrastinate.App | None = None) -> None:
+    """Run until cancelled (or a signal, when the worker owns the process)."""
+    queue = queue or make_queue(url)
+    async with queue.open_async():
+        reaper = asyncio.create_task(_reaper_loop(queue, settings, url))
+        try:
+            await queue.run_worker_async(
+                queues=[QUEUE],
+                concurrency=settings.worker_concurrency,
+                update_heartbeat_interval=settings.heartbeat_seconds,
+                stalled_worker_timeout=settings.stalled_after_seconds,
+                install_signal_handlers=install_signal_handlers,
+                listen_notify=True,
+                fetch_job_polling_interval=2.0,
+            )
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper

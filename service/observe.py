@@ -1,0 +1,84 @@
+"""Request logging, Prometheus metrics and the audit log, as one ASGI middleware.
+
+Every write (any method but GET, HEAD, OPTIONS) lands in ``audit_log`` with the name of the
+key that made it, or none, after the response went out, so auditing never delays a client.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy import insert
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.models import audit_log
+
+log = logging.getLogger("twinbase.access")
+
+REQUESTS = Counter("twinbase_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram(
+    "twinbase_http_request_seconds", "HTTP request latency", ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def metrics_payload() -> tuple[bytes, str]:
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+class ObserveMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            REQUESTS.labels(method, route, str(status)).inc()
+            LATENCY.labels(method, route).observe(elapsed)
+            log.info("%s %s %s %.1fms", method, scope["path"], status, elapsed * 1000)
+            if method not in SAFE_METHODS:
+                await self._audit(scope, method, status)
+
+    async def _audit(self, scope: Scope, method: str, status: int) -> None:
+        state: dict[str, Any] = scope.get("state") or {}
+        principal = state.get("principal")
+        engine = getattr(scope.get("app").state, "engine", None) if scope.get("app") else None
+        if engine is None:
+            return
+        client = scope.get("client")
+        detail = state.get("audit_detail") or {}
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    insert(audit_log).values(
+                        key_name=principal.name if principal else None,
+                        role=principal.role if principal else None,
+                        method=method,
+                        path=scope["path"],
+                        status=status,
+                        client=client[0] if client else None,
+                        detail=detail,
+                    )
+                )
+        except Exception:  # the write itself happened; a lost audit row must be loud
+            log.exception("could not write the audit log for %s %s", method, scope["path"])

@@ -1,0 +1,50 @@
+"""Service settings from the environment (prefix ``TWINBASE_``; ``DATABASE_URL`` as is)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TWINBASE_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "TWINBASE_DATABASE_URL"),
+        description="PostgreSQL + PostGIS server to use; unset = start an embedded cluster",
+    )
+    data_dir: Path = Field(Path("var"), description="uploads, tiles and the embedded cluster")
+    pg_dir: Path | None = Field(None, description="embedded cluster directory (default: derived)")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_bytes: int = Field(50 * 1024**3, description="largest upload accepted (413 above)")
+    upload_expiry_hours: int = 72
+    read_requires_key: bool = Field(False, description="tiles and layers need a viewer key")
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    in_process_worker: bool | None = Field(
+        None, description="run a job worker inside `serve` (default: yes with the embedded db)"
+    )
+    worker_concurrency: int = 1
+    job_max_attempts: int = Field(3, description="runs of a job before it is failed for good")
+    heartbeat_seconds: float = 5.0
+    stalled_after_seconds: float = Field(30.0, description="a worker silent this long is dead")
+    load_samples: bool = Field(True, description="ingest data/ samples into an empty database")
+    samples_dir: Path = Path("data")
+    log_level: str = "info"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def tiles_dir(self) -> Path:
+        return self.data_dir / "tiles"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

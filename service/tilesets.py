@@ -1,0 +1,80 @@
+"""Tileset versions: written aside, then switched to current in one transaction.
+
+Each version lives in ``<tiles_dir>/<name>/v<version>/`` and its content files are never
+rewritten, so they can be cached forever. Only which version is *current* changes, by a
+single UPDATE pair under a unique partial index, so a dashboard never sees half a tileset.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+
+from service.models import tilesets
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
+
+
+@dataclass
+class TilesetVersion:
+    id: int
+    name: str
+    version: int
+    path: Path
+
+
+def begin_version(engine: Engine, tiles_dir: Path, name: str, kind: str, *,
+                  dataset_id: int | None, job_id: int | None) -> TilesetVersion:
+    if not NAME.match(name):
+        raise ValueError(f"bad tileset name {name!r}")
+    with engine.begin() as conn:
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
+        last = conn.execute(select(func.max(tilesets.c.version))
+                            .where(tilesets.c.name == name)).scalar() or 0
+        version = last + 1
+        rel = f"{name}/v{version}"
+        row_id = conn.execute(insert(tilesets).values(
+            name=name, version=version, kind=kind, dataset_id=dataset_id, job_id=job_id,
+            status="building", path=rel).returning(tilesets.c.id)).scalar_one()
+    path = tiles_dir / rel
+    if path.exists():  # left over by a crash before its row was written
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return TilesetVersion(row_id, name, version, path)
+
+
+def mark_preview(engine: Engine, tv: TilesetVersion, stats: dict[str, Any]) -> bool:
+    """Coarse levels are on disk: make them visible. The preview becomes current only when
+    no complete version exists, so a re-run never hides a good tileset behind a partial one.
+    Returns whether it became current."""
+    with engine.begin() as conn:
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(tv.name))))
+        has_current = conn.execute(select(tilesets.c.id).where(
+            tilesets.c.name == tv.name, tilesets.c.is_current)).first() is not None
+        conn.execute(update(tilesets).where(tilesets.c.id == tv.id).values(
+            status="preview", is_current=not has_current, stats=stats,
+            published_at=func.now()))
+    return not has_current
+
+
+def publish(engine: Engine, tv: TilesetVersion, stats: dict[str, Any]) -> None:
+    """The version is complete: make it the current one, atomically."""
+    with engine.begin() as conn:
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(tv.name))))
+        conn.execute(update(tilesets).where(tilesets.c.name == tv.name, tilesets.c.is_current,
+                                            tilesets.c.id != tv.id).values(is_current=False))
+        conn.execute(update(tilesets).where(tilesets.c.id == tv.id).values(
+            status="published", is_current=True, stats=stats, published_at=func.now()))
+
+
+def fail_version(engine: Engine, tv: TilesetVersion) -> None:
+    """The build failed: hide its preview and delete its files."""
+    with engine.begin() as conn:
+        conn.execute(update(tilesets).where(tilesets.c.id == tv.id).values(
+            status="failed", is_current=False))
+    shutil.rmtree(tv.path, ignore_errors=True)

@@ -1,0 +1,286 @@
+"""Resumable uploads over the tus 1.0.0 protocol (https://tus.io/protocols/resumable-upload).
+
+Drone-operator tools and libraries (tus-js-client, tuspy, Uppy) speak tus; plain curl works
+too. Extensions: creation, termination, checksum (per chunk), expiration. The whole file's
+SHA-256 goes in the ``sha256`` metadata field and is verified when the last byte arrives.
+Completing an upload creates a dataset and queues its ingest job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import os
+import re
+import secrets
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import func, insert, select, update
+from starlette.requests import ClientDisconnect
+
+from service.auth import Writer
+from service.errors import (
+    BadRequest,
+    ChecksumMismatch,
+    Conflict,
+    Gone,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    Unprocessable,
+    UnsupportedMediaType,
+)
+from service.ingest.datasets import new_dataset
+from service.ingest.kinds import ingest_job_kind, kind_for
+from service.jobs.registry import known_kinds
+from service.jobs.submit import submit_job_async
+from service.models import datasets, uploads
+from service.uploads import storage
+from service.uploads.names import safe_filename
+
+TUS_VERSION = "1.0.0"
+TUS_EXTENSIONS = "creation,termination,checksum,expiration"
+CHECKSUM_ALGOS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "md5": hashlib.md5}
+OPTION_KEYS = ("crs", "vertical", "name")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+router = APIRouter(prefix="/uploads", tags=["uploads"])
+
+
+def _tus_headers(**extra: str) -> dict[str, str]:
+    return {"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store", **extra}
+
+
+def _check_version(request: Request) -> None:
+    version = request.headers.get("tus-resumable")
+    if version is not None and version != TUS_VERSION:
+        raise PreconditionFailed(f"this server speaks tus {TUS_VERSION}, not {version}",
+                                 headers={"Tus-Version": TUS_VERSION})
+
+
+def parse_metadata(header: str | None) -> dict[str, str]:
+    """``key base64value,key2 base64value2`` (tus Upload-Metadata) to a dict."""
+    result: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in (header or "").split(","))):
+        key, _, value = pair.partition(" ")
+        try:
+            result[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise BadRequest(f"Upload-Metadata value of {key!r} is not base64 UTF-8") from exc
+    return result
+
+
+@router.options("", include_in_schema=False)
+async def tus_options() -> Response:
+    return Response(status_code=204, headers=_tus_headers(
+        **{"Tus-Version": TUS_VERSION, "Tus-Extension": TUS_EXTENSIONS,
+           "Tus-Checksum-Algorithm": ",".join(CHECKSUM_ALGOS)}))
+
+
+@router.post("", status_code=201, summary="Create a resumable upload (tus creation)",
+             description=(
+                 "Headers: `Tus-Resumable: 1.0.0`, `Upload-Length: <bytes>`, `Upload-Metadata:"
+                 " filename <b64>,sha256 <b64 of hex>,crs <b64>,kind <b64>`. Answers 201 with"
+                 " `Location`; send the bytes with PATCH. 413 over the size limit, 422 for a"
+                 " kind that cannot be ingested."))
+async def create_upload(request: Request, principal: Writer) -> Response:
+    _check_version(request)
+    settings = request.app.state.settings
+    length_header = request.headers.get("upload-length")
+    if length_header is None or not length_header.isdigit():
+        raise BadRequest("Upload-Length header (total size in bytes) is required")
+    length = int(length_header)
+    if length == 0:
+        raise BadRequest("an empty file cannot be ingested")
+    if length > settings.max_upload_bytes:
+        raise PayloadTooLarge(
+            f"the file is {length:,} bytes; this server accepts at most "
+            f"{settings.max_upload_bytes:,}", headers={"Tus-Max-Size":
+                                                       str(settings.max_upload_bytes)})
+    meta = parse_metadata(request.headers.get("upload-metadata"))
+    filename = safe_filename(meta.get("filename") or meta.get("name") or "")
+    kind = kind_for(filename, meta.get("kind"))
+    if ingest_job_kind(kind) not in known_kinds():
+        raise Unprocessable(f"{kind} files cannot be ingested by this server yet")
+    sha = (meta.get("sha256") or "").strip().lower() or None
+    if sha is not None and not _HEX64.match(sha):
+        raise BadRequest("metadata sha256 must be 64 hexadecimal characters")
+    options = {k: meta[k] for k in OPTION_KEYS if meta.get(k)}
+    upload_id = secrets.token_hex(16)
+    expires = datetime.now(UTC) + timedelta(hours=settings.upload_expiry_hours)
+    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    storage.part_path(settings.uploads_dir, upload_id).touch(mode=0o640)
+    async with request.app.state.engine.begin() as conn:
+        await conn.execute(insert(uploads).values(
+            id=upload_id, filename=filename, kind=kind, length=length, sha256=sha,
+            options=options, created_by=principal.name, expires_at=expires))
+    request.state.audit_detail = {"upload": upload_id, "filename": filename, "bytes": length}
+    location = str(request.url_for("upload_head", upload_id=upload_id))
+    return Response(status_code=201, headers=_tus_headers(
+        Location=location, **{"Upload-Expires": _http_date(expires)}))
+
+
+async def _load(request: Request, upload_id: str) -> Any:
+    if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
+        raise NotFound(f"no upload {upload_id!r}")
+    async with request.app.state.engine.connect() as conn:
+        row = (await conn.execute(select(uploads).where(uploads.c.id == upload_id))).first()
+    if row is None:
+        raise NotFound(f"no upload {upload_id!r}")
+    if row.status == "receiving" and row.expires_at < datetime.now(UTC):
+        raise Gone(f"upload {upload_id} expired at {row.expires_at.isoformat()}; start again")
+    if row.status == "cancelled":
+        raise Gone(f"upload {upload_id} was cancelled")
+    return row
+
+
+@router.head("/{upload_id}", name="upload_head", summary="Offset of an upload (tus)")
+async def upload_head(upload_id: str, request: Request, principal: Writer) -> Response:
+    row = await _load(request, upload_id)
+    part = storage.part_path(request.app.state.settings.uploads_dir, upload_id)
+    offset = row.length if row.status == "complete" else storage.offset_of(part)
+    return Response(status_code=200, headers=_tus_headers(
+        **{"Upload-Offset": str(offset), "Upload-Length": str(row.length),
+           "Upload-Expires": _http_date(row.expires_at)}))
+
+
+@router.get("/{upload_id}", summary="State of an upload, with its dataset and job when done")
+async def upload_status(upload_id: str, request: Request, principal: Writer) -> dict[str, Any]:
+    row = await _load(request, upload_id)
+    part = storage.part_path(request.app.state.settings.uploads_dir, upload_id)
+    offset = row.length if row.status == "complete" else storage.offset_of(part)
+    return {
+        "id": row.id, "filename": row.filename, "kind": row.kind, "length": row.length,
+        "offset": offset, "status": row.status, "dataset_id": row.dataset_id,
+        "job_id": row.job_id, "expires_at": row.expires_at,
+        "links": {"job": f"/jobs/{row.job_id}" if row.job_id else None,
+                  "dataset": f"/datasets/{row.dataset_id}" if row.dataset_id else None},
+    }
+
+
+@router.patch("/{upload_id}", status_code=204,
+              summary="Append bytes at Upload-Offset (tus); the last chunk completes it",
+              description=(
+                  "Body: raw bytes, `Content-Type: application/offset+octet-stream`. "
+                  "`Upload-Offset` must equal the server's (HEAD tells it, 409 otherwise). "
+                  "Optional `Upload-Checksum: sha1|sha256|md5 <base64>` per chunk (460 on "
+                  "mismatch, the chunk is discarded). When the last byte arrives the whole "
+                  "file's SHA-256 is checked and the dataset and its ingest job are created."))
+async def upload_patch(upload_id: str, request: Request, principal: Writer) -> Response:
+    _check_version(request)
+    settings = request.app.state.settings
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type != "application/offset+octet-stream":
+        raise UnsupportedMediaType("PATCH bodies must be application/offset+octet-stream")
+    offset_header = request.headers.get("upload-offset")
+    if offset_header is None or not offset_header.isdigit():
+        raise BadRequest("Upload-Offset header is required")
+    checksum = _parse_checksum(request.headers.get("upload-checksum"))
+    row = await _load(request, upload_id)
+    if row.status != "receiving":
+        raise Conflict(f"upload {upload_id} is {row.status}; nothing more can be sent")
+    part = storage.part_path(settings.uploads_dir, upload_id)
+    request.state.audit_detail = {"upload": upload_id, "offset": int(offset_header)}
+    with storage.exclusive(part) as fd:
+        offset = storage.offset_of(part)
+        if int(offset_header) != offset:
+            raise Conflict(f"Upload-Offset {offset_header} does not match the {offset} bytes "
+                           "received; ask with HEAD and resume from there",
+                           headers=_tus_headers(**{"Upload-Offset": str(offset)}))
+        hasher = CHECKSUM_ALGOS[checksum[0]]() if checksum else None
+        remaining = row.length - offset
+        try:
+            written, overflow = await storage.append_stream(fd, request.stream(), remaining,
+                                                            hasher)
+        except ClientDisconnect:
+            # keep what arrived (the client resumes from HEAD's offset), unless the chunk
+            # carried a checksum that can no longer be verified
+            if checksum:
+                os.ftruncate(fd, offset)
+            return Response(status_code=400, headers=_tus_headers())
+        if overflow:
+            os.ftruncate(fd, offset)
+            raise PayloadTooLarge(f"this chunk goes past the declared Upload-Length of "
+                                  f"{row.length} bytes; the chunk was discarded")
+        if checksum and hasher is not None and hasher.digest() != checksum[1]:
+            os.ftruncate(fd, offset)
+            raise ChecksumMismatch(f"the chunk's {checksum[0]} does not match "
+                                   "Upload-Checksum; it was discarded, send it again")
+        new_offset = offset + written
+        extra: dict[str, str] = {}
+        if new_offset == row.length:
+            extra = await _complete(request, row, part, principal.name)
+    return Response(status_code=204, headers=_tus_headers(
+        **{"Upload-Offset": str(new_offset)}, **extra))
+
+
+@router.delete("/{upload_id}", status_code=204, summary="Cancel an upload (tus termination)")
+async def upload_delete(upload_id: str, request: Request, principal: Writer) -> Response:
+    row = await _load(request, upload_id)
+    if row.status == "complete":
+        raise Conflict(f"upload {upload_id} is complete; delete its dataset instead")
+    async with request.app.state.engine.begin() as conn:
+        await conn.execute(update(uploads).where(uploads.c.id == upload_id)
+                           .values(status="cancelled"))
+    storage.part_path(request.app.state.settings.uploads_dir, upload_id).unlink(missing_ok=True)
+    return Response(status_code=204, headers=_tus_headers())
+
+
+def _parse_checksum(header: str | None) -> tuple[str, bytes] | None:
+    if not header:
+        return None
+    algo, _, value = header.strip().partition(" ")
+    if algo not in CHECKSUM_ALGOS:
+        raise BadRequest(f"checksum algorithm {algo!r} is not supported; use "
+                         f"{', '.join(CHECKSUM_ALGOS)}")
+    try:
+        return algo, base64.b64decode(value.strip(), validate=True)
+    except binascii.Error as exc:
+        raise BadRequest("Upload-Checksum value is not base64") from exc
+
+
+async def _complete(request: Request, row: Any, part: Path, who: str) -> dict[str, str]:
+    """Verify the whole file, then create its dataset and queue its ingest, atomically."""
+    settings = request.app.state.settings
+    digest = await asyncio.to_thread(storage.sha256_of, part)
+    if row.sha256 and digest != row.sha256:
+        async with request.app.state.engine.begin() as conn:
+            await conn.execute(update(uploads).where(uploads.c.id == row.id)
+                               .values(status="failed"))
+        part.unlink(missing_ok=True)
+        raise ChecksumMismatch(
+            f"the file's SHA-256 is {digest}, not the {row.sha256} announced: the upload is "
+            "corrupt and was discarded; upload it again")
+    sources = settings.data_dir / "sources"
+    async with request.app.state.engine.begin() as conn:
+        dataset_id = (await conn.execute(new_dataset(
+            row.kind, row.options.get("name") or row.filename, source_path="",
+            sha256=digest, size_bytes=row.length, options=dict(row.options),
+            uploaded_by=who))).scalar_one()
+        target = sources / str(dataset_id) / row.filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(part, target)
+        try:
+            await conn.execute(update(datasets).where(datasets.c.id == dataset_id)
+                               .values(source_path=str(target)))
+            job_id = await submit_job_async(
+                conn, ingest_job_kind(row.kind), dataset_id=dataset_id,
+                params=dict(row.options), created_by=who,
+                max_attempts=settings.job_max_attempts)
+            await conn.execute(update(uploads).where(uploads.c.id == row.id).values(
+                status="complete", completed_at=func.now(), dataset_id=dataset_id,
+                job_id=job_id))
+        except BaseException:
+            os.replace(target, part)
+            raise
+    request.state.audit_detail = {"upload": row.id, "dataset": dataset_id, "job": job_id}
+    return {"Twinbase-Dataset-Id": str(dataset_id), "Twinbase-Job-Id": str(job_id)}
+
+
+def _http_date(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
