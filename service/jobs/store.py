@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Insert, Update, func, insert, update
+from sqlalchemy import Insert, Update, cast, func, insert, update
+from sqlalchemy.dialects.postgresql import JSONB
 
 from service.models import jobs
 
@@ -41,7 +42,7 @@ def succeed(job_id: int, report: dict[str, Any]) -> Update:
     return (
         update(jobs)
         .where(jobs.c.id == job_id, jobs.c.status == "running")
-        .values(status="succeeded", stage="done", progress=1.0, report=report,
+        .values(status="succeeded", stage="done", progress=1.0, report=_merged(report),
                 finished_at=func.now(), updated_at=func.now())
     )
 
@@ -51,7 +52,7 @@ def fail(job_id: int, error: str, report: dict[str, Any] | None = None,
     values: dict[str, Any] = {"status": "failed", "error": error, "finished_at": func.now(),
                               "updated_at": func.now()}
     if report is not None:
-        values["report"] = report
+        values["report"] = _merged(report)
     return update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(from_status)).values(values)
 
 
@@ -64,3 +65,8 @@ def requeue_after_loss(job_id: int, note: str) -> Update:
                 report=jobs.c.report.op("||")(func.jsonb_build_object("last_loss", note)))
         .returning(jobs.c.id)
     )
+
+
+def _merged(report: dict[str, Any]):
+    """Keep what earlier attempts noted (such as a lost worker) beside the final report."""
+    return jobs.c.report.op("||")(cast(report, JSONB))

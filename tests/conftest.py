@@ -1,0 +1,137 @@
+"""Test session fixtures: a throwaway PostgreSQL + PostGIS cluster, started once per session
+with the same code `twinbase serve` uses, and a live HTTP server on a free port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[object]:
+    from service.embedded_pg import EmbeddedPostgres
+
+    # /tmp, not pytest's tmp_path: as root the cluster runs as the postgres user, who must
+    # be able to reach the directory.
+    base = Path(tempfile.mkdtemp(prefix="twinbase-test-pg-"))
+    os.chmod(base, 0o755)
+    pg = EmbeddedPostgres(base / "cluster")
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def db_url(pg_cluster) -> str:
+    from service import db
+
+    db.upgrade(pg_cluster.url)
+    return pg_cluster.url
+
+
+@pytest.fixture(scope="session")
+def fresh_database(pg_cluster):
+    """Factory: a new, empty database (PostGIS only) on the session cluster."""
+    import psycopg
+
+    counter = iter(range(1, 10_000))
+
+    def make() -> str:
+        name = f"scratch_{os.getpid()}_{next(counter)}"
+        admin = pg_cluster.url.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = pg_cluster.url.rsplit("/", 1)[0] + "/" + name
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION postgis")
+        return url
+
+    return make
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str):
+    from service.settings import Settings
+
+    return Settings(database_url=db_url, data_dir=tmp_path / "var",
+                    max_upload_bytes=8 * 1024 * 1024, in_process_worker=False,
+                    load_samples=False, heartbeat_seconds=0.5, stalled_after_seconds=3)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def live_server(settings, db_url) -> Iterator[LiveServer]:
+    """The real app on a real socket (clients such as tuspy need one)."""
+    from service.app import create_app
+
+    with LiveServer(create_app(settings, db_url, in_process_worker=False)) as server:
+        yield server
+
+
+@pytest.fixture
+def make_key(db_url):
+    """Factory: a new key with a unique name for the given role."""
+    from service.auth import create_key
+    from service.db import sync_engine
+
+    counter = iter(range(1, 10_000))
+
+    def make(role: str) -> str:
+        with sync_engine(db_url).begin() as conn:
+            return create_key(conn, f"{role}-{os.getpid()}-{time.monotonic_ns()}-"
+                                    f"{next(counter)}", role)
+
+    return make
+
+
+@pytest.fixture
+def auth(make_key):
+    """Factory: headers carrying a new key of the given role."""
+
+    def headers(role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_key(role)}"}
+
+    return headers

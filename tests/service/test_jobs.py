@@ -1,0 +1,111 @@
+"""Jobs through real worker processes: progress while running, retry after a killed worker,
+failure with a reason when attempts run out."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import select
+
+from service.db import sync_engine
+from service.jobs.submit import submit_job
+from service.models import jobs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def worker_process(db_url: str, log: Path) -> Iterator[subprocess.Popen]:
+    env = dict(os.environ, DATABASE_URL=db_url, TWINBASE_HEARTBEAT_SECONDS="0.5",
+               TWINBASE_STALLED_AFTER_SECONDS="3", TWINBASE_LOG_LEVEL="info")
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], cwd=ROOT,
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _job(db_url: str, job_id: int):
+    with sync_engine(db_url).connect() as conn:
+        return conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+
+
+def wait_for(db_url: str, job_id: int, predicate, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = _job(db_url, job_id)
+        if predicate(row):
+            return row
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never got there; last state {row._asdict()}")
+
+
+def submit(db_url: str, params: dict, max_attempts: int = 3) -> int:
+    with sync_engine(db_url).begin() as conn:
+        return submit_job(conn, "selfcheck", params=params, max_attempts=max_attempts)
+
+
+def test_progress_is_visible_while_running_and_complete_at_the_end(db_url, tmp_path):
+    job_id = submit(db_url, {"steps": 20, "step_seconds": 0.15})
+    with worker_process(db_url, tmp_path / "worker.log"):
+        mid = wait_for(db_url, job_id, lambda r: r.status == "running" and r.items_done >= 3)
+        assert 0 < mid.progress < 1
+        assert mid.items_total == 20 and mid.stage == "counting"
+        assert mid.started_at is not None and mid.finished_at is None
+        done = wait_for(db_url, job_id, lambda r: r.status == "succeeded")
+    assert done.progress == 1.0 and done.items_done == 20
+    assert done.finished_at >= done.started_at
+    assert done.report == {"steps": 20}
+
+
+def test_a_failing_job_records_its_reason(db_url, tmp_path):
+    job_id = submit(db_url, {"steps": 5, "step_seconds": 0, "fail_at": 2})
+    with worker_process(db_url, tmp_path / "worker.log"):
+        row = wait_for(db_url, job_id, lambda r: r.status in ("failed", "succeeded"))
+    assert row.status == "failed"
+    assert row.error == "selfcheck asked to fail at step 2"
+    assert row.attempts == 1  # a job that fails on its own is not retried
+
+
+def test_job_of_a_killed_worker_is_retried_by_the_next_worker(db_url, tmp_path):
+    job_id = submit(db_url, {"steps": 30, "step_seconds": 0.1}, max_attempts=3)
+    log = tmp_path / "worker.log"
+    with worker_process(db_url, log) as first:
+        wait_for(db_url, job_id, lambda r: r.status == "running" and r.items_done >= 2)
+        first.kill()  # SIGKILL: no cleanup, no goodbye
+        first.wait()
+    assert _job(db_url, job_id).status == "running"  # what a dead worker leaves behind
+    with worker_process(db_url, log):
+        row = wait_for(db_url, job_id, lambda r: r.status in ("succeeded", "failed"))
+    assert row.status == "succeeded", row.error
+    assert row.attempts == 2
+    assert "stopped responding" in row.report["last_loss"]
+
+
+def test_job_of_a_killed_worker_fails_with_a_reason_when_out_of_attempts(db_url, tmp_path):
+    job_id = submit(db_url, {"steps": 50, "step_seconds": 0.1}, max_attempts=1)
+    log = tmp_path / "worker.log"
+    with worker_process(db_url, log) as first:
+        wait_for(db_url, job_id, lambda r: r.status == "running" and r.items_done >= 1)
+        first.kill()
+        first.wait()
+    with worker_process(db_url, log):
+        row = wait_for(db_url, job_id, lambda r: r.status != "running")
+    assert row.status == "failed"
+    assert "stopped responding" in row.error and "no attempts left" in row.error
+    assert "stage 'counting'" in row.error
+    assert row.finished_at is not None
