@@ -1,0 +1,24 @@
+# The API / worker image. docker-compose.yml runs it twice (api, worker) beside PostGIS.
+FROM python:3.11-slim-bookworm
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends proj-data curl \
+ && rm -rf /var/lib/apt/lists/*
+RUN pip install --no-cache-dir uv
+
+WORKDIR /app
+COPY pyproject.toml uv.lock README.md ./
+COPY service ./service
+COPY tiler ./tiler
+COPY migrations ./migrations
+COPY data ./data
+RUN uv sync --frozen --no-dev
+
+ENV PATH="/app/.venv/bin:$PATH" \
+    TWINBASE_DATA_DIR=/var/lib/twinbase \
+    TWINBASE_HOST=0.0.0.0
+RUN useradd --system --home /var/lib/twinbase twinbase \
+ && mkdir -p /var/lib/twinbase && chown twinbase /var/lib/twinbase
+USER twinbase
+EXPOSE 8000
+CMD ["twinbase", "serve", "--workers", "2"]
