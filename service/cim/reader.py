@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyproj import CRS
@@ -42,6 +44,22 @@ def sniff(path: Path) -> str:
     raise CityFileError("not a CityJSON or CityGML file (it starts with neither '{' nor '<')")
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while millions of small lists are built.
+
+    A decoded CityJSON document is millions of acyclic lists; each collection walks all of them,
+    which made a 50,000-building parse three times slower (16 s instead of 5 s).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _batched(raws: Iterable[RawObject], size: int) -> Iterator[list[RawObject]]:
     batch: list[RawObject] = []
     for raw in raws:
@@ -74,7 +92,8 @@ def iter_city_objects(
     kind = sniff(path)
     gml: CityGmlReader | None = None
     if kind == "cityjson":
-        header, raws = read_cityjson(path.read_bytes())
+        with _gc_paused():
+            header, raws = read_cityjson(path.read_bytes())
         report.format, report.version = "CityJSON", header.version
         declared: str | None = header.crs
     elif kind == "cityjsonseq":
@@ -90,14 +109,22 @@ def iter_city_objects(
     to_wgs = None
     done = 0
     try:
-        for batch in _batched(raws, batch_size):
-            if to_wgs is None:
-                where = f"the {report.format} file"
-                source, origin = resolve_crs(crs, gml.srs_name if gml else declared, where)
-                to_wgs = transformer(source, vertical)
-                report.crs, report.crs_source = to_wgs.label, origin
-                report.height_note = to_wgs.policy.note
-            yield from finish_batch(batch, to_wgs, report, on_invalid)
+        batches = _batched(raws, batch_size)
+        while True:
+            # The collector is paused while a batch is decoded and checked, not while the
+            # caller consumes it.
+            with _gc_paused():
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                if to_wgs is None:
+                    where = f"the {report.format} file"
+                    source, origin = resolve_crs(crs, gml.srs_name if gml else declared, where)
+                    to_wgs = transformer(source, vertical)
+                    report.crs, report.crs_source = to_wgs.label, origin
+                    report.height_note = to_wgs.policy.note
+                objects = finish_batch(batch, to_wgs, report, on_invalid)
+            yield from objects
             done += len(batch)
             if progress:
                 progress(done)
@@ -124,6 +151,7 @@ def parse_city_file(
 ) -> CityParseResult:
     """Read a whole city file: all valid objects (with and without geometry) and the report."""
     report = ParseReport()
-    objects = list(iter_city_objects(path, crs, report=report, vertical=vertical,
-                                     on_invalid=on_invalid, progress=progress))
+    with _gc_paused():
+        objects = list(iter_city_objects(path, crs, report=report, vertical=vertical,
+                                         on_invalid=on_invalid, progress=progress))
     return CityParseResult(objects, report)

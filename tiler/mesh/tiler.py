@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import shutil
@@ -142,6 +143,36 @@ def tile_features(
     progress: Progress | None = None,
 ) -> MeshTilesetResult:
     """Tile features into ``out_dir`` (``tileset.json``, ``manifest.json``, ``tiles/*.glb``).
+
+    ``max_triangles_per_tile`` (default 100,000; a single larger feature gets a tile
+    of its own), ``previous_manifest`` and ``previous_dir`` (reuse the frame and grid of the
+    previous version; hard-link tiles that come out identical), ``palette`` (class -> sRGB
+    RGBA, merged over :data:`CITY_PALETTE`), ``progress(stage, done, total)``.
+    """
+    # Hundreds of thousands of small containers are built; the cyclic collector would walk
+    # them again and again (a third of the run time) while finding nothing to free.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _tile_features(features, out_dir, max_triangles_per_tile=max_triangles_per_tile,
+                              previous_manifest=previous_manifest, previous_dir=previous_dir,
+                              palette=palette, progress=progress)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _tile_features(
+    features: Iterable[MeshFeature],
+    out_dir: str | Path,
+    *,
+    max_triangles_per_tile: int = 100_000,
+    previous_manifest: dict[str, Any] | None = None,
+    previous_dir: str | Path | None = None,
+    palette: Mapping[str | None, RGBA] | None = None,
+    progress: Progress | None = None,
+) -> MeshTilesetResult:
+    """See :func:`tile_features`.
 
     With ``previous_manifest`` the ENU frame and the quadtree grid of the previous version are
     kept, so tiles whose features did not change come out byte-identical; with ``previous_dir``
