@@ -1,1 +1,4 @@
-"""Registers the ingest job of every dataset kind that can be ingested."""
+"""Registers the ingest job of every dataset kind that can be ingested (importing a module
+registers its handler)."""
+
+from service.ingest import lidar  # noqa: F401
