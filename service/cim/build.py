@@ -68,8 +68,15 @@ def _ring_problems(metric: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, 
     flat = ~few & (area < MIN_AREA)
     for i in np.flatnonzero(few):
         reasons[i] = f"ring with {int(new_counts[i])} distinct vertices (at least 3 needed)"
+    starts = np.zeros(len(new_counts), np.int64)
+    np.cumsum(new_counts[:-1], out=starts[1:])
     for i in np.flatnonzero(flat):
-        reasons[i] = "degenerate ring (zero area: collinear vertices)"
+        # Zero net area: collinear points, or lobes of a bow-tie that cancel out. The second
+        # singular value of the centred points tells them apart.
+        pts = cleaned[starts[i]:starts[i] + new_counts[i]]
+        spread = np.linalg.svd(pts - pts.mean(axis=0), compute_uv=False)
+        reasons[i] = ("self-intersecting ring (its lobes cancel out)" if spread[1] > 1e-4
+                      else "degenerate ring (zero area: collinear vertices)")
     ok = ~few & ~flat
     if ok.any():
         # Self-intersection is a 2D notion: test each ring in its own best-fit plane.
