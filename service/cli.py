@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -100,6 +101,57 @@ def worker() -> None:
         os.environ["DATABASE_URL"] = url
         typer.echo("twinbase worker waiting for jobs", err=True)
         asyncio.run(run_worker(settings, url))
+
+
+INGEST_KINDS = {"lidar": "lidar", "city": None, "bim": "ifc"}
+
+
+@app.command()
+def ingest(
+    kind: Annotated[str, typer.Argument(help="lidar (LAS/LAZ/COPC), city (CityJSON/CityGML) "
+                                             "or bim (IFC)")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    crs: Annotated[str | None, typer.Option(help="CRS of the file, e.g. EPSG:4547; wins "
+                                                 "over the file's own")] = None,
+    vertical: Annotated[str | None, typer.Option(help="heights are 'ellipsoidal' or "
+                                                      "'orthometric' (geoid applied)")] = None,
+    name: Annotated[str | None, typer.Option(help="dataset name (default: file name)")] = None,
+) -> None:
+    """Ingest FILE here, with a progress bar, then print a summary (the same dataset, job and
+    tileset as an upload would make; the file is read where it lies)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from service.ingest.inline import ingest_file
+    from service.ingest.kinds import kind_for
+    from service.runtime import database
+
+    if kind not in INGEST_KINDS:
+        typer.echo(f"error: kind must be one of {', '.join(INGEST_KINDS)}", err=True)
+        raise typer.Exit(2)
+    dataset_kind = INGEST_KINDS[kind] or kind_for(file.name)
+    if kind == "city" and dataset_kind not in ("cityjson", "citygml"):
+        typer.echo(f"error: {file.name} is not a CityJSON or CityGML file name", err=True)
+        raise typer.Exit(2)
+    options = {k: v for k, v in {"crs": crs, "vertical": vertical}.items() if v}
+    settings = get_settings()
+    logging.basicConfig(level="WARNING")
+    with database(settings) as url, Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[items]}"), TimeElapsedColumn(), transient=False,
+    ) as bar:
+        task = bar.add_task("queued", total=1.0, items="")
+
+        def watch(row) -> None:
+            items = (f"{row.items_done:,} of {row.items_total:,}" if row.items_total
+                     else f"{row.items_done:,}" if row.items_done else "")
+            bar.update(task, completed=row.progress, description=row.stage, items=items)
+
+        final = ingest_file(url, dataset_kind, file, options=options, name=name, watch=watch)
+    if final.status != "succeeded":
+        typer.echo(f"ingest failed: {final.error}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps({"dataset_id": final.dataset_id, "job_id": final.id,
+                           **(final.report or {})}, default=str, indent=2))
 
 
 @db_app.command("upgrade")
