@@ -150,11 +150,18 @@ def read_glb(data: bytes) -> tuple[dict[str, Any], bytes]:
 
 
 def read_accessor(doc: dict[str, Any], binary: bytes, index: int) -> np.ndarray:
-    """Decode one tightly packed accessor back to a numpy array."""
+    """Decode one accessor (tightly packed or interleaved with ``byteStride``) to numpy."""
     acc = doc["accessors"][index]
     view = doc["bufferViews"][acc["bufferView"]]
     dtype = next(dt for dt, code in _COMPONENT.items() if code == acc["componentType"])
     width = {v: k for k, v in _TYPE.items()}[acc["type"]]
     start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+    stride = view.get("byteStride", 0)
+    item = dtype.itemsize * width
+    if stride and stride != item:  # interleaved vertex data
+        rows = np.ndarray((acc["count"], width), dtype=dtype, buffer=binary, offset=start,
+                          strides=(stride, dtype.itemsize))
+        arr = rows.copy()
+        return arr if width > 1 else arr[:, 0]
     arr = np.frombuffer(binary, dtype=dtype, count=acc["count"] * width, offset=start)
     return arr.reshape(-1, width) if width > 1 else arr

@@ -1,0 +1,304 @@
+"""Opening LAS / LAZ / COPC files: header checks, CRS, and chunked reading of point ranges.
+
+Everything that can be refused from the header and the file size is refused here, before any
+point is decoded, so a bad upload fails in milliseconds with a reason the operator can act on.
+Point ranges are read by worker processes (LAZ decoding happens there, never in a process that
+forks afterwards: lazrs' parallel backend starts threads, and fork after threads deadlocks).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import laspy
+import numpy as np
+from pyproj import CRS
+
+from tiler.crs import CrsError, horizontal_part, parse_crs
+from tiler.errors import (
+    CorruptFileError,
+    EmptyInputError,
+    InvalidCrsError,
+    MissingCrsError,
+    NotPointCloudError,
+    PointCountMismatchError,
+    TruncatedFileError,
+)
+
+LAZ_VLR_RECORD_ID = 22204
+# Fields we use; skipping the rest lets lazrs leave those layers of LAS 1.4 formats 6-10
+# compressed (they are stored in separate layers there).
+_SELECTION = (laspy.DecompressionSelection.XY_RETURNS_CHANNEL | laspy.DecompressionSelection.Z
+              | laspy.DecompressionSelection.CLASSIFICATION | laspy.DecompressionSelection.INTENSITY
+              | laspy.DecompressionSelection.RGB | laspy.DecompressionSelection.GPS_TIME)
+GPS_EPOCH = dt.datetime(1980, 1, 6, tzinfo=dt.UTC)
+# GPS time runs ahead of UTC by the leap seconds since 1980: (first GPS second it applies, offset)
+_LEAP = [(0, 0), (46828800, 1), (78364801, 2), (109900802, 3), (173059203, 4), (252028804, 5),
+         (315187205, 6), (346723206, 7), (393984007, 8), (425520008, 9), (457056009, 10),
+         (504489610, 11), (551750411, 12), (599184012, 13), (820108813, 14), (914803214, 15),
+         (1025136015, 16), (1119744016, 17), (1167264017, 18)]
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the header says, checked against the file."""
+
+    path: Path
+    compressed: bool
+    version: str
+    point_format: int
+    point_count: int
+    record_length: int
+    offset_to_points: int
+    scales: tuple[float, float, float]
+    offsets: tuple[float, float, float]
+    mins: tuple[float, float, float]
+    maxs: tuple[float, float, float]
+    has_rgb: bool
+    has_gps_time: bool
+    adjusted_gps_time: bool
+    creation_date: dt.date | None
+    laz_chunk_size: int | None  # None: variable-size chunks (COPC) or not compressed
+    file_crs_wkt: str | None
+
+
+def _open(path: Path) -> laspy.LasReader:
+    return laspy.open(path, laz_backend=laspy.LazBackend.Lazrs, decompression_selection=_SELECTION)
+
+
+def inspect_source(path: Path) -> SourceInfo:
+    """Read and check the header. Raises a :class:`~tiler.errors.TilerInputError` subclass."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as exc:
+        raise NotPointCloudError(f"{path.name}: no such file") from exc
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head != b"LASF":
+        what = "an empty file" if size == 0 else f"a file starting with {head!r}"
+        raise NotPointCloudError(
+            f"{path.name} is not a LAS or LAZ point cloud ({what}, where a LAS file starts with "
+            "'LASF'): export the survey as .las or .laz and upload that"
+        )
+    try:
+        reader = _open(path)
+    except Exception as exc:  # laspy raises several types for a broken header
+        raise CorruptFileError(
+            f"{path.name}: the LAS header cannot be read ({exc}); the file is damaged or "
+            "truncated, upload it again"
+        ) from exc
+    with reader:
+        h = reader.header
+        pf = h.point_format
+        count = int(h.point_count)
+        dims = set(pf.dimension_names)
+        compressed = bool(pf.id & 0x80) or reader.header.are_points_compressed
+        chunk = None
+        for v in h.vlrs:
+            if v.record_id == LAZ_VLR_RECORD_ID and len(v.record_data_bytes()) >= 16:
+                (chunk,) = struct.unpack_from("<I", v.record_data_bytes(), 12)
+                if chunk == 0xFFFFFFFF:
+                    chunk = None
+        try:
+            crs = h.parse_crs()
+        except Exception:
+            crs = None
+        info = SourceInfo(
+            path=path,
+            compressed=compressed,
+            version=str(h.version),
+            point_format=int(pf.id),
+            point_count=count,
+            record_length=int(pf.size),
+            offset_to_points=int(h.offset_to_point_data),
+            scales=tuple(float(v) for v in h.scales),
+            offsets=tuple(float(v) for v in h.offsets),
+            mins=tuple(float(v) for v in h.mins),
+            maxs=tuple(float(v) for v in h.maxs),
+            has_rgb={"red", "green", "blue"} <= dims,
+            has_gps_time="gps_time" in dims,
+            adjusted_gps_time=bool(int(h.global_encoding.value) & 1),
+            creation_date=h.creation_date,
+            laz_chunk_size=chunk if compressed else None,
+            file_crs_wkt=crs.to_wkt() if crs is not None else None,
+        )
+        evlr_start = int(getattr(h, "start_of_first_evlr", 0) or 0)
+    if count == 0:
+        raise EmptyInputError(f"{path.name} holds no points (its header says 0): nothing to show")
+    _check_size(info, size, evlr_start)
+    if not all(np.isfinite(info.mins + info.maxs)) or any(
+            lo > hi for lo, hi in zip(info.mins, info.maxs, strict=True)):
+        raise CorruptFileError(f"{path.name}: the header's bounds are not valid numbers; "
+                               "the file is damaged")
+    return info
+
+
+def _check_size(info: SourceInfo, size: int, evlr_start: int) -> None:
+    name = info.path.name
+    n, rec, off = info.point_count, info.record_length, info.offset_to_points
+    if off > size:
+        raise TruncatedFileError(f"{name} ends before its first point: the upload is truncated")
+    if not info.compressed:
+        end = evlr_start if off < evlr_start <= size else size
+        have = (end - off) // rec
+        if have < n:
+            if evlr_start and evlr_start > size:
+                # the extended records after the points were cut off too
+                pass
+            raise TruncatedFileError(
+                f"{name} ends after {have} of {n} points: the upload is truncated (or the "
+                "header's point count is wrong); upload the file again")
+        if have > n and (end - off) - n * rec >= rec:
+            raise PointCountMismatchError(
+                f"{name}: the header says {n} points but the file holds {have}; the header is "
+                "wrong (the writing software did not update it). Repair it, e.g. with "
+                "'lasinfo -repair' or 'pdal translate', and upload again")
+        return
+    # LAZ: the first 8 bytes of the point data locate the chunk table written at the end.
+    with open(info.path, "rb") as fh:
+        fh.seek(off)
+        raw = fh.read(8)
+        if len(raw) < 8:
+            raise TruncatedFileError(f"{name} ends before its first point: the upload is truncated")
+        (table_at,) = struct.unpack("<q", raw)
+        if table_at == -1:
+            return  # written by a streaming compressor without a table: decoding will tell
+        if table_at + 8 > size:
+            raise TruncatedFileError(
+                f"{name} is cut short: it is {size} bytes but its compressed points run to "
+                f"byte {table_at}; the upload is truncated, upload the file again")
+        fh.seek(table_at)
+        _version, n_chunks = struct.unpack("<II", fh.read(8))
+    if info.laz_chunk_size:
+        expected = -(-n // info.laz_chunk_size)
+        if n_chunks != expected:
+            held = f"{(n_chunks - 1) * info.laz_chunk_size + 1}-{n_chunks * info.laz_chunk_size}"
+            raise PointCountMismatchError(
+                f"{name}: the header says {n} points but the file holds {n_chunks} compressed "
+                f"chunks of {info.laz_chunk_size} ({held} points); the header is wrong or "
+                "the file is damaged. Repair it, e.g. with 'lasinfo -repair', and upload again")
+
+
+def resolve_crs(info: SourceInfo, given: str | None) -> CRS:
+    """The CRS to use: the caller's (it wins), else the file's; refuse when there is none."""
+    if given:
+        try:
+            return parse_crs(given)
+        except CrsError as exc:
+            raise InvalidCrsError(f"the coordinate system {given!r} is not known: {exc}") from exc
+    if info.file_crs_wkt is None:
+        raise MissingCrsError(
+            f"{info.path.name} does not say which coordinate system its coordinates are in "
+            "(no WKT or GeoTIFF CRS record in the file): give it with the upload, e.g. "
+            "crs=EPSG:4547 for CGCS2000 / 3-degree Gauss-Kruger CM 114E")
+    try:
+        return parse_crs(info.file_crs_wkt)
+    except CrsError as exc:
+        raise InvalidCrsError(f"{info.path.name}: the file's coordinate system cannot be "
+                              f"understood ({exc}); give one with the upload") from exc
+
+
+def z_to_metres(crs: CRS) -> float:
+    """Factor turning the file's Z into metres.
+
+    A vertical CRS (part of a compound one) says its unit; otherwise heights are in the
+    horizontal unit, which is what LAS software does with feet-based state-plane systems.
+    """
+    if crs.is_compound:
+        for sub in crs.sub_crs_list:
+            if sub.is_vertical and sub.axis_info:
+                return float(sub.axis_info[0].unit_conversion_factor or 1.0)
+    h = horizontal_part(crs)
+    if h.is_projected and h.axis_info:
+        return float(h.axis_info[0].unit_conversion_factor or 1.0)
+    return 1.0
+
+
+def acquisition_time(info: SourceInfo, gps_min: float | None) -> dt.datetime | None:
+    """When the survey was flown: adjusted standard GPS time of the first point when the
+    header's global encoding says the times are absolute, else the header's creation date."""
+    if info.adjusted_gps_time and gps_min is not None and np.isfinite(gps_min) and gps_min != 0:
+        gps_seconds = float(gps_min) + 1e9
+        leap = max(off for start, off in _LEAP if gps_seconds >= start)
+        when = GPS_EPOCH + dt.timedelta(seconds=gps_seconds - leap)
+        latest = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+        if dt.datetime(1990, 1, 1, tzinfo=dt.UTC) < when < latest:
+            return when
+    if info.creation_date is not None and info.creation_date.year >= 1990:
+        d = info.creation_date
+        return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC)
+    return None
+
+
+@dataclass
+class PointBlock:
+    """Points of one chunk in source units (z still in the file's unit)."""
+
+    start: int  # index in the file of the first point
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    rgb: np.ndarray | None  # (n, 3) uint16
+    intensity: np.ndarray  # uint16
+    classification: np.ndarray  # uint8
+    gps_time: np.ndarray | None
+
+
+def read_range(info: SourceInfo, start: int, stop: int, chunk: int) -> Iterator[PointBlock]:
+    """Decode points ``start``..``stop`` in chunks of at most ``chunk`` points."""
+    name = info.path.name
+    try:
+        reader = _open(info.path)
+    except Exception as exc:
+        raise CorruptFileError(f"{name}: the file cannot be opened ({exc})") from exc
+    with reader:
+        pos = start
+        try:
+            if start:
+                reader.seek(start)
+            while pos < stop:
+                pts = reader.read_points(min(chunk, stop - pos))
+                if len(pts) == 0:
+                    raise TruncatedFileError(
+                        f"{name} ends after {pos} of {info.point_count} points: the upload is "
+                        "truncated (or the header's point count is wrong); upload it again")
+                yield _block(pts, pos, info)
+                pos += len(pts)
+        except (TruncatedFileError, CorruptFileError):
+            raise
+        except Exception as exc:
+            if info.compressed:
+                where = f"near point {pos}"
+                if info.laz_chunk_size:
+                    where += f" (compressed chunk {pos // info.laz_chunk_size + 1})"
+                raise CorruptFileError(
+                    f"{name}: the compressed points are damaged {where} and cannot be decoded "
+                    f"({exc}); the file is corrupt, upload it again") from exc
+            raise TruncatedFileError(
+                f"{name} ends after about {pos} of {info.point_count} points ({exc}): the upload "
+                "is truncated") from exc
+
+
+def _block(pts: laspy.ScaleAwarePointRecord, start: int, info: SourceInfo) -> PointBlock:
+    arr = pts.array
+    sx, sy, sz = info.scales
+    ox, oy, oz = info.offsets
+    x = arr["X"] * sx + ox
+    y = arr["Y"] * sy + oy
+    z = arr["Z"] * sz + oz
+    rgb = None
+    if info.has_rgb:
+        rgb = np.empty((len(arr), 3), np.uint16)
+        rgb[:, 0], rgb[:, 1], rgb[:, 2] = arr["red"], arr["green"], arr["blue"]
+    cls = np.asarray(pts.classification, dtype=np.uint8)
+    return PointBlock(
+        start=start, x=x, y=y, z=z, rgb=rgb,
+        intensity=np.asarray(arr["intensity"], np.uint16),
+        classification=cls,
+        gps_time=np.asarray(arr["gps_time"]) if info.has_gps_time else None,
+    )
