@@ -55,7 +55,7 @@ def generate(n: int, seed: int = 4547) -> dict:
         cy = Y0 + (gy + 0.5) * plot + rng.uniform(-0.1, 0.1) * plot
         ground = 20 + 60 * (gx / per_side) * (gy / per_side) + rng.uniform(0, 2)
         height = float(np.clip(rng.lognormal(2.6, 0.6), 4, 250))
-        fp = _footprint(rng, plot) + [cx, cy]
+        fp = _footprint(rng, plot) + np.array([cx, cy])
         k = len(fp)
         gable = k == 4 and height < 15 and rng.random() < 0.7
         base = len(verts)

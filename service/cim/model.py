@@ -111,6 +111,7 @@ class ParseReport:
     crs: str | None = None  # label such as "EPSG:7415"
     crs_source: str | None = None  # "file" or "given"
     height_note: str | None = None  # which geoid was applied, if any
+    source_crs: Any = None  # the pyproj CRS used (for read-back checks and exports)
     problems: list = field(default_factory=list)  # list[Problem]
     objects: int = 0
     surfaces: int = 0

@@ -122,6 +122,7 @@ def iter_city_objects(
                     source, origin = resolve_crs(crs, gml.srs_name if gml else declared, where)
                     to_wgs = transformer(source, vertical)
                     report.crs, report.crs_source = to_wgs.label, origin
+                    report.source_crs = to_wgs.crs
                     report.height_note = to_wgs.policy.note
                 objects = finish_batch(batch, to_wgs, report, on_invalid)
             yield from objects

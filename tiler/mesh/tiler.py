@@ -92,8 +92,8 @@ def _choose_frame(flat: _Flat, previous: dict[str, Any] | None) -> EnuFrame:
         return EnuFrame(0.0, 0.0, 0.0)
     lo, hi = allp.min(axis=0), allp.max(axis=0)
     # Centre of the data (in ECEF, so it works across the antimeridian), at ground height.
-    mid = geodetic_to_ecef(*[np.array([v]) for v in (lo + hi) / 2])
-    lon, lat, _ = ecef_to_geodetic(mid)[0]
+    corners = geodetic_to_ecef(*np.vstack([lo, hi]).T)
+    lon, lat, _ = ecef_to_geodetic(np.repeat(corners.mean(axis=0)[None], 2, axis=0))[0]
     return EnuFrame(float(lon), float(lat), round(float(lo[2]), 2))
 
 

@@ -1,0 +1,171 @@
+"""Mesh tiler pieces on synthetic input: triangulation, 32-bit indices, metadata, living map."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers_gltf import errors_of, node_available, validate_glb
+
+from tiler.frames import EnuFrame, ecef_to_geodetic
+from tiler.glb import GltfBuilder, read_accessor, read_glb
+from tiler.mesh import (
+    MeshFeature,
+    MeshPolygon,
+    MeshTriangles,
+    diff_manifests,
+    read_property_table,
+    tile_features,
+)
+from tiler.mesh.metadata import add_property_table
+from tiler.mesh.triangulate import triangulate_polygons
+
+FRAME = EnuFrame(114.25, 22.72, 40.0)  # Longgang
+
+
+def _geo(enu: np.ndarray) -> np.ndarray:
+    return ecef_to_geodetic(FRAME.to_ecef(np.asarray(enu, float)))
+
+
+def _area(t) -> np.ndarray:
+    p, tri = t.positions, t.triangles
+    cr = np.cross(p[tri[:, 1]] - p[tri[:, 0]], p[tri[:, 2]] - p[tri[:, 0]])
+    return np.bincount(t.triangle_polygon, weights=0.5 * np.linalg.norm(cr, axis=1),
+                       minlength=6)
+
+
+def test_triangulation_robustness() -> None:
+    square = np.array([[0, 0, 0], [10, 0, 0], [10, 10, 0], [0, 10, 0]], float)
+    hole = np.array([[2, 2, 0], [2, 4, 0], [4, 4, 0], [4, 2, 0]], float)  # any orientation
+    ell = np.array([[0, 0, 5], [6, 0, 5], [6, 2, 5], [2, 2, 5], [2, 6, 5], [0, 6, 5]], float)
+    clockwise = square[::-1] + np.array([0, 0, 1.0])
+    collinear = np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2]], float)
+    # closed ring with a repeated vertex, vertical
+    wall = np.array([[0, 0, 0], [5, 0, 0], [5, 0, 3], [5, 0, 3], [0, 0, 3], [0, 0, 0]], float)
+    # slightly non-planar quad (2 mm out of plane)
+    warped = np.array([[0, 0, 0], [4, 0, 0], [4, 4, 0.002], [0, 4, 0]], float)
+    rings = [square, hole, ell, clockwise, collinear, wall, warped]
+    t = triangulate_polygons(np.concatenate(rings), np.array([len(r) for r in rings]),
+                             np.array([2, 1, 1, 1, 1, 1]))
+    area = _area(t)
+    assert area[:4] == pytest.approx([96, 20, 100, 0])
+    assert area[4] == pytest.approx(15) and area[5] == pytest.approx(16, rel=1e-6)
+    assert list(t.dropped_polygons) == [3]
+    # triangle winding agrees with the polygon normal (counter-clockwise around it)
+    p, tri = t.positions, t.triangles
+    cr = np.cross(p[tri[:, 1]] - p[tri[:, 0]], p[tri[:, 2]] - p[tri[:, 0]])
+    assert ((cr * t.normals[tri[:, 0]]).sum(axis=1) > 0).all()
+    # the clockwise square faces down, the others as wound
+    poly = t.triangle_polygon
+    assert (t.normals[tri[poly == 2, 0], 2] < -0.99).all()
+    assert (t.normals[tri[poly == 0, 0], 2] > 0.99).all()
+
+
+def _cube(centre: np.ndarray, size: float = 2.0) -> list[MeshPolygon]:
+    c = np.asarray(centre, float)
+    h = size / 2
+    v = np.array([[x, y, z] for z in (-h, h) for y in (-h, h) for x in (-h, h)]) + c
+    faces = [(0, 2, 3, 1), (4, 5, 7, 6), (0, 1, 5, 4), (1, 3, 7, 5), (3, 2, 6, 7), (2, 0, 4, 6)]
+    kinds = ["GroundSurface", "RoofSurface", "WallSurface", "WallSurface", "WallSurface",
+             "WallSurface"]
+    return [MeshPolygon([_geo(v[list(f)])], k) for f, k in zip(faces, kinds, strict=True)]
+
+
+def test_32_bit_indices_when_a_tile_has_more_than_65535_vertices(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    centres = rng.uniform(-200, 200, (3000, 3)) * [1, 1, 0]
+    feats = [MeshFeature(f"c{i}", {"n": i}, _cube(c)) for i, c in enumerate(centres)]
+    res = tile_features(feats, tmp_path, max_triangles_per_tile=1_000_000)
+    assert res.tiles == 1 and res.vertices == 3000 * 24 > 65535
+    (tile,) = res.manifest["tiles"].values()
+    doc, binary = read_glb((tmp_path / tile["uri"]).read_bytes())
+    prim = doc["meshes"][0]["primitives"][0]
+    assert doc["accessors"][prim["indices"]]["componentType"] == 5125  # UNSIGNED_INT
+    idx = read_accessor(doc, binary, prim["indices"])
+    assert idx.max() == res.vertices - 1
+    # every triangle joins vertices of one feature, and the total area is right
+    fid = read_accessor(doc, binary, prim["attributes"]["_FEATURE_ID_0"])
+    tri = idx.reshape(-1, 3)
+    assert (fid[tri[:, 0]] == fid[tri[:, 1]]).all() and (fid[tri[:, 0]] == fid[tri[:, 2]]).all()
+    pos = read_accessor(doc, binary, prim["attributes"]["POSITION"]).astype(float)
+    cr = np.cross(pos[tri[:, 1]] - pos[tri[:, 0]], pos[tri[:, 2]] - pos[tri[:, 0]])
+    assert 0.5 * np.linalg.norm(cr, axis=1).sum() == pytest.approx(3000 * 24, rel=1e-4)
+    if node_available():
+        assert not errors_of(validate_glb(tmp_path / tile["uri"]))
+    small = tile_features(feats[:10], tmp_path / "small")
+    (tile,) = small.manifest["tiles"].values()
+    doc, _ = read_glb((tmp_path / "small" / tile["uri"]).read_bytes())
+    assert doc["accessors"][doc["meshes"][0]["primitives"][0]["indices"]]["componentType"] == 5123
+
+
+def test_property_table_types_round_trip() -> None:
+    rows = [
+        {"id": "a", "h": 1.5, "n": 3, "ok": True, "tags": ["x", "y"], "s": "ä", "part": None},
+        {"id": "b", "h": None, "n": 4, "ok": False, "tags": {"k": 1}, "s": "", "part": 7},
+    ]
+    b = GltfBuilder()
+    add_property_table(b, rows)
+    doc, binary = read_glb(b.to_glb())
+    props = doc["extensions"]["EXT_structural_metadata"]["schema"]["classes"]["feature"][
+        "properties"]
+    assert props["h"]["componentType"] == "FLOAT64" and "noData" in props["h"]
+    assert props["n"]["componentType"] == "INT32" and props["ok"]["type"] == "BOOLEAN"
+    assert props["tags"]["type"] == "STRING" and props["id"]["required"]
+    back = read_property_table(doc, binary)
+    assert back[0]["h"] == 1.5 and back[1]["h"] is None and back[1]["part"] == 7
+    assert back[0]["tags"] == '["x", "y"]' and back[0]["s"] == "ä" and back[1]["ok"] is False
+    views = [doc["bufferViews"][c["values"]] for c in
+             doc["extensions"]["EXT_structural_metadata"]["propertyTables"][0]["properties"]
+             .values()]
+    assert all(v["byteOffset"] % 8 == 0 for v in views)
+
+
+def test_pre_triangulated_meshes_and_translucent_classes(tmp_path: Path) -> None:
+    enu = np.array([[0, 0, 0], [3, 0, 0], [3, 0, 2], [0, 0, 2]], float)
+    glass = MeshTriangles(_geo(enu), np.array([[0, 1, 2], [0, 2, 3]]), "IfcWindow")
+    quads = np.array([[0, 1, 2], [0, 2, 3]])
+    wall = MeshTriangles(_geo(enu + np.array([0, 1.0, 0])), quads, "IfcWall")
+    feats = [MeshFeature("w1", {"class": "IfcWindow"}, meshes=[glass]),
+             MeshFeature("w2", {"class": "IfcWall"}, meshes=[wall])]
+    res = tile_features(feats, tmp_path, palette={"IfcWindow": (150, 200, 230, 90)})
+    (tile,) = res.manifest["tiles"].values()
+    doc, _ = read_glb((tmp_path / tile["uri"]).read_bytes())
+    prims = doc["meshes"][0]["primitives"]
+    assert len(prims) == 2  # opaque + translucent: two draw calls for the whole tile
+    assert [doc["materials"][p["material"]].get("alphaMode") for p in prims] == [None, "BLEND"]
+    assert res.triangles == 4
+    if node_available():
+        assert not errors_of(validate_glb(tmp_path / tile["uri"]))
+
+
+def test_living_map_rewrites_only_affected_tiles(tmp_path: Path) -> None:
+    grid = [(x, y) for x in range(-300, 301, 40) for y in range(-300, 301, 40)]
+    feats = [MeshFeature(f"b{i}", {"v": 1}, _cube(np.array([x, y, 0]), 6))
+             for i, (x, y) in enumerate(grid)]
+    v1 = tile_features(feats, tmp_path / "v1", max_triangles_per_tile=400)
+    assert v1.tiles > 4 and sorted(v1.diff.added) == sorted(v1.manifest["tiles"])
+    # one building changes an attribute, one is demolished
+    feats2 = list(feats)
+    feats2[0] = MeshFeature("b0", {"v": 2}, feats[0].polygons)
+    del feats2[-1]
+    v2 = tile_features(feats2, tmp_path / "v2", max_triangles_per_tile=400,
+                       previous_manifest=v1.manifest, previous_dir=tmp_path / "v1")
+    diff = diff_manifests(v1.manifest, v2.manifest)
+    assert diff.changed and len(diff.rewritten) + len(diff.removed) <= 4
+    assert len(diff.unchanged) >= v1.tiles - 4
+    assert v2.manifest["frame"] == v1.manifest["frame"]
+    for key in diff.unchanged:  # hard-linked, not written again
+        uri = v2.manifest["tiles"][key]["uri"]
+        assert os.stat(tmp_path / "v1" / uri).st_ino == os.stat(tmp_path / "v2" / uri).st_ino
+    # the same input gives byte-identical tiles
+    v3 = tile_features(feats2, tmp_path / "v3", max_triangles_per_tile=400,
+                       previous_manifest=v2.manifest)
+    assert not diff_manifests(v2.manifest, v3.manifest).rewritten
+
+
+def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
+    cube = _cube(np.zeros(3))
+    with pytest.raises(ValueError, match="duplicate feature id"):
+        tile_features([MeshFeature("a", {}, cube), MeshFeature("a", {}, cube)], tmp_path)
