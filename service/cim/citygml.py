@@ -109,6 +109,23 @@ def _polygon_rings(poly: etree._Element, reverse: bool) -> list[np.ndarray]:
 class _Walk:
     objects: list[RawObject] = field(default_factory=list)
     unresolved_links: int = 0
+    # polygon gml:id -> semantic class, for writers that put the polygons in the solid and
+    # only xlink:href them from the thematic surfaces
+    linked: dict[str, str] = field(default_factory=dict)
+
+
+XLINK = "{http://www.w3.org/1999/xlink}href"
+_SEMANTIC_TAGS = tuple(f"{{*}}{n}" for n in SEMANTIC_SURFACES)
+
+
+def _linked_semantics(member: etree._Element) -> dict[str, str]:
+    linked: dict[str, str] = {}
+    for surface in member.iter(*_SEMANTIC_TAGS):
+        for ref in surface.iter():
+            href = ref.get(XLINK)
+            if href and href.startswith("#"):
+                linked.setdefault(href[1:], _local(surface.tag))
+    return linked
 
 
 def _attributes(el: etree._Element, raw: RawObject) -> None:
@@ -174,7 +191,8 @@ def _geometry(node: etree._Element, raw: RawObject, lod: str | None, semantic: s
             _geometry(child, raw, lod, name, reverse, walk, counter)
         elif name in POLYGONS:
             if lod is not None:
-                raw.add(lod, RawSurface(_polygon_rings(child, reverse), semantic))
+                kind = semantic or walk.linked.get(_id(child) or "")
+                raw.add(lod, RawSurface(_polygon_rings(child, reverse), kind))
         elif m := _LOD.match(name):
             if "Curve" in m.group(2) or "TerrainIntersection" in m.group(2) \
                     or "Implicit" in m.group(2):
@@ -184,8 +202,8 @@ def _geometry(node: etree._Element, raw: RawObject, lod: str | None, semantic: s
             flip = child.get("orientation") == "-"
             _geometry(child, raw, lod, semantic, reverse ^ flip, walk, counter)
         else:
-            if len(child) == 0 and child.get("{http://www.w3.org/1999/xlink}href") \
-                    and name.endswith("Member"):
+            if len(child) == 0 and child.get(XLINK) and name.endswith("Member") \
+                    and semantic is None:
                 walk.unresolved_links += 1
             _geometry(child, raw, lod, semantic, reverse, walk, counter)
 
@@ -228,7 +246,7 @@ class CityGmlReader:
                 if self.srs_name is None:
                     found = el.xpath(".//@srsName")
                     self.srs_name = str(found[0]) if found else None
-                walk = _Walk()
+                walk = _Walk(linked=_linked_semantics(el))
                 for child in el:
                     if _local(child.tag) in CITY_OBJECTS:
                         _object(child, None, walk, counter)

@@ -262,3 +262,30 @@ def test_citygml3(tmp_path: Path) -> None:
     assert b.surfaces[0].semantic == "RoofSurface" and len(b.surfaces[0].rings[0]) == 4
     lon, lat, _ = b.surfaces[0].rings[0][0]
     assert 114.0 < lon < 114.2 and 22.6 < lat < 22.8  # Longgang, not thousands of km away
+
+
+CITYGML2_XLINK = """<?xml version="1.0" encoding="UTF-8"?>
+<CityModel xmlns="http://www.opengis.net/citygml/2.0"
+  xmlns:bldg="http://www.opengis.net/citygml/building/2.0"
+  xmlns:gml="http://www.opengis.net/gml" xmlns:xlink="http://www.w3.org/1999/xlink">
+ <cityObjectMember><bldg:Building gml:id="B2">
+  <bldg:measuredHeight uom="m">7.5</bldg:measuredHeight>
+  <bldg:lod2Solid><gml:Solid srsName="EPSG:4547"><gml:exterior><gml:CompositeSurface>
+   <gml:surfaceMember><gml:Polygon gml:id="roof1"><gml:exterior><gml:LinearRing>
+    <gml:posList>505000 2510000 60 505010 2510000 60 505010 2510010 60 505000 2510000 60
+    </gml:posList></gml:LinearRing></gml:exterior></gml:Polygon></gml:surfaceMember>
+  </gml:CompositeSurface></gml:exterior></gml:Solid></bldg:lod2Solid>
+  <bldg:boundedBy><bldg:RoofSurface><bldg:lod2MultiSurface><gml:MultiSurface>
+   <gml:surfaceMember xlink:href="#roof1"/></gml:MultiSurface></bldg:lod2MultiSurface>
+  </bldg:RoofSurface></bldg:boundedBy>
+ </bldg:Building></cityObjectMember>
+</CityModel>
+"""
+
+
+def test_citygml_semantics_through_xlinks(tmp_path: Path) -> None:
+    result = parse_city_file(_write(tmp_path, CITYGML2_XLINK, "x.gml"))
+    (b,) = result.objects
+    assert [s.semantic for s in b.surfaces] == ["RoofSurface"]
+    assert b.height == 7.5 and b.attributes["measuredHeight_uom"] == "m"
+    assert not result.problems
