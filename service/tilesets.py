@@ -7,6 +7,7 @@ single UPDATE pair under a unique partial index, so a dashboard never sees half 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from dataclasses import dataclass
@@ -18,6 +19,19 @@ from sqlalchemy import Engine, func, insert, select, update
 from service.models import tilesets
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
+
+
+def slug_name(prefix: str, label: str) -> str:
+    """A tileset name from a human label: ``survey`` + ``Block 7 east.laz`` ->
+    ``survey-block-7-east``. Labels with other characters (e.g. Chinese names) get a stable
+    hash of the whole label appended, so distinct labels never share a tileset."""
+    stem = re.sub(r"\.(copc\.laz|laz|las|city\.jsonl|city\.json|json|gml|xml|ifc)$", "",
+                  label.strip(), flags=re.I)
+    ascii_part = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")
+    if not stem.isascii():
+        ascii_part = (ascii_part[:40] + "-" if ascii_part else "") + hashlib.sha1(
+            stem.encode()).hexdigest()[:10]
+    return f"{prefix}-{ascii_part}"[:128].rstrip("-")
 
 
 @dataclass

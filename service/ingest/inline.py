@@ -19,6 +19,7 @@ from service.ingest.kinds import ingest_job_kind
 from service.jobs.execute import run_job
 from service.jobs.submit import submit_job
 from service.models import jobs
+from service.settings import Settings
 from service.uploads.storage import sha256_of
 
 Watcher = Callable[[Any], None]  # called with the job row while it runs
@@ -26,7 +27,7 @@ Watcher = Callable[[Any], None]  # called with the job row while it runs
 
 def ingest_file(url: str, kind: str, path: Path, *, options: dict[str, Any],
                 name: str | None = None, who: str = "cli", watch: Watcher | None = None,
-                poll_seconds: float = 0.3) -> Any:
+                poll_seconds: float = 0.3, settings: Settings | None = None) -> Any:
     """Create the dataset and job for ``path`` and run the job here; return the final row."""
     path = path.resolve()
     engine = sync_engine(url)
@@ -36,7 +37,7 @@ def ingest_file(url: str, kind: str, path: Path, *, options: dict[str, Any],
             size_bytes=path.stat().st_size, options=options, uploaded_by=who)).scalar_one()
         job_id = submit_job(conn, ingest_job_kind(kind), dataset_id=dataset_id,
                             params=options, created_by=who, max_attempts=1, enqueue=False)
-    runner = threading.Thread(target=run_job, args=(job_id, url), daemon=True)
+    runner = threading.Thread(target=run_job, args=(job_id, url, settings), daemon=True)
     runner.start()
     while runner.is_alive():
         if watch is not None:

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from service.jobs.context import JobContext, JobFailed
 from service.jobs.registry import job_handler
 from service.models import datasets, jobs
-from service.tilesets import begin_version, fail_version, mark_preview, publish
+from service.tilesets import begin_version, fail_version, mark_preview, publish, slug_name
 
 
 def load_dataset(ctx: JobContext) -> Any:
@@ -47,7 +47,10 @@ def ingest_lidar(ctx: JobContext) -> dict[str, Any]:
     with ctx.engine.connect() as conn:
         queued_at = conn.execute(select(jobs.c.created_at).where(jobs.c.id == ctx.job_id)
                                  ).scalar_one()
-    tv = begin_version(ctx.engine, ctx.settings.tiles_dir, f"lidar-{row.id}", "pointcloud",
+    # surveys of the same area (same `survey` option, or same file name) are versions of one
+    # tileset: the newest is current, older ones stay readable at their versioned URLs
+    name = slug_name("survey", str(options.get("survey") or row.name))
+    tv = begin_version(ctx.engine, ctx.settings.tiles_dir, name, "pointcloud",
                        dataset_id=row.id, job_id=ctx.job_id)
     started = time.monotonic()
     first_view: dict[str, float] = {}
@@ -84,9 +87,15 @@ def ingest_lidar(ctx: JobContext) -> dict[str, Any]:
         conn.execute(update(datasets).where(datasets.c.id == row.id).values(
             status="ready", crs=result.crs, height_note=result.height_note, stats=stats,
             footprint=from_shape(_multipolygon(result.footprint), srid=4326),
-            bounds3d=result.bounds, acquired_at=result.acquired_at, updated_at=func.now()))
+            bounds3d=_bounds(result.bounds), acquired_at=result.acquired_at, updated_at=func.now()))
     publish(ctx.engine, tv, stats)
     return {"points": result.points, "tileset": tv.name, "version": tv.version,
-            "first_view_s": first_view.get("job_s"),
+            "first_view_s": first_view.get("job_s"), "tiles": result.tiles,
+            "crs": result.crs, "height_note": result.height_note,
             "first_view_since_upload_s": first_view.get("since_upload_s"),
             "tiling_s": round(time.monotonic() - started, 3)}
+
+
+def _bounds(b: tuple[float, ...]) -> dict[str, list[float]]:
+    """(lon, lat, h) minimum and maximum: degrees and ellipsoidal metres."""
+    return {"min": [round(v, 9) for v in b[:3]], "max": [round(v, 9) for v in b[3:]]}

@@ -14,15 +14,15 @@ from service.jobs import store
 from service.jobs.context import JobContext, JobFailed
 from service.jobs.registry import handler_for
 from service.models import jobs
-from service.settings import get_settings
+from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 
 
-def run_job(job_id: int, database_url: str) -> str:
+def run_job(job_id: int, database_url: str, settings: Settings | None = None) -> str:
     """Run job ``job_id`` to its end; return its final status."""
-    settings = get_settings()
+    settings = settings or get_settings()
     engine = sync_engine(database_url)
     with engine.begin() as conn:
         row = conn.execute(store.claim(job_id, WORKER_NAME)).first()

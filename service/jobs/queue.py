@@ -5,11 +5,12 @@ from __future__ import annotations
 import procrastinate
 
 from service.db import libpq_url
+from service.settings import Settings
 
 QUEUE = "twinbase"
 
 
-def make_queue(database_url: str) -> procrastinate.App:
+def make_queue(database_url: str, settings: Settings | None = None) -> procrastinate.App:
     connector = procrastinate.PsycopgConnector(conninfo=libpq_url(database_url))
     app = procrastinate.App(connector=connector)
 
@@ -18,6 +19,6 @@ def make_queue(database_url: str) -> procrastinate.App:
         # imported here: the API process queues jobs but never runs them
         from service.jobs.execute import run_job
 
-        run_job(job_id, database_url)
+        run_job(job_id, database_url, settings)
 
     return app

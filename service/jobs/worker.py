@@ -134,7 +134,7 @@ async def _reaper_loop(queue: procrastinate.App, settings: Settings, url: str) -
 async def run_worker(settings: Settings, url: str, *, install_signal_handlers: bool = True,
                      queue: procrastinate.App | None = None) -> None:
     """Run until cancelled (or a signal, when the worker owns the process)."""
-    queue = queue or make_queue(url)
+    queue = queue or make_queue(url, settings)
     async with queue.open_async():
         reaper = asyncio.create_task(_reaper_loop(queue, settings, url))
         try:
