@@ -156,6 +156,8 @@ def test_bad_files_fail_the_job_with_a_reason_and_publish_nothing(live_server, o
     assert job["error"] and "internal error" not in job["error"], job["error"]
     if case == "no_crs":
         assert "crs" in job["error"].lower()
+    dataset = httpx.get(f"{live_server.url}/datasets/{dataset_id}").json()
+    assert dataset["status"] == "failed" and dataset["stats"]["error"] == job["error"]
     assert httpx.get(f"{live_server.url}/tiles/survey-bad-{case.replace('_', '-')}"
                      "/tileset.json").status_code == 404
 
