@@ -14,7 +14,7 @@ from .build import InvalidPolicy, RawObject, finish_batch
 from .citygml import CityGmlReader, citygml_version
 from .cityjson import read_cityjson, read_cityjsonseq
 from .crs import resolve_crs, transformer
-from .errors import CityFileError
+from .errors import CityFileError, Problem
 from .model import CityObject, CityParseResult, ParseReport
 
 Progress = Callable[[int], None]  # called with the number of objects done so far
@@ -137,9 +137,9 @@ def iter_city_objects(
         source, origin = resolve_crs(crs, gml.srs_name if gml else declared, where)
         report.crs, report.crs_source = transformer(source, vertical).label, origin
     if gml is not None and gml.unresolved_links:
-        report.problems.append(("(file)", f"{gml.unresolved_links} xlink geometry references "
-                                          "were not followed (the referenced polygons are read "
-                                          "where they are defined)"))
+        note = (f"{gml.unresolved_links} xlink geometry references were not followed (the "
+                "referenced polygons are read where they are defined)")
+        report.problems.append(Problem("(file)", note))
 
 
 def parse_city_file(
