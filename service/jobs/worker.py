@@ -15,13 +15,14 @@ import socket
 
 import procrastinate
 from procrastinate import jobs as pjobs
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text, update
 
 from service.db import sync_engine
 from service.jobs import store
 from service.jobs.queue import QUEUE, make_queue
-from service.models import jobs
+from service.models import jobs, uploads
 from service.settings import Settings
+from service.uploads.storage import part_path
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +122,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def expire_uploads(url: str, settings: Settings) -> int:
+    """Unfinished uploads past their expiry: mark them failed and free their disk space."""
+    with sync_engine(url).begin() as conn:
+        ids = conn.execute(
+            update(uploads).where(uploads.c.status == "receiving",
+                                  uploads.c.expires_at < func.now())
+            .values(status="failed").returning(uploads.c.id)).scalars().all()
+    for upload_id in ids:
+        part_path(settings.uploads_dir, upload_id).unlink(missing_ok=True)
+    return len(ids)
+
+
 async def _reaper_loop(queue: procrastinate.App, settings: Settings, url: str) -> None:
     while True:
         try:
             await reap_stalled(queue, settings, url)
             await asyncio.to_thread(fail_orphans, url, settings)
+            await asyncio.to_thread(expire_uploads, url, settings)
         except Exception:
             log.exception("reaper pass failed")
         await asyncio.sleep(max(1.0, settings.heartbeat_seconds))

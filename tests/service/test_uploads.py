@@ -213,3 +213,17 @@ def test_termination_removes_the_bytes(live_server, op, settings):
     assert httpx.delete(location, headers=TUS | op).status_code == 204
     assert not list(settings.uploads_dir.glob("*.part"))
     assert httpx.head(location, headers=TUS | op).status_code == 410
+
+
+def test_expired_uploads_are_refused_and_their_bytes_freed(live_server, op, settings, db_url):
+    from service.jobs.worker import expire_uploads
+
+    location = create(live_server, op, 1000, filename="late.laz").headers["Location"]
+    assert patch(location, op, 0, b"x" * 300).status_code == 204
+    upload_id = location.rsplit("/", 1)[1]
+    with psycopg.connect(db_url) as conn:
+        conn.execute("UPDATE uploads SET expires_at = now() - interval '1 minute' "
+                     "WHERE id = %s", (upload_id,))
+    assert patch(location, op, 300, b"x" * 300).status_code == 410
+    assert expire_uploads(db_url, settings) >= 1
+    assert not (settings.uploads_dir / f"{upload_id}.part").exists()
