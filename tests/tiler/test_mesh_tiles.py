@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers_gltf import errors_of, node_available, validate_glbs
+from helpers_tileset import check_tileset
 
 from service.cim import parse_city_file
 from service.cim.features import to_mesh_features
@@ -188,3 +189,9 @@ def test_no_temporary_files_left(tiled: dict) -> None:
     for entry in tiled.values():
         leftovers = [p for p in os.listdir(entry[2]) if p.startswith(".")]
         assert not leftovers
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_shared_tileset_checker(tiled: dict, name: str) -> None:
+    out = tiled[name][2]
+    assert check_tileset(out / "tileset.json") == []

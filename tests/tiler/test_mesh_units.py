@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers_gltf import errors_of, node_available, validate_glb
+from helpers_tileset import check_tileset
 
 from tiler.frames import EnuFrame, ecef_to_geodetic
 from tiler.glb import GltfBuilder, read_accessor, read_glb
@@ -163,6 +164,8 @@ def test_living_map_rewrites_only_affected_tiles(tmp_path: Path) -> None:
     v3 = tile_features(feats2, tmp_path / "v3", max_triangles_per_tile=400,
                        previous_manifest=v2.manifest)
     assert not diff_manifests(v2.manifest, v3.manifest).rewritten
+    for version in ("v1", "v2", "v3"):
+        assert check_tileset(tmp_path / version / "tileset.json") == []
 
 
 def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
