@@ -34,10 +34,13 @@ def job_view(row: Any) -> dict[str, Any]:
 @router.get("", summary="Recent jobs, newest first")
 async def list_jobs(request: Request, _: Reader,
                     status: str | None = Query(None, description="queued, running, ..."),
+                    dataset: int | None = Query(None, description="jobs of this dataset"),
                     limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
     query = select(jobs).order_by(jobs.c.id.desc()).limit(limit)
     if status:
         query = query.where(jobs.c.status == status)
+    if dataset is not None:
+        query = query.where(jobs.c.dataset_id == dataset)
     async with request.app.state.engine.connect() as conn:
         return [job_view(r) for r in (await conn.execute(query)).all()]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,6 +17,12 @@ from service.models import ROLES, api_keys
 router = APIRouter(prefix="/keys", tags=["keys"])
 
 
+def _in_transaction(request: Request, func: Callable[..., Any], *args: Any) -> Any:
+    """Key functions are shared with the CLI and take a synchronous connection."""
+    with sync_engine(request.app.state.database_url).begin() as conn:
+        return func(conn, *args)
+
+
 class KeyRequest(BaseModel):
     name: str = Field(min_length=1, max_length=128, description="who or what uses the key")
     role: str = Field(description=f"one of {', '.join(ROLES)}")
@@ -22,9 +30,7 @@ class KeyRequest(BaseModel):
 
 @router.post("", status_code=201, summary="Create a key; the answer is the only copy of it")
 async def create(body: KeyRequest, request: Request, principal: Admin) -> dict[str, str]:
-    engine = sync_engine(request.app.state.database_url)
-    with engine.begin() as conn:
-        key = create_key(conn, body.name, body.role)
+    key = await asyncio.to_thread(_in_transaction, request, create_key, body.name, body.role)
     request.state.audit_detail = {"key": body.name, "role": body.role}
     return {"name": body.name, "role": body.role, "key": key}
 
@@ -40,7 +46,5 @@ async def list_keys(request: Request, principal: Admin) -> list[dict[str, Any]]:
 
 @router.delete("/{name}", status_code=204, summary="Revoke a key")
 async def revoke(name: str, request: Request, principal: Admin) -> None:
-    engine = sync_engine(request.app.state.database_url)
-    with engine.begin() as conn:
-        revoke_key(conn, name)
+    await asyncio.to_thread(_in_transaction, request, revoke_key, name)
     request.state.audit_detail = {"key": name}
