@@ -35,7 +35,7 @@ def write_survey(path: Path, n: int, *, crs: str = "EPSG:4547", x0: float = 5000
     header.creation_date = dt.date(2024, 5, 20)
     rng = np.random.default_rng(seed)
     lines = max(1, int(size // 100))
-    t_start = 1_400_000_000.0 - 1e9  # adjusted standard GPS time: 2024-05-19
+    t_start = 1_400_000_000.0 - 1e9  # adjusted standard GPS time: 2024-05-17
     with laspy.open(path, mode="w", header=header, do_compress=laz,
                     laz_backend=laspy.LazBackend.LazrsParallel if laz else None) as writer:
         done = 0
@@ -69,8 +69,8 @@ def write_survey(path: Path, n: int, *, crs: str = "EPSG:4547", x0: float = 5000
             mul = 256 if rgb16 else 1
             pts.red, pts.green, pts.blue = r * mul, g * mul, b * mul
             pts.gps_time = t_start + i / 240_000.0
-            pts.return_number = 1
-            pts.number_of_returns = 1
+            pts.return_number = np.ones(m, np.uint8)
+            pts.number_of_returns = np.ones(m, np.uint8)
             writer.write_points(pts)
             done += m
     return path
@@ -114,19 +114,28 @@ def source_points(path: Path) -> dict[str, np.ndarray]:
 
 
 def match_to_source(src: dict[str, np.ndarray], got_xyz: np.ndarray, tol: float,
-                    snap: bool = True) -> np.ndarray:
+                    snap: bool = True, got: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """Pair every read-back point with a distinct source point; return the source index of
     each read-back point. Asserts every pair is within ``tol`` (source units).
 
     ``snap``: round to the source's integer grid (needs errors below half its scale, true
-    for scales of 1 mm and coarser); otherwise nearest neighbours by brute force."""
+    for scales of 1 mm and coarser); otherwise nearest neighbours by brute force. With
+    ``got`` (the read-back attributes), points at identical positions pair up by their
+    attributes too, so duplicates do not pair crosswise."""
     n = len(src["xyz"])
     assert len(got_xyz) == n, f"{len(got_xyz)} points in the tiles, {n} in the source"
     if snap:
         # snap to the source's integer grid: identical triples pair up exactly (duplicates too)
         g = np.rint((got_xyz - src["offsets"]) / src["scales"]).astype(np.int64)
-        s_order = np.lexsort(src["XYZ"].T[::-1])
-        g_order = np.lexsort(g.T[::-1])
+        s_keys, g_keys = [src["XYZ"]], [g]
+        if got is not None:
+            for k, sk in (("intensity", "intensity"), ("classification", "classification"),
+                          ("color", "rgb")):
+                if k in got and sk in src:
+                    s_keys.append(np.asarray(src[sk], np.int64).reshape(n, -1))
+                    g_keys.append(np.asarray(got[k], np.int64).reshape(n, -1))
+        s_order = np.lexsort(np.hstack(s_keys).T[::-1])
+        g_order = np.lexsort(np.hstack(g_keys).T[::-1])
         assert (src["XYZ"][s_order] == g[g_order]).all(), "read-back positions differ"
         match = np.empty(n, np.int64)
         match[g_order] = s_order

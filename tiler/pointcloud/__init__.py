@@ -113,5 +113,6 @@ def tile_point_cloud(
         colour=plan.colour,
         first_view_s=out.first_view_s,
         elapsed_s=time.perf_counter() - t0,
-        details={**describe(plan), "rgb_max": out.stats.rgb_max},
+        details={**describe(plan), "rgb_max": out.stats.rgb_max,
+                 "timings_s": {**out.timings, "done": round(time.perf_counter() - t0, 3)}},
     )

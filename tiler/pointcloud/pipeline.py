@@ -51,6 +51,7 @@ from tiler.pointcloud.source import (
     SourceInfo,
     inspect_source,
     read_range,
+    read_rows,
     resolve_crs,
     z_to_metres,
 )
@@ -58,7 +59,7 @@ from tiler.tileset import write_bytes_atomic, write_json_atomic
 
 SPILL = np.dtype([("u", "<u4", (3,)), ("rgb", "<u2", (3,)), ("intensity", "<u2"),
                   ("cls", "u1")])
-QUANTUM_M = 2.0 ** -12  # 0.24 mm: integer positions well below the 1 cm the tests demand
+QUANTUM_M = 2.0 ** -12  # 0.24 mm at most: integer positions far below the 1 cm demanded
 BOUNDS_MARGIN = 0.02  # header bounds may be off by rounding: widen the cube a little
 CONTENT_DIR = "content"
 
@@ -153,9 +154,10 @@ def _make_executor(workers: int, inline: bool) -> Executor:
     try:
         ex = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_worker_init)
-        # start every worker now, while the environment above is set
-        for f in [ex.submit(os.getpid) for _ in range(workers)]:
-            f.result()
+        # start every worker now, while the environment above is set; they boot (~0.6 s of
+        # imports) while this process plans
+        for _ in range(workers):
+            ex.submit(os.getpid)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -192,10 +194,14 @@ def make_plan_base(info: SourceInfo, crs: str | None, vertical: str | None
     extent = float((hi - lo).max())
     margin = extent * BOUNDS_MARGIN + 2.0
     side = extent + 2 * margin
-    q = QUANTUM_M
-    while side / q > 2.0 ** 31:
-        q *= 2
-    R = max(1, math.ceil(math.log2(side / q)))
+    # the quantum is at most QUANTUM_M and makes the cube exactly 2**R quanta wide, so the
+    # root cube hugs the survey instead of doubling it (a wasted level)
+    R = max(1, math.ceil(math.log2(side / QUANTUM_M)))
+    if R > 31:
+        raise ImpossibleCoordinatesError(
+            f"{info.path.name}: the header's bounds span {side / 1000:.0f} km, too large for "
+            "one survey; is the coordinate system (or the header) right?")
+    q = side / 2**R
     center = (lo + hi) / 2
     cube_min = tuple(float(v) for v in center - q * 2 ** R / 2)
     mapper = build_mapper(to_wgs, to_wgs.crs.to_wkt(), vertical, zf, mins, maxs, origin)
@@ -248,13 +254,14 @@ def _enu_of(plan: Plan, u: np.ndarray) -> np.ndarray:
 
 def read_sample(info: SourceInfo, ranges: list[tuple[int, int]], chunk: int) -> PointBlock:
     """Decode a list of (start, count) stretches and concatenate them."""
+    if not info.compressed:
+        return read_rows(info, ranges)
     blocks = []
     for start, count in ranges:
         for blk in read_range(info, start, start + count, chunk):
             blk.gps_time = None
             blocks.append(blk)
-    idx = np.concatenate([np.arange(b.start, b.start + len(b.x)) for b in blocks])
-    cat = PointBlock(
+    return PointBlock(
         start=-1,
         x=np.concatenate([b.x for b in blocks]), y=np.concatenate([b.y for b in blocks]),
         z=np.concatenate([b.z for b in blocks]),
@@ -262,9 +269,8 @@ def read_sample(info: SourceInfo, ranges: list[tuple[int, int]], chunk: int) -> 
         intensity=np.concatenate([b.intensity for b in blocks]),
         classification=np.concatenate([b.classification for b in blocks]),
         gps_time=None,
+        index=np.concatenate([np.arange(b.start, b.start + len(b.x)) for b in blocks]),
     )
-    cat.index = idx  # type: ignore[attr-defined]
-    return cat
 
 
 def distribute(plan: Plan, start: int, stop: int, taken: np.ndarray) -> ReadStats:
@@ -427,6 +433,7 @@ class RunOutput:
     occupancy: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     first_view_s: float | None
     tileset_bytes: int
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _sample_ranges(info: SourceInfo, target: int) -> list[tuple[int, int]]:
@@ -454,17 +461,23 @@ def run(src: Path, out_dir: Path, *, crs: str | None, vertical: str | None,
     report = progress or (lambda stage, done, total: None)
     info = inspect_source(src)
     n = info.point_count
-    to_wgs, mapper, cube_min, q, R = make_plan_base(info, crs, vertical)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    spill = Path(tempfile.mkdtemp(prefix=".spill-", dir=out_dir))
+    resolve_crs(info, crs)  # refuse a missing CRS before starting any process
     inline = n <= settings.inprocess_max_points
     ex = _make_executor(settings.workers, inline)
+    spill = None
     try:
-        return _run(info, out_dir, spill, ex, to_wgs, mapper, cube_min, q, R, report,
-                    on_preview, settings, t0)
+        to_wgs, mapper, cube_min, q, R = make_plan_base(info, crs, vertical)
+        t_plan = time.perf_counter() - t0
+        out_dir.mkdir(parents=True, exist_ok=True)
+        spill = Path(tempfile.mkdtemp(prefix=".spill-", dir=out_dir))
+        out = _run(info, out_dir, spill, ex, to_wgs, mapper, cube_min, q, R, report,
+                   on_preview, settings, t0)
+        out.timings = {"plan": round(t_plan, 3), **out.timings}
+        return out
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
-        shutil.rmtree(spill, ignore_errors=True)
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
 
 
 def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToWgs84,
@@ -473,11 +486,13 @@ def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToW
          t0: float) -> RunOutput:
     n = info.point_count
     report("reading", 0, n)
+    marks = {"workers_started": time.perf_counter() - t0}
     # ---- preview sample
     target = min(n, max(settings.sample_points, n // 40))
     sample = ex.submit(read_sample, info, _sample_ranges(info, target),
                        settings.chunk_points).result()
-    _lon, _lat, _h = _checked_lonlat(to_wgs, sample.x, sample.y, sample.z * mapper.z_factor, info)
+    marks["sample_read"] = time.perf_counter() - t0
+    _checked_lonlat(to_wgs, sample.x, sample.y, sample.z * mapper.z_factor, info)
     colour = "none"
     if sample.rgb is not None:
         colour = "u16" if int(sample.rgb.max(initial=0)) > 255 else "u8"
@@ -489,7 +504,8 @@ def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToW
     sk = octree.morton(*(su >> np.uint32(R - bits)).T)
     sorder = np.argsort(sk, kind="stable")
     sk, su = sk[sorder], su[sorder]
-    s_index = sample.index[sorder]  # type: ignore[attr-defined]
+    assert sample.index is not None
+    s_index = sample.index[sorder]
     levels = np.full(len(sk), -1, np.int16)
     P = 0
     remaining = np.arange(len(sk))
@@ -526,6 +542,7 @@ def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToW
     (spill / "cells").mkdir()
     (spill / "shared").mkdir()
 
+    marks["preview_selected"] = time.perf_counter() - t0
     # ---- preview content and tileset
     nodes: dict[NodeKey, NodeInfo] = {}
     frame = mapper.frame
@@ -578,6 +595,7 @@ def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToW
             f"{info.path.name}: the header says {n} points but {stats.points} were read; the "
             "header is wrong or the file is damaged")
 
+    marks["distributed"] = time.perf_counter() - t0
     # ---- tile the cells, largest first
     cells: dict[tuple[int, int, int, int], list[str]] = defaultdict(list)
     for p in (spill / "cells").iterdir():
@@ -596,6 +614,7 @@ def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToW
         done += r.points
         report("tiling", done, rest_total)
 
+    marks["cells_tiled"] = time.perf_counter() - t0
     # ---- nodes shared by several cells
     shared: dict[NodeKey, list[str]] = defaultdict(list)
     for p in (spill / "shared").iterdir():
@@ -611,6 +630,7 @@ def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToW
         wdone += node.count
         report("writing", wdone, shared_total)
 
+    marks["shared_written"] = time.perf_counter() - t0
     written = sum(v.count for v in nodes.values())
     if written != n:
         raise RuntimeError(f"internal error: {written} points tiled of {n}")
@@ -619,7 +639,9 @@ def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToW
     tileset_bytes = write_json_atomic(
         tileset_path, build_tileset(nodes, transform=frame.matrix(), root_side_m=plan.side_m,
                                     grid_bits=octree.GRID_BITS, final=True, extras=extras))
-    return RunOutput(plan, to_wgs, nodes, stats, occupancy, first_view, tileset_bytes)  # type: ignore[arg-type]
+    marks["assembled"] = time.perf_counter() - t0
+    return RunOutput(plan, to_wgs, nodes, stats, occupancy, first_view,  # type: ignore[arg-type]
+                     tileset_bytes, {k: round(v, 3) for k, v in marks.items()})
 
 
 def lonlat_bounds(plan: Plan, ix: Iterable[int], iy: Iterable[int], zlo: np.ndarray,

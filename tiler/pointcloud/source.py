@@ -247,6 +247,7 @@ class PointBlock:
     intensity: np.ndarray  # uint16
     classification: np.ndarray  # uint8
     gps_time: np.ndarray | None
+    index: np.ndarray | None = None  # file index of each point, where not contiguous
 
 
 def read_range(info: SourceInfo, start: int, stop: int, chunk: int) -> Iterator[PointBlock]:
@@ -284,7 +285,22 @@ def read_range(info: SourceInfo, start: int, stop: int, chunk: int) -> Iterator[
                 "is truncated") from exc
 
 
-def _block(pts: laspy.ScaleAwarePointRecord, start: int, info: SourceInfo) -> PointBlock:
+def read_rows(info: SourceInfo, ranges: list[tuple[int, int]]) -> PointBlock:
+    """Uncompressed LAS only: gather many short stretches through a memory map (one laspy
+    read call per stretch costs ~0.35 ms, so 4096 stretches took 1.4 s; this takes ms)."""
+    with laspy.open(info.path) as reader:
+        pf = reader.header.point_format
+    rows = np.memmap(info.path, dtype=pf.dtype(), mode="r", offset=info.offset_to_points,
+                     shape=(info.point_count,))
+    idx = np.concatenate([np.arange(s, s + c) for s, c in ranges])
+    pts = laspy.PackedPointRecord(np.array(rows[idx]), pf)
+    del rows
+    blk = _block(pts, -1, info)
+    blk.index = idx
+    return blk
+
+
+def _block(pts: laspy.PackedPointRecord, start: int, info: SourceInfo) -> PointBlock:
     arr = pts.array
     sx, sy, sz = info.scales
     ox, oy, oz = info.offsets
