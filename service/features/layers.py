@@ -1,0 +1,119 @@
+"""The collections this service publishes. BIM elements, drone routes and airspace zones
+register here the same way when their tables exist (a ``register(Collection(...))`` each)."""
+
+from __future__ import annotations
+
+from service.features.registry import Collection, Prop, register
+from service.layers.gb3838 import CLASS_LABELS
+from service.layers.gbt33171 import ROAD_CLASSES
+
+_CLASS_ARRAY = "ARRAY[" + ",".join(f"'{v}'" for v in CLASS_LABELS.values()) + "]"
+
+register(Collection(
+    id="road_segments",
+    title="Road segments",
+    description="Road network segments (LineString, lon/lat) with class after GB/T 33171-2016, "
+                "lanes, speed limit and free-flow speed.",
+    source="road_segments",
+    geometry_type="LineString",
+    properties=(
+        Prop("code", "string", title="Segment code"),
+        Prop("name", "string", title="Road name"),
+        Prop("road_class", "string", title="Road class (GB/T 33171-2016)", enum=ROAD_CLASSES),
+        Prop("lanes", "integer", title="Lanes"),
+        Prop("speed_limit_kmh", "number", title="Speed limit (km/h)"),
+        Prop("free_flow_kmh", "number", title="Free-flow speed (km/h)"),
+        Prop("length_m", "number", title="Length (m)"),
+        Prop("updated_at", "datetime", title="Last change"),
+    ),
+    temporal=("updated_at", None),
+    keywords=("traffic", "roads"),
+))
+
+register(Collection(
+    id="water_stations",
+    title="Water-quality stations",
+    description="Monitoring stations with the GB 3838-2002 class of their latest sample "
+                "(single-factor rule), its deciding parameters and exceedance multiples.",
+    source=(
+        "(SELECT s.id, s.code, s.name, s.water_body, s.body_type, s.geom,"
+        " o.observed_at AS latest_observed_at, o.grade AS latest_grade,"
+        " o.deciding AS latest_deciding, o.exceedance AS latest_exceedance"
+        " FROM water_stations s LEFT JOIN LATERAL (SELECT w.observed_at, w.grade, w.deciding,"
+        " w.exceedance FROM water_observations w WHERE w.station_id = s.id"
+        " ORDER BY w.observed_at DESC LIMIT 1) o ON true)"
+    ),
+    geometry_type="Point",
+    properties=(
+        Prop("code", "string", title="Station code"),
+        Prop("name", "string", title="Station name"),
+        Prop("water_body", "string", title="Water body"),
+        Prop("body_type", "string", title="river, or lake (lakes and reservoirs)",
+             enum=("river", "lake")),
+        Prop("latest_observed_at", "datetime", title="Time of the latest sample"),
+        Prop("latest_grade", "integer", title="Latest class as 1..6 (6 = 劣V)"),
+        Prop("latest_class", "string", sql=f"({_CLASS_ARRAY})[t.latest_grade]",
+             title="Latest GB 3838-2002 class", enum=tuple(CLASS_LABELS.values())),
+        Prop("latest_deciding", "array", title="Parameters that decide the class",
+             queryable=False, sortable=False),
+        Prop("latest_exceedance", "object", title="Multiples over the class III limit",
+             queryable=False, sortable=False),
+    ),
+    temporal=("latest_observed_at", None),
+    keywords=("water quality", "GB 3838-2002"),
+))
+
+register(Collection(
+    id="surveys",
+    title="LiDAR surveys",
+    description="Drone LiDAR surveys: footprint, point count, density and acquisition time.",
+    source=(
+        "(SELECT d.id, d.name, d.status, d.crs, d.footprint, d.acquired_at, d.created_at,"
+        " (d.stats->>'points')::bigint AS point_count,"
+        " (d.stats->>'density_per_m2')::double precision AS density_per_m2,"
+        " d.stats->>'tileset' AS tileset"
+        " FROM datasets d WHERE d.kind = 'lidar')"
+    ),
+    geometry_type="MultiPolygon",
+    geometry_column="footprint",
+    properties=(
+        Prop("name", "string", title="File name"),
+        Prop("status", "string", title="Ingest status"),
+        Prop("crs", "string", title="Source CRS"),
+        Prop("point_count", "integer", title="Points"),
+        Prop("density_per_m2", "number", title="Points per m²"),
+        Prop("acquired_at", "datetime", title="Acquisition time"),
+        Prop("created_at", "datetime", title="Upload time"),
+        Prop("tileset", "string", title="3D Tiles", queryable=False, sortable=False),
+    ),
+    temporal=("acquired_at", None),
+    keywords=("lidar", "survey"),
+))
+
+register(Collection(
+    id="city_objects",
+    title="City objects (CIM)",
+    description="CityJSON/CityGML objects with 3D geometry (lon, lat, ellipsoidal height). "
+                "Only current objects by default; `datetime` selects by validity, so past "
+                "states of the living map stay queryable.",
+    source="city_objects",
+    geometry_type="Geometry",
+    filter_geometry_column="footprint",
+    has_z=True,
+    properties=(
+        Prop("object_id", "string", title="CityJSON/CityGML id"),
+        Prop("type", "string", title="City object type"),
+        Prop("lod", "string", title="Level of detail"),
+        Prop("name", "string", title="Name"),
+        Prop("height", "number", title="Height (m)"),
+        Prop("min_z", "number", title="Lowest point (m, ellipsoidal)"),
+        Prop("max_z", "number", title="Highest point (m, ellipsoidal)"),
+        Prop("dataset_id", "integer", title="Source dataset"),
+        Prop("valid_from", "datetime", title="Valid from"),
+        Prop("valid_to", "datetime", title="Valid to (empty while current)"),
+        Prop("attributes", "object", title="Attributes", queryable=False, sortable=False),
+    ),
+    temporal=("valid_from", "valid_to"),
+    current_only="t.valid_to IS NULL",
+    keywords=("CIM", "3D", "CityJSON"),
+))

@@ -1,0 +1,229 @@
+"""OGC API - Features endpoints over the registry (and the landing page of the service).
+
+Handlers read raw query parameters (so unknown ones can be refused, as Part 1 asks) and
+return bytes built by PostgreSQL; nothing here is specific to one layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+from starlette.responses import Response
+
+from service import __version__
+from service.auth import Reader
+from service.errors import BadRequest, NotFound
+from service.features import conformance, metadata, openapi, registry, responses, tiles
+from service.features.binds import Binds
+from service.features.cql2sql import compile_filter, parse
+from service.features.crs import parse_crs
+from service.features.params import (
+    parse_bbox,
+    parse_datetime,
+    parse_instant,
+    parse_limit,
+    parse_offset,
+    parse_properties,
+    parse_sortby,
+)
+from service.features.query import COUNT_CAP, ItemsQuery, item_sql, items_sql
+from service.features.registry import Collection
+
+router = APIRouter(tags=["features"])
+
+ITEM_PARAMS = frozenset({"limit", "offset", "bbox", "bbox-crs", "datetime", "crs", "filter",
+                         "filter-lang", "filter-crs", "properties", "sortby", "f"})
+ONE_PARAMS = frozenset({"crs", "properties", "f"})
+TILE_PARAMS = frozenset({"filter", "filter-lang", "filter-crs", "datetime", "f"})
+SCALAR_TYPES = frozenset({"string", "integer", "number", "boolean", "datetime", "date"})
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _collection(collection_id: str) -> Collection:
+    c = registry.get(collection_id)
+    if c is None:
+        known = ", ".join(x.id for x in registry.collections())
+        raise NotFound(f"no collection {collection_id!r}; collections: {known}")
+    return c
+
+
+def _check_params(params: Any, allowed: frozenset[str], c: Collection | None = None) -> None:
+    for key in params:
+        if key in allowed:
+            continue
+        if c is not None and key in c.props_by_name and \
+                c.props_by_name[key].queryable and c.props_by_name[key].type in SCALAR_TYPES:
+            continue
+        raise BadRequest(f"unknown query parameter {key!r}")
+    fmt = params.get("f")
+    if fmt is not None and fmt.lower() not in ("json", "geojson", "application/json",
+                                               "application/geo+json", "mvt"):
+        raise BadRequest(f"f={fmt!r} is not offered; this server answers JSON and GeoJSON")
+
+
+def _equality(c: Collection, params: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, raw in params.items():
+        prop = c.props_by_name.get(key)
+        if prop is None or key in ITEM_PARAMS:
+            continue
+        try:
+            if prop.type == "integer":
+                out[key] = int(raw)
+            elif prop.type == "number":
+                out[key] = float(raw)
+            elif prop.type == "boolean":
+                if raw.lower() not in ("true", "false"):
+                    raise ValueError
+                out[key] = raw.lower() == "true"
+            elif prop.type in ("datetime", "date"):
+                out[key] = parse_instant(raw, key)[0]
+            else:
+                out[key] = raw
+        except ValueError:
+            raise BadRequest(f"{key}={raw!r} is not a valid {prop.type}") from None
+    return out
+
+
+def _filter(c: Collection, params: Any, binds: Binds) -> str | None:
+    raw = params.get("filter")
+    if raw is None:
+        return None
+    tree = parse(raw, params.get("filter-lang"))
+    return compile_filter(tree, c, binds, parse_crs(params.get("filter-crs"), "filter-crs"))
+
+
+@router.get("/", summary="Landing page", tags=["operations"])
+async def landing(request: Request) -> Response:
+    return responses.json_response(metadata.landing(_base(request), "Twinbase", __version__))
+
+
+@router.get("/conformance", summary="Conformance classes")
+async def get_conformance(_: Reader) -> Response:
+    return responses.json_response({"conformsTo": conformance.CONFORMS_TO})
+
+
+@router.get("/api", summary="API definition (OpenAPI 3, with one items path per collection)")
+async def api(request: Request) -> Response:
+    doc = openapi.api_document(request.app.openapi(), registry.collections())
+    return responses.json_response(doc, "application/vnd.oai.openapi+json;version=3.0")
+
+
+@router.get("/collections", summary="Feature collections")
+async def list_collections(request: Request, _: Reader) -> Response:
+    base = _base(request)
+    engine = request.app.state.engine
+    docs = [metadata.collection_doc(base, c, await metadata.extent(engine, c))
+            for c in registry.collections()]
+    return responses.json_response({
+        "links": [{"rel": "self", "type": "application/json", "href": f"{base}/collections"}],
+        "collections": docs,
+    })
+
+
+@router.get("/collections/{collection_id}", summary="One feature collection")
+async def get_collection(collection_id: str, request: Request, _: Reader) -> Response:
+    c = _collection(collection_id)
+    ext = await metadata.extent(request.app.state.engine, c)
+    return responses.json_response(metadata.collection_doc(_base(request), c, ext))
+
+
+@router.get("/collections/{collection_id}/queryables", summary="Queryable properties")
+async def queryables(collection_id: str, request: Request, _: Reader) -> Response:
+    c = _collection(collection_id)
+    return responses.json_response(metadata.queryables_doc(_base(request), c),
+                                   "application/schema+json")
+
+
+@router.get("/collections/{collection_id}/items", summary="Features (GeoJSON)")
+async def items(collection_id: str, request: Request, _: Reader) -> Response:
+    c = _collection(collection_id)
+    params = request.query_params
+    _check_params(params, ITEM_PARAMS, c)
+    binds = Binds()
+    crs = parse_crs(params.get("crs"))
+    q = ItemsQuery(
+        bbox=parse_bbox(params.get("bbox"), params.get("bbox-crs")),
+        interval=parse_datetime(params.get("datetime")),
+        equals=_equality(c, params),
+        limit=parse_limit(params.get("limit")),
+        offset=parse_offset(params.get("offset")),
+        sortby=parse_sortby(params.get("sortby"), c),
+        properties=parse_properties(params.get("properties"), c),
+        crs=crs,
+    )
+    q.filter_sql = _filter(c, params, binds)
+    sql = items_sql(c, q, binds, crs)
+    async with request.app.state.engine.connect() as conn:
+        row = (await conn.execute(text(sql), binds.values)).one()
+    matched = row.matched if row.matched <= COUNT_CAP else None
+    return responses.feature_collection(
+        row.body, returned=row.returned, matched=matched, url=request.url,
+        base=_base(request), collection_id=c.id, offset=q.offset, limit=q.limit, crs=crs)
+
+
+@router.get("/collections/{collection_id}/items/{feature_id}", summary="One feature")
+async def item(collection_id: str, feature_id: str, request: Request, _: Reader) -> Response:
+    c = _collection(collection_id)
+    params = request.query_params
+    _check_params(params, ONE_PARAMS)
+    crs = parse_crs(params.get("crs"))
+    if c.id_type == "integer":
+        try:
+            fid: Any = int(feature_id)
+        except ValueError:
+            raise NotFound(f"no feature {feature_id!r} in {c.id} (ids are integers)") from None
+        if not -(2**63) <= fid < 2**63:
+            raise NotFound(f"no feature {feature_id!r} in {c.id}")
+    else:
+        fid = feature_id
+    binds = Binds()
+    sql = item_sql(c, fid, binds, crs, parse_properties(params.get("properties"), c))
+    async with request.app.state.engine.connect() as conn:
+        row = (await conn.execute(text(sql), binds.values)).first()
+    if row is None:
+        raise NotFound(f"no feature {feature_id!r} in {c.id}")
+    base = _base(request)
+    links = (b',"links":[{"rel":"self","type":"application/geo+json","href":"'
+             + f"{base}/collections/{c.id}/items/{fid}".encode()
+             + b'"},{"rel":"collection","type":"application/json","href":"'
+             + f"{base}/collections/{c.id}".encode() + b'"}]}')
+    return Response(row.body[:-1] + links, media_type=responses.GEOJSON,
+                    headers={"Content-Crs": crs.header})
+
+
+@router.get("/collections/{collection_id}/tiles", summary="Vector tilesets of a collection")
+async def tilesets(collection_id: str, request: Request, _: Reader) -> Response:
+    c = _collection(collection_id)
+    href = f"{_base(request)}/collections/{c.id}/tiles/WebMercatorQuad"
+    return responses.json_response({"tilesets": [{
+        "title": f"{c.title} (MVT)", "dataType": "vector",
+        "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
+        "tileMatrixSetURI": "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad",
+        "links": [{"rel": "item", "type": "application/vnd.mapbox-vector-tile",
+                   "templated": True, "href": href + "/{tileMatrix}/{tileCol}/{tileRow}"}],
+    }]})
+
+
+@router.get("/collections/{collection_id}/tiles/WebMercatorQuad/{z}/{x}/{y}",
+            summary="One Mapbox Vector Tile (z/x/y in WebMercatorQuad)")
+async def tile(collection_id: str, z: int, x: int, y: int, request: Request,
+               _: Reader) -> Response:
+    c = _collection(collection_id)
+    params = request.query_params
+    _check_params(params, TILE_PARAMS)
+    tiles.check_tile(z, x, y)
+    binds = Binds()
+    where: list[str] = []
+    flt = _filter(c, params, binds)
+    if flt:
+        where.append(flt)
+    sql = tiles.tile_sql(c, z, x, y, binds, where)
+    async with request.app.state.engine.connect() as conn:
+        body = (await conn.execute(text(sql), binds.values)).scalar() or b""
+    return Response(bytes(body), media_type="application/vnd.mapbox-vector-tile",
+                    headers={"Cache-Control": "public, max-age=60"})
