@@ -13,6 +13,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from service import __version__
 from service.db import make_async_engine
 from service.errors import install_error_handlers
+from service.features import router as features_router
+from service.layers import router as layers_router
 from service.observe import ObserveMiddleware
 from service.routers import datasets, health, jobs, keys, tiles
 from service.settings import Settings, get_settings
@@ -71,17 +73,9 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     for module in (health, keys, jobs, datasets, tiles, tus):
         app.include_router(module.router)
 
-    @app.get("/", tags=["operations"], summary="Where to go from here")
-    async def landing() -> dict[str, object]:
-        return {
-            "title": "Twinbase", "version": __version__,
-            "links": [
-                {"rel": "service-doc", "href": "/docs"},
-                {"rel": "service-desc", "href": "/openapi.json"},
-                {"rel": "health", "href": "/health"}, {"rel": "ready", "href": "/ready"},
-                {"rel": "datasets", "href": "/datasets"}, {"rel": "jobs", "href": "/jobs"},
-                {"rel": "tilesets", "href": "/tiles"}, {"rel": "uploads", "href": "/uploads"},
-            ],
-        }
+    # OGC API - Features: its landing page is the service's "/" (links to /docs, /health,
+    # /ready, /datasets, /jobs, /tiles and /uploads included)
+    app.include_router(features_router.router)
+    app.include_router(layers_router.router)
 
     return app
