@@ -31,15 +31,26 @@ def upgrade() -> None:
             max_z double precision,
             attributes jsonb NOT NULL DEFAULT '{}',
             semantics jsonb NOT NULL DEFAULT '{}',
+            other_lods jsonb NOT NULL DEFAULT '{}',
             valid_from timestamptz NOT NULL DEFAULT now(),
             valid_to timestamptz,
             CHECK (valid_to IS NULL OR valid_to >= valid_from)
         );
         COMMENT ON COLUMN city_objects.geom IS
-            'PolyhedralSurfaceZ or MultiPolygonZ, lon/lat with Z = WGS 84 ellipsoidal height (m)';
+            'MultiPolygonZ (one polygon per surface, the order of semantics.surfaces), '
+            'lon/lat with Z = WGS 84 ellipsoidal height (m)';
         COMMENT ON COLUMN city_objects.height IS 'metres, measuredHeight or max z - min z';
+        COMMENT ON COLUMN city_objects.lod IS 'LoD of geom: the highest one in the source';
+        COMMENT ON COLUMN city_objects.semantics IS
+            '{"surfaces": [class of each polygon of geom, in order, or null]}';
+        COMMENT ON COLUMN city_objects.other_lods IS
+            'the other LoDs of the source: {lod: {"geometry": GeoJSON MultiPolygon Z, '
+            '"surfaces": [class of each polygon]}}';
         CREATE INDEX city_objects_footprint_idx ON city_objects USING gist (footprint);
-        CREATE INDEX city_objects_current_idx ON city_objects (object_id) WHERE valid_to IS NULL;
+        -- at most one current version of an object: a newer survey supersedes, never doubles
+        CREATE UNIQUE INDEX city_objects_current_idx ON city_objects (object_id)
+            WHERE valid_to IS NULL;
+        CREATE INDEX city_objects_history_idx ON city_objects (object_id, valid_from);
         CREATE INDEX city_objects_type_idx ON city_objects (type) WHERE valid_to IS NULL;
         CREATE INDEX city_objects_dataset_idx ON city_objects (dataset_id);
         CREATE INDEX city_objects_attributes_idx ON city_objects USING gin (attributes);

@@ -15,14 +15,21 @@ FIXED = ("type", "lod", "height", "name", "parent_id")
 def feature_properties(obj: CityObject) -> dict[str, Any]:
     """What a dashboard click shows: id (added by the tiler), type, LoD, height, name, parent,
     then the source attributes (renamed ``attr_<name>`` if they clash with the fixed ones)."""
+    return properties_of(obj.type, obj.lod, obj.height, obj.name, obj.parent_id, obj.attributes)
+
+
+def properties_of(type_: str, lod: str | None, height: float | None, name: str | None,
+                  parent_id: str | None, attributes: dict[str, Any]) -> dict[str, Any]:
+    """:func:`feature_properties` from the pieces (the service builds them from stored rows,
+    so tiles made from the database carry the same properties as tiles made from a file)."""
     props: dict[str, Any] = {
-        "type": obj.type,
-        "lod": obj.lod,
-        "height": None if obj.height is None else round(float(obj.height), 3),
-        "name": obj.name,
-        "parent_id": obj.parent_id,
+        "type": type_,
+        "lod": lod,
+        "height": None if height is None else round(float(height), 3),
+        "name": name,
+        "parent_id": parent_id,
     }
-    for key, value in obj.attributes.items():
+    for key, value in attributes.items():
         props[f"attr_{key}" if key in FIXED or key == "id" else key] = value
     return props
 

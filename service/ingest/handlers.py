@@ -1,4 +1,5 @@
 """Registers the ingest job of every dataset kind that can be ingested (importing a module
 registers its handler)."""
 
+import service.ingest.city  # noqa: F401
 from service.ingest import lidar  # noqa: F401
