@@ -16,7 +16,7 @@ from service.errors import install_error_handlers
 from service.features import router as features_router
 from service.layers import router as layers_router
 from service.observe import ObserveMiddleware
-from service.routers import city, datasets, health, jobs, keys, tiles
+from service.routers import bim, city, datasets, health, jobs, keys, tiles
 from service.settings import Settings, get_settings
 from service.uploads import tus
 
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
                                        "Tus-Resumable", "Upload-Expires", "ETag",
                                        "Twinbase-Dataset-Id", "Twinbase-Job-Id"])
     app.add_middleware(ObserveMiddleware)
-    for module in (health, keys, jobs, datasets, tiles, tus, city):
+    for module in (health, keys, jobs, datasets, tiles, tus, city, bim):
         app.include_router(module.router)
 
     # OGC API - Features: its landing page is the service's "/" (links to /docs, /health,

@@ -2,4 +2,5 @@
 registers its handler)."""
 
 import service.ingest.city  # noqa: F401
+import service.ingest.ifc as _ifc  # noqa: F401
 from service.ingest import lidar  # noqa: F401

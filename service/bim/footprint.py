@@ -1,0 +1,52 @@
+"""Plan-view footprints of elements, computed in model metres (a metric plane) and only then
+brought to longitude / latitude, so area tests and simplification are done in metres."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import shapely
+from shapely.geometry import MultiPolygon, Polygon
+from shapely.geometry.base import BaseGeometry
+
+MIN_TRIANGLE_AREA = 1e-6  # m²: vertical faces project to slivers; they add nothing
+MAX_UNION_TRIANGLES = 4000  # above this the convex hull is close enough and far cheaper
+SIMPLIFY_M = 0.005
+THIN_M = 0.01  # a zero-thickness element (a single vertical face) gets this width
+
+
+def plan_footprint(verts: np.ndarray, faces: np.ndarray) -> BaseGeometry:
+    """The union of the element's triangles seen from above (model x/y, metres)."""
+    xy = verts[:, :2]
+    tri = xy[faces]
+    area = 0.5 * np.abs(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]))
+    tri = tri[area > MIN_TRIANGLE_AREA]
+    if len(tri) == 0 or len(tri) > MAX_UNION_TRIANGLES:
+        geom = shapely.MultiPoint(xy).convex_hull
+    else:
+        rings = np.concatenate([tri, tri[:, :1]], axis=1)
+        geom = shapely.union_all(shapely.polygons(rings), grid_size=1e-6)
+    if geom.area < MIN_TRIANGLE_AREA:  # a line or a point from above
+        geom = geom.buffer(THIN_M / 2, quad_segs=2)
+    return shapely.make_valid(geom.simplify(SIMPLIFY_M))
+
+
+def _multipolygon(geom: BaseGeometry) -> MultiPolygon:
+    if isinstance(geom, MultiPolygon):
+        return geom
+    if isinstance(geom, Polygon):
+        return MultiPolygon([geom])
+    polys = [g for g in getattr(geom, "geoms", []) if isinstance(g, Polygon) and g.area > 0]
+    return MultiPolygon(polys)
+
+
+def to_lonlat(geoms: Sequence[BaseGeometry],
+              to_wgs84: Callable[[np.ndarray], np.ndarray]) -> list[MultiPolygon]:
+    """All footprints through the placement in one vectorised call."""
+    def fn(xy: np.ndarray) -> np.ndarray:
+        xyz = np.column_stack([xy, np.zeros(len(xy))])
+        return to_wgs84(xyz)[:, :2]
+
+    moved = shapely.transform(np.asarray(geoms, dtype=object), fn)
+    return [_multipolygon(shapely.make_valid(g)) for g in moved]

@@ -1,0 +1,100 @@
+"""Read an IFC file into placed elements: identity, properties, triangles on the globe,
+footprint; plus the elements that could not be loaded, each with its reason."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from shapely.geometry import MultiPolygon
+
+from .errors import IfcInputError
+from .footprint import plan_footprint, to_lonlat
+from .geometry import ElementGeometry, GeometryPool, has_body, mesh_products
+from .georef import Anchor, check_on_globe, resolve
+from .placement import Placement
+from .properties import ElementInfo, element_info
+from .reader import open_ifc
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class BimElement:
+    info: ElementInfo
+    geometry: ElementGeometry
+    llh: np.ndarray  # (n, 3) lon, lat, ellipsoidal height of geometry.verts
+    footprint: MultiPolygon  # lon / lat
+
+    @property
+    def triangles(self) -> int:
+        return len(self.geometry.faces)
+
+
+@dataclass
+class BimModel:
+    schema: str
+    placement: Placement
+    unit_scale: float  # metres per project length unit (psets keep project units)
+    elements: list[BimElement]
+    colours: list[tuple[int, int, int, int]]
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    products: int = 0  # products that should have a body
+
+    def bounds(self) -> dict[str, float]:
+        allp = np.concatenate([e.llh for e in self.elements])
+        lo, hi = allp.min(axis=0), allp.max(axis=0)
+        return {"min_lon": float(lo[0]), "min_lat": float(lo[1]), "min_h": float(lo[2]),
+                "max_lon": float(hi[0]), "max_lat": float(hi[1]), "max_h": float(hi[2])}
+
+
+def read_bim(path: str | Path, *, pool: GeometryPool, anchor: Anchor | None = None,
+             crs: str | None = None, vertical: str | None = None,
+             progress: Progress | None = None) -> BimModel:
+    import ifcopenshell.util.unit
+
+    report = progress or (lambda stage, done, total: None)
+    model = open_ifc(path)
+    placement = resolve(model, anchor=anchor, crs=crs, vertical=vertical)
+    unit = float(ifcopenshell.util.unit.calculate_unit_scale(model))
+    products = [p for p in model.by_type("IfcProduct") if has_body(p)]
+    if not products:
+        raise IfcInputError("the model has no geometry: no IfcProduct has a 3D body "
+                            "representation (openings and spaces aside)")
+    report("geometry", 0, len(products))
+    infos: dict[int, ElementInfo] = {}
+
+    def read_properties() -> None:
+        for p in products:
+            infos[p.id()] = element_info(model, p, unit)
+
+    geo = mesh_products(model, path, [p.id() for p in products], pool=pool,
+                        progress=lambda done, total: report("geometry", done, total),
+                        while_waiting=read_properties)
+    if not infos:  # the pool failed before the side work ran
+        read_properties()
+    failures = [{"global_id": infos[i].global_id, "ifc_class": infos[i].ifc_class,
+                 "name": infos[i].name, "reason": reason}
+                for i, reason in sorted(geo.failures.items())]
+    order = [p.id() for p in products if p.id() in geo.elements]
+    if not order:
+        raise IfcInputError(
+            f"no element of the model has usable geometry ({len(failures)} failed; first: "
+            f"{failures[0]['global_id']}: {failures[0]['reason']})" if failures else
+            "no element of the model has usable geometry")
+    report("placing", 0, len(order))
+    counts = [len(geo.elements[i].verts) for i in order]
+    allv = np.concatenate([geo.elements[i].verts for i in order])
+    llh = placement.to_wgs84(allv)
+    check_on_globe(placement, llh)
+    parts = np.split(llh, np.cumsum(counts)[:-1])
+    plans = [plan_footprint(geo.elements[i].verts, geo.elements[i].faces) for i in order]
+    footprints = to_lonlat(plans, placement.to_wgs84)
+    elements = [BimElement(infos[i], geo.elements[i], part, fp)
+                for i, part, fp in zip(order, parts, footprints, strict=True)]
+    report("placing", len(order), len(order))
+    return BimModel(model.schema_identifier, placement, unit, elements, geo.colours, failures,
+                    len(products))

@@ -1,0 +1,127 @@
+"""Ingest of BIM models (IFC2X3, IFC4, IFC4X3): elements placed on the globe, as 3D Tiles
+with one pickable feature per element and as ``bim_elements`` rows.
+
+Job params (or upload options): ``anchor`` (lon, lat, height, rotation; always wins over what
+the file says), ``crs`` (the projected CRS of an IfcMapConversion that names none),
+``vertical`` (``orthometric``, the default for IFC heights, or ``ellipsoidal``),
+``max_triangles_per_tile`` and ``geometry_processes``.
+
+Elements whose geometry fails are listed in the job report with their GlobalId and reason;
+the rest loads. A file that cannot be used fails the job with the reason, and nothing that
+was there before (rows, current tileset) is touched.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from geoalchemy2.shape import from_shape
+from shapely import union_all
+from shapely.geometry import MultiPolygon, Polygon
+from sqlalchemy import func, update
+
+from service.bim.errors import IfcInputError
+from service.ingest.lidar import load_dataset
+from service.jobs.context import JobContext, JobFailed
+from service.jobs.registry import job_handler
+from service.models import datasets
+from service.tilesets import begin_version, fail_version, publish
+
+DEFAULT_MAX_TRIANGLES = 50_000
+MAX_REPORTED_FAILURES = 500
+
+
+def _int_param(options: dict[str, Any], key: str, default: int | None, lo: int, hi: int
+               ) -> int | None:
+    value = options.get(key)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as exc:
+        raise JobFailed(f"{key} must be an integer, not {value!r}") from exc
+    if not lo <= number <= hi:
+        raise JobFailed(f"{key} must be between {lo} and {hi}")
+    return number
+
+
+def _dataset_footprint(elements) -> MultiPolygon:
+    merged = union_all([e.footprint for e in elements if not e.footprint.is_empty])
+    hull = merged if isinstance(merged, MultiPolygon | Polygon) else merged.convex_hull
+    return hull if isinstance(hull, MultiPolygon) else MultiPolygon([hull])
+
+
+@job_handler("ingest_ifc")
+def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
+    from service.bim.features import mesh_features, palette
+    from service.bim.geometry import shared_pool
+    from service.bim.georef import parse_anchor
+    from service.bim.model import read_bim
+    from service.ingest.ifc_store import replace_elements
+    from tiler.mesh import tile_features
+
+    started = time.monotonic()
+    row = load_dataset(ctx)
+    options = {**(row.options or {}), **ctx.params}
+    max_tri = _int_param(options, "max_triangles_per_tile", DEFAULT_MAX_TRIANGLES,
+                         1000, 5_000_000)
+    processes = _int_param(options, "geometry_processes", None, 1, 64)
+    ctx.progress("reading", 0, None)
+    try:
+        bim = read_bim(row.source_path, pool=shared_pool(processes),
+                       anchor=parse_anchor(options.get("anchor")), crs=options.get("crs"),
+                       vertical=options.get("vertical"), progress=ctx.progress)
+    except IfcInputError as exc:
+        raise JobFailed(str(exc)) from exc
+    read_s = time.monotonic() - started
+
+    tv = begin_version(ctx.engine, ctx.settings.tiles_dir, f"bim-{row.id}", "bim",
+                       dataset_id=row.id, job_id=ctx.job_id)
+    try:
+        result = tile_features(mesh_features(bim.elements, bim.colours), tv.path,
+                               max_triangles_per_tile=max_tri or DEFAULT_MAX_TRIANGLES,
+                               palette=palette(bim.colours), progress=ctx.progress)
+        tiled = set(ids for t in result.manifest["tiles"].values() for ids in t["features"])
+        elements = [e for e in bim.elements if e.info.global_id in tiled]
+        failures = bim.failures + [
+            {"global_id": e.info.global_id, "ifc_class": e.info.ifc_class,
+             "name": e.info.name, "reason": "geometry has no surface area"}
+            for e in bim.elements if e.info.global_id not in tiled]
+        draw_calls = sum(_primitives(tv.path / t["uri"]) for t in result.manifest["tiles"]
+                         .values())
+        stats = {
+            "schema": bim.schema, "elements": len(elements), "products_with_body":
+            bim.products, "failed": len(failures), "triangles": result.triangles,
+            "tiles": result.tiles, "bytes": result.bytes, "draw_calls": draw_calls,
+            "project_unit_m": bim.unit_scale, "georeference": bim.placement.report(),
+            "tileset": f"/tiles/{tv.name}/tileset.json",
+        }
+        ctx.progress("database", 0, len(elements))
+        with ctx.engine.begin() as conn:
+            in_buildings = replace_elements(conn, row.id, elements)
+            stats["in_cim_buildings"] = in_buildings
+            conn.execute(update(datasets).where(datasets.c.id == row.id).values(
+                status="ready", crs=bim.placement.crs,
+                height_note=bim.placement.height_note, stats=stats,
+                footprint=from_shape(_dataset_footprint(elements), srid=4326),
+                bounds3d=bim.bounds(), updated_at=func.now()))
+    except BaseException:
+        fail_version(ctx.engine, tv)
+        raise
+    ctx.progress("publishing", len(elements), len(elements))
+    publish(ctx.engine, tv, stats)
+    return {
+        "elements": len(elements), "failed": failures[:MAX_REPORTED_FAILURES],
+        "failed_count": len(failures), "triangles": result.triangles, "tiles": result.tiles,
+        "draw_calls": draw_calls, "tileset": tv.name, "version": tv.version,
+        "georeference": bim.placement.report(), "in_cim_buildings": in_buildings,
+        "read_s": round(read_s, 3), "total_s": round(time.monotonic() - started, 3),
+    }
+
+
+def _primitives(path) -> int:
+    from tiler.glb import read_glb
+
+    doc, _ = read_glb(path.read_bytes())
+    return sum(len(m["primitives"]) for m in doc.get("meshes", []))

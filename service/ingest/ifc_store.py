@@ -1,0 +1,133 @@
+"""The ``bim_elements`` table (migration 0004) and the writes of an IFC ingest.
+
+A dataset's rows are replaced in one transaction (delete, insert, link to buildings), so a
+re-ingest never leaves a mix of old and new elements and a failed one leaves the old rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.engine import Connection
+from sqlalchemy.types import UserDefinedType
+
+from service.bim.model import BimElement
+
+
+class Box3D(UserDefinedType):
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "box3d"
+
+
+metadata = MetaData()
+
+bim_elements = Table(
+    "bim_elements",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("dataset_id", BigInteger, ForeignKey("datasets.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("global_id", String(22), nullable=False),
+    Column("ifc_class", String(64), nullable=False),
+    Column("class_path", ARRAY(Text), nullable=False),
+    Column("name", Text),
+    Column("type_name", Text),
+    Column("storey", Text),
+    Column("storey_global_id", String(22)),
+    Column("storey_elevation", Float),
+    Column("psets", JSONB, nullable=False),
+    Column("footprint", Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)),
+    Column("bbox3d", Box3D, nullable=False),
+    Column("min_height", Float, nullable=False),
+    Column("max_height", Float, nullable=False),
+    Column("building_object_id", Text),
+    Column("triangles", Integer, nullable=False),
+)
+
+_INSERT = text(
+    """
+    INSERT INTO bim_elements (dataset_id, global_id, ifc_class, class_path, name, type_name,
+        storey, storey_global_id, storey_elevation, psets, footprint, bbox3d, min_height,
+        max_height, triangles)
+    VALUES (:dataset_id, :global_id, :ifc_class, :class_path, :name, :type_name, :storey,
+        :storey_global_id, :storey_elevation, CAST(:psets AS jsonb),
+        ST_Multi(ST_GeomFromWKB(:footprint, 4326)),
+        ST_3DMakeBox(ST_MakePoint(:x0, :y0, :z0), ST_MakePoint(:x1, :y1, :z1)),
+        :z0, :z1, :triangles)
+    """
+)
+
+# The current CIM building (or the building of a current building part) whose footprint
+# overlaps the element's the most.
+_LINK = text(
+    """
+    UPDATE bim_elements e SET building_object_id = best.building
+    FROM (
+        SELECT e2.id, (
+            SELECT CASE WHEN c.type = 'BuildingPart' AND c.parent_object_id IS NOT NULL
+                        THEN c.parent_object_id ELSE c.object_id END
+            FROM city_objects c
+            WHERE c.valid_to IS NULL AND c.type IN ('Building', 'BuildingPart')
+              AND c.footprint && e2.footprint
+              AND ST_Intersects(c.footprint, e2.footprint)
+            ORDER BY ST_Area(ST_Intersection(ST_MakeValid(c.footprint), e2.footprint)) DESC,
+                     c.object_id
+            LIMIT 1) AS building
+        FROM bim_elements e2
+        WHERE e2.dataset_id = :dataset_id AND e2.footprint IS NOT NULL
+    ) best
+    WHERE e.id = best.id AND best.building IS NOT NULL
+    """
+)
+
+
+def _row(dataset_id: int, e: BimElement) -> dict[str, Any]:
+    lo, hi = e.llh.min(axis=0), e.llh.max(axis=0)
+    i = e.info
+    return {
+        "dataset_id": dataset_id, "global_id": i.global_id, "ifc_class": i.ifc_class,
+        "class_path": i.class_path, "name": i.name, "type_name": i.type_name,
+        "storey": i.storey, "storey_global_id": i.storey_global_id,
+        "storey_elevation": i.storey_elevation,
+        "psets": json.dumps(i.psets, ensure_ascii=False, allow_nan=False),
+        "footprint": e.footprint.wkb if not e.footprint.is_empty else None,
+        "x0": float(lo[0]), "y0": float(lo[1]), "z0": float(lo[2]),
+        "x1": float(hi[0]), "y1": float(hi[1]), "z1": float(hi[2]),
+        "triangles": e.triangles,
+    }
+
+
+def replace_elements(conn: Connection, dataset_id: int, elements: Sequence[BimElement]
+                     ) -> int:
+    """Replace the dataset's elements; return how many stand in a CIM building."""
+    conn.execute(delete(bim_elements).where(bim_elements.c.dataset_id == dataset_id))
+    rows = [_row(dataset_id, e) for e in elements]
+    for start in range(0, len(rows), 1000):
+        conn.execute(_INSERT, rows[start:start + 1000])
+    return link_buildings(conn, dataset_id)
+
+
+def link_buildings(conn: Connection, dataset_id: int) -> int:
+    """(Re)compute which CIM building each element of the dataset stands in."""
+    conn.execute(text("UPDATE bim_elements SET building_object_id = NULL "
+                      "WHERE dataset_id = :dataset_id"), {"dataset_id": dataset_id})
+    return conn.execute(_LINK, {"dataset_id": dataset_id}).rowcount

@@ -1,0 +1,264 @@
+"""BIM elements: query by class, storey, property values, space and GlobalId; re-ingest a
+model with an anchor.
+
+Elements come back as GeoJSON features: the plan footprint as geometry (lon / lat), the 3D
+extent as the feature's 6-number ``bbox`` (lon, lat, ellipsoidal height), and the element's
+identity; ``psets=true`` adds the property and quantity sets (always there for one element).
+The feature id is the IFC GlobalId, which is also the feature id in the model's 3D Tiles.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from geoalchemy2.functions import ST_AsGeoJSON
+from pydantic import BaseModel, Field
+from sqlalchemy import Text, and_, cast, func, literal, or_, select
+from sqlalchemy.types import UserDefinedType
+
+from service.auth import Reader, Writer
+from service.errors import BadRequest, NotFound, Unprocessable
+from service.ingest.ifc_store import bim_elements as el
+from service.jobs.submit import submit_job_async
+from service.models import datasets
+
+router = APIRouter(prefix="/bim", tags=["bim"])
+
+_COLUMNS = [el.c.id, el.c.dataset_id, el.c.global_id, el.c.ifc_class, el.c.name,
+            el.c.type_name, el.c.storey, el.c.storey_global_id, el.c.storey_elevation,
+            el.c.building_object_id, el.c.min_height, el.c.max_height, el.c.triangles]
+_FILTER = re.compile(r"^(?P<path>[^<>=!]+?)\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>.*)$")
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+_OPS = {"=": "==", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
+FILTER_HELP = ("property filters look like Pset_WallCommon.IsExternal=true, "
+               "FireRating=EI90 (any property set) or Qto_WallBaseQuantities.Length>=5; "
+               "operators = != > >= < <=")
+
+
+def _select(with_psets: bool):
+    cols = [*_COLUMNS, ST_AsGeoJSON(el.c.footprint, 7).label("geojson"),
+            func.ST_XMin(el.c.bbox3d).label("x0"), func.ST_YMin(el.c.bbox3d).label("y0"),
+            func.ST_XMax(el.c.bbox3d).label("x1"), func.ST_YMax(el.c.bbox3d).label("y1")]
+    if with_psets:
+        cols.append(el.c.psets)
+    return select(*cols)
+
+
+def feature(row: Any, with_psets: bool) -> dict[str, Any]:
+    props = {c.name: getattr(row, c.name) for c in _COLUMNS if c.name != "id"}
+    if with_psets:
+        props["psets"] = row.psets
+    props["links"] = {
+        "self": f"/bim/elements/{row.global_id}?dataset={row.dataset_id}",
+        "dataset": f"/datasets/{row.dataset_id}",
+        "tileset": f"/tiles/bim-{row.dataset_id}/tileset.json",
+        "building": (f"/city/objects/{row.building_object_id}"
+                     if row.building_object_id else None),
+    }
+    return {
+        "type": "Feature", "id": row.global_id,
+        "bbox": [row.x0, row.y0, row.min_height, row.x1, row.y1, row.max_height],
+        "geometry": json.loads(row.geojson) if row.geojson else None,
+        "properties": props,
+    }
+
+
+def _literal(text: str) -> Any:
+    t = text.strip()
+    if len(t) >= 2 and t[0] == t[-1] and t[0] in "\"'":
+        return t[1:-1]
+    if t.lower() in ("true", "false"):
+        return t.lower() == "true"
+    if _NUMBER.match(t):
+        return float(t)
+    return t
+
+
+def _quoted(key: str) -> str:
+    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def property_filter(expr: str):
+    """``Pset.Prop<op>value`` (or ``Prop<op>value`` for any set) as a JSON path test with the
+    value bound as a variable, so nothing from the request is spliced into SQL."""
+    m = _FILTER.match(expr.strip())
+    if not m or not m.group("path").strip():
+        raise BadRequest(f"cannot read the property filter {expr!r}: {FILTER_HELP}")
+    path, op = m.group("path").strip(), m.group("op")
+    value = _literal(m.group("value"))
+    if op not in ("=", "!=") and not isinstance(value, float):
+        raise BadRequest(f"{op} compares numbers; {m.group('value')!r} is not one")
+    pset, _, prop = path.partition(".") if "." in path else ("*", "", path)
+    head = "$.*" if pset in ("*", "") else f"$.{_quoted(pset)}"
+    jsonpath = f"{head}.{_quoted(prop.strip())} ? (@ {_OPS[op]} $v)"
+    return func.jsonb_path_exists(el.c.psets, cast(literal(jsonpath, Text), _JSONPATH),
+                                  cast(literal(json.dumps({"v": value}), Text), _JSONB))
+
+
+def _pg_type(name: str) -> UserDefinedType:
+    """A PostgreSQL type for CAST that SQLAlchemy has no class for (jsonpath)."""
+
+    class T(UserDefinedType):
+        cache_ok = True
+
+        def get_col_spec(self, **kw: Any) -> str:
+            return name
+
+    return T()
+
+
+_JSONPATH = _pg_type("jsonpath")
+_JSONB = _pg_type("jsonb")
+
+
+def _bbox(text: str):
+    try:
+        parts = [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise BadRequest("bbox must be minlon,minlat,maxlon,maxlat numbers") from exc
+    if len(parts) != 4 or parts[0] > parts[2] or parts[1] > parts[3]:
+        raise BadRequest("bbox must be minlon,minlat,maxlon,maxlat with min <= max")
+    env = func.ST_MakeEnvelope(*parts, 4326)
+    return and_(el.c.footprint.op("&&")(env), func.ST_Intersects(el.c.footprint, env))
+
+
+def _height(text: str):
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise BadRequest("height must be min,max (ellipsoidal metres)") from exc
+    return and_(el.c.max_height >= lo, el.c.min_height <= hi)
+
+
+@router.get("/elements", summary="BIM elements by class, storey, property values and space")
+async def list_elements(
+    request: Request, _: Reader,
+    dataset: int | None = Query(None, description="only this model (dataset id)"),
+    ifc_class: list[str] | None = Query(None, alias="class", description=(
+        "IFC class, subtypes included: class=IfcWall finds IfcWallStandardCase too; repeat "
+        "for any of several")),
+    storey: str | None = Query(None, description="storey name (any case) or GlobalId"),
+    prop: list[str] | None = Query(None, alias="property", description=FILTER_HELP),
+    name: str | None = Query(None, description="name contains (any case)"),
+    building: str | None = Query(None, description="CIM building object id"),
+    bbox: str | None = Query(None, description="minlon,minlat,maxlon,maxlat (WGS 84)"),
+    height: str | None = Query(None, description="min,max ellipsoidal height (m) overlapped"),
+    psets: bool = Query(False, description="include property and quantity sets"),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    conds = []
+    if dataset is not None:
+        conds.append(el.c.dataset_id == dataset)
+    if ifc_class:
+        conds.append(or_(*[el.c.class_path.contains([c.strip().lower()]) for c in ifc_class]))
+    if storey:
+        conds.append(or_(func.lower(el.c.storey) == storey.lower(),
+                         el.c.storey_global_id == storey))
+    for expr in prop or []:
+        conds.append(property_filter(expr))
+    if name:
+        conds.append(el.c.name.ilike("%" + name.replace("\\", "\\\\").replace("%", "\\%")
+                                     .replace("_", "\\_") + "%"))
+    if building:
+        conds.append(el.c.building_object_id == building)
+    if bbox:
+        conds.append(_bbox(bbox))
+    if height:
+        conds.append(_height(height))
+    query = (_select(psets).where(and_(*conds)).order_by(el.c.dataset_id, el.c.id)
+             .limit(limit + 1).offset(offset))
+    async with request.app.state.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    links = [{"rel": "self", "href": str(request.url)}]
+    if more:
+        links.append({"rel": "next", "href": str(request.url.include_query_params(
+            offset=offset + limit, limit=limit))})
+    return {"type": "FeatureCollection", "numberReturned": len(rows),
+            "features": [feature(r, psets) for r in rows], "links": links}
+
+
+@router.get("/elements/{global_id}", summary="One element by IFC GlobalId, with its sets")
+async def get_element(global_id: str, request: Request, _: Reader,
+                      dataset: int | None = Query(None, description=(
+                          "the model; default: the newest model holding this GlobalId"))
+                      ) -> dict[str, Any]:
+    query = _select(True).where(el.c.global_id == global_id)
+    if dataset is not None:
+        query = query.where(el.c.dataset_id == dataset)
+    async with request.app.state.engine.connect() as conn:
+        row = (await conn.execute(query.order_by(el.c.dataset_id.desc()).limit(1))).first()
+    if row is None:
+        where = f" in dataset {dataset}" if dataset is not None else ""
+        raise NotFound(f"no BIM element {global_id!r}{where}")
+    return feature(row, True)
+
+
+@router.get("/datasets/{dataset_id}", summary="A model's classes, storeys and placement")
+async def model_summary(dataset_id: int, request: Request, _: Reader) -> dict[str, Any]:
+    async with request.app.state.engine.connect() as conn:
+        ds = (await conn.execute(select(datasets.c.id, datasets.c.kind, datasets.c.status,
+                                        datasets.c.stats, datasets.c.crs)
+                                 .where(datasets.c.id == dataset_id))).first()
+        if ds is None or ds.kind != "ifc":
+            raise NotFound(f"no IFC dataset {dataset_id}")
+        classes = (await conn.execute(
+            select(el.c.ifc_class, func.count()).where(el.c.dataset_id == dataset_id)
+            .group_by(el.c.ifc_class).order_by(el.c.ifc_class))).all()
+        storeys = (await conn.execute(
+            select(el.c.storey, el.c.storey_global_id, el.c.storey_elevation, func.count())
+            .where(el.c.dataset_id == dataset_id)
+            .group_by(el.c.storey, el.c.storey_global_id, el.c.storey_elevation)
+            .order_by(el.c.storey_elevation.nulls_last(), el.c.storey))).all()
+    return {
+        "dataset_id": ds.id, "status": ds.status, "crs": ds.crs,
+        "georeference": (ds.stats or {}).get("georeference"),
+        "classes": {c: n for c, n in classes},
+        "storeys": [{"name": s, "global_id": g, "elevation": e, "elements": n}
+                    for s, g, e, n in storeys],
+        "links": {"elements": f"/bim/elements?dataset={ds.id}",
+                  "tileset": f"/tiles/bim-{ds.id}/tileset.json"},
+    }
+
+
+class AnchorBody(BaseModel):
+    lon: float = Field(ge=-180, le=180)
+    lat: float = Field(ge=-90, le=90)
+    height: float = Field(0.0, description="model origin height, metres above sea level "
+                          "(or ellipsoidal with vertical=ellipsoidal)")
+    rotation: float = Field(0.0, description="degrees counter-clockwise from east to the "
+                            "model x axis")
+
+
+class IngestBody(BaseModel):
+    anchor: AnchorBody | None = None
+    crs: str | None = Field(None, description="projected CRS of an IfcMapConversion that "
+                            "names none, e.g. EPSG:4547")
+    vertical: str | None = Field(None, pattern="^(orthometric|ellipsoidal)$")
+    max_triangles_per_tile: int | None = Field(None, ge=1000, le=5_000_000)
+
+
+@router.post("/datasets/{dataset_id}/ingest", status_code=202,
+             summary="Ingest an uploaded IFC model again, e.g. with an anchor")
+async def reingest(dataset_id: int, body: IngestBody, request: Request, principal: Writer
+                   ) -> dict[str, Any]:
+    settings = request.app.state.settings
+    async with request.app.state.engine.begin() as conn:
+        ds = (await conn.execute(select(datasets.c.id, datasets.c.kind)
+                                 .where(datasets.c.id == dataset_id))).first()
+        if ds is None:
+            raise NotFound(f"no dataset {dataset_id}")
+        if ds.kind != "ifc":
+            raise Unprocessable(f"dataset {dataset_id} is {ds.kind}, not an IFC model")
+        params = body.model_dump(exclude_none=True)
+        job_id = await submit_job_async(conn, "ingest_ifc", dataset_id=dataset_id,
+                                        params=params, created_by=principal.name,
+                                        max_attempts=settings.job_max_attempts)
+    request.state.audit_detail = {"dataset": dataset_id, "job": job_id}
+    return {"job_id": job_id, "dataset_id": dataset_id,
+            "links": {"job": f"/jobs/{job_id}", "dataset": f"/datasets/{dataset_id}"}}
