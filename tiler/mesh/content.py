@@ -30,6 +30,26 @@ def _material(translucent: bool) -> dict[str, Any]:
     return mat
 
 
+# Features more than this far apart (m) get their own glTF node and translation: float32
+# positions keep ~0.5 mm up to here, but a tile that holds buildings of two cities (a coarse
+# tile of a tileset spanning Rotterdam and Berlin, 600 km apart) would be off by centimetres.
+CLUSTER_SIZE = 4096.0
+
+
+def feature_clusters(positions: np.ndarray, feature_rows: np.ndarray, n_rows: int
+                     ) -> tuple[np.ndarray, int]:
+    """Cluster index of each property-table row (by its vertex centroid on a coarse grid)."""
+    if n_rows == 0 or not len(positions) or np.ptp(positions, axis=0).max() <= CLUSTER_SIZE:
+        return np.zeros(n_rows, np.int64), 1  # the usual case: one node
+    sums = np.zeros((n_rows, 3))
+    np.add.at(sums, feature_rows, positions)
+    counts = np.maximum(np.bincount(feature_rows, minlength=n_rows), 1)
+    cells = np.floor(sums / counts[:, None] / CLUSTER_SIZE).astype(np.int64)
+    _, inverse = np.unique(cells, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    return inverse, int(inverse.max()) + 1
+
+
 def tile_glb(
     positions: np.ndarray,
     normals: np.ndarray,
@@ -41,46 +61,77 @@ def tile_glb(
 ) -> bytes:
     """Encode a tile. ``positions`` / ``normals`` are local ENU (z-up), ``triangles`` index them.
 
-    ``feature_rows[i]`` is the property-table row of vertex i (0 .. len(rows) - 1).
+    ``feature_rows[i]`` is the property-table row of vertex i (0 .. len(rows) - 1). Positions
+    are stored relative to ``centre`` (the node translation); features far from each other
+    (see :data:`CLUSTER_SIZE`) go to separate nodes, each relative to its own centre.
     """
     b = GltfBuilder()
-    rel = zup_to_yup(positions - centre).astype(np.float32)
-    nrm = zup_to_yup(normals).astype(np.float32)
-    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
     n_features = len(rows)
-    # Feature ids as float32 (exact up to 2**24): a tightly packed uint16 attribute would break
-    # glTF's 4-byte alignment of vertex attributes.
-    fid = feature_rows.astype(np.float32)
-    attributes = {
-        "POSITION": b.add_accessor(rel, with_bounds=True),
-        "NORMAL": b.add_accessor(nrm),
-        "COLOR_0": b.add_accessor(np.ascontiguousarray(colors, np.uint8), normalized=True),
-        "_FEATURE_ID_0": b.add_accessor(fid),
-    }
-    # 16-bit indices when every index fits below the primitive-restart value 65535.
-    index_type = np.uint16 if len(positions) <= 65535 else np.uint32
-    translucent = colors[triangles[:, 0], 3] < 255 if len(triangles) else np.zeros(0, bool)
-    primitives, materials = [], []
-    for flag in (False, True):
-        part = triangles[translucent == flag]
-        if not len(part):
+    nrm_all = normals.astype(np.float64)
+    cluster_of_row, n_clusters = feature_clusters(positions, feature_rows, n_features)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # vertices, triangles, centre
+    if n_clusters == 1:
+        parts.append((np.arange(len(positions)), triangles, centre))
+    else:
+        vcluster = cluster_of_row[feature_rows]
+        tcluster = vcluster[triangles[:, 0]] if len(triangles) else np.zeros(0, np.int64)
+        for k in range(n_clusters):
+            verts = np.flatnonzero(vcluster == k)
+            remap = np.full(len(positions), -1, np.int64)
+            remap[verts] = np.arange(len(verts))
+            p = positions[verts]
+            local_centre = np.round((p.min(axis=0) + p.max(axis=0)) / 2, 2)
+            parts.append((verts, remap[triangles[tcluster == k]], local_centre))
+    materials: list[dict[str, Any]] = []
+    material_of: dict[bool, int] = {}
+    nodes = []
+    meshes = []
+    for verts, tris, part_centre in parts:
+        rel = zup_to_yup(positions[verts] - part_centre).astype(np.float32)
+        nrm = zup_to_yup(nrm_all[verts]).astype(np.float32)
+        nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+        # Feature ids as float32 (exact up to 2**24): a tightly packed uint16 attribute would
+        # break glTF's 4-byte alignment of vertex attributes.
+        fid = feature_rows[verts].astype(np.float32)
+        part_colors = colors[verts]
+        attributes = {
+            "POSITION": b.add_accessor(rel, with_bounds=True),
+            "NORMAL": b.add_accessor(nrm),
+            "COLOR_0": b.add_accessor(np.ascontiguousarray(part_colors, np.uint8),
+                                      normalized=True),
+            "_FEATURE_ID_0": b.add_accessor(fid),
+        }
+        # 16-bit indices when every index fits below the primitive-restart value 65535.
+        index_type = np.uint16 if len(verts) <= 65535 else np.uint32
+        translucent = part_colors[tris[:, 0], 3] < 255 if len(tris) else np.zeros(0, bool)
+        primitives = []
+        for flag in (False, True):
+            part = tris[translucent == flag]
+            if not len(part):
+                continue
+            if flag not in material_of:
+                material_of[flag] = len(materials)
+                materials.append(_material(flag))
+            primitives.append({
+                "attributes": attributes,
+                "indices": b.add_accessor(part.astype(index_type).ravel(),
+                                          target=ELEMENT_ARRAY_BUFFER),
+                "material": material_of[flag],
+                "mode": 4,
+                "extensions": {"EXT_mesh_features": {"featureIds": [
+                    {"featureCount": n_features, "attribute": 0, "propertyTable": 0}]}},
+            })
+        if not primitives:
             continue
-        materials.append(_material(flag))
-        primitives.append({
-            "attributes": attributes,
-            "indices": b.add_accessor(part.astype(index_type).ravel(),
-                                      target=ELEMENT_ARRAY_BUFFER),
-            "material": len(materials) - 1,
-            "mode": 4,
-            "extensions": {"EXT_mesh_features": {"featureIds": [
-                {"featureCount": n_features, "attribute": 0, "propertyTable": 0}]}},
-        })
+        nodes.append({"mesh": len(meshes),
+                      "translation": [float(v) for v in zup_to_yup(part_centre[None])[0]]})
+        meshes.append({"primitives": primitives})
     b.use_extension("EXT_mesh_features")
     add_property_table(b, rows)
     b.json["materials"] = materials
-    b.json["meshes"] = [{"primitives": primitives}]
-    b.json["nodes"] = [{"mesh": 0, "translation": [float(v) for v in zup_to_yup(centre[None])[0]]}]
-    b.json["scenes"] = [{"nodes": [0]}]
+    b.json["meshes"] = meshes
+    b.json["nodes"] = nodes
+    b.json["scenes"] = [{"nodes": list(range(len(nodes)))}]
     b.json["scene"] = 0
     return b.to_glb()
 
