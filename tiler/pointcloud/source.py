@@ -274,9 +274,14 @@ def read_range(info: SourceInfo, start: int, stop: int, chunk: int) -> Iterator[
             raise
         except Exception as exc:
             if info.compressed:
-                where = f"near point {pos}"
+                bad = _first_bad_point(info, pos, min(stop, pos + chunk))
+                where = f"near point {bad}"
                 if info.laz_chunk_size:
-                    where += f" (compressed chunk {pos // info.laz_chunk_size + 1})"
+                    cs = info.laz_chunk_size
+                    k = bad // cs
+                    n_chunks = -(-info.point_count // cs)
+                    last = min(info.point_count, (k + 1) * cs) - 1
+                    where = f"in compressed chunk {k + 1} of {n_chunks} (points {k * cs}-{last})"
                 raise CorruptFileError(
                     f"{name}: the compressed points are damaged {where} and cannot be decoded "
                     f"({exc}); the file is corrupt, upload it again") from exc
@@ -298,6 +303,25 @@ def read_rows(info: SourceInfo, ranges: list[tuple[int, int]]) -> PointBlock:
     blk = _block(pts, -1, info)
     blk.index = idx
     return blk
+
+
+def _first_bad_point(info: SourceInfo, start: int, stop: int) -> int:
+    """Re-read ``start..stop`` one LAZ chunk (or 10 000 points) at a time to find where
+    decoding fails, so the error names the damaged part of the file."""
+    step = info.laz_chunk_size or 10_000
+    pos = start
+    try:
+        with _open(info.path) as reader:
+            if pos:
+                reader.seek(pos)
+            while pos < stop:
+                n = len(reader.read_points(min(step - pos % step, stop - pos)))
+                if n == 0:
+                    return pos
+                pos += n
+    except Exception:
+        return pos
+    return start
 
 
 def _block(pts: laspy.PackedPointRecord, start: int, info: SourceInfo) -> PointBlock:

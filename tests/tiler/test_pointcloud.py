@@ -1,0 +1,221 @@
+"""Drone LiDAR -> 3D Tiles 1.1: real sample files and synthetic surveys, read back point by
+point (count, position within 1 cm, colour, intensity, class), every glb through the Khronos
+glTF validator and every tileset through the 3D Tiles rule checker."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import laspy
+import numpy as np
+import pytest
+from helpers_gltf import errors_of, node_available, validate_glbs
+from helpers_lidar import (
+    match_to_source,
+    read_tileset_points,
+    source_points,
+    to_source,
+    write_survey,
+)
+from helpers_tileset import check_tileset
+from pyproj import CRS, Transformer
+
+from tiler.crs import egm96_grid, geoid_undulation
+from tiler.frames import ecef_to_geodetic
+from tiler.pointcloud import PointCloudResult, Settings, tile_point_cloud
+from tiler.pointcloud.source import inspect_source, resolve_crs, z_to_metres
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "lidar"
+AUTZEN_WKT = CRS.from_user_input(
+    laspy.open(DATA / "pdal_autzen_trim.laz").header.parse_crs()).to_wkt()
+# a local metric CRS for files whose coordinates are in no real CRS (a few metres around 0)
+LOCAL_TM = "+proj=tmerc +lat_0=22.7 +lon_0=114 +k=1 +x_0=0 +y_0=0 +ellps=GRS80 +units=m +no_defs"
+# small sample so that small files go through every stage (preview + cells), in this process
+SMALL = Settings(sample_points=2000, inprocess_max_points=10**9, cell_target=20_000)
+
+
+def check_output(src: Path, out: Path, result: PointCloudResult, crs: str | None = None,
+                 snap: bool = True, vertical: str | None = None) -> dict[str, np.ndarray]:
+    """The shared read-back: rules, validator, every point in place with its attributes."""
+    issues = check_tileset(out / "tileset.json")
+    assert not issues, issues[:10]
+    glbs = sorted(out.glob("content/**/*.glb"))
+    assert len(glbs) == result.tiles
+    if node_available():
+        reports = validate_glbs(glbs)
+        bad = {p: errors_of(r) for p, r in reports.items() if r["errors"]}
+        assert not bad, list(bad.items())[:3]
+    pts = read_tileset_points(out / "tileset.json")
+    info = inspect_source(src)
+    the_crs = resolve_crs(info, crs)
+    zf = z_to_metres(the_crs)
+    back = to_source(pts["ecef"], the_crs, zf, vertical=vertical)
+    s = source_points(src)
+    assert result.points == len(s["xyz"]) == len(back)
+    tol = np.full(3, 0.01 / zf)  # 1 cm, in the file's unit
+    if the_crs.is_geographic:  # 1 cm in degrees of latitude (and longitude, more than enough)
+        tol[:2] = 0.01 / 111_320
+    m = match_to_source(s, back, tol, snap=snap, got=pts)
+    assert (pts["classification"] == s["classification"][m]).all()
+    assert (pts["intensity"] == s["intensity"][m]).all()
+    if "rgb" in s and result.colour != "none":
+        assert (pts["color"].astype(np.int64) == s["rgb"][m]).all()
+    counts = np.bincount(s["classification"], minlength=256)
+    assert result.class_counts == {int(c): int(k) for c, k in enumerate(counts) if k}
+    # bounds hold every point
+    g = ecef_to_geodetic(pts["ecef"])
+    lo_lon, lo_lat, lo_h, hi_lon, hi_lat, hi_h = result.bounds
+    cell = 1e-4  # footprint cells are a few metres: bounds are cell-accurate
+    assert lo_lon - cell <= g[:, 0].min() and g[:, 0].max() <= hi_lon + cell
+    assert lo_lat - cell <= g[:, 1].min() and g[:, 1].max() <= hi_lat + cell
+    assert lo_h - 0.01 <= g[:, 2].min() and g[:, 2].max() <= hi_h + 0.01
+    assert result.footprint.is_valid and result.footprint.area > 0
+    return pts
+
+
+SAMPLES = [
+    ("pdal_autzen_trim.laz", None, True),
+    ("pdal_1.2-with-color.las", AUTZEN_WKT, True),
+    ("pdal_simple.laz", AUTZEN_WKT, True),
+    ("laspy_1_4_w_evlr.laz", None, False),  # micro-feet scale: nearest-neighbour matching
+    ("laspy_simple1_4.las", LOCAL_TM, False),  # its EPSG:4326 label is false: we give one
+    ("py3dtiles_stacked_points.las", LOCAL_TM, True),
+    ("py3dtiles_with_srs_3950.las", "EPSG:3857", True),  # its EPSG:3950 is impossible
+]
+
+
+@pytest.mark.parametrize(("name", "crs", "snap"), SAMPLES, ids=[s[0] for s in SAMPLES])
+def test_sample_files_read_back(tmp_path: Path, name: str, crs: str | None, snap: bool) -> None:
+    src = DATA / name
+    result = tile_point_cloud(src, tmp_path / "out", crs=crs, settings=SMALL)
+    check_output(src, tmp_path / "out", result, crs=crs, snap=snap)
+    assert result.tiles >= 1 and result.bytes > 0
+    assert not list((tmp_path / "out").glob(".spill-*")), "temporary files left behind"
+
+
+def test_feet_heights_become_metres(tmp_path: Path) -> None:
+    src = DATA / "laspy_1_4_w_evlr.laz"  # New Mexico Central (US survey feet), z in feet
+    r = tile_point_cloud(src, tmp_path / "out")
+    z = source_points(src)["xyz"][:, 2] * 1200 / 3937
+    assert r.bounds[2] == pytest.approx(z.min(), abs=0.05)
+    assert r.bounds[5] == pytest.approx(z.max(), abs=0.05)
+    assert r.acquired_at is not None  # adjusted standard GPS time in this file
+
+
+def test_colour_depth_from_value_range(tmp_path: Path) -> None:
+    r8 = tile_point_cloud(DATA / "pdal_1.2-with-color.las", tmp_path / "a", crs=AUTZEN_WKT)
+    assert r8.colour == "u8"  # 8-bit values in 16-bit fields: not scaled, not black
+    r16 = tile_point_cloud(DATA / "laspy_simple1_4.las", tmp_path / "b", crs=LOCAL_TM)
+    assert r16.colour == "u16"
+    doc = json.loads((tmp_path / "a" / "tileset.json").read_text())
+    assert doc["asset"]["version"] == "1.1" and "gltfUpAxis" not in doc["asset"]
+
+
+def _survey_lonlat(src: Path, crs: str) -> np.ndarray:
+    s = source_points(src)["xyz"]
+    tf = Transformer.from_crs(crs, "EPSG:4979", always_xy=True)
+    lon, lat, h = tf.transform(s[:, 0], s[:, 1], s[:, 2])
+    return np.column_stack([lon, lat, h])
+
+
+def test_4547_survey_lands_in_longgang_multiprocess(tmp_path: Path) -> None:
+    """Axis order: EPSG:4547 is northing-first, LAS X is easting. The survey must land at
+    about 114.0 E, 22.7 N (and within 1 m of pyproj's answer for every point), through the
+    worker processes, with a preview published first."""
+    src = write_survey(tmp_path / "survey.laz", 120_000)
+    events: list[tuple[str, int, int]] = []
+    previews: list[tuple[int, list[str]]] = []
+
+    def on_preview(path: Path) -> None:
+        # the preview must be a valid tileset by itself, referencing only finished content
+        previews.append((len(events), check_tileset(path)))
+        shutil.copy(path, tmp_path / "preview.json")
+
+    settings = Settings(sample_points=20_000, inprocess_max_points=0, cell_target=8_000,
+                        task_points=50_000, chunk_points=20_000)
+    r = tile_point_cloud(src, tmp_path / "out", progress=lambda *a: events.append(a),
+                         on_preview=on_preview, settings=settings, workers=2)
+    pts = check_output(src, tmp_path / "out", r)
+    assert r.crs == "EPSG:4547"
+    lon_lat = ecef_to_geodetic(pts["ecef"])
+    assert 113.99 < lon_lat[:, 0].mean() < 114.03 and 22.68 < lon_lat[:, 1].mean() < 22.72
+    # every point within 1 m of pyproj's own always_xy transform
+    src_pts = source_points(src)
+    m = match_to_source(src_pts, to_source(pts["ecef"], "EPSG:4547"), 0.01, got=pts)
+    expect = _survey_lonlat(src, "EPSG:4547")[m]
+    d_lat = (lon_lat[:, 1] - expect[:, 1]) * 111_000
+    d_lon = (lon_lat[:, 0] - expect[:, 0]) * 111_000 * np.cos(np.radians(22.7))
+    assert np.hypot(d_lat, d_lon).max() < 1.0
+    # preview: before the end, valid, and a subset of the final tileset
+    assert len(previews) == 1 and previews[0][1] == []
+    assert previews[0][0] < len(events)
+    assert r.first_view_s is not None and r.first_view_s < r.elapsed_s
+    pre = json.loads((tmp_path / "preview.json").read_text())
+    assert pre["asset"]["extras"]["twinbase"]["stage"] == "preview"
+    # progress: known stages, counts never above the total, reading reaches every point
+    assert {e[0] for e in events} <= {"reading", "tiling", "writing"}
+    assert all(0 <= d <= t for _, d, t in events)
+    assert ("reading", r.points, r.points) in events
+    # the survey facts the service stores
+    assert r.acquired_at is not None and r.acquired_at.date() == dt.date(2024, 5, 17)
+    assert r.details["cell_level"] > r.details["levels_from_sample"]  # shared nodes used
+    area_bbox = 2000 * 2000
+    assert 0.5 * area_bbox < r.footprint_area_m2 <= 1.1 * area_bbox
+    assert r.density == pytest.approx(r.points / r.footprint_area_m2)
+    assert r.height_note.startswith("heights taken as ellipsoidal")
+
+
+def _reproject_survey(src: Path, dst: Path, crs: str, scale: float) -> Path:
+    """Rewrite a 4547 survey in another CRS (same points)."""
+    las = laspy.read(src)
+    tf = Transformer.from_crs("EPSG:4547", crs, always_xy=True)
+    x, y = tf.transform(np.asarray(las.x), np.asarray(las.y))
+    header = laspy.LasHeader(point_format=las.header.point_format.id, version="1.4")
+    header.scales = np.array([scale, scale, 0.001])
+    header.offsets = np.array([np.floor(x.min()), np.floor(y.min()), 0.0])
+    header.add_crs(CRS.from_user_input(crs))
+    out = laspy.LasData(header)
+    out.points = laspy.ScaleAwarePointRecord.zeros(len(x), header=header)
+    out.x, out.y, out.z = x, y, np.asarray(las.z)
+    for dim in ("intensity", "classification", "red", "green", "blue", "gps_time"):
+        out[dim] = las[dim]
+    out.write(dst)
+    return dst
+
+
+@pytest.mark.parametrize(("crs", "scale"), [("EPSG:4490", 1e-8), ("EPSG:32650", 0.001)])
+def test_chinese_and_utm_crs(tmp_path: Path, crs: str, scale: float) -> None:
+    base = write_survey(tmp_path / "base.las", 20_000, size=500.0)
+    src = _reproject_survey(base, tmp_path / "survey.las", crs, scale)
+    r = tile_point_cloud(src, tmp_path / "out", settings=SMALL)
+    # degrees at 1e-8 (~1 mm) are too fine to snap: nearest neighbours instead
+    check_output(src, tmp_path / "out", r, snap=crs != "EPSG:4490")
+    lon0, lat0 = _survey_lonlat(base, "EPSG:4547")[:, :2].mean(axis=0)
+    c = r.footprint.centroid
+    assert abs(c.x - lon0) < 0.002 and abs(c.y - lat0) < 0.002
+
+
+@pytest.mark.skipif(egm96_grid() is None, reason="EGM96 grid (proj-data) not installed")
+def test_orthometric_heights_through_geoid(tmp_path: Path) -> None:
+    src = write_survey(tmp_path / "s.las", 5_000, size=300.0)
+    r = tile_point_cloud(src, tmp_path / "out", vertical="orthometric")
+    assert "EGM96" in r.height_note
+    pts = check_output(src, tmp_path / "out", r, vertical="orthometric")
+    g = ecef_to_geodetic(pts["ecef"])
+    s = source_points(src)
+    back = to_source(pts["ecef"], "EPSG:4547", vertical="orthometric")
+    m = match_to_source(s, back, 0.01, got=pts)
+    n = geoid_undulation(g[:, 0], g[:, 1])
+    assert np.abs(g[:, 2] - (s["xyz"][m, 2] + n)).max() < 0.01
+
+
+def test_acquisition_time_falls_back_to_header_date(tmp_path: Path) -> None:
+    # GPS week time (no absolute date) and a header date: the header date
+    r = tile_point_cloud(DATA / "pdal_autzen_trim.laz", tmp_path / "a")
+    assert r.acquired_at == dt.datetime(2015, 9, 10, tzinfo=dt.UTC)
+    # neither: unknown
+    r = tile_point_cloud(DATA / "pdal_1.2-with-color.las", tmp_path / "b", crs=AUTZEN_WKT)
+    assert r.acquired_at is None
