@@ -20,7 +20,8 @@ def plan_footprint(verts: np.ndarray, faces: np.ndarray) -> BaseGeometry:
     """The union of the element's triangles seen from above (model x/y, metres)."""
     xy = verts[:, :2]
     tri = xy[faces]
-    area = 0.5 * np.abs(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]))
+    u, v = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    area = 0.5 * np.abs(u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0])
     tri = tri[area > MIN_TRIANGLE_AREA]
     if len(tri) == 0 or len(tri) > MAX_UNION_TRIANGLES:
         geom = shapely.MultiPoint(xy).convex_hull

@@ -278,9 +278,10 @@ def from_map(model, p: MapParams, crs_override: str | None, vertical: str | None
     conv = placement.convergence_deg()
     if conv is not None:
         placement.details["grid_convergence_deg"] = round(conv, 6)
-        # True bearing of the model x axis = grid bearing corrected by the convergence.
+        # PROJ's convergence is how far grid north lies east (clockwise) of true north, so
+        # an axis at angle a counter-clockwise from grid east is at a - conv from true east.
         placement.details["model_x_axis_deg_from_true_east"] = round(
-            math.degrees(rotation) + conv, 6)
+            math.degrees(rotation) - conv, 6)
     return placement
 
 

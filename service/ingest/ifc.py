@@ -18,6 +18,7 @@ from typing import Any
 
 from geoalchemy2.shape import from_shape
 from shapely import union_all
+from shapely.errors import GEOSException
 from shapely.geometry import MultiPolygon, Polygon
 from sqlalchemy import func, update
 
@@ -47,9 +48,15 @@ def _int_param(options: dict[str, Any], key: str, default: int | None, lo: int, 
 
 
 def _dataset_footprint(elements) -> MultiPolygon:
-    merged = union_all([e.footprint for e in elements if not e.footprint.is_empty])
-    hull = merged if isinstance(merged, MultiPolygon | Polygon) else merged.convex_hull
-    return hull if isinstance(hull, MultiPolygon) else MultiPolygon([hull])
+    parts = [e.footprint for e in elements if not e.footprint.is_empty]
+    try:
+        # snapped to ~0.1 mm: element outlines that touch in metres do not quite in degrees
+        merged = union_all(parts, grid_size=1e-9)
+    except GEOSException:
+        merged = union_all(parts).convex_hull
+    if not isinstance(merged, MultiPolygon | Polygon):
+        merged = merged.convex_hull
+    return merged if isinstance(merged, MultiPolygon) else MultiPolygon([merged])
 
 
 @job_handler("ingest_ifc")
