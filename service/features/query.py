@@ -7,7 +7,8 @@ response body is the database's bytes between a header and a footer.
 numberMatched is exact up to ``COUNT_CAP`` matches and is left out above it (counting a
 whole large result on every page is what makes big bbox queries slow; a client that needs
 the full count follows the next links). The cap is counted with a LIMIT, so it costs at
-most COUNT_CAP index entries per request.
+most COUNT_CAP index entries per request. Without any filter the whole collection is
+counted exactly (one index-only scan), so clients get a total for the layer.
 """
 
 from __future__ import annotations
@@ -99,10 +100,14 @@ def items_sql(c: Collection, q: ItemsQuery, binds: Binds, crs: Crs) -> str:
     cond = (" WHERE " + " AND ".join(where)) if where else ""
     limit = binds.add(q.limit, "bigint")
     offset = binds.add(q.offset, "bigint")
-    cap = binds.add(COUNT_CAP + 1, "bigint")
+    if [w for w in where if w != c.current_only]:
+        cap = binds.add(COUNT_CAP + 1, "bigint")
+        count = f"(SELECT count(*) FROM (SELECT 1 FROM {c.from_sql}{cond} LIMIT {cap}) m)"
+    else:  # the whole collection: an exact count is one index-only scan
+        count = f"(SELECT count(*) FROM {c.from_sql}{cond})"
     return (
         "SELECT p.returned, convert_to(coalesce(p.body, ''), 'UTF8') AS body,"
-        f" (SELECT count(*) FROM (SELECT 1 FROM {c.from_sql}{cond} LIMIT {cap}) m) AS matched"
+        f" {count} AS matched"
         " FROM (SELECT count(*) AS returned, string_agg(f, ',') AS body FROM ("
         f"SELECT {feature_sql(c, crs, q.properties)} AS f FROM {c.from_sql}{cond}"
         f" ORDER BY {order_sql(c, q.sortby)} LIMIT {limit} OFFSET {offset}) s) p"

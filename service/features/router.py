@@ -18,6 +18,7 @@ from service.features import conformance, metadata, openapi, registry, responses
 from service.features.binds import Binds
 from service.features.cql2sql import compile_filter, parse
 from service.features.crs import parse_crs
+from service.features.engine import lifespan, read_engine
 from service.features.params import (
     parse_bbox,
     parse_datetime,
@@ -30,7 +31,7 @@ from service.features.params import (
 from service.features.query import COUNT_CAP, ItemsQuery, item_sql, items_sql
 from service.features.registry import Collection
 
-router = APIRouter(tags=["features"])
+router = APIRouter(tags=["features"], lifespan=lifespan)
 
 ITEM_PARAMS = frozenset({"limit", "offset", "bbox", "bbox-crs", "datetime", "crs", "filter",
                          "filter-lang", "filter-crs", "properties", "sortby", "f"})
@@ -89,6 +90,10 @@ def _equality(c: Collection, params: Any) -> dict[str, Any]:
     return out
 
 
+def _filtered(q: ItemsQuery) -> bool:
+    return bool(q.bbox or q.interval or q.equals or q.filter_sql)
+
+
 def _filter(c: Collection, params: Any, binds: Binds) -> str | None:
     raw = params.get("filter")
     if raw is None:
@@ -116,7 +121,7 @@ async def api(request: Request) -> Response:
 @router.get("/collections", summary="Feature collections")
 async def list_collections(request: Request, _: Reader) -> Response:
     base = _base(request)
-    engine = request.app.state.engine
+    engine = read_engine(request)
     docs = [metadata.collection_doc(base, c, await metadata.extent(engine, c))
             for c in registry.collections()]
     return responses.json_response({
@@ -128,7 +133,7 @@ async def list_collections(request: Request, _: Reader) -> Response:
 @router.get("/collections/{collection_id}", summary="One feature collection")
 async def get_collection(collection_id: str, request: Request, _: Reader) -> Response:
     c = _collection(collection_id)
-    ext = await metadata.extent(request.app.state.engine, c)
+    ext = await metadata.extent(read_engine(request), c)
     return responses.json_response(metadata.collection_doc(_base(request), c, ext))
 
 
@@ -158,9 +163,9 @@ async def items(collection_id: str, request: Request, _: Reader) -> Response:
     )
     q.filter_sql = _filter(c, params, binds)
     sql = items_sql(c, q, binds, crs)
-    async with request.app.state.engine.connect() as conn:
+    async with read_engine(request).connect() as conn:
         row = (await conn.execute(text(sql), binds.values)).one()
-    matched = row.matched if row.matched <= COUNT_CAP else None
+    matched = row.matched if row.matched <= COUNT_CAP or not _filtered(q) else None
     return responses.feature_collection(
         row.body, returned=row.returned, matched=matched, url=request.url,
         base=_base(request), collection_id=c.id, offset=q.offset, limit=q.limit, crs=crs)
@@ -183,7 +188,7 @@ async def item(collection_id: str, feature_id: str, request: Request, _: Reader)
         fid = feature_id
     binds = Binds()
     sql = item_sql(c, fid, binds, crs, parse_properties(params.get("properties"), c))
-    async with request.app.state.engine.connect() as conn:
+    async with read_engine(request).connect() as conn:
         row = (await conn.execute(text(sql), binds.values)).first()
     if row is None:
         raise NotFound(f"no feature {feature_id!r} in {c.id}")
@@ -223,7 +228,7 @@ async def tile(collection_id: str, z: int, x: int, y: int, request: Request,
     if flt:
         where.append(flt)
     sql = tiles.tile_sql(c, z, x, y, binds, where)
-    async with request.app.state.engine.connect() as conn:
+    async with read_engine(request).connect() as conn:
         body = (await conn.execute(text(sql), binds.values)).scalar() or b""
     return Response(bytes(body), media_type="application/vnd.mapbox-vector-tile",
                     headers={"Cache-Control": "public, max-age=60"})

@@ -1,0 +1,34 @@
+"""The read pool of the features API.
+
+Feature reads are single statements, so they run in autocommit (no BEGIN/ROLLBACK round
+trips) on a pool sized for a worker's concurrency with no overflow (overflow connections
+are opened and closed per request under load, and a new PostgreSQL backend costs far more
+than the query) and without a pre-ping (a dropped connection is invalidated on its first
+error and replaced). The app's main engine keeps serving everything else."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from service.db import async_url
+
+POOL_SIZE = 20
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    app.state.read_engine = create_async_engine(
+        async_url(app.state.database_url), pool_size=POOL_SIZE, max_overflow=0,
+        pool_timeout=30, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
+    try:
+        yield
+    finally:
+        await app.state.read_engine.dispose()
+
+
+def read_engine(request: Request) -> AsyncEngine:
+    return request.app.state.read_engine
