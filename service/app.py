@@ -15,6 +15,7 @@ from service.db import make_async_engine
 from service.errors import install_error_handlers
 from service.features import router as features_router
 from service.layers import router as layers_router
+from service.lowalt.api import router as lowalt_router
 from service.observe import ObserveMiddleware
 from service.routers import bim, city, datasets, health, jobs, keys, tiles
 from service.settings import Settings, get_settings
@@ -77,5 +78,6 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     # /ready, /datasets, /jobs, /tiles and /uploads included)
     app.include_router(features_router.router)
     app.include_router(layers_router.router)
+    app.include_router(lowalt_router)
 
     return app

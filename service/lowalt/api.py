@@ -1,0 +1,11 @@
+"""Every low-altitude endpoint, as one router for the app to include."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.lowalt import api_fleet, api_live, api_routes
+
+router = APIRouter()
+for _module in (api_fleet, api_live, api_routes):
+    router.include_router(_module.router)

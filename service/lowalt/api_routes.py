@@ -1,0 +1,152 @@
+"""Drone routes: file, validate, check conflicts, approve, change status, plan."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.auth import PLAN_ROLES, Principal, Reader, Writer, require
+from service.errors import Unprocessable
+from service.lowalt import store
+from service.lowalt.checks import drone_class, find_conflicts, validate_route
+from service.lowalt.ground import load_ground
+from service.lowalt.plan_service import plan_route
+from service.lowalt.schemas import PlanIn, RouteIn, RouteVolume, Strict, route_volume
+from service.lowalt.settings import LowAltSettings, lowalt_settings
+
+router = APIRouter(prefix="/drone-routes", tags=["low altitude"])
+Planner = Annotated[Principal, Depends(require(PLAN_ROLES, "checking and planning routes"))]
+Settings = Annotated[LowAltSettings, Depends(lowalt_settings)]
+
+
+class ApproveIn(Strict):
+    authorisation: str | None = Field(
+        None, max_length=200,
+        description="permit reference; required (with an admin key) when validation said "
+                    "the route needs approval")
+
+
+class StatusIn(Strict):
+    status: Literal["active", "suspended", "retired", "planned"]
+
+
+async def _volume(conn: AsyncConnection, body: RouteIn, s: LowAltSettings
+                  ) -> tuple[RouteVolume, str]:
+    klass = await drone_class(conn, body.drone_id)
+    ground_fn = None
+    if body.height_reference == "agl":
+        # a first pass without heights gives the area whose ground the heights refer to
+        flat = body.model_copy(update={"height_reference": "wgs84", "geometry": body.geometry
+                                       .model_copy(update={"coordinates": [
+                                           [*c[:2], 0.0] for c in body.geometry.coordinates]})})
+        area = route_volume(flat, s)
+        ground = await load_ground(conn, area.corridor_m, area.frame, s)
+        ground_fn = ground.at_lonlat
+    return route_volume(body, s, ground_fn), klass
+
+
+async def _check(conn: AsyncConnection, body: RouteIn, s: LowAltSettings,
+                 self_id: int | None = None) -> tuple[RouteVolume, dict[str, Any]]:
+    vol, klass = await _volume(conn, body, s)
+    result = await validate_route(conn, vol, klass, s)
+    result["conflicts"] = await find_conflicts(conn, vol, s, self_id)
+    return vol, result
+
+
+def _reject_insane(result: dict[str, Any]) -> None:
+    bad = [v for v in result["violations"] if v["rule"] == "volume"]
+    if bad:
+        raise Unprocessable("; ".join(v["message"] for v in bad) + "; nothing was stored",
+                            violations=bad)
+
+
+@router.post("/validate", summary="Check a route without filing it: every violation, "
+             "where it is, and the conflicts it would have now")
+async def validate(body: RouteIn, request: Request, _: Planner, s: Settings
+                   ) -> dict[str, Any]:
+    async with request.app.state.engine.connect() as conn:
+        _, result = await _check(conn, body, s)
+    return result
+
+
+@router.post("", status_code=201, summary="File a route (validated; status planned)")
+async def file_route(body: RouteIn, request: Request, who: Writer, s: Settings
+                     ) -> dict[str, Any]:
+    async with request.app.state.engine.begin() as conn:
+        vol, result = await _check(conn, body, s)
+        _reject_insane(result)
+        route_id = await store.insert_route(conn, vol, body.drone_id, body.name, result,
+                                            who.name)
+        feature = await store.get_route(conn, route_id)
+    request.state.audit_detail = {"route": route_id, "verdict": result["verdict"]}
+    return {**feature, "validation": result}
+
+
+@router.get("", summary="Routes as GeoJSON, newest first")
+async def list_routes(request: Request, _: Reader,
+                      status: str | None = Query(None, description="planned, approved, ..."),
+                      drone_id: int | None = None,
+                      limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+    async with request.app.state.engine.connect() as conn:
+        feats = await store.list_routes(conn, status, drone_id, limit)
+    return {"type": "FeatureCollection", "features": feats, "numberReturned": len(feats)}
+
+
+@router.post("/plan", summary="Plan a 3D path from start to goal that avoids buildings and "
+             "zones with the margins and stays under the height limit")
+async def plan(body: PlanIn, request: Request, _: Planner, s: Settings) -> dict[str, Any]:
+    async with request.app.state.engine.connect() as conn:
+        return await plan_route(conn, body, s)
+
+
+@router.get("/{route_id}", summary="One route with its validation result")
+async def get_route(route_id: int, request: Request, _: Reader) -> dict[str, Any]:
+    async with request.app.state.engine.connect() as conn:
+        return await store.get_route(conn, route_id)
+
+
+@router.put("/{route_id}", summary="Change a route: validated again, back to planned")
+async def change_route(route_id: int, body: RouteIn, request: Request, _: Writer,
+                       s: Settings) -> dict[str, Any]:
+    async with request.app.state.engine.begin() as conn:
+        vol, result = await _check(conn, body, s, self_id=route_id)
+        _reject_insane(result)
+        await store.update_route(conn, route_id, vol, body.drone_id, body.name, result)
+        feature = await store.get_route(conn, route_id)
+    request.state.audit_detail = {"route": route_id, "verdict": result["verdict"]}
+    return {**feature, "validation": result}
+
+
+@router.get("/{route_id}/conflicts", summary="Approved and active routes this one conflicts "
+            "with now")
+async def conflicts(route_id: int, request: Request, _: Reader, s: Settings
+                    ) -> dict[str, Any]:
+    async with request.app.state.engine.connect() as conn:
+        row, vol = await store.load_volume(conn, route_id, s)
+        found = await find_conflicts(conn, vol, s, self_id=route_id)
+    return {"route_id": route_id, "priority": row.priority, "conflicts": found,
+            "blocking": sum(1 for c in found if c["blocking"])}
+
+
+@router.post("/{route_id}/approve", summary="Approve: refused with the conflicts listed when "
+             "an equal or higher priority route holds the airspace")
+async def approve(route_id: int, request: Request, who: Writer, s: Settings,
+                  body: ApproveIn | None = None) -> dict[str, Any]:
+    auth = body.authorisation if body else None
+    async with request.app.state.engine.begin() as conn:
+        outcome = await store.approve(conn, route_id, s, who.name, who.role, auth)
+    request.state.audit_detail = {"route": route_id, "approved": True}
+    return outcome
+
+
+@router.post("/{route_id}/status", summary="Activate, suspend, retire (or re-plan a "
+             "suspended route)")
+async def set_status(route_id: int, body: StatusIn, request: Request, _: Writer
+                     ) -> dict[str, Any]:
+    async with request.app.state.engine.begin() as conn:
+        before = await store.set_status(conn, route_id, body.status)
+    request.state.audit_detail = {"route": route_id, "from": before, "to": body.status}
+    return {"route_id": route_id, "status": body.status, "was": before}

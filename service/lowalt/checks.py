@@ -1,0 +1,56 @@
+"""Validation and conflict checks of one route against what the database holds now."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.errors import Unprocessable
+from service.lowalt.citymodel import city_model_version, load_obstacles, load_zones
+from service.lowalt.conflicts import load_candidates, refine
+from service.lowalt.ground import GroundModel, load_ground
+from service.lowalt.schemas import RouteVolume
+from service.lowalt.settings import LowAltSettings
+from service.lowalt.validation import validate
+
+_DRONE_SQL = text("SELECT id, serial, class FROM drones WHERE id = :id")
+
+
+async def drone_class(conn: AsyncConnection, drone_id: int) -> str:
+    row = (await conn.execute(_DRONE_SQL, {"id": drone_id})).first()
+    if row is None:
+        raise Unprocessable(f"unknown drone {drone_id}: register it at POST /drones first",
+                            drone_id=drone_id)
+    return row._mapping["class"]
+
+
+async def ground_for(conn: AsyncConnection, route_area, frame, s: LowAltSettings
+                     ) -> GroundModel:
+    return await load_ground(conn, route_area, frame, s)
+
+
+async def validate_route(conn: AsyncConnection, route: RouteVolume, klass: str,
+                         s: LowAltSettings, ground: GroundModel | None = None
+                         ) -> dict[str, Any]:
+    fr = route.frame
+    obstacles = await load_obstacles(conn, route.corridor_m.buffer(s.clearance_h_m + 1.0),
+                                     fr, s.obstacle_types)
+    zones = await load_zones(conn, route.corridor_m.buffer(s.sample_step_m), fr,
+                             route.start, route.end)
+    if ground is None:
+        ground = await load_ground(conn, route.corridor_m, fr, s)
+    version = await city_model_version(conn)
+    result = await anyio.to_thread.run_sync(validate, route, obstacles, zones, ground, klass,
+                                            s, datetime.now(UTC))
+    result["checked"]["city_model_version"] = version
+    return result
+
+
+async def find_conflicts(conn: AsyncConnection, route: RouteVolume, s: LowAltSettings,
+                         self_id: int | None = None) -> list[dict[str, Any]]:
+    cands = await load_candidates(conn, route, s, self_id)
+    return refine(route, cands, s)

@@ -1,0 +1,119 @@
+"""Height above ground: where the ground is, under a point.
+
+Stored heights are WGS 84 ellipsoidal. The ground height (also ellipsoidal) under a point is
+taken, in this order, from:
+
+1. the city model: the lowest points (``min_z``) of current city objects near the point
+   (buildings stand on the ground, roads and terrain objects lie on it), interpolated by
+   inverse distance from the four nearest within ``ground_radius_m``;
+2. a LiDAR survey whose footprint covers the point: the survey's lowest point (a survey's
+   minimum is ground or below it, so heights above ground come out high, never low);
+3. sea level: the EGM96 geoid undulation at the point (what an orthometric height of 0 is
+   on the ellipsoid; about -2.5 m in Longgang).
+
+Each result says which of the three it used. A real terrain model (a DEM grid or a LiDAR
+ground class raster) would replace 1 and 2 where one is loaded; none is in the data yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+from scipy.spatial import cKDTree
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.lowalt.geo import Frame
+from service.lowalt.settings import LowAltSettings
+
+SOURCES = ("city_model", "lidar_survey", "egm96_sea_level")
+
+_CITY_SQL = text(
+    "SELECT ST_X(p) AS lon, ST_Y(p) AS lat, z FROM ("
+    " SELECT ST_PointOnSurface(footprint) AS p, coalesce(min_z, ST_ZMin(geom)) AS z"
+    " FROM city_objects WHERE valid_to IS NULL AND type = ANY(:types)"
+    " AND footprint IS NOT NULL"
+    " AND ST_Intersects(footprint, ST_GeomFromWKB(:area, 4326))) s WHERE z IS NOT NULL"
+)
+_SURVEY_SQL = text(
+    "SELECT ST_AsBinary(footprint) AS wkb, (bounds3d->'min'->>2)::float8 AS z"
+    " FROM datasets WHERE kind = 'lidar' AND status = 'ready' AND footprint IS NOT NULL"
+    " AND bounds3d IS NOT NULL AND ST_Intersects(footprint, ST_GeomFromWKB(:area, 4326))"
+)
+
+
+def _geoid(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    try:
+        from tiler.crs import geoid_undulation
+
+        return geoid_undulation(lon, lat)
+    except Exception:  # no EGM96 grid installed: the ellipsoid is the best left
+        return np.zeros_like(np.asarray(lon, float))
+
+
+@dataclass
+class GroundModel:
+    frame: Frame
+    radius: float
+    xy: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
+    z: np.ndarray = field(default_factory=lambda: np.empty(0))
+    surveys: list[tuple[shapely.Geometry, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._tree = cKDTree(self.xy) if len(self.xy) else None
+
+    def at_xy(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ground height and source index (into SOURCES) at metric points."""
+        x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
+        h = np.full(x.shape, np.nan)
+        src = np.full(x.shape, 2)
+        if self._tree is not None:
+            k = min(4, len(self.xy))
+            d, i = self._tree.query(np.column_stack([x, y]), k=k,
+                                    distance_upper_bound=self.radius)
+            d, i = d.reshape(len(x), k), i.reshape(len(x), k)
+            ok = np.isfinite(d)
+            w = np.where(ok, 1.0 / np.maximum(d, 1.0) ** 2, 0.0)
+            zz = np.where(ok, self.z[np.minimum(i, len(self.z) - 1)], 0.0)
+            has = ok.any(axis=1)
+            h[has] = (w[has] * zz[has]).sum(1) / w[has].sum(1)
+            src[has] = 0
+        for poly, zmin in self.surveys:
+            todo = np.isnan(h)
+            if not todo.any():
+                break
+            inside = todo & shapely.contains_xy(poly, x, y)
+            h[inside] = zmin
+            src[inside] = 1
+        todo = np.isnan(h)
+        if todo.any():
+            lon, lat = self.frame.to_lonlat(x[todo], y[todo])
+            h[todo] = _geoid(lon, lat)
+        return h, src
+
+    def at_lonlat(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        x, y = self.frame.to_metric(lon, lat)
+        return self.at_xy(x, y)[0]
+
+
+async def load_ground(conn: AsyncConnection, area_m: shapely.Geometry, frame: Frame,
+                      settings: LowAltSettings) -> GroundModel:
+    """The ground model for everything within ``ground_radius_m`` of a metric area."""
+    area_ll = frame.geom_to_lonlat(area_m.buffer(settings.ground_radius_m, quad_segs=2))
+    wkb = shapely.to_wkb(area_ll)
+    rows = (await conn.execute(_CITY_SQL, {"types": list(settings.ground_types),
+                                           "area": wkb})).all()
+    xy = np.empty((0, 2))
+    z = np.empty(0)
+    if rows:
+        arr = np.array([(r.lon, r.lat, r.z) for r in rows], float)
+        x, y = frame.to_metric(arr[:, 0], arr[:, 1])
+        xy, z = np.column_stack([x, y]), arr[:, 2]
+    surveys = []
+    for r in (await conn.execute(_SURVEY_SQL, {"area": wkb})).all():
+        if r.z is not None and np.isfinite(r.z):
+            surveys.append((frame.geom_to_metric(shapely.from_wkb(r.wkb)), float(r.z)))
+    surveys.sort(key=lambda s: s[1])  # the lowest survey minimum wins where they overlap
+    return GroundModel(frame, settings.ground_radius_m, xy, z, surveys)

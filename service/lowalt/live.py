@@ -1,0 +1,103 @@
+"""Live status: the latest state of every drone, and a Server-Sent Events stream of changes.
+
+The stream polls ``drone_state`` by its change sequence (``seq``) every ``stream_poll_s``
+instead of holding a LISTEN connection per client: it works the same behind any number of
+API processes and costs one indexed query per client per second. Event ids are the
+sequence, so a client that reconnects with ``Last-Event-ID`` misses nothing. A drone that
+falls silent is announced once with the ``silent`` flag, and again when it reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.lowalt.settings import LowAltSettings
+
+_STATE_COLUMNS = (
+    "s.drone_id, d.serial, d.operator, d.class AS drone_class, s.t, s.speed_ms, s.track_deg,"
+    " s.battery_pct, s.route_id, s.flags, s.height_agl_m, s.received_at, s.seq,"
+    " ST_X(s.geom) AS lon, ST_Y(s.geom) AS lat, ST_Z(s.geom) AS h,"
+    " extract(epoch FROM now() - s.received_at)::float8 AS age_s"
+)
+_ALL_SQL = text(f"SELECT {_STATE_COLUMNS} FROM drone_state s JOIN drones d ON d.id = s.drone_id"
+                " ORDER BY s.drone_id")
+_SINCE_SQL = text(f"SELECT {_STATE_COLUMNS} FROM drone_state s"
+                  " JOIN drones d ON d.id = s.drone_id WHERE s.seq > :seq ORDER BY s.seq"
+                  " LIMIT 1000")
+_SILENT_SQL = text(f"SELECT {_STATE_COLUMNS} FROM drone_state s"
+                   " JOIN drones d ON d.id = s.drone_id"
+                   " WHERE s.received_at < now() - make_interval(secs => :secs)")
+_MAX_SEQ_SQL = text("SELECT coalesce(max(seq), 0) FROM drone_state")
+
+
+def state_feature(row: Any, silent_after: float) -> dict[str, Any]:
+    flags = list(row.flags)
+    if row.age_s > silent_after:
+        flags.append("silent")
+    return {
+        "type": "Feature", "id": row.drone_id,
+        "geometry": {"type": "Point", "coordinates": [row.lon, row.lat, row.h]},
+        "properties": {
+            "drone_id": row.drone_id, "serial": row.serial, "operator": row.operator,
+            "class": row.drone_class, "t": row.t.isoformat(), "speed_ms": row.speed_ms,
+            "track_deg": row.track_deg, "battery_pct": row.battery_pct,
+            "route_id": row.route_id, "height_agl_m": row.height_agl_m,
+            "received_at": row.received_at.isoformat(), "age_s": round(row.age_s, 2),
+            "flags": flags, "conforming": not flags,
+        },
+    }
+
+
+async def all_states(engine: AsyncEngine, s: LowAltSettings) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(_ALL_SQL)).all()
+    feats = [state_feature(r, s.silent_after_s) for r in rows]
+    return {"type": "FeatureCollection", "features": feats, "numberReturned": len(feats)}
+
+
+def _event(kind: str, seq: int | None, data: dict[str, Any]) -> bytes:
+    head = f"id: {seq}\n" if seq is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+
+
+async def stream(engine: AsyncEngine, s: LowAltSettings, last_id: int | None,
+                 is_disconnected) -> AsyncIterator[bytes]:
+    """A snapshot first (unless resuming), then every change and every drone gone silent."""
+    silent: set[int] = set()
+    yield f"retry: {int(s.stream_poll_s * 1000) + 1000}\n\n".encode()
+    async with engine.connect() as conn:
+        if last_id is None:
+            last_id = (await conn.execute(_MAX_SEQ_SQL)).scalar_one()
+            for r in (await conn.execute(_ALL_SQL)).all():
+                f = state_feature(r, s.silent_after_s)
+                if "silent" in f["properties"]["flags"]:
+                    silent.add(r.drone_id)
+                yield _event("state", r.seq, f)
+        await conn.commit()
+    idle = 0.0
+    while not await is_disconnected():
+        async with engine.connect() as conn:
+            changed = (await conn.execute(_SINCE_SQL, {"seq": last_id})).all()
+            gone = (await conn.execute(_SILENT_SQL, {"secs": s.silent_after_s})).all()
+        for r in changed:
+            last_id = max(last_id, r.seq)
+            silent.discard(r.drone_id)
+            yield _event("state", r.seq, state_feature(r, s.silent_after_s))
+        for r in gone:
+            if r.drone_id not in silent:
+                silent.add(r.drone_id)
+                yield _event("silent", None, state_feature(r, s.silent_after_s))
+        if changed or gone:
+            idle = 0.0
+        else:
+            idle += s.stream_poll_s
+            if idle >= 15:  # a comment keeps proxies from closing an idle stream
+                idle = 0.0
+                yield b": keep-alive\n\n"
+        await asyncio.sleep(s.stream_poll_s)

@@ -1,0 +1,97 @@
+"""Planning as a service: load the area's city model, zones and ground, search, validate."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import anyio
+import numpy as np
+import shapely
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.errors import Unprocessable
+from service.lowalt.checks import drone_class
+from service.lowalt.citymodel import city_model_version, load_obstacles, load_zones
+from service.lowalt.geo import corridor_polygon, frame
+from service.lowalt.ground import load_ground
+from service.lowalt.planning import NoPath, PlanProblem, plan
+from service.lowalt.schemas import PlanIn, RouteVolume, check_in_area, check_window
+from service.lowalt.settings import LowAltSettings
+from service.lowalt.validation import check_volume, height_limit, validate
+
+
+def _position(p: list[float], what: str) -> np.ndarray:
+    if len(p) not in (2, 3):
+        raise Unprocessable(f"{what} must be [lon, lat] or [lon, lat, h], got {len(p)} numbers")
+    return np.array([*p, np.nan][:3], float)
+
+
+def volume_from_path(path_m: np.ndarray, body: PlanIn, hw: float, vh: float,
+                     s: LowAltSettings) -> RouteVolume:
+    fr = frame(s.metric_crs)
+    return RouteVolume(fr.lonlatz(path_m), path_m, hw, vh, corridor_polygon(path_m, hw),
+                       body.start_time, body.end_time, body.priority, fr)
+
+
+async def plan_route(conn: AsyncConnection, body: PlanIn, s: LowAltSettings
+                     ) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    check_window(body.start_time, body.end_time)
+    now = datetime.now(UTC)
+    bad = check_volume(SimpleNamespace(start=body.start_time, end=body.end_time), s, now)
+    if bad:
+        raise Unprocessable(bad[0]["message"], violations=bad)
+    klass = await drone_class(conn, body.drone_id)
+    start, goal = _position(body.start, "start"), _position(body.goal, "goal")
+    check_in_area(np.array([start[0], goal[0]]), np.array([start[1], goal[1]]),
+                  s.metric_crs)
+    fr = frame(s.metric_crs)
+    sx, sy = fr.to_metric(np.array([start[0], goal[0]]), np.array([start[1], goal[1]]))
+    hw = body.half_width_m or s.default_half_width_m
+    vh = body.vertical_half_m or s.default_vertical_half_m
+    pad = s.plan_margin_m + hw + s.clearance_h_m + 50
+    box = shapely.box(sx.min() - pad, sy.min() - pad, sx.max() + pad, sy.max() + pad)
+    ground = await load_ground(conn, box, fr, s)
+    g, _ = ground.at_xy(sx, sy)
+    for p, gz, k in ((start, g[0], 0), (goal, g[1], 1)):
+        if np.isnan(p[2]):
+            p[2] = gz + s.plan_default_agl_m
+        if not -500 <= p[2] <= 10_000:
+            raise Unprocessable(f"{('start', 'goal')[k]} height {p[2]:g} m is absurd")
+    obstacles = await load_obstacles(conn, box, fr, s.obstacle_types)
+    zones = await load_zones(conn, box, fr, body.start_time, body.end_time)
+    version = await city_model_version(conn)
+    limit = height_limit(klass, s)
+    problem = PlanProblem(np.array([sx[0], sy[0], start[2]]), np.array([sx[1], sy[1], goal[2]]),
+                          hw, vh, limit, obstacles, zones, ground, s)
+
+    def search() -> tuple[RouteVolume, dict[str, Any], dict[str, Any]]:
+        path, raw, stats = plan(problem)
+        result = None
+        for candidate in (path, raw):
+            vol = volume_from_path(candidate, body, hw, vh, s)
+            result = validate(vol, obstacles, zones, ground, klass, s, now)
+            if result["verdict"] == "accepted":
+                return vol, result, stats
+        raise NoPath("no path: the planned path did not pass validation",
+                     violations=result["violations"] if result else [])
+
+    try:
+        vol, result, stats = await anyio.to_thread.run_sync(search)
+    except NoPath as e:
+        raise Unprocessable(e.reason, **e.extra) from e
+    result["checked"]["city_model_version"] = version
+    coords = [[round(float(x), 8), round(float(y), 8), round(float(z), 2)]
+              for x, y, z in vol.lonlatz]
+    filing = {"drone_id": body.drone_id, "name": body.name,
+              "geometry": {"type": "LineString", "coordinates": coords},
+              "half_width_m": hw, "vertical_half_m": vh,
+              "start_time": body.start_time.isoformat(), "end_time": body.end_time.isoformat(),
+              "priority": body.priority}
+    stats["length_m"] = round(vol.length_m, 1)
+    stats["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    return {"route": filing, "validation": result, "plan": stats,
+            "links": [{"rel": "file", "href": "/drone-routes", "method": "POST"}]}

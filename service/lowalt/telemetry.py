@@ -1,0 +1,141 @@
+"""Telemetry ingest and conformance monitoring.
+
+Each report is checked against the drone's route at that time: its active route, else an
+approved route whose window (widened by the time margin) holds the report. Flags:
+
+* ``outside_corridor``: farther from the centre line than the corridor's half-width;
+* ``outside_altitude_band``: more than the vertical half-height above or below the centre
+  line at the nearest point;
+* ``outside_time_window``: flying on an active route outside its window;
+* ``no_approved_route``: no active or approved route at all.
+
+``silent`` is not stored: it is read-time (no report received for ``silent_after_s``).
+A batch is all or nothing: one unknown drone and nothing is stored. Re-sent reports (same
+drone and time) replace the earlier ones. ``drone_state`` keeps the newest report per drone.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import shapely
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.errors import Unprocessable
+from service.lowalt.geo import frame, nearest_on_polyline
+from service.lowalt.ground import load_ground
+from service.lowalt.schemas import TelemetryIn, check_in_area
+from service.lowalt.settings import LowAltSettings
+
+_ROUTES_SQL = text(
+    "SELECT id, drone_id, status, half_width_m, vertical_half_m, ST_AsBinary(geom) AS wkb,"
+    " lower(time_window) AS t0, upper(time_window) AS t1 FROM drone_routes"
+    " WHERE drone_id = ANY(:ids) AND status IN ('approved', 'active')"
+    " AND (status = 'active' OR time_window && tstzrange(:t0, :t1, '[]'))"
+)
+_INSERT_SQL = text(
+    "INSERT INTO drone_telemetry (drone_id, t, geom, speed_ms, track_deg, battery_pct,"
+    " route_id, flags) VALUES (:drone_id, :t, ST_SetSRID(ST_MakePoint(:lon, :lat, :h), 4326),"
+    " :speed_ms, :track_deg, :battery_pct, :route_id, CAST(:flags AS text[]))"
+    " ON CONFLICT (drone_id, t) DO UPDATE SET geom = EXCLUDED.geom,"
+    " speed_ms = EXCLUDED.speed_ms, track_deg = EXCLUDED.track_deg,"
+    " battery_pct = EXCLUDED.battery_pct, route_id = EXCLUDED.route_id,"
+    " flags = EXCLUDED.flags, received_at = now()"
+)
+_STATE_SQL = text(
+    "INSERT INTO drone_state (drone_id, t, geom, speed_ms, track_deg, battery_pct, route_id,"
+    " flags, height_agl_m) VALUES (:drone_id, :t,"
+    " ST_SetSRID(ST_MakePoint(:lon, :lat, :h), 4326), :speed_ms, :track_deg, :battery_pct,"
+    " :route_id, CAST(:flags AS text[]), :agl)"
+    " ON CONFLICT (drone_id) DO UPDATE SET t = EXCLUDED.t, geom = EXCLUDED.geom,"
+    " speed_ms = EXCLUDED.speed_ms, track_deg = EXCLUDED.track_deg,"
+    " battery_pct = EXCLUDED.battery_pct, route_id = EXCLUDED.route_id,"
+    " flags = EXCLUDED.flags, height_agl_m = EXCLUDED.height_agl_m, received_at = now(),"
+    " seq = nextval('drone_state_seq') WHERE drone_state.t <= EXCLUDED.t"
+)
+
+
+def _route_for(routes: list[Any], t) -> tuple[Any | None, list[str]]:
+    active = [r for r in routes if r.status == "active"]
+    for r in active:
+        if r.t0 <= t <= r.t1:
+            return r, []
+    for r in routes:
+        if r.status == "approved" and r.t0 <= t <= r.t1:
+            return r, []
+    if active:
+        return active[0], ["outside_time_window"]
+    return None, ["no_approved_route"]
+
+
+def conformance(points: list[TelemetryIn], routes: list[Any], s: LowAltSettings,
+                margin: timedelta) -> list[tuple[int | None, list[str]]]:
+    fr = frame(s.metric_crs)
+    by_drone: dict[int, list[Any]] = {}
+    for r in routes:
+        by_drone.setdefault(r.drone_id, []).append(r)
+    lines: dict[int, np.ndarray] = {}
+    out = []
+    for p in points:
+        widened = [SimpleNamespace(**{**vars(r), "t0": r.t0 - margin, "t1": r.t1 + margin})
+                   if r.status == "approved" else r for r in by_drone.get(p.drone_id, [])]
+        route, flags = _route_for(widened, p.t)
+        if route is not None:
+            if route.id not in lines:
+                ll = shapely.get_coordinates(shapely.from_wkb(route.wkb), include_z=True)
+                lines[route.id] = fr.xyz(ll)
+            x, y = fr.to_metric(np.array([p.lon]), np.array([p.lat]))
+            d, zc, _ = nearest_on_polyline(np.column_stack([x, y]), lines[route.id])
+            if d[0] > route.half_width_m:
+                flags.append("outside_corridor")
+            if abs(p.h - zc[0]) > route.vertical_half_m:
+                flags.append("outside_altitude_band")
+        out.append((route.id if route is not None else None, flags))
+    return out
+
+
+async def ingest(conn: AsyncConnection, points: list[TelemetryIn], s: LowAltSettings
+                 ) -> dict[str, Any]:
+    for i, p in enumerate(points):
+        if p.t.tzinfo is None:
+            raise Unprocessable(f"point {i}: t needs a time zone", point=i)
+    check_in_area(np.array([p.lon for p in points]), np.array([p.lat for p in points]),
+                  s.metric_crs)
+    ids = sorted({p.drone_id for p in points})
+    known = {r.id for r in (await conn.execute(text("SELECT id FROM drones WHERE id = ANY(:ids)"),
+                                               {"ids": ids})).all()}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise Unprocessable(f"unknown drone(s) {unknown}: nothing was stored",
+                            unknown_drones=unknown)
+    margin = timedelta(seconds=s.time_margin_s)
+    tmin, tmax = min(p.t for p in points), max(p.t for p in points)
+    routes = [SimpleNamespace(**r._mapping) for r in (await conn.execute(
+        _ROUTES_SQL, {"ids": ids, "t0": tmin - margin, "t1": tmax + margin})).all()]
+    checked = conformance(points, routes, s, margin)
+    rows = [{"drone_id": p.drone_id, "t": p.t, "lon": p.lon, "lat": p.lat, "h": p.h,
+             "speed_ms": p.speed_ms, "track_deg": p.track_deg, "battery_pct": p.battery_pct,
+             "route_id": rid, "flags": flags}
+            for p, (rid, flags) in zip(points, checked, strict=True)]
+    await conn.execute(_INSERT_SQL, rows)
+    # newest report per drone becomes its state, with its height above ground
+    newest: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        if r["drone_id"] not in newest or r["t"] >= newest[r["drone_id"]]["t"]:
+            newest[r["drone_id"]] = r
+    latest = list(newest.values())
+    fr = frame(s.metric_crs)
+    x, y = fr.to_metric(np.array([r["lon"] for r in latest]), np.array([r["lat"] for r in latest]))
+    area = shapely.MultiPoint(np.column_stack([x, y])).buffer(1.0)
+    ground = await load_ground(conn, area, fr, s)
+    g, _ = ground.at_xy(x, y)
+    for r, gz in zip(latest, g, strict=True):
+        r["agl"] = round(float(r["h"] - gz), 2)
+    await conn.execute(_STATE_SQL, latest)
+    flagged = [{"drone_id": r["drone_id"], "t": r["t"].isoformat(), "flags": r["flags"]}
+               for r in rows if r["flags"]]
+    return {"stored": len(rows), "drones": len(ids), "flagged": flagged}
