@@ -260,9 +260,7 @@ def read_sample(info: SourceInfo, ranges: list[tuple[int, int]], chunk: int) -> 
         return read_rows(info, ranges)
     blocks = []
     for start, count in ranges:
-        for blk in read_range(info, start, start + count, chunk):
-            blk.gps_time = None
-            blocks.append(blk)
+        blocks.extend(read_range(info, start, start + count, chunk, gps=True))
     return PointBlock(
         start=-1,
         x=np.concatenate([b.x for b in blocks]), y=np.concatenate([b.y for b in blocks]),
@@ -270,7 +268,7 @@ def read_sample(info: SourceInfo, ranges: list[tuple[int, int]], chunk: int) -> 
         rgb=np.concatenate([b.rgb for b in blocks]) if info.has_rgb else None,
         intensity=np.concatenate([b.intensity for b in blocks]),
         classification=np.concatenate([b.classification for b in blocks]),
-        gps_time=None,
+        gps_time=np.concatenate([b.gps_time for b in blocks]) if info.has_gps_time else None,
         index=np.concatenate([np.arange(b.start, b.start + len(b.x)) for b in blocks]),
     )
 
@@ -286,8 +284,6 @@ def distribute(plan: Plan, start: int, stop: int, taken: np.ndarray) -> ReadStat
         n = len(blk.x)
         stats.points += n
         stats.class_counts += np.bincount(blk.classification, minlength=256)
-        if blk.gps_time is not None and n:
-            stats.gps_min = min(stats.gps_min, float(blk.gps_time.min()))
         if blk.rgb is not None and n:
             stats.rgb_max = max(stats.rgb_max, int(blk.rgb.max()))
         u = _quantize(plan, plan.mapper(blk.x, blk.y, blk.z), blk.start)
@@ -495,7 +491,11 @@ def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToW
     sample = ex.submit(read_sample, info, _sample_ranges(info, target),
                        settings.chunk_points).result()
     marks["sample_read"] = time.perf_counter() - t0
-    _checked_lonlat(to_wgs, sample.x, sample.y, sample.z * mapper.z_factor, info)
+    # the CRS plausibility check needs no more than a few thousand points
+    every = max(1, len(sample.x) // 20_000)
+    _checked_lonlat(to_wgs, sample.x[::every], sample.y[::every],
+                    sample.z[::every] * mapper.z_factor, info)
+    gps_min = float(sample.gps_time.min()) if sample.gps_time is not None else math.inf
     colour = "none"
     if sample.rgb is not None:
         colour = "u16" if int(sample.rgb.max(initial=0)) > 255 else "u8"
@@ -546,6 +546,21 @@ def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToW
     (spill / "shared").mkdir()
 
     marks["preview_selected"] = time.perf_counter() - t0
+    stats = ReadStats()
+    stats.gps_min = gps_min
+
+    def submit_distribute() -> list[Future]:
+        step = settings.task_points
+        if info.compressed and info.laz_chunk_size:
+            step = max(1, step // info.laz_chunk_size) * info.laz_chunk_size
+        return [ex.submit(distribute, plan, s, min(n, s + step),
+                          taken[(taken >= s) & (taken < s + step)])
+                for s in range(0, n, step)]
+
+    # with worker processes, the full pass starts now and the preview is written meanwhile;
+    # in-process, the preview comes first
+    futs = [] if isinstance(ex, _InlineExecutor) else submit_distribute()
+
     # ---- preview content and tileset
     nodes: dict[NodeKey, NodeInfo] = {}
     frame = mapper.frame
@@ -581,15 +596,11 @@ def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToW
     first_view = time.perf_counter() - t0
     if on_preview is not None:
         on_preview(tileset_path)
+    del sample, su, sk, s_index, levels, rest  # the sample is done with: free its memory
 
-    # ---- distribute
-    stats = ReadStats()
-    step = settings.task_points
-    if info.compressed and info.laz_chunk_size:
-        step = max(1, step // info.laz_chunk_size) * info.laz_chunk_size
-    futs = [ex.submit(distribute, plan, s, min(n, s + step),
-                      taken[(taken >= s) & (taken < s + step)])
-            for s in range(0, n, step)]
+    # ---- distribute (already running in the workers while the preview was written)
+    if not futs:
+        futs = submit_distribute()
     for f in as_completed(futs):
         stats.add(f.result())
         report("reading", stats.points, n)
