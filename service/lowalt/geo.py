@@ -30,12 +30,10 @@ class Frame:
         self._to_m, self._to_ll = _transformers(crs)
 
     def to_metric(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x, y = self._to_m.transform(np.asarray(lon, float), np.asarray(lat, float))
-        return np.asarray(x), np.asarray(y)
+        return _transform(self._to_m, lon, lat)
 
     def to_lonlat(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lon, lat = self._to_ll.transform(np.asarray(x, float), np.asarray(y, float))
-        return np.asarray(lon), np.asarray(lat)
+        return _transform(self._to_ll, x, y)
 
     def xyz(self, lonlatz: np.ndarray) -> np.ndarray:
         """(n, 3) lon, lat, h -> (n, 3) x, y, h."""
@@ -53,6 +51,15 @@ class Frame:
     def geom_to_lonlat(self, geom: BaseGeometry) -> BaseGeometry:
         return shapely.transform(geom, lambda c: np.column_stack(self.to_lonlat(c[:, 0],
                                                                                 c[:, 1])))
+
+
+def _transform(t: Transformer, a, b) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.size == 1:  # pyproj takes one-element arrays for scalars (and numpy warns)
+        u, v = t.transform(float(a.reshape(-1)[0]), float(b.reshape(-1)[0]))
+        return np.full(a.shape, u), np.full(a.shape, v)
+    u, v = t.transform(a, b)
+    return np.asarray(u), np.asarray(v)
 
 
 @lru_cache(maxsize=8)

@@ -48,6 +48,9 @@ def _geoid(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     try:
         from tiler.crs import geoid_undulation
 
+        lon, lat = np.atleast_1d(lon), np.atleast_1d(lat)
+        if lon.size == 1:  # pyproj takes one-element arrays for scalars (and numpy warns)
+            return geoid_undulation(np.repeat(lon, 2), np.repeat(lat, 2))[:1]
         return geoid_undulation(lon, lat)
     except Exception:  # no EGM96 grid installed: the ellipsoid is the best left
         return np.zeros_like(np.asarray(lon, float))
