@@ -219,3 +219,33 @@ def test_acquisition_time_falls_back_to_header_date(tmp_path: Path) -> None:
     # neither: unknown
     r = tile_point_cloud(DATA / "pdal_1.2-with-color.las", tmp_path / "b", crs=AUTZEN_WKT)
     assert r.acquired_at is None
+
+
+@pytest.mark.parametrize("fmt", list(range(11)))
+def test_every_point_format_with_extra_bytes(tmp_path: Path, fmt: int) -> None:
+    """LAS 1.2 formats 0-3, 1.3 formats 4-5 (waveform) and 1.4 formats 6-10, with an
+    extra-bytes dimension, as LAS (formats 0-5) or LAZ (6-10)."""
+    version = "1.4" if fmt >= 6 else "1.3" if fmt >= 4 else "1.2"
+    header = laspy.LasHeader(point_format=fmt, version=version)
+    header.add_extra_dim(laspy.ExtraBytesParams(name="reflectance", type=np.float32))
+    header.scales = np.array([0.001, 0.001, 0.001])
+    header.offsets = np.array([500000.0, 2510000.0, 0.0])
+    header.add_crs(CRS.from_epsg(4547))
+    rng = np.random.default_rng(fmt)
+    n = 3000
+    las = laspy.LasData(header)
+    las.points = laspy.ScaleAwarePointRecord.zeros(n, header=header)
+    las.x = 500000 + rng.uniform(0, 300, n)
+    las.y = 2510000 + rng.uniform(0, 300, n)
+    las.z = rng.uniform(10, 60, n)
+    las.intensity = rng.integers(0, 65535, n).astype(np.uint16)
+    las.classification = rng.integers(0, 31 if fmt < 6 else 255, n).astype(np.uint8)
+    las.reflectance = rng.random(n).astype(np.float32)
+    if "red" in las.point_format.dimension_names:
+        las.red, las.green, las.blue = (rng.integers(0, 65535, n).astype(np.uint16)
+                                        for _ in range(3))
+    src = tmp_path / ("p.laz" if fmt >= 6 else "p.las")
+    las.write(src)
+    r = tile_point_cloud(src, tmp_path / "out", settings=SMALL)
+    check_output(src, tmp_path / "out", r)
+    assert r.colour == ("u16" if "red" in las.point_format.dimension_names else "none")
