@@ -24,6 +24,8 @@ def upgrade() -> None:
             class_path text[] NOT NULL DEFAULT '{}',
             name text,
             type_name text,
+            assembly_global_id varchar(22),
+            assembly_class varchar(64),
             storey text,
             storey_global_id varchar(22),
             storey_elevation double precision,
@@ -40,6 +42,9 @@ def upgrade() -> None:
         COMMENT ON COLUMN bim_elements.class_path IS
             'lower-case IFC class and its supertypes, so a query for ifcwall finds '
             'IfcWallStandardCase too';
+        COMMENT ON COLUMN bim_elements.assembly_global_id IS
+            'the element this one is a part of (a window of members and plates, a stair of '
+            'flights), when that element has no body of its own';
         COMMENT ON COLUMN bim_elements.psets IS
             'property and quantity sets: {"Pset_WallCommon": {"IsExternal": true, ...}, ...}';
         COMMENT ON COLUMN bim_elements.footprint IS

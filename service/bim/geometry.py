@@ -36,6 +36,7 @@ BODY_IDENTIFIERS = {"body", "facetation", "mesh", ""}
 MIN_ALPHA = 60  # glazing often says 90 % transparent: keep it visible and clickable
 DEFAULT_RGBA: RGBA = (200, 200, 196, 255)
 Progress = Callable[[int, int], None]
+CRASH_ENV = "TWINBASE_IFC_CRASH_ON"  # step ids whose chunk exits at once (tests only)
 
 
 @dataclass
@@ -120,6 +121,9 @@ def mesh_chunk(path: str, step_ids: list[int]) -> tuple[list[tuple], list[RGBA],
     import ifcopenshell.geom
     import ifcopenshell.ifcopenshell_wrapper as wrapper
 
+    crash_on = {int(v) for v in os.environ.get(CRASH_ENV, "").split(",") if v.strip()}
+    if crash_on & set(step_ids):  # fault injection for the isolation tests: die like a
+        os._exit(139)  # segmentation fault would, without cleanup
     model = _open_cached(path)
     wrapper.get_log()  # drop what earlier chunks left in the global log
     settings = ifcopenshell.geom.settings()
@@ -221,64 +225,83 @@ def mesh_products(model, path: str | Path, step_ids: Iterable[int], *,
     """Mesh the products; ``while_waiting`` runs in this process meanwhile (e.g. reading
     property sets), so the parent is not idle while the children work."""
     ids = list(step_ids)
-    result = GeometryResult()
-    colour_index: dict[RGBA, int] = {}
-    errors: list[str] = []
-    total = len(ids)
+    merged = _Merged(len(ids), progress)
     chunks = _chunks([(i, cost(model, model.by_id(i))) for i in ids], pool.processes * 3)
-    crashed: dict[int, str] = {}
-    pending_side = while_waiting
-    while chunks:
-        futures: dict[Future, list[int]] = {}
-        broken: list[list[int]] = []
-        try:
-            ex = pool.executor()
-            for c in chunks:
-                futures[ex.submit(mesh_chunk, str(path), c)] = c
-        except BrokenProcessPool:
-            pool.reset()
-            continue
-        if pending_side is not None:
-            pending_side()
-            pending_side = None
-        remaining = set(futures)
-        while remaining:
-            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-            for fut in done:
-                chunk = futures[fut]
-                try:
-                    elements, colours, errs = fut.result()
-                except BrokenProcessPool:
-                    broken.append(chunk)
-                    continue
-                remap = np.array([colour_index.setdefault(c, len(colour_index))
-                                  for c in colours] + [-1], np.int32)
-                for step_id, vb, fb, cb in elements:
-                    verts = np.frombuffer(vb, np.float64).reshape(-1, 3)
-                    faces = np.frombuffer(fb, np.int32).reshape(-1, 3)
-                    local = np.frombuffer(cb, np.int32)
-                    result.elements[step_id] = ElementGeometry(step_id, verts, faces,
-                                                               remap[local])
-                errors.extend(errs)
-                if progress is not None:
-                    progress(len(result.elements), total)
+    crashed: set[int] = set()
+    # A child that dies takes the chunks of its siblings down with it, so an element alone
+    # in a broken chunk is only blamed after it broke again while running on its own.
+    suspects: list[int] = []
+    side = while_waiting
+    while chunks or suspects:
+        alone = not chunks
+        batch = chunks or [[suspects.pop()]]
         chunks = []
-        if broken:
-            pool.reset()  # a child died: the executor is unusable now
-            for chunk in broken:
-                if len(chunk) == 1:
-                    crashed[chunk[0]] = ("geometry kernel crashed on this element "
-                                         "(the rest of the model loads without it)")
-                else:
-                    half = len(chunk) // 2
-                    chunks += [chunk[:half], chunk[half:]]
-    result.colours = list(colour_index)
+        for chunk in _run_round(pool, str(path), batch, merged, side):
+            if len(chunk) > 1:
+                half = len(chunk) // 2
+                chunks += [chunk[:half], chunk[half:]]
+            elif alone:
+                crashed.add(chunk[0])
+            else:
+                suspects.append(chunk[0])
+        side = None
+    result = merged.result
+    result.colours = list(merged.colour_index)
     for step_id in ids:
         if step_id in crashed:
-            result.failures[step_id] = crashed[step_id]
+            result.failures[step_id] = ("geometry kernel crashed on this element "
+                                        "(the rest of the model loads without it)")
         elif step_id not in result.elements:
-            result.failures[step_id] = _reason(model, step_id, errors)
+            result.failures[step_id] = _reason(model, step_id, merged.errors)
         elif not len(result.elements[step_id].faces):
             del result.elements[step_id]
             result.failures[step_id] = "geometry has no surfaces (curves or points only)"
     return result
+
+
+class _Merged:
+    """Results of all chunks, with the colours of each child mapped to one table."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.result = GeometryResult()
+        self.colour_index: dict[RGBA, int] = {}
+        self.errors: list[str] = []
+        self.total, self.progress = total, progress
+
+    def add(self, elements: list[tuple], colours: list[RGBA], errors: list[str]) -> None:
+        remap = np.array([self.colour_index.setdefault(c, len(self.colour_index))
+                          for c in colours] + [-1], np.int32)
+        for step_id, vb, fb, cb in elements:
+            self.result.elements[step_id] = ElementGeometry(
+                step_id, np.frombuffer(vb, np.float64).reshape(-1, 3),
+                np.frombuffer(fb, np.int32).reshape(-1, 3), remap[np.frombuffer(cb, np.int32)])
+        self.errors.extend(errors)
+        if self.progress is not None:
+            self.progress(len(self.result.elements), self.total)
+
+
+def _run_round(pool: GeometryPool, path: str, batch: list[list[int]], merged: _Merged,
+               side: Callable[[], None] | None) -> list[list[int]]:
+    """Run chunks in the children; return the chunks whose child died."""
+    futures: dict[Future, list[int]] = {}
+    broken: list[list[int]] = []
+    try:
+        ex = pool.executor()
+        for chunk in batch:
+            futures[ex.submit(mesh_chunk, path, chunk)] = chunk
+    except BrokenProcessPool:
+        pool.reset()
+        return [c for c in batch if c not in futures.values()] + list(futures.values())
+    if side is not None:
+        side()
+    remaining = set(futures)
+    while remaining:
+        done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+        for fut in done:
+            try:
+                merged.add(*fut.result())
+            except BrokenProcessPool:
+                broken.append(futures[fut])
+    if broken:
+        pool.reset()  # a child died: the executor is unusable now
+    return broken

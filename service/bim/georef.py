@@ -82,9 +82,10 @@ def parse_anchor(value: Any) -> Anchor | None:
         raise IfcInputError("anchor needs lon and lat (and may have height and rotation); "
                             f"unexpected: {', '.join(sorted(unknown)) or 'none'}")
     try:
-        return Anchor(**{k: float(v) for k, v in value.items()})
+        numbers = {k: float(v) for k, v in value.items()}
     except (TypeError, ValueError) as exc:
         raise IfcInputError("anchor values must be numbers") from exc
+    return Anchor(**numbers)
 
 
 def _height_note(vertical: str | None, what: str) -> str:

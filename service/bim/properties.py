@@ -29,6 +29,8 @@ class ElementInfo:
     class_path: list[str]  # lower case, the class first, then its supertypes
     name: str | None
     type_name: str | None
+    assembly_global_id: str | None  # the aggregate this is a part of (a window's member)
+    assembly_class: str | None
     storey: str | None
     storey_global_id: str | None
     storey_elevation: float | None  # metres
@@ -37,7 +39,9 @@ class ElementInfo:
     def tile_row(self) -> dict[str, Any]:
         """Properties written to the tile's property table (id = GlobalId is added there)."""
         row: dict[str, Any] = {"class": self.ifc_class, "name": self.name or "",
-                               "type": self.type_name or "", "storey": self.storey or ""}
+                               "type": self.type_name or "", "storey": self.storey or "",
+                               "assembly": self.assembly_global_id or "",
+                               "assembly_class": self.assembly_class or ""}
         for pset, prop in TILE_PROPERTIES:
             value = self.psets.get(pset, {}).get(prop)
             if value is not None and not isinstance(value, dict | list):
@@ -102,6 +106,10 @@ def element_info(model, element, unit_scale: float) -> ElementInfo:
     import ifcopenshell.util.element as ue
 
     storey = _storey_of(element)
+    assembly = ue.get_aggregate(element)
+    if assembly is not None and (assembly.is_a("IfcSpatialElement")
+                                 or assembly.is_a("IfcSpatialStructureElement")):
+        assembly = None  # a storey or building aggregates its parts too: not an assembly
     elevation = getattr(storey, "Elevation", None) if storey is not None else None
     element_type = ue.get_type(element)
     type_name = getattr(element_type, "Name", None) if element_type is not None else None
@@ -110,6 +118,8 @@ def element_info(model, element, unit_scale: float) -> ElementInfo:
         step_id=element.id(), global_id=element.GlobalId, ifc_class=element.is_a(),
         class_path=list(_class_path(schema, element.is_a())), name=element.Name,
         type_name=type_name or getattr(element, "ObjectType", None),
+        assembly_global_id=assembly.GlobalId if assembly is not None else None,
+        assembly_class=assembly.is_a() if assembly is not None else None,
         storey=storey.Name if storey is not None else None,
         storey_global_id=storey.GlobalId if storey is not None else None,
         storey_elevation=float(elevation) * unit_scale if elevation is not None else None,

@@ -51,6 +51,8 @@ bim_elements = Table(
     Column("class_path", ARRAY(Text), nullable=False),
     Column("name", Text),
     Column("type_name", Text),
+    Column("assembly_global_id", String(22)),
+    Column("assembly_class", String(64)),
     Column("storey", Text),
     Column("storey_global_id", String(22)),
     Column("storey_elevation", Float),
@@ -66,9 +68,10 @@ bim_elements = Table(
 _INSERT = text(
     """
     INSERT INTO bim_elements (dataset_id, global_id, ifc_class, class_path, name, type_name,
-        storey, storey_global_id, storey_elevation, psets, footprint, bbox3d, min_height,
-        max_height, triangles)
-    VALUES (:dataset_id, :global_id, :ifc_class, :class_path, :name, :type_name, :storey,
+        assembly_global_id, assembly_class, storey, storey_global_id, storey_elevation,
+        psets, footprint, bbox3d, min_height, max_height, triangles)
+    VALUES (:dataset_id, :global_id, :ifc_class, :class_path, :name, :type_name,
+        :assembly_global_id, :assembly_class, :storey,
         :storey_global_id, :storey_elevation, CAST(:psets AS jsonb),
         ST_Multi(ST_GeomFromWKB(:footprint, 4326)),
         ST_3DMakeBox(ST_MakePoint(:x0, :y0, :z0), ST_MakePoint(:x1, :y1, :z1)),
@@ -106,6 +109,7 @@ def _row(dataset_id: int, e: BimElement) -> dict[str, Any]:
     return {
         "dataset_id": dataset_id, "global_id": i.global_id, "ifc_class": i.ifc_class,
         "class_path": i.class_path, "name": i.name, "type_name": i.type_name,
+        "assembly_global_id": i.assembly_global_id, "assembly_class": i.assembly_class,
         "storey": i.storey, "storey_global_id": i.storey_global_id,
         "storey_elevation": i.storey_elevation,
         "psets": json.dumps(i.psets, ensure_ascii=False, allow_nan=False),

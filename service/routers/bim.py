@@ -28,7 +28,8 @@ from service.models import datasets
 router = APIRouter(prefix="/bim", tags=["bim"])
 
 _COLUMNS = [el.c.id, el.c.dataset_id, el.c.global_id, el.c.ifc_class, el.c.name,
-            el.c.type_name, el.c.storey, el.c.storey_global_id, el.c.storey_elevation,
+            el.c.type_name, el.c.assembly_global_id, el.c.assembly_class, el.c.storey,
+            el.c.storey_global_id, el.c.storey_elevation,
             el.c.building_object_id, el.c.min_height, el.c.max_height, el.c.triangles]
 _FILTER = re.compile(r"^(?P<path>[^<>=!]+?)\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>.*)$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
@@ -138,7 +139,8 @@ async def list_elements(
     request: Request, _: Reader,
     dataset: int | None = Query(None, description="only this model (dataset id)"),
     ifc_class: list[str] | None = Query(None, alias="class", description=(
-        "IFC class, subtypes included: class=IfcWall finds IfcWallStandardCase too; repeat "
+        "IFC class, subtypes included: class=IfcWall finds IfcWallStandardCase too, and "
+        "class=IfcWindow the members and plates of windows modelled as assemblies; repeat "
         "for any of several")),
     storey: str | None = Query(None, description="storey name (any case) or GlobalId"),
     prop: list[str] | None = Query(None, alias="property", description=FILTER_HELP),
@@ -154,7 +156,9 @@ async def list_elements(
     if dataset is not None:
         conds.append(el.c.dataset_id == dataset)
     if ifc_class:
-        conds.append(or_(*[el.c.class_path.contains([c.strip().lower()]) for c in ifc_class]))
+        wanted = [c.strip().lower() for c in ifc_class]
+        conds.append(or_(*[el.c.class_path.contains([c]) for c in wanted],
+                         func.lower(el.c.assembly_class).in_(wanted)))
     if storey:
         conds.append(or_(func.lower(el.c.storey) == storey.lower(),
                          el.c.storey_global_id == storey))

@@ -1,0 +1,139 @@
+"""Bad IFC input: a clear job error, or the one bad element reported while the rest loads;
+and a failed re-ingest leaves what was published before."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import FZK, HOUSE, edit_ifc, run_ingest
+from sqlalchemy import text
+
+from service.bim.errors import IfcInputError
+from service.bim.geometry import CRASH_ENV, GeometryPool
+from service.bim.georef import Anchor
+from service.bim.model import read_bim
+from service.db import sync_engine
+
+ANCHOR = {"lon": 114.25, "lat": 22.72, "height": 40.0}
+
+
+def _failed_with(db_url, settings, path, match: str, **params) -> None:
+    run = run_ingest(db_url, settings, path, **params)
+    assert run.status == "failed"
+    assert match in run.job.error, run.job.error
+    assert "internal error" not in run.job.error
+    with sync_engine(db_url).connect() as conn:
+        status = conn.execute(text("SELECT status FROM datasets WHERE id = :d"),
+                              {"d": run.dataset_id}).scalar_one()
+        rows = conn.execute(text("SELECT count(*) FROM bim_elements WHERE dataset_id = :d"),
+                            {"d": run.dataset_id}).scalar_one()
+    assert status == "failed" and rows == 0
+
+
+def test_not_an_ifc_file(db_url, bim_settings, tmp_path):
+    path = tmp_path / "notes.ifc"
+    path.write_text("These are meeting notes, not a building model.\n")
+    _failed_with(db_url, bim_settings, path, "not an IFC file")
+
+
+def test_truncated_file(db_url, bim_settings, tmp_path):
+    path = tmp_path / "half.ifc"
+    data = FZK.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    _failed_with(db_url, bim_settings, path, "truncated")
+
+
+def test_unknown_schema(db_url, bim_settings, tmp_path):
+    path = tmp_path / "future.ifc"
+    path.write_bytes(HOUSE.read_bytes().replace(b"FILE_SCHEMA(('IFC4'));",
+                                                b"FILE_SCHEMA(('IFC5X1'));"))
+    _failed_with(db_url, bim_settings, path, "'IFC5X1' is not supported", anchor=ANCHOR)
+
+
+def test_model_without_geometry(db_url, bim_settings, tmp_path):
+    def strip(model):
+        for product in model.by_type("IfcProduct"):
+            product.Representation = None
+
+    path = edit_ifc(HOUSE, tmp_path / "nogeometry.ifc", strip)
+    _failed_with(db_url, bim_settings, path, "no geometry", anchor=ANCHOR)
+
+
+def test_model_without_georeferencing_or_anchor(db_url, bim_settings):
+    _failed_with(db_url, bim_settings, HOUSE, "give an anchor")
+
+
+def test_bad_anchor_param(db_url, bim_settings):
+    _failed_with(db_url, bim_settings, HOUSE, "anchor", anchor="somewhere nice")
+
+
+def _break_first_wall(model) -> None:
+    """Give the first wall a profile of three identical points: the kernel refuses it."""
+    wall = model.by_type("IfcWallStandardCase")[0]
+    for rep in wall.Representation.Representations:
+        for item in rep.Items:
+            for sub in model.traverse(item):
+                if sub.is_a("IfcExtrudedAreaSolid"):
+                    pts = [model.createIfcCartesianPoint((0.0, 0.0)) for _ in range(3)]
+                    sub.SweptArea = model.createIfcArbitraryClosedProfileDef(
+                        "AREA", None, model.createIfcPolyline(pts))
+
+
+def test_element_whose_geometry_fails_is_reported_and_the_rest_loads(db_url, bim_settings,
+                                                                    tmp_path):
+    import ifcopenshell
+
+    path = edit_ifc(HOUSE, tmp_path / "brokenwall.ifc", _break_first_wall)
+    wall = ifcopenshell.open(str(path)).by_type("IfcWallStandardCase")[0]
+    run = run_ingest(db_url, bim_settings, path, anchor=ANCHOR)
+    assert run.status == "succeeded", run.job.error
+    report = run.job.report
+    assert report["failed_count"] == 1
+    failed = report["failed"][0]
+    assert failed["global_id"] == wall.GlobalId and failed["ifc_class"] == wall.is_a()
+    assert "geometry failed" in failed["reason"] and "IfcPolyline" in failed["reason"]
+    with sync_engine(db_url).connect() as conn:
+        ids = {r[0] for r in conn.execute(text(
+            "SELECT global_id FROM bim_elements WHERE dataset_id = :d"), {"d": run.dataset_id})}
+    assert wall.GlobalId not in ids and len(ids) == report["elements"] >= 30
+
+
+def test_a_crash_of_the_geometry_kernel_costs_one_element(monkeypatch):
+    """A segmentation fault in the kernel kills its child process; the chunk is split until
+    the element that crashes it is found, and everything else is meshed."""
+    import ifcopenshell
+
+    model = ifcopenshell.open(str(HOUSE))
+    victim = model.by_type("IfcMember")[3]
+    monkeypatch.setenv(CRASH_ENV, str(victim.id()))
+    pool = GeometryPool(2)
+    try:
+        bim = read_bim(HOUSE, pool=pool, anchor=Anchor(114.25, 22.72))
+    finally:
+        pool.close()
+    assert [f["global_id"] for f in bim.failures] == [victim.GlobalId]
+    assert "crashed" in bim.failures[0]["reason"]
+    assert len(bim.elements) == bim.products - 1
+
+
+def test_failed_reingest_keeps_what_was_published(db_url, bim_settings):
+    first = run_ingest(db_url, bim_settings, HOUSE, anchor=ANCHOR)
+    assert first.status == "succeeded", first.job.error
+    again = run_ingest(db_url, bim_settings, HOUSE, dataset_id=first.dataset_id,
+                       anchor={"lon": 500, "lat": 0})
+    assert again.status == "failed" and "not on the globe" in again.job.error
+    with sync_engine(db_url).connect() as conn:
+        rows = conn.execute(text("SELECT count(*) FROM bim_elements WHERE dataset_id = :d"),
+                            {"d": first.dataset_id}).scalar_one()
+        current = conn.execute(text(
+            "SELECT version FROM tilesets WHERE name = :n AND is_current"),
+            {"n": f"bim-{first.dataset_id}"}).scalar_one()
+    assert rows == first.job.report["elements"]
+    assert current == first.job.report["version"]
+
+
+@pytest.mark.parametrize("anchor", ["1", {"lon": 1}])
+def test_anchor_errors_name_the_fix(anchor):
+    from service.bim.georef import parse_anchor
+
+    with pytest.raises(IfcInputError, match="lon"):
+        parse_anchor(anchor)
