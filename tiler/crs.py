@@ -26,6 +26,19 @@ from pyproj.exceptions import CRSError as _PyprojCRSError
 EGM96_GRID_NAMES = ("egm96_15.gtx", "us_nga_egm96_15.tif")
 
 
+def transform_arrays(tf: Transformer, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``tf.transform`` on float arrays, size-1 arrays included.
+
+    pyproj hands size-1 arrays to its scalar path, which converts them with ``float(array)``
+    (deprecated by NumPy, an error in future releases); give it real scalars instead.
+    """
+    arrays = tuple(np.asarray(a, float) for a in arrays)
+    if arrays[0].size == 1:
+        out = tf.transform(*(float(a.reshape(-1)[0]) for a in arrays))
+        return tuple(np.full(arrays[0].shape, v) for v in out)
+    return tuple(np.asarray(v) for v in tf.transform(*arrays))
+
+
 class CrsError(ValueError):
     """A CRS that cannot be understood, or coordinates impossible for their CRS."""
 
@@ -100,8 +113,8 @@ def _geoid_transformer() -> Transformer:
 def geoid_undulation(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """EGM96 geoid height N (metres above the WGS 84 ellipsoid) at the given points."""
     lon = np.asarray(lon, float)
-    _, _, n = _geoid_transformer().transform(lon, np.asarray(lat, float), np.zeros_like(lon))
-    return np.asarray(n)
+    _, _, n = transform_arrays(_geoid_transformer(), lon, lat, np.zeros_like(lon))
+    return n
 
 
 @dataclass(frozen=True)
@@ -170,10 +183,8 @@ class ToWgs84:
     def __call__(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
         x, y, z = (np.asarray(a, float) for a in (x, y, z))
         if self._geocentric:
-            lon, lat, h = self._tf.transform(x, y, z)
-            return np.asarray(lon), np.asarray(lat), np.asarray(h)
-        lon, lat = self._tf.transform(x, y)
-        lon, lat = np.asarray(lon), np.asarray(lat)
+            return transform_arrays(self._tf, x, y, z)
+        lon, lat = transform_arrays(self._tf, x, y)
         h = z + geoid_undulation(lon, lat) if self.policy.orthometric else z.copy()
         return lon, lat, h
 
@@ -219,8 +230,7 @@ class FromWgs84:
     def __call__(self, lon: np.ndarray, lat: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, ...]:
         lon, lat, h = (np.asarray(a, float) for a in (lon, lat, h))
         if self._geocentric:
-            x, y, z = self._tf.transform(lon, lat, h)
-            return np.asarray(x), np.asarray(y), np.asarray(z)
-        x, y = self._tf.transform(lon, lat)
+            return transform_arrays(self._tf, lon, lat, h)
+        x, y = transform_arrays(self._tf, lon, lat)
         z = h - geoid_undulation(lon, lat) if self.policy.orthometric else h.copy()
         return np.asarray(x), np.asarray(y), z

@@ -10,22 +10,22 @@ from __future__ import annotations
 import numpy as np
 from pyproj import Transformer
 
+from tiler.crs import transform_arrays
+
 _TO_ECEF = Transformer.from_crs("EPSG:4979", "EPSG:4978", always_xy=True)
 _FROM_ECEF = Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
 
 
 def geodetic_to_ecef(lon: np.ndarray, lat: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Longitude, latitude (degrees) and ellipsoidal height (m) to an (n, 3) ECEF array."""
-    x, y, z = _TO_ECEF.transform(
-        np.asarray(lon, float), np.asarray(lat, float), np.asarray(h, float)
-    )
-    return np.column_stack([x, y, z])
+    x, y, z = transform_arrays(_TO_ECEF, lon, lat, h)
+    return np.column_stack([np.ravel(x), np.ravel(y), np.ravel(z)])
 
 
 def ecef_to_geodetic(xyz: np.ndarray) -> np.ndarray:
     """(n, 3) ECEF to (n, 3) longitude, latitude (degrees), ellipsoidal height (m)."""
     xyz = np.atleast_2d(xyz)
-    lon, lat, h = _FROM_ECEF.transform(xyz[:, 0], xyz[:, 1], xyz[:, 2])
+    lon, lat, h = transform_arrays(_FROM_ECEF, xyz[:, 0], xyz[:, 1], xyz[:, 2])
     return np.column_stack([lon, lat, h])
 
 
