@@ -131,6 +131,10 @@ def inspect_source(path: Path) -> SourceInfo:
             file_crs_wkt=crs.to_wkt() if crs is not None else None,
         )
         evlr_start = int(getattr(h, "start_of_first_evlr", 0) or 0)
+        # LAS 1.3+ may keep waveform packets right after the points: they end the points too
+        wave = int(getattr(h, "start_of_waveform_data_packet_record", 0) or 0)
+        if wave > info.offset_to_points and (not evlr_start or wave < evlr_start):
+            evlr_start = wave
     if count == 0:
         raise EmptyInputError(f"{path.name} holds no points (its header says 0): nothing to show")
     _check_size(info, size, evlr_start)
@@ -302,7 +306,8 @@ def read_rows(info: SourceInfo, ranges: list[tuple[int, int]]) -> PointBlock:
         pf = reader.header.point_format
     rows = np.memmap(info.path, dtype=pf.dtype(), mode="r", offset=info.offset_to_points,
                      shape=(info.point_count,))
-    idx = np.concatenate([np.arange(s, s + c) for s, c in ranges])
+    # sorted and unique: stretches may touch when the sample is most of the file
+    idx = np.unique(np.concatenate([np.arange(s, s + c) for s, c in ranges]))
     pts = laspy.PackedPointRecord(np.array(rows[idx]), pf)
     del rows
     blk = _block(pts, -1, info, gps=True)
