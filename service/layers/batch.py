@@ -129,6 +129,7 @@ def validate(rows: list[Any], fields: tuple[Field, ...]) -> tuple[list[dict[str,
         if reasons:
             errors.append({"row": n, "reasons": reasons})
         else:
+            out["_row"] = n  # the row number in the body, for later checks' reports
             good.append(out)
     return good, errors
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -18,7 +18,7 @@ OBSERVATION_FIELDS = (
     Field("speed_kmh", "number", required=True, min=0, max=250),
     Field("occupancy", "number", min=0, max=100),
 )
-INTERVALS = {"5min": "5 minutes", "1h": "1 hour", "1d": "1 day"}
+INTERVALS = {"5min": timedelta(minutes=5), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
 
 
 async def insert_segments(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
@@ -44,20 +44,20 @@ async def insert_segments(conn: AsyncConnection, rows: list[dict[str, Any]]) -> 
 async def ingest_observations(conn: AsyncConnection, raw_rows: list[Any]) -> int:
     rows, errors = validate(raw_rows, OBSERVATION_FIELDS)
     seen: dict[tuple[int, datetime], int] = {}
-    for n, row in enumerate(rows, start=1):
+    for row in rows:
         key = (row["segment_id"], row["observed_at"])
         if key in seen:
-            errors.append({"row": n, "reasons": [f"same segment and time as row {seen[key]}"]})
-        seen.setdefault(key, n)
-    if not errors:
-        ids = sorted({r["segment_id"] for r in rows})
-        found = {r[0] for r in (await conn.execute(
-            text("SELECT id FROM road_segments WHERE id = ANY(CAST(:ids AS bigint[]))"),
-            {"ids": ids})).all()}
-        for n, row in enumerate(rows, start=1):
-            if row["segment_id"] not in found:
-                errors.append({"row": n, "reasons": [
-                    f"segment_id {row['segment_id']} is not a road segment"]})
+            errors.append({"row": row["_row"],
+                           "reasons": [f"same segment and time as row {seen[key]}"]})
+        seen.setdefault(key, row["_row"])
+    ids = sorted({r["segment_id"] for r in rows})
+    found = {r[0] for r in (await conn.execute(
+        text("SELECT id FROM road_segments WHERE id = ANY(CAST(:ids AS bigint[]))"),
+        {"ids": ids})).all()} if ids else set()
+    for row in rows:
+        if row["segment_id"] not in found:
+            errors.append({"row": row["_row"], "reasons": [
+                f"segment_id {row['segment_id']} is not a road segment"]})
     refuse(errors, len(raw_rows))
     await conn.execute(text(
         "INSERT INTO traffic_observations (segment_id, observed_at, volume, speed_kmh, occupancy)"
@@ -81,7 +81,7 @@ async def series(conn: AsyncConnection, seg: Any, start: datetime, end: datetime
                  interval: str, limit: int) -> list[dict[str, Any]]:
     params = {"id": seg.id, "a": start, "b": end, "n": limit}
     if interval == "raw":
-        sql = ("SELECT observed_at AS t, volume, speed_kmh AS speed, occupancy, 1 AS n"
+        sql = ("SELECT observed_at AS bucket, volume, speed_kmh AS speed, occupancy, 1 AS n"
                " FROM traffic_observations WHERE segment_id = CAST(:id AS bigint)"
                " AND observed_at >= CAST(:a AS timestamptz) AND observed_at < CAST(:b AS"
                " timestamptz) ORDER BY observed_at LIMIT CAST(:n AS integer)")
@@ -89,7 +89,7 @@ async def series(conn: AsyncConnection, seg: Any, start: datetime, end: datetime
         params["step"] = INTERVALS[interval]
         # speed of a bucket: volume-weighted mean (space-mean-like), plain mean if no volume
         sql = ("SELECT date_bin(CAST(:step AS interval), observed_at,"
-               " '2000-01-01T00:00:00Z'::timestamptz) AS t, sum(volume)::bigint AS volume,"
+               " '2000-01-01T00:00:00Z'::timestamptz) AS bucket, sum(volume)::bigint AS volume,"
                " coalesce(sum(speed_kmh * volume) / NULLIF(sum(volume), 0), avg(speed_kmh))"
                " AS speed, avg(occupancy) AS occupancy, count(*) AS n"
                " FROM traffic_observations WHERE segment_id = CAST(:id AS bigint)"
@@ -98,7 +98,7 @@ async def series(conn: AsyncConnection, seg: Any, start: datetime, end: datetime
     out = []
     for r in (await conn.execute(text(sql), params)).all():
         level = gbt33171.congestion(seg.road_class, float(r.speed), seg.free_flow_kmh)
-        out.append({"time": r.t.isoformat(), "volume": int(r.volume),
+        out.append({"time": r.bucket.isoformat(), "volume": int(r.volume),
                     "speed_kmh": round(float(r.speed), 2),
                     "occupancy": None if r.occupancy is None else round(float(r.occupancy), 2),
                     "observations": int(r.n), **level.as_dict()})

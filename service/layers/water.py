@@ -49,7 +49,8 @@ async def ingest_observations(conn: AsyncConnection, raw_rows: list[Any]) -> dic
                  "bigint[]))"), {"ids": ids})).all()}
     seen: dict[tuple[int, datetime], int] = {}
     assessed: list[tuple[dict[str, Any], gb3838.Assessment]] = []
-    for n, row in enumerate(rows, start=1):
+    for row in rows:
+        n = row["_row"]
         reasons = []
         key = (row["station_id"], row["observed_at"])
         if key in seen:
