@@ -1,0 +1,180 @@
+"""Twinbase's OGC API - Features against tipg on the same PostGIS and data.
+
+    uv run python benchmarks/features_vs_tipg.py DATABASE_URL [--duration 10] [--load]
+
+Both servers run under gunicorn with 2 uvicorn workers on loopback; tipg (developmentseed,
+pinned 1.6.1) is installed into its own virtualenv under var/bench-tipg so it can never
+disturb the project's lock. ``--load`` first writes the scale data set
+(benchmarks/scale_data.py: 200,000 road segments ...). The load generator is ``wrk``
+(Debian package), bounded by connection count (1 and 32) and duration.
+
+Request types (same data, same limits on both servers):
+  bbox_small  items in a ~500 m bbox, limit=100
+  bbox_large  items in a ~5 km bbox, limit=1000
+  filter      a CQL2 text attribute filter, limit=100
+  feature     one feature by id
+  mvt         one z14 Mapbox Vector Tile
+
+The last line printed is one JSON object: per request type twinbase_rps, tipg_rps, ratio,
+twinbase_p50_ms and twinbase_p99_ms at concurrency 32 (plus the concurrency 1 figures), and
+min_ratio over all request types.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TIPG_VERSION = "1.6.1"
+TIPG_ENV = ROOT / "var" / "bench-tipg"
+
+REQUESTS = {
+    "bbox_small": ("/collections/{c}/items?bbox=114.2446,22.7177,114.2495,22.7222&limit=100"),
+    "bbox_large": ("/collections/{c}/items?bbox=114.2500,22.6800,114.2986,22.7250&limit=1000"),
+    "filter": ("/collections/{c}/items?filter=road_class%3D%27primary%27%20AND%20lanes%3E%3D4"
+               "&filter-lang=cql2-text&limit=100"),
+    "feature": "/collections/{c}/items/12345",
+    "mvt": "/collections/{c}/tiles/WebMercatorQuad/14/13393/7131",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_tipg() -> Path:
+    python = TIPG_ENV / "bin" / "python"
+    if not (TIPG_ENV / "bin" / "gunicorn").exists():
+        subprocess.run(["uv", "venv", "-q", str(TIPG_ENV), "-p", "3.11"], check=True)
+        subprocess.run(["uv", "pip", "install", "-q", "--python", str(python),
+                        f"tipg=={TIPG_VERSION}", "gunicorn", "uvicorn[standard]"], check=True)
+    return TIPG_ENV / "bin" / "gunicorn"
+
+
+def start(cmd: list[str], env: dict[str, str], port: int, probe: str) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe}", timeout=5) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.3)
+    stop(proc)
+    raise RuntimeError(f"{cmd[0]} did not start: {proc.stderr.read().decode()[-2000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(url: str, connections: int, duration: int) -> dict[str, float]:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+                          "--timeout", "10s", url], capture_output=True, text=True,
+                         check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"{url}: {errors.group(1)} error responses")
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99}
+
+
+def check(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=60) as r:
+        body = r.read()
+    if url.split("?")[0].endswith("7131"):
+        return len(body)
+    data = json.loads(body)
+    return len(data.get("features", [])) if "features" in data else 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("database_url")
+    ap.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    ap.add_argument("--load", action="store_true", help="write the scale data set first")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install -y wrk")
+    url = args.database_url
+    if args.load:
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale_data.py"), url],
+                       check=True)
+    tipg = ensure_tipg()
+    servers = {}
+    tb_port, tipg_port = free_port(), free_port()
+    env = {**os.environ, "DATABASE_URL": url}
+    tipg_env = {**env, "DATABASE_URL": url.replace("postgresql+psycopg://", "postgresql://"),
+                "TIPG_DB_SCHEMAS": '["public"]',
+                "TIPG_MAX_FEATURES_PER_QUERY": "10000"}
+    gunicorn = [str(Path(sys.executable).parent / "gunicorn")]
+    common = ["-k", "uvicorn.workers.UvicornWorker", "-w", "2", "--log-level", "warning"]
+    procs = []
+    try:
+        procs.append(start([*gunicorn, "service.asgi:app", *common, "-b",
+                            f"127.0.0.1:{tb_port}"], env, tb_port, "/conformance"))
+        procs.append(start([str(tipg), "tipg.main:app", *common, "-b",
+                            f"127.0.0.1:{tipg_port}"], tipg_env, tipg_port, "/collections"))
+        servers = {"twinbase": (tb_port, "road_segments"),
+                   "tipg": (tipg_port, "public.road_segments")}
+        results: dict[str, dict[str, float]] = {}
+        for name, path in REQUESTS.items():
+            row: dict[str, float] = {}
+            for server, (port, collection) in servers.items():
+                target = f"http://127.0.0.1:{port}{path.format(c=collection)}"
+                row[f"{server}_returned"] = check(target)
+                wrk(target, 32, 2)  # warm caches and pools
+                for conc in (1, 32):
+                    m = wrk(target, conc, args.duration)
+                    suffix = "" if conc == 32 else "_c1"
+                    row[f"{server}_rps{suffix}"] = round(m["rps"], 1)
+                    if server == "twinbase":
+                        row[f"twinbase_p50_ms{suffix}"] = round(m["p50_ms"], 1)
+                        row[f"twinbase_p99_ms{suffix}"] = round(m["p99_ms"], 1)
+                    else:
+                        row[f"tipg_p99_ms{suffix}"] = round(m["p99_ms"], 1)
+            row["ratio"] = round(row["twinbase_rps"] / row["tipg_rps"], 2)
+            row["ratio_c1"] = round(row["twinbase_rps_c1"] / row["tipg_rps_c1"], 2)
+            results[name] = row
+            print(name, json.dumps(row), file=sys.stderr, flush=True)
+    finally:
+        for proc in procs:
+            stop(proc)
+    summary = {
+        "concurrency": 32, "duration_s": args.duration, "workers": 2,
+        "tipg_version": TIPG_VERSION, "cpus": os.cpu_count(),
+        "requests": results,
+        "min_ratio": min(r["ratio"] for r in results.values()),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
