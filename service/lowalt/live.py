@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import text
@@ -37,6 +38,7 @@ _MAX_SEQ_SQL = text("SELECT coalesce(max(seq), 0) FROM drone_state")
 
 
 def state_feature(row: Any, silent_after: float) -> dict[str, Any]:
+    row = SimpleNamespace(**row._mapping)  # Row.t is SQLAlchemy's typing helper, not a column
     flags = list(row.flags)
     if row.age_s > silent_after:
         flags.append("silent")
@@ -85,19 +87,19 @@ async def stream(engine: AsyncEngine, s: LowAltSettings, last_id: int | None,
         async with engine.connect() as conn:
             changed = (await conn.execute(_SINCE_SQL, {"seq": last_id})).all()
             gone = (await conn.execute(_SILENT_SQL, {"secs": s.silent_after_s})).all()
+        sent = False
         for r in changed:
             last_id = max(last_id, r.seq)
             silent.discard(r.drone_id)
+            sent = True
             yield _event("state", r.seq, state_feature(r, s.silent_after_s))
         for r in gone:
             if r.drone_id not in silent:
                 silent.add(r.drone_id)
+                sent = True
                 yield _event("silent", None, state_feature(r, s.silent_after_s))
-        if changed or gone:
+        idle = 0.0 if sent else idle + s.stream_poll_s
+        if idle >= s.stream_keepalive_s:  # keeps proxies from closing an idle stream
             idle = 0.0
-        else:
-            idle += s.stream_poll_s
-            if idle >= 15:  # a comment keeps proxies from closing an idle stream
-                idle = 0.0
-                yield b": keep-alive\n\n"
+            yield b": keep-alive\n\n"
         await asyncio.sleep(s.stream_poll_s)

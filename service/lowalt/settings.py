@@ -41,6 +41,7 @@ class LowAltSettings(BaseSettings):
     plan_default_agl_m: float = Field(30.0, description="start/goal height when none given")
     silent_after_s: float = Field(15.0, description="a drone this long without a report")
     stream_poll_s: float = Field(1.0, description="how often the live stream looks")
+    stream_keepalive_s: float = Field(15.0, description="comment line on an idle stream")
 
 
 @lru_cache

@@ -19,7 +19,7 @@ def db_url(fresh_database) -> str:
 def lowalt_settings():
     from service.lowalt.settings import LowAltSettings
 
-    return LowAltSettings(silent_after_s=1.5, stream_poll_s=0.2)
+    return LowAltSettings(silent_after_s=1.5, stream_poll_s=0.2, stream_keepalive_s=0.5)
 
 
 @pytest.fixture

@@ -1,0 +1,133 @@
+"""Telemetry, the latest state per drone, conformance flags and the live stream."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from helpers_lowalt import GROUND, Local, drone, file, route_body
+
+
+def _active_route(api, w, here):
+    d = drone(api, w)
+    t0 = datetime.now(UTC) - timedelta(seconds=30)
+    body = {**route_body(d, here.line([(0, 0, 60), (1000, 0, 60)])),
+            "start_time": t0.isoformat(), "end_time": (t0 + timedelta(minutes=30)).isoformat()}
+    out = file(api, w, body)
+    assert api.post(f"/drone-routes/{out['id']}/approve", headers=w).status_code == 200
+    assert api.post(f"/drone-routes/{out['id']}/status", json={"status": "active"},
+                    headers=w).status_code == 200
+    return d, out["id"]
+
+
+def _point(here, d, x, y, h_agl, t=None):
+    lon, lat = here.ll(x, y)
+    return {"drone_id": d, "t": (t or datetime.now(UTC)).isoformat(), "lon": lon, "lat": lat,
+            "h": GROUND + h_agl, "speed_ms": 12.0, "track_deg": 90.0, "battery_pct": 80}
+
+
+class SSE:
+    """Reads a text/event-stream in a thread and keeps the events."""
+
+    def __init__(self, url: str) -> None:
+        self.events: list[tuple[str, dict]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(url,), daemon=True)
+        self._thread.start()
+
+    def _run(self, url: str) -> None:
+        with contextlib.suppress(httpx.HTTPError), httpx.stream("GET", url, timeout=30) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            kind = None
+            for line in r.iter_lines():
+                if self._stop.is_set():
+                    return
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    self.events.append((kind, json.loads(line[6:])))
+
+    def wait_for(self, pred, timeout: float = 10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for kind, data in list(self.events):
+                if pred(kind, data):
+                    return kind, data
+            time.sleep(0.05)
+        raise AssertionError(f"no such event in {self.events}")
+
+    def close(self) -> None:
+        # the reader hangs up at the next line (keep-alives come every 0.5 s in tests), so
+        # the server sees the client leave and ends the stream
+        self._stop.set()
+        self._thread.join(5)
+
+
+def test_conformance_flags_in_state_and_stream(api, auth, live_server):
+    w = auth("operator")
+    here = Local(0)
+    d, rid = _active_route(api, w, here)
+    stream = SSE(live_server.url + "/drones-live/stream")
+    try:
+        time.sleep(0.5)
+        r = api.post("/telemetry", json={"points": [_point(here, d, 100, 2, 61),
+                                                    _point(here, d, 200, -3, 58)]}, headers=w)
+        assert r.status_code == 201, r.text
+        assert r.json()["stored"] == 2 and r.json()["flagged"] == []
+        state = {f["id"]: f for f in api.get("/drones-live").json()["features"]}[d]
+        assert state["properties"]["conforming"] and state["properties"]["route_id"] == rid
+        assert abs(state["properties"]["height_agl_m"] - 58) < 0.5
+        stream.wait_for(lambda k, e: k == "state" and e["id"] == d
+                        and e["properties"]["conforming"])
+        # 40 m off the centre line (half-width 10 m), and too high: both flagged
+        r = api.post("/telemetry/one", json=_point(here, d, 300, 40, 80), headers=w)
+        assert r.status_code == 201
+        [flagged] = r.json()["flagged"]
+        assert set(flagged["flags"]) == {"outside_corridor", "outside_altitude_band"}
+        _, event = stream.wait_for(lambda k, e: e["id"] == d and "outside_corridor"
+                                   in e["properties"]["flags"])
+        assert not event["properties"]["conforming"]
+        # silent after 1.5 s (the test setting; 15 s by default)
+        _, event = stream.wait_for(lambda k, e: k == "silent" and e["id"] == d, timeout=8)
+        assert "silent" in event["properties"]["flags"]
+        state = {f["id"]: f for f in api.get("/drones-live").json()["features"]}[d]
+        assert "silent" in state["properties"]["flags"]
+    finally:
+        stream.close()
+
+
+def test_latest_state_wins_and_history_is_kept(api, auth, city):
+    w = auth("operator")
+    here = Local(3)
+    d = drone(api, w)
+    t = datetime.now(UTC)
+    late, early = _point(here, d, 50, 0, 60, t), _point(here, d, 0, 0, 60, t - timedelta(
+        seconds=5))
+    assert api.post("/telemetry", json={"points": [late]}, headers=w).status_code == 201
+    # an older report arriving later is history, not the current state
+    r = api.post("/telemetry", json={"points": [early]}, headers=w)
+    assert r.status_code == 201
+    assert r.json()["flagged"][0]["flags"] == ["no_approved_route"]
+    state = {f["id"]: f for f in api.get("/drones-live").json()["features"]}[d]
+    assert abs(state["geometry"]["coordinates"][0] - late["lon"]) < 1e-9
+    # a re-sent report replaces, not duplicates
+    assert api.post("/telemetry", json={"points": [late]}, headers=w).status_code == 201
+    with city.engine.connect() as conn:
+        from sqlalchemy import text
+
+        n = conn.execute(text("SELECT count(*) FROM drone_telemetry WHERE drone_id = :d"),
+                         {"d": d}).scalar_one()
+    assert n == 2
+
+
+def test_writes_need_an_operator_key(api, auth):
+    here = Local(6)
+    p = _point(here, 1, 0, 0, 60)
+    assert api.post("/telemetry", json={"points": [p]}).status_code == 401
+    assert api.post("/telemetry", json={"points": [p]},
+                    headers=auth("viewer")).status_code == 403
+    assert api.get("/drones-live").status_code == 200
