@@ -131,3 +131,19 @@ def test_writes_need_an_operator_key(api, auth):
     assert api.post("/telemetry", json={"points": [p]},
                     headers=auth("viewer")).status_code == 403
     assert api.get("/drones-live").status_code == 200
+
+
+def test_drones_live_is_a_features_collection(api, auth):
+    w = auth("operator")
+    here = Local(9)
+    d = drone(api, w)
+    assert api.post("/telemetry", json={"points": [_point(here, d, 0, 0, 60)]},
+                    headers=w).status_code == 201
+    r = api.get("/collections/drones_live/items", params={"limit": 1000})
+    assert r.status_code == 200, r.text
+    [f] = [f for f in r.json()["features"] if f["id"] == d]
+    assert f["properties"]["flags"] == ["no_approved_route"]
+    assert f["properties"]["conforming"] is False
+    assert len(f["geometry"]["coordinates"]) == 3
+    r = api.get("/collections/drones_live/items", params={"conforming": "false"})
+    assert d in [f["id"] for f in r.json()["features"]]
