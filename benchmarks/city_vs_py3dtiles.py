@@ -28,9 +28,11 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -70,14 +72,22 @@ finally:
 PEAK_RSS_KB = {"twinbase": 0}
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None, *, tool: str = "") -> dict:
+def run(cmd: list[str], env: dict[str, str] | None = None, *, tool: str = "",
+        timeout: float | None = None) -> dict:
     """Run ``cmd``; exit code, wall and in-process time, output; the peak RSS of the process
-    (its own rusage from wait4) counts towards ``tool``."""
+    (its own rusage from wait4) counts towards ``tool``. Past ``timeout`` seconds its whole
+    process group is killed and ``timed_out`` is set."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:
         proc = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, text=True, cwd=ROOT,
-                                env={**os.environ, **(env or {})})
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+        killer = None
+        if timeout:
+            killer = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))
+            killer.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        if killer is not None:
+            killer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
         out_f.seek(0)
@@ -90,7 +100,7 @@ def run(cmd: list[str], env: dict[str, str] | None = None, *, tool: str = "") ->
         if line.startswith("ELAPSED "):
             inner = float(line.split()[1])
     return {"rc": proc.returncode, "wall_s": wall, "s": inner if inner is not None else wall,
-            "out": out, "err": err}
+            "out": out, "err": err, "timed_out": bool(timeout) and wall >= timeout}
 
 
 def new_database(cluster_url: str, name: str) -> str:
@@ -143,7 +153,7 @@ def py3dtiles_python() -> list[str] | str:
     return [uv, "run", "--quiet", "--with", "psycopg2-binary", "python"]
 
 
-def py3dtiles_tiles(url: str, out: Path) -> dict:
+def py3dtiles_tiles(url: str, out: Path, timeout: float) -> dict:
     from service.db import libpq_url, sync_engine
 
     with sync_engine(url).begin() as conn:
@@ -155,7 +165,9 @@ def py3dtiles_tiles(url: str, out: Path) -> dict:
     # libpq keyword form: py3dtiles hands it to psycopg2.connect
     cmd = [*python, "-c", PY3DTILES_EXPORT, "export", "-D", libpq_url(url), "-t", "city_ecef",
            "-c", "geom", "-i", "object_id", "-s", str(out / "py3dtiles")]
-    got = run(cmd)
+    got = run(cmd, timeout=timeout)
+    if got["timed_out"]:
+        return {"s": None, "error": f"did not finish within {timeout:.0f} s (killed)"}
     if got["rc"] != 0:
         lines = [ln for ln in got["err"].strip().splitlines() if ln.strip()]
         return {"s": None, "error": lines[-1][:300] if lines else f"exit {got['rc']}",
@@ -168,6 +180,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--buildings", type=int, default=50_000)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--py3dtiles-timeout", type=float, default=1800,
+                    help="seconds before a py3dtiles export is given up (default 1800)")
     args = ap.parse_args()
 
     from benchmarks.synthetic_city import generate
@@ -182,7 +196,7 @@ def main() -> None:
         real_url = new_database(pg.url, "real")
         real_ingest = [ingest(real_url, work / "real", data / name, crs) for name, crs in REAL]
         real_tb = twinbase_tiles(real_url, work / "real")
-        real_py = py3dtiles_tiles(real_url, work / "real")
+        real_py = py3dtiles_tiles(real_url, work / "real", args.py3dtiles_timeout)
         print("real:", json.dumps({"ingest": [{k: v for k, v in r.items() if k != "report"}
                                               for r in real_ingest],
                                    "twinbase": real_tb, "py3dtiles": real_py}), flush=True)
@@ -194,7 +208,7 @@ def main() -> None:
         syn_url = new_database(pg.url, "synthetic")
         syn_ingest = ingest(syn_url, work / "synthetic", synthetic, None)
         syn_tb = twinbase_tiles(syn_url, work / "synthetic")
-        syn_py = py3dtiles_tiles(syn_url, work / "synthetic")
+        syn_py = py3dtiles_tiles(syn_url, work / "synthetic", args.py3dtiles_timeout)
         print("synthetic:", json.dumps({"generate_s": round(gen_s, 2),
                                         "ingest_s": round(syn_ingest["s"], 2),
                                         "ingest_report": syn_ingest["report"],

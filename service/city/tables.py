@@ -19,8 +19,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 # The shared MetaData, so the foreign key to datasets resolves; models.py stays untouched.
 from service.models import metadata
 
-# The name of the tileset that holds every current city object.
-CITY_TILESET = "city"
+# The tileset of every current city object (CIM). Not "city": /tiles/city is the aggregate
+# entry point whose children are the current version of every tileset, this one included.
+CITY_TILESET = "cim"
 
 city_objects = Table(
     "city_objects",

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, exists, func, select, text, update
 
 from service.cim import CityFileError, ParseReport, iter_city_objects
 from service.city.load import LoadResult, load_objects
@@ -53,27 +53,18 @@ def ingest_city(ctx: JobContext) -> dict[str, Any]:
                 raise JobFailed(_nothing_loaded(report))
             loaded_s = round(time.monotonic() - started, 3)
             summary = _dataset_summary(conn, row.id)
-            tv = begin_version(ctx.engine, ctx.settings.tiles_dir, CITY_TILESET, "mesh",
-                               dataset_id=row.id, job_id=ctx.job_id)
-            tiles = build_city_tileset(
-                conn, tv.path, ctx.settings.tiles_dir,
-                max_triangles_per_tile=MAX_TRIANGLES_PER_TILE,
-                progress=lambda stage, done, total: ctx.progress(f"tiling: {stage}", done,
-                                                                 total))
-            tile_stats = {
-                "tileset": f"/tiles/{CITY_TILESET}/tileset.json", "version": tv.version,
-                "objects": tiles.features, "tiles": tiles.tiles, "bytes": tiles.bytes,
-                "triangles": tiles.triangles, "vertices": tiles.vertices,
-                "tiles_rewritten": len(tiles.diff.rewritten),
-                "tiles_unchanged": len(tiles.diff.unchanged),
-                "tiles_removed": len(tiles.diff.removed),
-            }
+            tile_stats = None
+            if _city_has_geometry(conn):  # else there is nothing to draw (yet)
+                tv = begin_version(ctx.engine, ctx.settings.tiles_dir, CITY_TILESET, "mesh",
+                                   dataset_id=row.id, job_id=ctx.job_id)
+                tile_stats = _build_tiles(ctx, conn, tv)
             stats = {"format": report.format, "version": report.version,
                      "objects": loaded.inserted, "with_geometry": loaded.with_geometry,
                      "superseded": loaded.superseded, "problems": len(report.problems),
                      "by_type": summary["by_type"], "lods": summary["lods"],
-                     "tileset": tile_stats["tileset"], "tileset_version": tv.version}
-            ctx.progress("publishing", tiles.features, tiles.features)
+                     "tileset": tile_stats and tile_stats["tileset"],
+                     "tileset_version": tv and tv.version}
+            ctx.progress("publishing", 1, 1)
             conn.execute(update(datasets).where(datasets.c.id == row.id).values(
                 status="ready", crs=report.crs, height_note=report.height_note, stats=stats,
                 footprint=summary["footprint"], bounds3d=summary["bounds3d"],
@@ -84,10 +75,32 @@ def ingest_city(ctx: JobContext) -> dict[str, Any]:
     except BaseException:
         _fail(ctx, tv)
         raise
-    publish(ctx.engine, tv, tile_stats)
+    if tv is not None and tile_stats is not None:
+        publish(ctx.engine, tv, tile_stats)
     ctx.report.update({"tiles": tile_stats, "load_s": loaded_s,
                        "total_s": round(time.monotonic() - started, 3)})
     return ctx.report
+
+
+def _city_has_geometry(conn: Connection) -> bool:
+    c = city_objects.c
+    return bool(conn.execute(select(exists().where(c.valid_to.is_(None),
+                                                   c.geom.is_not(None)))).scalar())
+
+
+def _build_tiles(ctx: JobContext, conn: Connection, tv: TilesetVersion) -> dict[str, Any]:
+    """A new version of the city tileset from the rows ``conn`` sees (this load included)."""
+    tiles = build_city_tileset(
+        conn, tv.path, ctx.settings.tiles_dir, max_triangles_per_tile=MAX_TRIANGLES_PER_TILE,
+        progress=lambda stage, done, total: ctx.progress(f"tiling: {stage}", done, total))
+    return {
+        "tileset": f"/tiles/{CITY_TILESET}/tileset.json", "version": tv.version,
+        "objects": tiles.features, "tiles": tiles.tiles, "bytes": tiles.bytes,
+        "triangles": tiles.triangles, "vertices": tiles.vertices,
+        "tiles_rewritten": len(tiles.diff.rewritten),
+        "tiles_unchanged": len(tiles.diff.unchanged),
+        "tiles_removed": len(tiles.diff.removed),
+    }
 
 
 def _fail(ctx: JobContext, tv: TilesetVersion | None) -> None:

@@ -69,8 +69,8 @@ class CityTiles:
         return [r["id"] for t in self.tiles for r in t.rows]
 
 
-def read_city_tiles(server, name: str = "city") -> CityTiles:
-    """The current city tileset and every content file, fetched like a client does."""
+def read_city_tiles(server, name: str = "cim") -> CityTiles:
+    """The current CIM tileset and every content file, fetched like a client does."""
     r = httpx.get(f"{server.url}/tiles/{name}/tileset.json")
     assert r.status_code == 200, r.text
     tileset = r.json()

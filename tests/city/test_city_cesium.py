@@ -1,6 +1,6 @@
-"""The city tileset in a real client: CesiumJS in headless Chromium loads it from the live
-server, with no errors and at least one tile, picks buildings whose ids are rows in the API,
-and leaves a screenshot to look at (set TWINBASE_ARTIFACTS to keep a copy)."""
+"""The CIM tileset in a real client: CesiumJS in headless Chromium loads /tiles/cim from the
+live server, with no errors and at least one tile, picks buildings whose ids are rows in the
+API, and leaves a screenshot to look at (set TWINBASE_ARTIFACTS to keep a copy)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_cesium_loads_and_picks_the_city_tileset(live_server, auth, db_url, sett
 
     shot = tmp_path / "city_cesium.png"
     run = subprocess.run(
-        ["node", str(CHECK), f"{live_server.url}/tiles/city/tileset.json", "--out", str(shot),
+        ["node", str(CHECK), f"{live_server.url}/tiles/cim/tileset.json", "--out", str(shot),
          "--timeout", "60", "--pitch", "-35", "--range", "700"],
         capture_output=True, text=True, timeout=150, cwd=ROOT)
     start = run.stdout.find("{")

@@ -149,7 +149,7 @@ def test_reingest_supersedes_and_rewrites_only_affected_tiles(
 
     def publish_and_look(engine, tv, stats):
         # the new version is complete on disk, the old one is what clients still get
-        r = httpx.get(f"{live_server.url}/tiles/city/tileset.json")
+        r = httpx.get(f"{live_server.url}/tiles/cim/tileset.json")
         seen_during_publish["version"] = r.headers["Twinbase-Tileset-Version"]
         seen_during_publish["same"] = r.json() == before.tileset
         real_publish(engine, tv, stats)
@@ -174,11 +174,11 @@ def test_reingest_supersedes_and_rewrites_only_affected_tiles(
     assert len(rewritten) == 1 and changed in [r["id"] for r in new[rewritten[0]].rows]
     # unchanged tiles are the very same files (hard links), not copies
     for uri in set(new) & set(old):
-        v1 = settings.tiles_dir / "city" / "v1" / uri
-        v2 = settings.tiles_dir / "city" / "v2" / uri
+        v1 = settings.tiles_dir / "cim" / "v1" / uri
+        v2 = settings.tiles_dir / "cim" / "v2" / uri
         assert os.stat(v1).st_ino == os.stat(v2).st_ino
     # the old version stays readable at its versioned URL
-    assert httpx.get(f"{live_server.url}/tiles/city/v1/tileset.json").status_code == 200
+    assert httpx.get(f"{live_server.url}/tiles/cim/v1/tileset.json").status_code == 200
 
     # history: 16 superseded rows, the object as it was and as it is
     with psycopg.connect(db_url) as conn:
@@ -212,7 +212,7 @@ def test_broken_files_among_good_ones_fail_alone_and_publish_nothing(
         live_server, op, db_url, settings):
     _, good = ingest(live_server, op, db_url, settings, ROTTERDAM, crs="EPSG:7415")
     assert good["status"] == "succeeded", good["error"]
-    published = httpx.get(f"{live_server.url}/tiles/city/tileset.json")
+    published = httpx.get(f"{live_server.url}/tiles/cim/tileset.json")
     counts = current_count(db_url)
     for what, (data, name, meta, expect) in _broken_files().items():
         _, job = ingest(live_server, op, db_url, settings, ROTTERDAM, name=name, data=data,
@@ -223,7 +223,7 @@ def test_broken_files_among_good_ones_fail_alone_and_publish_nothing(
         dataset = httpx.get(f"{live_server.url}/datasets/{job['dataset_id']}").json()
         assert dataset["status"] == "failed"
         assert current_count(db_url) == counts, what
-        now = httpx.get(f"{live_server.url}/tiles/city/tileset.json")
+        now = httpx.get(f"{live_server.url}/tiles/cim/tileset.json")
         assert now.content == published.content, what
     _, good = ingest(live_server, op, db_url, settings, FZK)
     assert good["status"] == "succeeded", good["error"]
