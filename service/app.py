@@ -11,13 +11,14 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from service import __version__
+from service.compression import TextGZipMiddleware
 from service.db import make_async_engine
 from service.errors import install_error_handlers
 from service.features import router as features_router
 from service.layers import router as layers_router
 from service.lowalt.api import router as lowalt_router
 from service.observe import ObserveMiddleware
-from service.routers import bim, city, datasets, health, jobs, keys, tiles
+from service.routers import bim, city, dashboard, datasets, health, jobs, keys, tiles
 from service.settings import Settings, get_settings
 from service.uploads import tus
 
@@ -65,11 +66,15 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.state.settings = settings
     app.state.database_url = url
     install_error_handlers(app)
+    # gzip for JSON and the dashboard's text files only (tiles are binary; see the module)
+    app.add_middleware(TextGZipMiddleware)
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                        allow_methods=["*"], allow_headers=["*"],
                        expose_headers=["Location", "Upload-Offset", "Upload-Length",
                                        "Tus-Resumable", "Upload-Expires", "ETag",
-                                       "Twinbase-Dataset-Id", "Twinbase-Job-Id"])
+                                       "Twinbase-Dataset-Id", "Twinbase-Job-Id",
+                                       "Content-Range", "Accept-Ranges",
+                                       "Twinbase-Tileset-Version", "Twinbase-Tilesets"])
     app.add_middleware(ObserveMiddleware)
     for module in (health, keys, jobs, datasets, tiles, tus, city, bim):
         app.include_router(module.router)
@@ -79,5 +84,6 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(features_router.router)
     app.include_router(layers_router.router)
     app.include_router(lowalt_router)
+    app.include_router(dashboard.router)
 
     return app

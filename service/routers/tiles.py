@@ -1,4 +1,10 @@
-"""3D Tiles: the current version of each tileset, and immutable versioned content."""
+"""3D Tiles: the city tileset, the current version of each tileset, and immutable versioned
+content.
+
+Caching: versioned content never changes (immutable, a year); ``tileset.json`` documents
+change on publish (short max-age, must revalidate, ETag, 304). JSON is gzipped by the app's
+middleware, which then marks the ETag weak; If-None-Match compares weakly, as RFC 9110 says.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
+from service import citytileset
 from service.auth import Reader
-from service.errors import NotFound
+from service.errors import BadRequest, NotFound
 from service.models import tilesets
 
 router = APIRouter(prefix="/tiles", tags=["tiles"])
@@ -34,9 +42,48 @@ async def list_tilesets(request: Request, _: Reader) -> list[dict[str, Any]]:
     return [dict(r, url=f"/tiles/{r['name']}/tileset.json") for r in rows]
 
 
+def _opaque(tag: str) -> str:
+    tag = tag.strip()
+    return tag[2:] if tag.startswith("W/") else tag
+
+
 def _not_modified(request: Request, etag: str) -> bool:
     header = request.headers.get("if-none-match", "")
-    return etag in {t.strip() for t in header.split(",")} or header.strip() == "*"
+    if header.strip() == "*":
+        return True
+    return _opaque(etag) in {_opaque(t) for t in header.split(",")}
+
+
+def _json_response(request: Request, body: bytes, headers: dict[str, str]) -> Response:
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": SHORT_CACHE, **headers}
+    if _not_modified(request, etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+@router.get(f"/{citytileset.AGGREGATE_NAME}/tileset.json",
+            summary="The city tileset: the current version of every tileset as a child",
+            description="Children are external tilesets at their versioned URLs, so the "
+                        "document changes (new ETag) whenever any tileset is republished. "
+                        "`kinds` keeps only some kinds, e.g. `mesh,bim` without point clouds.")
+async def city_tileset(request: Request, _: Reader,
+                       kinds: str | None = Query(None, pattern=r"^[a-z0-9_,-]{1,200}$",
+                                                 description="comma-separated tileset kinds")
+                       ) -> Response:
+    wanted = frozenset(k for k in kinds.split(",") if k) if kinds is not None else None
+    if wanted is not None and not wanted:
+        raise BadRequest("kinds lists no kind; leave it out for every tileset")
+    async with request.app.state.engine.connect() as conn:
+        rows = (await conn.execute(select(
+            tilesets.c.name, tilesets.c.version, tilesets.c.kind, tilesets.c.status,
+            tilesets.c.path).where(tilesets.c.is_current))).all()
+    children = [citytileset.Child(r.name, r.version, r.kind, r.status, r.path) for r in rows]
+    doc = await run_in_threadpool(citytileset.build, children,
+                                  request.app.state.settings.tiles_dir, wanted)
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    return _json_response(request, body, {"Twinbase-Tilesets": str(
+        len(doc["root"]["children"]))})
 
 
 @router.get("/{name}/tileset.json", summary="Current version of a tileset (short cache)")
@@ -53,12 +100,7 @@ async def current_tileset(name: str, request: Request, _: Reader) -> Response:
         raise NotFound(f"tileset {name!r} v{row.version} has no tileset.json") from exc
     _prefix_uris(doc.get("root", {}), f"v{row.version}/")
     body = json.dumps(doc, separators=(",", ":")).encode()
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    headers = {"ETag": etag, "Cache-Control": SHORT_CACHE,
-               "Twinbase-Tileset-Version": str(row.version)}
-    if _not_modified(request, etag):
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    return _json_response(request, body, {"Twinbase-Tileset-Version": str(row.version)})
 
 
 def _prefix_uris(tile: dict[str, Any], prefix: str) -> None:

@@ -1,0 +1,25 @@
+"""Dashboard and city-tileset tests get a database of their own per test: the city tileset
+holds every current tileset of the database, so tests sharing one would see each other's."""
+
+from __future__ import annotations
+
+import pytest
+
+# the one deployment origin these tests allow besides same-origin pages (CORS checks)
+ALLOWED_ORIGIN = "https://twin.example.gov"
+
+
+@pytest.fixture
+def db_url(fresh_database) -> str:
+    from service import db
+
+    url = fresh_database()
+    db.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def settings(settings):
+    settings.max_upload_bytes = 50 * 1024 * 1024
+    settings.cors_origins = [ALLOWED_ORIGIN]
+    return settings
