@@ -12,7 +12,7 @@ import numpy as np
 from shapely.geometry import MultiPolygon
 
 from .errors import IfcInputError
-from .footprint import plan_footprint, to_lonlat
+from .footprint import to_lonlat
 from .geometry import ElementGeometry, GeometryPool, has_body, mesh_products
 from .georef import Anchor, check_on_globe, resolve
 from .placement import Placement
@@ -91,8 +91,7 @@ def read_bim(path: str | Path, *, pool: GeometryPool, anchor: Anchor | None = No
     llh = placement.to_wgs84(allv)
     check_on_globe(placement, llh)
     parts = np.split(llh, np.cumsum(counts)[:-1])
-    plans = [plan_footprint(geo.elements[i].verts, geo.elements[i].faces) for i in order]
-    footprints = to_lonlat(plans, placement.to_wgs84)
+    footprints = to_lonlat([geo.elements[i].plan for i in order], placement.to_wgs84)
     elements = [BimElement(infos[i], geo.elements[i], part, fp)
                 for i, part, fp in zip(order, parts, footprints, strict=True)]
     report("placing", len(order), len(order))

@@ -1,0 +1,183 @@
+"""IFC to 3D: ifcopenshell's own GLB serializer (what users run today) against twinbase's
+whole ingest (geometry + properties + georeferencing + 3D Tiles + PostGIS rows), per real
+sample, in the same run.
+
+    uv run python benchmarks/bim_vs_ifcopenshell.py [--repeat 3] [--processes N] [FILE ...]
+
+The serializer runs as IfcConvert does by default: one thread, IfcOpeningElement and IfcSpace
+left out, the file opened and written once. Twinbase runs the real ``ingest_ifc`` job on an
+embedded PostGIS, with its geometry child processes started beforehand, as in a running
+worker (their start-up is reported apart as ``pool_start_s``). Each side runs ``--repeat``
+times, alternating; the median counts. Draw calls are glTF primitives: the serializer writes
+one per material per element, twinbase at most two per tile.
+
+The last line printed is one JSON object: ``files`` (per file ``name``, ``triangles``,
+``twinbase_s``, ``ifcopenshell_s``, ``ratio`` = ifcopenshell_s / twinbase_s,
+``draw_calls_twinbase``, ``draw_calls_ifcopenshell``, ``bytes``) and the summary keys
+``min_ratio`` and ``max_draw_call_reduction``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DATA = ROOT / "tests" / "data" / "bim"
+# Samples without usable georeferencing get what a user would give with the upload.
+PARAMS: dict[str, dict[str, Any]] = {
+    "IfcOpenHouse_IFC4.ifc": {"anchor": {"lon": 114.2466, "lat": 22.7209, "height": 45}},
+    "geolocation-mapconversion-angle.ifc": {"crs": "EPSG:3857"},
+}
+
+
+def serializer(path: Path, out: Path) -> dict[str, Any]:
+    """ifcopenshell's GLB serializer over its geometry iterator, as IfcConvert runs it."""
+    import ifcopenshell
+    import ifcopenshell.geom
+
+    t = time.perf_counter()
+    model = ifcopenshell.open(str(path))
+    settings = ifcopenshell.geom.settings()
+    writer = ifcopenshell.geom.serializers.gltf(str(out), settings)
+    writer.setFile(model)
+    writer.writeHeader()
+    it = ifcopenshell.geom.iterator(settings, model, 1, exclude=["IfcOpeningElement", "IfcSpace"])
+    if it.initialize():
+        while True:
+            writer.write(it.get())
+            if not it.next():
+                break
+    writer.finalize()
+    seconds = time.perf_counter() - t
+    data = out.read_bytes()
+    doc = _glb_json(data)
+    prims = [p for m in doc.get("meshes", []) for p in m["primitives"]]
+    triangles = sum(doc["accessors"][p["indices"]]["count"] // 3 for p in prims
+                    if "indices" in p)
+    return {"s": seconds, "draw_calls": len(prims), "triangles": triangles, "bytes": len(data)}
+
+
+def _glb_json(data: bytes) -> dict[str, Any]:
+    """The JSON chunk of a glb (the serializer pads it with NUL bytes, not spaces)."""
+    import struct
+
+    json_len = struct.unpack_from("<I", data, 12)[0]
+    return json.loads(data[20:20 + json_len].rstrip(b"\x00 "))
+
+
+def twinbase(url: str, settings, path: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """The full ingest job: dataset row, geometry, properties, tiles, rows, publish."""
+    from sqlalchemy import select
+
+    from service.db import sync_engine
+    from service.ingest.datasets import new_dataset
+    from service.jobs.execute import run_job
+    from service.jobs.submit import submit_job
+    from service.models import datasets, jobs
+
+    engine = sync_engine(url)
+    t = time.perf_counter()
+    with engine.begin() as conn:
+        ds = conn.execute(new_dataset("ifc", path.name, source_path=str(path), sha256=None,
+                                      size_bytes=path.stat().st_size, options={},
+                                      uploaded_by="benchmark")).scalar_one()
+        conn.execute(datasets.update().where(datasets.c.id == ds)
+                     .values(source_path=str(path)))
+        job_id = submit_job(conn, "ingest_ifc", dataset_id=ds, params=params, enqueue=False,
+                            max_attempts=1)
+    status = run_job(job_id, url, settings)
+    seconds = time.perf_counter() - t
+    with engine.connect() as conn:
+        job = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+    if status != "succeeded":
+        raise SystemExit(f"{path.name}: ingest {status}: {job.error}")
+    r = job.report
+    with engine.connect() as conn:
+        stats = conn.execute(select(datasets.c.stats).where(datasets.c.id == ds)).scalar_one()
+    return {"s": seconds, "draw_calls": r["draw_calls"], "triangles": r["triangles"],
+            "elements": r["elements"], "tiles": r["tiles"], "bytes": stats["bytes"],
+            "read_s": r["read_s"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("files", nargs="*", type=Path, help="IFC files (default: the samples)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--processes", type=int, default=None,
+                    help="geometry child processes (default: one per core)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args()
+    files = args.files or sorted(DATA.glob("*.ifc"), key=lambda p: -p.stat().st_size)
+
+    from service import db
+    from service.bim.geometry import shared_pool
+    from service.embedded_pg import EmbeddedPostgres
+    from service.settings import Settings
+
+    work = Path(tempfile.mkdtemp(prefix="bim_bench_"))
+    os.chmod(work, 0o755)  # the cluster runs as the postgres user when we are root
+    pg = EmbeddedPostgres(work / "cluster")
+    pg.start()
+    results = []
+    try:
+        db.upgrade(pg.url)
+        settings = Settings(database_url=pg.url, data_dir=work / "var", load_samples=False,
+                            in_process_worker=False)
+        t = time.perf_counter()
+        pool = shared_pool(args.processes)
+        pool.warm()
+        pool_start = time.perf_counter() - t
+        import ifcopenshell.geom  # noqa: F401  (the serializer side imports it once too)
+
+        for path in files:
+            params = dict(PARAMS.get(path.name, {}))
+            if args.processes:
+                params["geometry_processes"] = args.processes
+            tb, ios = [], []
+            for i in range(args.repeat):
+                order = (0, 1) if i % 2 == 0 else (1, 0)
+                for side in order:
+                    if side == 0:
+                        ios.append(serializer(path, work / f"{path.stem}.glb"))
+                    else:
+                        tb.append(twinbase(pg.url, settings, path, params))
+            tb_s = statistics.median(r["s"] for r in tb)
+            io_s = statistics.median(r["s"] for r in ios)
+            row = {
+                "name": path.name, "triangles": tb[-1]["triangles"],
+                "elements": tb[-1]["elements"],
+                "twinbase_s": round(tb_s, 3), "ifcopenshell_s": round(io_s, 3),
+                "ratio": round(io_s / tb_s, 2),
+                "draw_calls_twinbase": tb[-1]["draw_calls"],
+                "draw_calls_ifcopenshell": ios[-1]["draw_calls"],
+                "bytes": tb[-1]["bytes"], "bytes_ifcopenshell": ios[-1]["bytes"],
+                "triangles_ifcopenshell": ios[-1]["triangles"], "tiles": tb[-1]["tiles"],
+            }
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        pg.destroy()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps({
+        "files": results,
+        "min_ratio": min(r["ratio"] for r in results),
+        "max_draw_call_reduction": round(max(
+            r["draw_calls_ifcopenshell"] / max(1, r["draw_calls_twinbase"]) for r in results), 1),
+        "repeat": args.repeat, "cores": os.cpu_count(), "pool_start_s": round(pool_start, 3),
+    }))
+
+
+if __name__ == "__main__":
+    main()
