@@ -76,13 +76,14 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
                                        "Content-Range", "Accept-Ranges",
                                        "Twinbase-Tileset-Version", "Twinbase-Tilesets"])
     app.add_middleware(ObserveMiddleware)
+    # OGC API - Features first: its landing page is the service's "/" (links to /docs,
+    # /health, /ready, /datasets, /jobs, /tiles and /uploads included), and its item and
+    # tile routes are the hottest, so they are matched before the rest
+    app.include_router(features_router.router)
+    app.include_router(layers_router.router)
     for module in (health, keys, jobs, datasets, tiles, tus, city, bim):
         app.include_router(module.router)
 
-    # OGC API - Features: its landing page is the service's "/" (links to /docs, /health,
-    # /ready, /datasets, /jobs, /tiles and /uploads included)
-    app.include_router(features_router.router)
-    app.include_router(layers_router.router)
     app.include_router(lowalt_router)
     app.include_router(dashboard.router)
 

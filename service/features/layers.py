@@ -117,3 +117,86 @@ register(Collection(
     current_only="t.valid_to IS NULL",
     keywords=("CIM", "3D", "CityJSON"),
 ))
+
+register(Collection(
+    id="bim_elements",
+    title="BIM elements",
+    description="IFC products placed on the globe: class, storey, heights (ellipsoidal, m) and "
+                "property sets, with their plan-view footprint.",
+    source="bim_elements",
+    geometry_type="MultiPolygon",
+    geometry_column="footprint",
+    properties=(
+        Prop("global_id", "string", title="IFC GlobalId"),
+        Prop("ifc_class", "string", title="IFC class"),
+        Prop("name", "string", title="Name"),
+        Prop("type_name", "string", title="Type"),
+        Prop("storey", "string", title="Storey"),
+        Prop("storey_elevation", "number", title="Storey elevation (m)"),
+        Prop("min_height", "number", title="Lowest point (m, ellipsoidal)"),
+        Prop("max_height", "number", title="Highest point (m, ellipsoidal)"),
+        Prop("building_object_id", "string", title="CIM building (city_objects.object_id)"),
+        Prop("dataset_id", "integer", title="Source dataset"),
+        Prop("psets", "object", title="Property sets", queryable=False, sortable=False),
+    ),
+    keywords=("BIM", "IFC"),
+))
+
+register(Collection(
+    id="drone_routes",
+    title="Drone routes",
+    description="Filed low-altitude routes: 3D centre line (lon, lat, ellipsoidal height), "
+                "altitude band, time window, status and validation verdict.",
+    source=(
+        "(SELECT r.id, r.name, r.drone_id, d.serial AS drone_serial, r.status, r.priority,"
+        " r.geom, r.half_width_m, r.vertical_half_m, lower(r.alt_band)::float8 AS alt_min_m,"
+        " upper(r.alt_band)::float8 AS alt_max_m, lower(r.time_window) AS start_time,"
+        " upper(r.time_window) AS end_time, r.length_m, r.verdict"
+        " FROM drone_routes r JOIN drones d ON d.id = r.drone_id)"
+    ),
+    geometry_type="LineString",
+    has_z=True,
+    properties=(
+        Prop("name", "string", title="Name"),
+        Prop("drone_id", "integer", title="Drone"),
+        Prop("drone_serial", "string", title="Drone serial"),
+        Prop("status", "string", title="Status"),
+        Prop("priority", "integer", title="Priority (0-9)"),
+        Prop("half_width_m", "number", title="Corridor half width (m)"),
+        Prop("vertical_half_m", "number", title="Corridor half height (m)"),
+        Prop("alt_min_m", "number", title="Lowest altitude (m)"),
+        Prop("alt_max_m", "number", title="Highest altitude (m)"),
+        Prop("start_time", "datetime", title="Window start"),
+        Prop("end_time", "datetime", title="Window end"),
+        Prop("length_m", "number", title="Length (m)"),
+        Prop("verdict", "string", title="Validation verdict"),
+    ),
+    temporal=("start_time", "end_time"),
+    keywords=("low altitude", "drones"),
+))
+
+register(Collection(
+    id="airspace_zones",
+    title="Airspace zones",
+    description="No-fly and restricted zones with floor and ceiling (m) and validity.",
+    source=(
+        "(SELECT z.id, z.code, z.name, z.zone_type, z.geom, z.floor_m, z.ceiling_m,"
+        " z.height_reference, lower(z.valid) AS valid_from, upper(z.valid) AS valid_to,"
+        " z.reason, z.authority FROM airspace_zones z)"
+    ),
+    geometry_type="MultiPolygon",
+    properties=(
+        Prop("code", "string", title="Code"),
+        Prop("name", "string", title="Name"),
+        Prop("zone_type", "string", title="Zone type"),
+        Prop("floor_m", "number", title="Floor (m)"),
+        Prop("ceiling_m", "number", title="Ceiling (m)"),
+        Prop("height_reference", "string", title="Height reference (agl or ellipsoid)"),
+        Prop("valid_from", "datetime", title="Valid from (empty: always)"),
+        Prop("valid_to", "datetime", title="Valid to (empty: open)"),
+        Prop("reason", "string", title="Reason"),
+        Prop("authority", "string", title="Authority"),
+    ),
+    temporal=("valid_from", "valid_to"),
+    keywords=("low altitude", "airspace"),
+))

@@ -88,7 +88,8 @@ class Collection:
         start, end = self.temporal
         if end is None:
             return f't."{start}"', f't."{start}"'
-        return f't."{start}"', f"coalesce(t.\"{end}\", 'infinity'::timestamptz)"
+        return (f"coalesce(t.\"{start}\", '-infinity'::timestamptz)",
+                f"coalesce(t.\"{end}\", 'infinity'::timestamptz)")
 
 
 _REGISTRY: dict[str, Collection] = {}

@@ -272,3 +272,17 @@ def test_the_table_survives_hostile_filters(server):
                     "\"lanes\"; DROP TABLE road_segments = 1"):
         assert get(server, "/collections/road_segments/items", filter=hostile).status_code == 400
     assert items(server, limit=1)["numberMatched"] == before
+
+
+@pytest.mark.parametrize("collection", ["road_segments", "water_stations", "surveys",
+                                        "city_objects", "bim_elements", "drone_routes",
+                                        "airspace_zones"])
+def test_every_layer_is_a_collection(server, collection):
+    listed = [c["id"] for c in get(server, "/collections").json()["collections"]]
+    assert collection in listed
+    page = items(server, collection, limit=2, bbox="114.0,22.4,114.6,22.9",
+                 datetime="2020-01-01T00:00:00Z/..")
+    assert page["numberReturned"] == len(page["features"]) <= 2
+    assert get(server, f"/collections/{collection}/queryables").status_code == 200
+    tile = get(server, f"/collections/{collection}/tiles/WebMercatorQuad/10/836/445")
+    assert tile.status_code == 200
