@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -80,7 +81,10 @@ def _tree_rss_kb(root: int) -> int:
 
 
 def timed(cmd: list[str], *, watch_preview: bool = False) -> dict:
-    """Run ``cmd``; wall time, peak tree RSS, time of a 'preview' line, last stdout line."""
+    """Run ``cmd``; wall time, CPU time of the whole tree (children reaped by their parents
+    count: a shared machine inflates wall time, not CPU time), peak tree RSS, time of a
+    'preview' line, last stdout line."""
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT)
@@ -104,11 +108,13 @@ def timed(cmd: list[str], *, watch_preview: bool = False) -> dict:
     err = proc.stderr.read() if proc.stderr else ""
     rc = proc.wait()
     wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     done.set()
     th.join()
     if rc != 0:
         raise RuntimeError(f"{cmd[:4]} failed ({rc}): {err[-2000:]}")
-    return {"s": wall, "peak_mb": peak[0] / 1024, "first_view_s": first_view,
+    return {"s": wall, "cpu_s": cpu, "peak_mb": peak[0] / 1024, "first_view_s": first_view,
             "last": lines[-1].strip() if lines else ""}
 
 
@@ -172,11 +178,13 @@ def main() -> None:
                     r = timed([py, "-c", PY3DTILES, "convert", str(path), "--out", str(out),
                                "--overwrite", "--jobs", "2", "--srs_in", "4547", "--srs_out",
                                "4978", "--pyproj-always-xy", "--spec-version", "1.1"])
-                res.setdefault(f"{kind}_{tool}", {"s": [], "peak": []})
+                res.setdefault(f"{kind}_{tool}", {"s": [], "peak": [], "cpu": []})
                 res[f"{kind}_{tool}"]["s"].append(r["s"])
+                res[f"{kind}_{tool}"]["cpu"].append(r["cpu_s"])
                 res[f"{kind}_{tool}"]["peak"].append(r["peak_mb"])
                 where[f"{kind}_{tool}"] = lands_at(out / "tileset.json")
-                print(f"{kind} {tool} run {i + 1}: {r['s']:.2f} s, peak {r['peak_mb']:.0f} MB"
+                print(f"{kind} {tool} run {i + 1}: {r['s']:.2f} s (CPU {r['cpu_s']:.1f} s), "
+                      f"peak {r['peak_mb']:.0f} MB"
                       + (f", first view {r['first_view_s']:.2f} s" if r["first_view_s"] else "")
                       + f", lands at {where[f'{kind}_{tool}'][0]:.3f} E "
                         f"{where[f'{kind}_{tool}'][1]:.3f} N", flush=True)
@@ -205,6 +213,9 @@ def main() -> None:
                                            if k.endswith("py3dtiles")), 1)
         if not args.skip_py3dtiles else None,
         "first_view_s": round(statistics.median(first_views), 3),
+        # CPU seconds of each tool's process tree (medians): comparable on a busy machine
+        "cpu_s": {k: round(statistics.median(v["cpu"]), 1) for k, v in res.items()},
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "tiles": tiles,
         "bytes": nbytes,
     }

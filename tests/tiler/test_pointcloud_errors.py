@@ -148,3 +148,12 @@ def test_points_outside_header_bounds(tmp_path: Path) -> None:
     refused(tmp_path, p, CorruptFileError, "outside the bounds its header declares",
             crs=AUTZEN_WKT)
     assert np.isfinite(hdr.maxs).all()
+
+
+def test_existing_tileset_is_not_overwritten(tmp_path: Path) -> None:
+    out = tmp_path / "v1"
+    out.mkdir()
+    (out / "tileset.json").write_text('{"previous": true}')
+    with pytest.raises(FileExistsError):
+        tile_point_cloud(AUTZEN, out)
+    assert (out / "tileset.json").read_text() == '{"previous": true}'

@@ -10,6 +10,10 @@
 files are never rewritten once a tileset.json references them. Bad input raises a subclass of
 :class:`tiler.errors.TilerInputError` whose message is meant for the person who uploaded the
 file; in that case ``out_dir/tileset.json`` is removed so nothing half-made stays published.
+``out_dir`` must not hold a tileset already (one directory per tileset version).
+
+Worker processes are started with 'spawn': a script calling this needs the usual
+``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
@@ -79,6 +83,9 @@ def tile_point_cloud(
     if workers != s.workers:
         s = Settings(**{**s.__dict__, "workers": workers})
     tileset = out_dir / "tileset.json"
+    if tileset.exists():
+        # content names are immutable per version: a version is tiled into a new directory
+        raise FileExistsError(f"{out_dir} already holds a tileset; tile into a new directory")
     try:
         out = run(src, out_dir, crs=crs, vertical=vertical, progress=progress,
                   on_preview=on_preview, settings=s)
