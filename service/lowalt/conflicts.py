@@ -8,7 +8,7 @@ One index scan (the partial GiST index over corridor, time window and altitude b
 approved/active routes) finds the candidates: the time window widened by the margin, the
 altitude band widened by the vertical separation, the corridor grown by the horizontal
 separation. The exact test then runs on those few: the new route is sampled every
-``sample_step_m`` and, for each sample and each segment of a candidate, the part of the
+``conflict_step_m`` and, for each sample and each segment of a candidate, the part of the
 segment within reach is solved for (a quadratic), and the candidate's heights along it are
 compared. Sampling can only make the test stricter: the reach is grown by half a step.
 """
@@ -56,7 +56,9 @@ def search_params(route: RouteVolume, s: LowAltSettings, self_id: int | None
                   ) -> dict[str, Any]:
     margin = timedelta(seconds=s.time_margin_s)
     lo, hi = route.alt_band
-    area = route.frame.geom_to_lonlat(route.corridor_m.buffer(s.separation_h_m, quad_segs=4))
+    # grown like the exact test's reach (half a sample step more), so both agree
+    area = route.frame.geom_to_lonlat(route.corridor_m.buffer(
+        s.separation_h_m + s.conflict_step_m / 2, quad_segs=4))
     return {"self": self_id or 0, "t0": route.start - margin, "t1": route.end + margin,
             "lo": lo - s.separation_v_m, "hi": hi + s.separation_v_m,
             "area": shapely.to_wkb(area)}
@@ -93,9 +95,10 @@ def tube_clash(pts: np.ndarray, line: np.ndarray, reach: float, vsep: float
     l2s = np.where(flat, 1.0, l2)
     disc = b * b - l2s * c
     sq = np.sqrt(np.maximum(disc, 0.0))
-    t0 = np.where(flat, 0.0, np.clip((-b - sq) / l2s, 0.0, 1.0))
-    t1 = np.where(flat, 1.0, np.clip((-b + sq) / l2s, 0.0, 1.0))
-    near = np.where(flat, c <= 0, (disc >= 0) & (t0 <= t1))
+    r0, r1 = (-b - sq) / l2s, (-b + sq) / l2s  # where the segment's line is within reach
+    t0 = np.where(flat, 0.0, np.clip(r0, 0.0, 1.0))
+    t1 = np.where(flat, 1.0, np.clip(r1, 0.0, 1.0))
+    near = np.where(flat, c <= 0, (disc >= 0) & (r1 >= 0.0) & (r0 <= 1.0))
     z0, z1 = za + t0 * dz, za + t1 * dz
     zlo, zhi = np.minimum(z0, z1), np.maximum(z0, z1)
     pz = pts[:, 2][:, None]
@@ -113,11 +116,11 @@ def refine(route: RouteVolume, cands: list[Candidate], s: LowAltSettings,
     """The candidates that really conflict, each with where along the new route."""
     if not cands:
         return []
-    pts, fr = sample(route.xyz, s.sample_step_m)
+    pts, fr = sample(route.xyz, s.conflict_step_m)
     prio = route.priority if self_priority is None else self_priority
     out = []
     for c in cands:
-        reach = route.half_width + c.half_width + s.separation_h_m + s.sample_step_m / 2
+        reach = route.half_width + c.half_width + s.separation_h_m + s.conflict_step_m / 2
         vsep = route.vertical_half + c.vertical_half + s.separation_v_m
         # only samples near the candidate's bounding box can clash
         lo, hi = c.xyz[:, :2].min(0) - reach, c.xyz[:, :2].max(0) + reach

@@ -25,6 +25,7 @@ from scipy.spatial import cKDTree
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.lowalt.citymodel import PIECES
 from service.lowalt.geo import Frame
 from service.lowalt.settings import LowAltSettings
 
@@ -32,10 +33,10 @@ SOURCES = ("city_model", "lidar_survey", "egm96_sea_level")
 
 _CITY_SQL = text(
     "SELECT ST_X(p) AS lon, ST_Y(p) AS lat, z FROM ("
-    " SELECT ST_PointOnSurface(footprint) AS p, coalesce(min_z, ST_ZMin(geom)) AS z"
-    " FROM city_objects WHERE valid_to IS NULL AND type = ANY(:types)"
-    " AND footprint IS NOT NULL"
-    " AND ST_Intersects(footprint, ST_GeomFromWKB(:area, 4326))) s WHERE z IS NOT NULL"
+    " SELECT DISTINCT ON (c.id) ST_PointOnSurface(c.footprint) AS p,"
+    " coalesce(c.min_z, ST_ZMin(c.geom)) AS z"
+    f" FROM {PIECES} a JOIN city_objects c ON ST_Intersects(c.footprint, a.g)"
+    " WHERE c.valid_to IS NULL AND c.type = ANY(:types) ORDER BY c.id) s WHERE z IS NOT NULL"
 )
 _SURVEY_SQL = text(
     "SELECT ST_AsBinary(footprint) AS wkb, (bounds3d->'min'->>2)::float8 AS z"

@@ -29,7 +29,8 @@ _LOCK_SQL = text("SELECT k, pg_advisory_xact_lock(k)::text AS held"
 
 
 def cell_keys(route: RouteVolume, s: LowAltSettings) -> list[int]:
-    area = route.corridor_m.buffer(s.separation_h_m, quad_segs=4)
+    # the conflict check's reach: routes it can find conflicting share a cell with this one
+    area = route.corridor_m.buffer(s.separation_h_m + s.conflict_step_m / 2, quad_segs=4)
     c = s.lock_cell_m
     x0, y0, x1, y1 = area.bounds
     ix = np.arange(math.floor(x0 / c), math.floor(x1 / c) + 1)

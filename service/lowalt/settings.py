@@ -35,6 +35,8 @@ class LowAltSettings(BaseSettings):
     ground_radius_m: float = Field(300.0, description="city objects used for ground height")
     lock_cell_m: float = Field(1000.0, description="grid of the approval advisory locks")
     sample_step_m: float = Field(5.0, description="sampling of centre lines in checks")
+    conflict_step_m: float = Field(
+        1.0, description="sampling in the conflict check: it is strict by half of this")
     plan_cell_m: float = Field(10.0, description="horizontal cell of the planning grid")
     plan_margin_m: float = Field(400.0, description="search area around start and goal")
     plan_max_cells: int = Field(600_000, description="largest planning grid (cells x levels)")

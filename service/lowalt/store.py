@@ -78,7 +78,7 @@ async def update_route(conn: AsyncConnection, route_id: int, route: RouteVolume,
         raise NotFound(f"no drone route {route_id}")
     if row.status in ("active", "retired"):
         raise Conflict(f"route {route_id} is {row.status}: suspend it before changing it",
-                       status=row.status)
+                       route_status=row.status)
     await conn.execute(_UPDATE, {**_params(route, result), "name": name, "id": route_id,
                                  "drone_id": drone_id, "priority": route.priority})
 
@@ -141,7 +141,7 @@ async def approve(conn: AsyncConnection, route_id: int, s: LowAltSettings, by: s
     row, vol = await load_volume(conn, route_id, s, for_update=True)
     if row.status not in ("planned", "suspended"):
         raise Conflict(f"route {route_id} is {row.status}; only planned or suspended routes "
-                       "can be approved", status=row.status)
+                       "can be approved", route_status=row.status)
     if row.verdict == "refused":
         raise Conflict(f"route {route_id} failed validation; change it and file it again")
     if row.verdict == "needs_approval" and (role != "admin" or not authorisation):
@@ -182,7 +182,7 @@ async def set_status(conn: AsyncConnection, route_id: int, status: str) -> str:
         raise Unprocessable(f"unknown status {status!r}")
     if row.status not in allowed:
         raise Conflict(f"route {route_id} is {row.status}; it cannot become {status}",
-                       status=row.status)
+                       route_status=row.status)
     await conn.execute(text("UPDATE drone_routes SET status = :s, updated_at = now()"
                             " WHERE id = :id"), {"s": status, "id": route_id})
     return row.status

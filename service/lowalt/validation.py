@@ -106,63 +106,91 @@ def check_height(route: RouteVolume, pts: np.ndarray, fr: np.ndarray, ground: np
     return out
 
 
-def _t_ranges(seg: shapely.Geometry, region: shapely.Geometry) -> list[tuple[float, float]]:
-    """Parameter ranges (0..1) of a segment that lie inside a region."""
-    if seg.length < 1e-6:
-        return [(0.0, 1.0)] if region.intersects(seg) else []
-    out = []
-    for part in shapely.get_parts(seg.intersection(region)):
-        if part.is_empty:
-            continue
-        ts = [seg.project(shapely.Point(c), normalized=True)
-              for c in shapely.get_coordinates(part)]
-        out.append((min(ts), max(ts)))
-    return out
+def _clash_parts(xyz: np.ndarray, obs: Obstacles, reach: float, vh: float, cv: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Parts of segments that break an obstacle's clearance: (segment, obstacle, t0, t1).
+
+    Each segment is clipped to the footprint grown by ``reach``; along a clipped part the
+    height is linear, so where the volume (centre +- vh) reaches into the obstacle's
+    [lowest - cv, highest + cv] is solved for exactly. All of it vectorised in GEOS/numpy.
+    """
+    nseg = len(xyz) - 1
+    a2, b2 = xyz[:-1, :2], xyz[1:, :2]
+    segs = shapely.linestrings(np.stack([a2, b2], axis=1))
+    empty = (np.empty(0, np.int64),) * 2 + (np.empty(0),) * 2
+    seg_i, obs_i = shapely.STRtree(obs.footprints).query(segs, predicate="dwithin",
+                                                         distance=reach)
+    if seg_i.size == 0:
+        return empty
+    ub, inv = np.unique(obs_i, return_inverse=True)
+    regions = shapely.buffer(obs.footprints[ub], reach, quad_segs=8)[inv]
+    d = b2 - a2
+    l2 = (d * d).sum(1)
+    flat = l2[seg_i] < 1e-12
+    # vertical segments: inside the grown footprint or not, the whole segment
+    pk, pt0, pt1 = [seg_i[flat]], [np.zeros(int(flat.sum()))], [np.ones(int(flat.sum()))]
+    po = [obs_i[flat]]
+    if (~flat).any():
+        si, oi = seg_i[~flat], obs_i[~flat]
+        inter = shapely.intersection(segs[si], regions[~flat])
+        parts, pidx = shapely.get_parts(inter, return_index=True)
+        keep = ~shapely.is_empty(parts)
+        parts, pidx = parts[keep], pidx[keep]
+        coords, cidx = shapely.get_coordinates(parts, return_index=True)
+        k = si[pidx][cidx]
+        t = ((coords - a2[k]) * d[k]).sum(1) / l2[k]
+        lo = np.full(len(parts), np.inf)
+        hi = np.full(len(parts), -np.inf)
+        np.minimum.at(lo, cidx, t)
+        np.maximum.at(hi, cidx, t)
+        pk.append(si[pidx])
+        po.append(oi[pidx])
+        pt0.append(np.clip(lo, 0, 1))
+        pt1.append(np.clip(hi, 0, 1))
+    k, o = np.concatenate(pk), np.concatenate(po)
+    t0, t1 = np.concatenate(pt0), np.concatenate(pt1)
+    if k.size == 0 or nseg == 0:
+        return empty
+    za, dz = xyz[k, 2], xyz[k + 1, 2] - xyz[k, 2]
+    zlo = obs.min_z[o] - cv - vh
+    zhi = obs.max_z[o] + cv + vh
+    level = np.abs(dz) < 1e-9
+    dzs = np.where(level, 1.0, dz)
+    ta, tb = (zlo - za) / dzs, (zhi - za) / dzs
+    ta, tb = np.minimum(ta, tb), np.maximum(ta, tb)
+    a = np.where(level, t0, np.maximum(t0, ta))
+    c = np.where(level, t1, np.minimum(t1, tb))
+    ok = np.where(level, (zlo < za) & (za < zhi), a <= c)
+    return k[ok], o[ok], a[ok], c[ok]
 
 
 def check_buildings(route: RouteVolume, obs: Obstacles, s: LowAltSettings) -> list[dict]:
-    if not len(obs):
+    if not len(obs) or len(route.xyz) < 2:
         return []
     xyz, vh = route.xyz, route.vertical_half
     reach = route.half_width + s.clearance_h_m
     frac = fractions_of(xyz)
-    segs = np.array([shapely.LineString(xyz[k:k + 2, :2]) for k in range(len(xyz) - 1)])
-    tree = shapely.STRtree(obs.footprints)
-    seg_i, obs_i = tree.query(segs, predicate="dwithin", distance=reach)
+    k, o, a, c = _clash_parts(xyz, obs, reach, vh, s.clearance_v_m)
+    if k.size == 0:
+        return []
+    p0 = xyz[k] + a[:, None] * (xyz[k + 1] - xyz[k])
+    p1 = xyz[k] + c[:, None] * (xyz[k + 1] - xyz[k])
+    hdist = shapely.distance(obs.footprints[o],
+                             shapely.linestrings(np.stack([p0[:, :2], p1[:, :2]], axis=1)))
+    f0 = frac[k] + a * (frac[k + 1] - frac[k])
+    f1 = frac[k] + c * (frac[k + 1] - frac[k])
+    bottom = np.minimum(p0[:, 2], p1[:, 2]) - vh
     found: dict[int, dict[str, Any]] = {}
-    regions: dict[int, shapely.Geometry] = {}
-    for k, b in zip(seg_i.tolist(), obs_i.tolist(), strict=True):
-        if b not in regions:
-            regions[b] = obs.footprints[b].buffer(reach, quad_segs=8)
-        za, dz = xyz[k, 2], xyz[k + 1, 2] - xyz[k, 2]
-        # the volume at t spans z(t) +- vh; it clashes where z(t) lies in (lo, hi)
-        lo = obs.min_z[b] - s.clearance_v_m - vh
-        hi = obs.max_z[b] + s.clearance_v_m + vh
-        for t0, t1 in _t_ranges(segs[k], regions[b]):
-            if abs(dz) < 1e-9:
-                if not lo < za < hi:
-                    continue
-                a, c = t0, t1
-            else:
-                ta, tb = sorted(((lo - za) / dz, (hi - za) / dz))
-                a, c = max(t0, ta), min(t1, tb)
-                if a > c:
-                    continue
-            f0 = frac[k] + a * (frac[k + 1] - frac[k])
-            f1 = frac[k] + c * (frac[k + 1] - frac[k])
-            p = xyz[k] + a * (xyz[k + 1] - xyz[k])
-            piece = shapely.LineString([p[:2], (xyz[k] + c * (xyz[k + 1] - xyz[k]))[:2]])
-            hdist = float(obs.footprints[b].distance(piece))
-            bottom = float(min(za + a * dz, za + c * dz) - vh)
-            v = found.get(b)
-            if v is None:
-                found[b] = {"f0": f0, "f1": f1, "p": p, "h": hdist, "bottom": bottom}
-            else:
-                if f0 < v["f0"]:
-                    v["f0"], v["p"] = f0, p
-                v["f1"] = max(v["f1"], f1)
-                v["h"] = min(v["h"], hdist)
-                v["bottom"] = min(v["bottom"], bottom)
+    for i in np.argsort(f0, kind="stable").tolist():
+        b = int(o[i])
+        v = found.get(b)
+        if v is None:
+            found[b] = {"f0": f0[i], "f1": f1[i], "p": p0[i], "h": hdist[i],
+                        "bottom": bottom[i]}
+        else:
+            v["f1"] = max(v["f1"], f1[i])
+            v["h"] = min(v["h"], hdist[i])
+            v["bottom"] = min(v["bottom"], bottom[i])
     out = []
     for b, v in sorted(found.items(), key=lambda kv: kv[1]["f0"]):
         top = float(obs.max_z[b])
