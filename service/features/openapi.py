@@ -72,9 +72,26 @@ def items_path(c: Collection) -> dict[str, Any]:
 def api_document(base_doc: dict[str, Any], collections: list[Collection]) -> dict[str, Any]:
     doc = copy.deepcopy(base_doc)
     paths = doc.setdefault("paths", {})
-    generic = paths.get("/collections/{collection_id}/items", {}).get("get")
-    if generic is not None:
-        generic["parameters"] = [*generic.get("parameters", []), *COMMON]
+    cid = {"name": "collectionId", "in": "path", "required": True, "schema": {"type": "string"}}
+    paths["/collections/{collectionId}/items"] = {"get": {
+        "summary": "Features of a collection (GeoJSON)", "operationId": "getFeatures",
+        "tags": ["features"], "parameters": [cid, *COMMON],
+        "responses": {"200": {"description": "GeoJSON FeatureCollection"}}}}
+    paths["/collections/{collectionId}/items/{featureId}"] = {"get": {
+        "summary": "One feature (GeoJSON)", "operationId": "getFeature", "tags": ["features"],
+        "parameters": [cid, {"name": "featureId", "in": "path", "required": True,
+                             "schema": {"type": "string"}},
+                       *(p for p in COMMON if p["name"] in ("crs", "properties"))],
+        "responses": {"200": {"description": "GeoJSON Feature"},
+                      "404": {"description": "No such feature"}}}}
+    paths["/collections/{collectionId}/tiles/WebMercatorQuad/{z}/{x}/{y}"] = {"get": {
+        "summary": "Mapbox Vector Tile", "operationId": "getTile", "tags": ["features"],
+        "parameters": [cid, *({"name": n, "in": "path", "required": True,
+                               "schema": {"type": "integer"}} for n in ("z", "x", "y")),
+                       *(p for p in COMMON if p["name"] in ("filter", "filter-lang",
+                                                             "filter-crs"))],
+        "responses": {"200": {"description": "MVT",
+                              "content": {"application/vnd.mapbox-vector-tile": {}}}}}}
     for c in collections:
         paths[f"/collections/{c.id}/items"] = items_path(c)
     return doc

@@ -150,9 +150,9 @@ async def queryables(collection_id: str, request: Request, _: Reader) -> Respons
                                    "application/schema+json")
 
 
-@router.get("/collections/{collection_id}/items", summary="Features (GeoJSON)")
-async def items(collection_id: str, request: Request) -> Response:
+async def items(request: Request) -> Response:
     await _may_read(request)
+    collection_id = request.path_params["collection_id"]
     c = _collection(collection_id)
     params = request.query_params
     _check_params(params, ITEM_PARAMS, c)
@@ -178,9 +178,10 @@ async def items(collection_id: str, request: Request) -> Response:
         base=_base(request), collection_id=c.id, offset=q.offset, limit=q.limit, crs=crs)
 
 
-@router.get("/collections/{collection_id}/items/{feature_id}", summary="One feature")
-async def item(collection_id: str, feature_id: str, request: Request) -> Response:
+async def item(request: Request) -> Response:
     await _may_read(request)
+    collection_id = request.path_params["collection_id"]
+    feature_id = request.path_params["feature_id"]
     c = _collection(collection_id)
     params = request.query_params
     _check_params(params, ONE_PARAMS)
@@ -222,11 +223,10 @@ async def tilesets(collection_id: str, request: Request, _: Reader) -> Response:
     }]})
 
 
-@router.get("/collections/{collection_id}/tiles/WebMercatorQuad/{z}/{x}/{y}",
-            summary="One Mapbox Vector Tile (z/x/y in WebMercatorQuad)")
-async def tile(collection_id: str, z: int, x: int, y: int, request: Request) -> Response:
+async def tile(request: Request) -> Response:
     await _may_read(request)
-    c = _collection(collection_id)
+    c = _collection(request.path_params["collection_id"])
+    z, x, y = (request.path_params[k] for k in ("z", "x", "y"))
     params = request.query_params
     _check_params(params, TILE_PARAMS)
     tiles.check_tile(z, x, y)
@@ -240,3 +240,13 @@ async def tile(collection_id: str, z: int, x: int, y: int, request: Request) -> 
         body = (await conn.execute(text(sql), binds.values)).scalar() or b""
     return Response(bytes(body), media_type="application/vnd.mapbox-vector-tile",
                     headers={"Cache-Control": "public, max-age=60"})
+
+
+# The three hottest routes are plain Starlette routes: no dependency solving or parameter
+# models per request (their parameters are read above, and described in openapi.py).
+router.add_route("/collections/{collection_id}/items", items, methods=["GET"],
+                 include_in_schema=False)
+router.add_route("/collections/{collection_id}/items/{feature_id}", item, methods=["GET"],
+                 include_in_schema=False)
+router.add_route("/collections/{collection_id}/tiles/WebMercatorQuad/{z:int}/{x:int}/{y:int}",
+                 tile, methods=["GET"], include_in_schema=False)
