@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.features import crs as crs_mod
 from service.features.query import extent_sql
 from service.features.registry import Collection
 
+log = logging.getLogger(__name__)
 GEOJSON = "application/geo+json"
 JSON = "application/json"
 EXTENT_TTL = 60.0  # seconds an extent is reused; extents drift slowly and cost a scan
@@ -62,8 +65,12 @@ async def extent(engine: AsyncEngine, c: Collection) -> dict[str, Any]:
     cached = _extents.get(c.id)
     if cached and time.monotonic() - cached[0] < EXTENT_TTL:
         return cached[1]
-    async with engine.connect() as conn:
-        row = (await conn.execute(text(extent_sql(c)))).first()
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(text(extent_sql(c)))).first()
+    except DBAPIError:  # one broken layer must not take the whole catalogue down
+        log.exception("no extent for collection %s", c.id)
+        return {}
     result: dict[str, Any] = {}
     if row is not None and row.x1 is not None:
         result["spatial"] = {"bbox": [[row.x1, row.y1, row.x2, row.y2]],
