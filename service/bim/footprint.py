@@ -12,24 +12,35 @@ from shapely.geometry.base import BaseGeometry
 
 MIN_TRIANGLE_AREA = 1e-6  # m²: vertical faces project to slivers; they add nothing
 MAX_UNION_TRIANGLES = 4000  # above this the convex hull is close enough and far cheaper
+CONVEX_FILL = 0.98  # tops filling this share of the hull: the hull is the footprint
 SIMPLIFY_M = 0.005
 THIN_M = 0.01  # a zero-thickness element (a single vertical face) gets this width
 
 
 def plan_footprint(verts: np.ndarray, faces: np.ndarray) -> BaseGeometry:
-    """The union of the element's triangles seen from above (model x/y, metres)."""
+    """The element seen from above (model x/y, metres).
+
+    The top of a closed solid covers its plan, so only upward-facing triangles count. When
+    their area fills the convex hull the hull is the answer (walls, slabs, most elements:
+    cheap); otherwise (an L-shaped slab, a stair) the triangles are merged.
+    """
     xy = verts[:, :2]
     tri = xy[faces]
     u, v = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
-    area = 0.5 * np.abs(u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0])
-    tri = tri[area > MIN_TRIANGLE_AREA]
-    if len(tri) == 0 or len(tri) > MAX_UNION_TRIANGLES:
-        geom = shapely.MultiPoint(xy).convex_hull
-    else:
-        rings = np.concatenate([tri, tri[:, :1]], axis=1)
-        geom = shapely.union_all(shapely.polygons(rings), grid_size=1e-6)
-    if geom.area < MIN_TRIANGLE_AREA:  # a line or a point from above
-        geom = geom.buffer(THIN_M / 2, quad_segs=2)
+    signed = 0.5 * (u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0])
+    up = signed > MIN_TRIANGLE_AREA
+    if up.sum() == 0:  # wound the other way round, or no top at all
+        up = -signed > MIN_TRIANGLE_AREA
+    hull = shapely.MultiPoint(xy).convex_hull
+    top = tri[up]
+    if hull.area < MIN_TRIANGLE_AREA:  # a line or a point from above
+        return shapely.make_valid(hull.buffer(THIN_M / 2, quad_segs=2))
+    if np.abs(signed[up]).sum() >= CONVEX_FILL * hull.area or len(top) > MAX_UNION_TRIANGLES:
+        return hull
+    rings = np.concatenate([top, top[:, :1]], axis=1)
+    geom = shapely.union_all(shapely.polygons(rings), grid_size=1e-6)
+    if geom.area < MIN_TRIANGLE_AREA:
+        return hull
     return shapely.make_valid(geom.simplify(SIMPLIFY_M))
 
 

@@ -44,11 +44,11 @@ class BimModel:
     failures: list[dict[str, Any]] = field(default_factory=list)
     products: int = 0  # products that should have a body
 
-    def bounds(self) -> dict[str, float]:
+    def bounds(self) -> dict[str, list[float]]:
+        """{"min": [lon, lat, h], "max": [...]}, as the other dataset kinds write it."""
         allp = np.concatenate([e.llh for e in self.elements])
         lo, hi = allp.min(axis=0), allp.max(axis=0)
-        return {"min_lon": float(lo[0]), "min_lat": float(lo[1]), "min_h": float(lo[2]),
-                "max_lon": float(hi[0]), "max_lat": float(hi[1]), "max_h": float(hi[2])}
+        return {"min": [round(float(v), 9) for v in lo], "max": [round(float(v), 9) for v in hi]}
 
 
 def read_bim(path: str | Path, *, pool: GeometryPool, anchor: Anchor | None = None,

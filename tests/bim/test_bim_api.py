@@ -66,8 +66,8 @@ def test_model_without_georeferencing_asks_for_an_anchor_then_loads(live_server,
 
     ds = _get(live_server, f"/datasets/{dataset_id}").json()
     assert ds["status"] == "ready" and ds["stats"]["georeference"]["source"] == "anchor"
-    b = ds["bounds3d"]
-    assert 114.24 < b["min_lon"] < b["max_lon"] < 114.26
+    lo, hi = ds["bounds3d"]["min"], ds["bounds3d"]["max"]
+    assert 114.24 < lo[0] < hi[0] < 114.26 and 22.71 < lo[1] < hi[1] < 22.73
     summary = _get(live_server, f"/bim/datasets/{dataset_id}").json()
     assert summary["georeference"]["anchor"]["rotation_deg"] == 30
     tileset = _get(live_server, f"/tiles/bim-{dataset_id}/tileset.json")

@@ -110,10 +110,9 @@ def test_mapconversion_sample_lands_where_the_conversion_says(ingested, db_url):
                           {"d": run.dataset_id}).first()
     assert ds.crs == "EPSG:3857"
     lon, lat = Transformer.from_crs(3857, 4326, always_xy=True).transform(15000.0, 0.0)
-    b = ds.bounds3d
+    lo, hi = ds.bounds3d["min"], ds.bounds3d["max"]
     # the model (a few metres) sits at the conversion's origin E 15000 N 0
-    assert GEOD.inv(lon, lat, (b["min_lon"] + b["max_lon"]) / 2,
-                    (b["min_lat"] + b["max_lat"]) / 2)[2] < 20
+    assert GEOD.inv(lon, lat, (lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2)[2] < 20
 
 
 def test_tiles_are_valid_gltf_and_3d_tiles_with_few_draw_calls(ingested):
