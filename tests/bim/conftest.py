@@ -150,3 +150,53 @@ def ifcopenshell_world(path: Path, global_ids: list[str]) -> dict[str, Any]:
     for shape in ifcopenshell.geom.iterator(settings, model, 1, include=products):
         out[shape.guid] = np.frombuffer(shape.geometry.verts_buffer, np.float64).reshape(-1, 3)
     return out
+
+
+def make_ifc4x3(path: Path, walls: int = 3) -> Path:
+    """A small IFC4X3 model made with ifcopenshell's API: a storey of walls 5 m apart with
+    Pset_WallCommon, georeferenced by IfcMapConversion to EPSG:4547 (Longgang) at
+    E 500000, N 2510000, 40 m, with the Scale written as 1 in a millimetre project."""
+    import ifcopenshell.api.aggregate
+    import ifcopenshell.api.context
+    import ifcopenshell.api.geometry
+    import ifcopenshell.api.georeference
+    import ifcopenshell.api.project
+    import ifcopenshell.api.pset
+    import ifcopenshell.api.root
+    import ifcopenshell.api.spatial
+    import ifcopenshell.api.unit
+    import numpy as np
+
+    api = ifcopenshell.api
+    f = api.project.create_file(version="IFC4X3")
+    project = api.root.create_entity(f, ifc_class="IfcProject", name="Longgang test")
+    api.unit.assign_unit(f)
+    model = api.context.add_context(f, context_type="Model")
+    body = api.context.add_context(f, context_type="Model", context_identifier="Body",
+                                   target_view="MODEL_VIEW", parent=model)
+    site = api.root.create_entity(f, ifc_class="IfcSite", name="Site")
+    building = api.root.create_entity(f, ifc_class="IfcBuilding", name="B1")
+    storey = api.root.create_entity(f, ifc_class="IfcBuildingStorey", name="F1")
+    api.aggregate.assign_object(f, relating_object=project, products=[site])
+    api.aggregate.assign_object(f, relating_object=site, products=[building])
+    api.aggregate.assign_object(f, relating_object=building, products=[storey])
+    for i in range(walls):
+        wall = api.root.create_entity(f, ifc_class="IfcWall", name=f"W{i}")
+        placement = np.eye(4)
+        placement[0, 3] = i * 5.0
+        api.geometry.edit_object_placement(f, product=wall, matrix=placement)
+        rep = api.geometry.add_wall_representation(f, context=body, length=5, height=3,
+                                                   thickness=0.2)
+        api.geometry.assign_representation(f, product=wall, representation=rep)
+        api.spatial.assign_container(f, relating_structure=storey, products=[wall])
+        pset = api.pset.add_pset(f, product=wall, name="Pset_WallCommon")
+        api.pset.edit_pset(f, pset=pset, properties={"IsExternal": i == 0,
+                                                      "FireRating": "EI90"})
+    api.georeference.add_georeferencing(f)
+    api.georeference.edit_georeferencing(
+        f, projected_crs={"Name": "EPSG:4547"},
+        coordinate_operation={"Eastings": 500000.0, "Northings": 2510000.0,
+                              "OrthogonalHeight": 40.0, "XAxisAbscissa": 1.0,
+                              "XAxisOrdinate": 0.0, "Scale": 1.0})
+    f.write(str(path))
+    return path

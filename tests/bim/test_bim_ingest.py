@@ -187,3 +187,30 @@ def test_elements_link_to_the_cim_building_they_stand_in(db_url, bim_settings):
         with sync_engine(db_url).begin() as conn:
             conn.execute(text("DELETE FROM city_objects WHERE dataset_id = :d"),
                          {"d": run.dataset_id})
+
+
+def test_ifc4x3_model_with_map_conversion_to_cgcs2000(db_url, bim_settings, tmp_path):
+    from conftest import make_ifc4x3
+    from pyproj import Transformer
+
+    from tiler.crs import geoid_undulation
+
+    path = make_ifc4x3(tmp_path / "longgang.ifc")
+    assert b"FILE_SCHEMA(('IFC4X3_ADD2'))" in path.read_bytes()
+    run = run_ingest(db_url, bim_settings, path)
+    assert run.status == "succeeded", run.job.error
+    rep = run.job.report["georeference"]
+    assert rep["source"] == "IfcMapConversion" and rep["crs"] == "EPSG:4547"
+    assert rep["map_conversion"]["scale_used"] == pytest.approx(0.001)
+    rows = _rows(db_url, run.dataset_id)
+    assert len(rows) == 3 and {r.storey for r in rows} == {"F1"}
+    assert all(r.psets["Pset_WallCommon"]["FireRating"] == "EI90" for r in rows)
+    # the walls span x 0..15 m east of E 500000, N 2510000, from 40 m above sea level
+    lon, lat = Transformer.from_crs(4547, 4326, always_xy=True).transform(500000.0,
+                                                                          2510000.0)
+    n = float(geoid_undulation(np.array([lon]), np.array([lat]))[0])
+    west = min(rows, key=lambda r: r.x0)
+    assert GEOD.inv(lon, lat, west.x0, west.y0)[2] < 1.0
+    assert min(r.min_height for r in rows) == pytest.approx(40.0 + n, abs=0.05)
+    east = max(r.x1 for r in rows)
+    assert GEOD.inv(lon, lat, east, lat)[2] == pytest.approx(15.0, abs=0.05)
