@@ -28,6 +28,8 @@ app.add_typer(jobs_app, name="jobs")
 def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # migration chatter at every start says nothing an operator needs
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 @app.command()
