@@ -98,8 +98,9 @@ def wrk(url: str, connections: int, duration: int) -> dict[str, float]:
                           "--timeout", "10s", url], capture_output=True, text=True,
                          check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
+    # the latency distribution lines ("     50%    3.10ms"), not a stdev column like 99.50%
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise RuntimeError(f"{url}: {errors.group(1)} error responses")
@@ -121,6 +122,7 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=8, help="seconds per measurement")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds at concurrency 32")
     ap.add_argument("--load", action="store_true", help="write the scale data set first")
+    ap.add_argument("--only", nargs="*", choices=sorted(REQUESTS), help="a subset of requests")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
@@ -147,6 +149,8 @@ def main() -> None:
                    "tipg": (tipg_port, "public.road_segments")}
         results: dict[str, dict[str, float]] = {}
         for name, path in REQUESTS.items():
+            if args.only and name not in args.only:
+                continue
             targets = {server: f"http://127.0.0.1:{port}{path.format(c=collection)}"
                        for server, (port, collection) in servers.items()}
             row: dict[str, float] = {}
