@@ -196,9 +196,11 @@ async def bench_conflicts(engine, routes: list[RouteVolume], s: LowAltSettings,
 async def bench_validate(engine, ox: float, oy: float, s: LowAltSettings, runs: int
                          ) -> dict[str, float]:
     fr = frame(s.metric_crs)
-    # 5 km diagonally across the city at 100 m above ground
-    xyz = np.array([[ox + 1000, oy + 1500, GROUND + 100], [ox + 4500, oy + 5000, GROUND + 100],
-                    [ox + 5000, oy + 6500, GROUND + 100]])
+    # 5 km diagonally across the city at 100 m above ground, with a kink
+    d = 5000 / 2 / math.sqrt(2)
+    xyz = np.array([[ox + 1000, oy + 1500, GROUND + 100],
+                    [ox + 1000 + d, oy + 1500 + d, GROUND + 100],
+                    [ox + 1000 + 2 * d, oy + 1500, GROUND + 100]])
     now = datetime.now(UTC) + timedelta(hours=1)
     vol = RouteVolume(fr.lonlatz(xyz), xyz, 10.0, 5.0, corridor_polygon(xyz, 10.0), now,
                       now + timedelta(minutes=30), 0, fr)

@@ -28,11 +28,6 @@ async def drone_class(conn: AsyncConnection, drone_id: int) -> str:
     return row._mapping["class"]
 
 
-async def ground_for(conn: AsyncConnection, route_area, frame, s: LowAltSettings
-                     ) -> GroundModel:
-    return await load_ground(conn, route_area, frame, s)
-
-
 async def validate_route(conn: AsyncConnection, route: RouteVolume, klass: str,
                          s: LowAltSettings, ground: GroundModel | None = None
                          ) -> dict[str, Any]:
