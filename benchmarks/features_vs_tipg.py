@@ -65,8 +65,11 @@ def ensure_tipg() -> Path:
 
 
 def start(cmd: list[str], env: dict[str, str], port: int, probe: str) -> subprocess.Popen:
+    # the server's log goes to a file: an undrained pipe would stall a busy server
+    log = ROOT / "var" / f"bench-{port}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=log.open("wb"), start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -76,7 +79,7 @@ def start(cmd: list[str], env: dict[str, str], port: int, probe: str) -> subproc
         except OSError:
             time.sleep(0.3)
     stop(proc)
-    raise RuntimeError(f"{cmd[0]} did not start: {proc.stderr.read().decode()[-2000:]}")
+    raise RuntimeError(f"{cmd[0]} did not start: {log.read_text()[-2000:]}")
 
 
 def stop(proc: subprocess.Popen) -> None:
