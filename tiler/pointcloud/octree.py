@@ -33,17 +33,22 @@ for _v in range(256):
     _LUT[_v] = _r
 
 
-def _spread(v: np.ndarray) -> np.ndarray:
+def _spread(v: np.ndarray, bits: int) -> np.ndarray:
     v = v.astype(np.uint64, copy=False)
     out = _LUT[v & np.uint64(255)]
-    out |= _LUT[(v >> np.uint64(8)) & np.uint64(255)] << np.uint64(24)
-    out |= _LUT[(v >> np.uint64(16)) & np.uint64(31)] << np.uint64(48)
+    if bits > 8:
+        out |= _LUT[(v >> np.uint64(8)) & np.uint64(255)] << np.uint64(24)
+    if bits > 16:
+        out |= _LUT[(v >> np.uint64(16)) & np.uint64(31)] << np.uint64(48)
     return out
 
 
-def morton(ix: np.ndarray, iy: np.ndarray, iz: np.ndarray) -> np.ndarray:
-    """Interleave three integer arrays of at most 21 bits into uint64 keys (x highest)."""
-    return (_spread(ix) << np.uint64(2)) | (_spread(iy) << np.uint64(1)) | _spread(iz)
+def morton(ix: np.ndarray, iy: np.ndarray, iz: np.ndarray, bits: int = MAX_KEY_BITS
+           ) -> np.ndarray:
+    """Interleave three integer arrays of at most ``bits`` (<= 21) bits into uint64 keys
+    (x highest). A table lookup per byte: fewer passes than the shift-and-mask method."""
+    return ((_spread(ix, bits) << np.uint64(2)) | (_spread(iy, bits) << np.uint64(1))
+            | _spread(iz, bits))
 
 
 def sort_by_key(keys: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:

@@ -402,7 +402,7 @@ def _tile_records(plan: Plan, level: int, cell: tuple[int, int, int], rec: np.nd
     bits = min(side_bits, 14 if n <= 1 << octree.PACK_INDEX_BITS else octree.MAX_KEY_BITS)
     origin = np.array(cell, np.uint32) << np.uint32(side_bits)
     w = (rec["u"] - origin) >> np.uint32(side_bits - bits)
-    keys = octree.morton(w[:, 0], w[:, 1], w[:, 2])
+    keys = octree.morton(w[:, 0], w[:, 1], w[:, 2], bits)
     order, keys = octree.sort_by_key(keys, bits)
     rec = np.take(rec, order)
     levels = octree.assign_levels(keys, bits, level, plan.P, leaf_max=plan.leaf_max)
