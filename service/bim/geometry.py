@@ -40,6 +40,7 @@ BODY_IDENTIFIERS = {"body", "facetation", "mesh", ""}
 MIN_ALPHA = 60  # glazing often says 90 % transparent: keep it visible and clickable
 DEFAULT_RGBA: RGBA = (200, 200, 196, 255)
 Progress = Callable[[int, int], None]
+MIN_CHUNK_PRODUCTS = 16
 CRASH_ENV = "TWINBASE_IFC_CRASH_ON"  # step ids whose chunk exits at once (tests only)
 
 
@@ -272,7 +273,10 @@ def mesh_products(model, path: str | Path, step_ids: Iterable[int], *,
     property sets), so the parent is not idle while the children work."""
     ids = list(step_ids)
     merged = _Merged(len(ids), progress)
-    chunks = _chunks(work_units(model, (model.by_id(i) for i in ids)), pool.processes * 3)
+    # A few chunks per child balance the load; each chunk costs an iterator start, so a
+    # small model gets fewer.
+    n_chunks = max(1, min(pool.processes * 3, len(ids) // MIN_CHUNK_PRODUCTS))
+    chunks = _chunks(work_units(model, (model.by_id(i) for i in ids)), n_chunks)
     crashed: set[int] = set()
     # A child that dies takes the chunks of its siblings down with it, so an element alone
     # in a broken chunk is only blamed after it broke again while running on its own.
