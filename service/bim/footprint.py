@@ -11,7 +11,7 @@ from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
 MIN_TRIANGLE_AREA = 1e-6  # m²: vertical faces project to slivers; they add nothing
-MAX_UNION_TRIANGLES = 4000  # above this the convex hull is close enough and far cheaper
+MAX_UNION_TRIANGLES = 600  # above this (furniture, stairs) the convex hull will do, far cheaper
 CONVEX_FILL = 0.98  # tops filling this share of the hull: the hull is the footprint
 SIMPLIFY_M = 0.005
 THIN_M = 0.01  # a zero-thickness element (a single vertical face) gets this width

@@ -151,3 +151,45 @@ def test_bad_queries_are_4xx_problems(live_server, params):
     r = _get(live_server, "/bim/elements", **params)
     assert r.status_code in (400, 422)
     assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_cesium_draws_the_model_and_clicks_map_to_element_rows(fzk, tmp_path):
+    """CesiumJS in headless Chromium loads the model's tileset from the live server, with no
+    errors; what it picks are GlobalIds that /bim/elements knows (set TWINBASE_ARTIFACTS to
+    keep the screenshot). Software WebGL takes 40-100 s here, so it runs with
+    TWINBASE_BROWSER_TESTS=1 (the CIM tileset's browser check covers the shared tiler)."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    check = root / "tests" / "js" / "cesium_check" / "check.js"
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not os.environ.get("TWINBASE_BROWSER_TESTS"):
+        pytest.skip("browser check: set TWINBASE_BROWSER_TESTS=1")
+    if not (shutil.which("node") and Path(chromium).exists()
+            and (root / "node_modules" / "cesium").is_dir()):
+        pytest.skip("needs node, Debian chromium and the cesium npm package")
+    server, ds = fzk
+    shot = tmp_path / "bim_cesium.png"
+    run = subprocess.run(
+        ["node", str(check), f"{server.url}/tiles/bim-{ds}/tileset.json", "--out", str(shot),
+         "--timeout", "60", "--pitch", "-30", "--range", "60"],
+        capture_output=True, text=True, timeout=150, cwd=root)
+    start = run.stdout.find("{")
+    assert start >= 0, run.stderr[-2000:]
+    summary = json.loads(run.stdout[start:])
+    if os.environ.get("TWINBASE_ARTIFACTS"):
+        keep = Path(os.environ["TWINBASE_ARTIFACTS"])
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, keep / shot.name)
+    result = summary["result"]
+    assert run.returncode == 0, (run.stderr[-2000:], summary)
+    assert result["ok"] and not result["errors"] and result["assetVersion"] == "1.1"
+    assert shot.stat().st_size > 10_000
+    assert result["pickedIds"], "CesiumJS picked no element"
+    for gid in result["pickedIds"]:
+        r = _get(server, f"/bim/elements/{gid}", dataset=ds)
+        assert r.status_code == 200 and r.json()["id"] == gid
