@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -48,16 +47,24 @@ PY3DTILES = (
 )
 
 
-def _tree_rss_kb(root: int) -> int:
-    """Summed VmRSS of ``root`` and all its descendants, from /proc."""
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree_rss_kb(root: int, cpu: dict[int, float] | None = None) -> int:
+    """Summed VmRSS of ``root`` and all its descendants, from /proc; records each process's
+    CPU seconds so far (utime + stime) in ``cpu``."""
     parent: dict[int, int] = {}
+    ticks: dict[int, float] = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
             with open(f"/proc/{d}/stat") as fh:
                 stat = fh.read()
-            parent[int(d)] = int(stat[stat.rindex(")") + 2:].split()[1])
+            fields = stat[stat.rindex(")") + 2:].split()
+            parent[int(d)] = int(fields[1])
+            if cpu is not None:
+                ticks[int(d)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
         except (OSError, ValueError, IndexError):
             continue
     tree, frontier = {root}, [root]
@@ -67,6 +74,10 @@ def _tree_rss_kb(root: int) -> int:
             if pp == p and c not in tree:
                 tree.add(c)
                 frontier.append(c)
+    if cpu is not None:
+        for p in tree:
+            if p in ticks:
+                cpu[p] = max(cpu.get(p, 0.0), ticks[p])
     total = 0
     for p in tree:
         try:
@@ -81,10 +92,10 @@ def _tree_rss_kb(root: int) -> int:
 
 
 def timed(cmd: list[str], *, watch_preview: bool = False) -> dict:
-    """Run ``cmd``; wall time, CPU time of the whole tree (children reaped by their parents
-    count: a shared machine inflates wall time, not CPU time), peak tree RSS, time of a
+    """Run ``cmd``; wall time, CPU time of the whole tree (sampled from /proc with the
+    memory: a shared machine inflates wall time, not CPU time), peak tree RSS, time of a
     'preview' line, last stdout line."""
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu: dict[int, float] = {}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT)
@@ -93,7 +104,7 @@ def timed(cmd: list[str], *, watch_preview: bool = False) -> dict:
 
     def sample() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], _tree_rss_kb(proc.pid))
+            peak[0] = max(peak[0], _tree_rss_kb(proc.pid, cpu))
             done.wait(0.05)
 
     th = threading.Thread(target=sample, daemon=True)
@@ -108,14 +119,12 @@ def timed(cmd: list[str], *, watch_preview: bool = False) -> dict:
     err = proc.stderr.read() if proc.stderr else ""
     rc = proc.wait()
     wall = time.perf_counter() - t0
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     done.set()
     th.join()
     if rc != 0:
         raise RuntimeError(f"{cmd[:4]} failed ({rc}): {err[-2000:]}")
-    return {"s": wall, "cpu_s": cpu, "peak_mb": peak[0] / 1024, "first_view_s": first_view,
-            "last": lines[-1].strip() if lines else ""}
+    return {"s": wall, "cpu_s": sum(cpu.values()), "peak_mb": peak[0] / 1024,
+            "first_view_s": first_view, "last": lines[-1].strip() if lines else ""}
 
 
 def lands_at(tileset: Path) -> tuple[float, float]:
