@@ -155,3 +155,26 @@ def test_anchor_forms(value, expected):
 def test_bad_anchors_are_refused(value):
     with pytest.raises(IfcInputError):
         parse_anchor(value)
+
+
+def test_ifc2x3_epset_map_conversion_wins_over_the_site(tmp_path):
+    """IFC2X3 has no IfcMapConversion: the buildingSMART guide's property sets carry it."""
+    import ifcopenshell.api.pset
+
+    def edit(model):
+        site = model.by_type("IfcSite")[0]
+        crs = ifcopenshell.api.pset.add_pset(model, product=site, name="ePSet_ProjectedCRS")
+        ifcopenshell.api.pset.edit_pset(model, pset=crs, properties={"Name": "EPSG:32616"})
+        mc = ifcopenshell.api.pset.add_pset(model, product=site, name="ePSet_MapConversion")
+        ifcopenshell.api.pset.edit_pset(model, pset=mc, properties={
+            "Eastings": 447_000.0, "Northings": 4_636_000.0, "OrthogonalHeight": 180.0,
+            "XAxisAbscissa": 0.0, "XAxisOrdinate": 1.0, "Scale": 1.0})
+
+    p = resolve(_open(edit_ifc(DUPLEX, tmp_path / "epset.ifc", edit)))
+    assert p.source == "ePSet_MapConversion" and p.crs == "EPSG:32616"
+    llh = p.to_wgs84(np.array([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0]]))
+    e, n = Transformer.from_crs(4326, 32616, always_xy=True).transform(llh[:, 0], llh[:, 1])
+    # rotation 90 deg: the model x axis runs grid north
+    assert np.allclose(e, [447_000, 447_000], atol=0.01)
+    assert np.allclose(n, [4_636_000, 4_636_010], atol=0.01)
+    assert llh[0, 2] == pytest.approx(180.0 + _geoid(llh[0, 0], llh[0, 1]), abs=0.01)
