@@ -1,10 +1,13 @@
 """Where an IFC model stands on the globe, in this order of trust:
 
 1. an anchor given with the request (lon, lat, height, rotation): always wins;
-2. IfcMapConversion to an IfcProjectedCRS that names an EPSG code (IFC4, IFC4X3);
+2. IfcMapConversion to an IfcProjectedCRS that names an EPSG code (IFC4, IFC4X3); a ``crs``
+   in the request names it when the file does not;
 3. the ePSet_MapConversion / ePSet_ProjectedCRS property sets (IFC2X3);
-4. IfcSite RefLatitude / RefLongitude / RefElevation with the model context's true north;
-5. otherwise refuse, saying what to supply.
+4. a ``crs`` in the request with no conversion in the file: the model's coordinates are in
+   that CRS (models exported in "shared", map coordinates);
+5. IfcSite RefLatitude / RefLongitude / RefElevation with the model context's true north;
+6. otherwise refuse, saying what to supply.
 
 The IfcMapConversion Scale is checked against the unit ratio (project length unit over map
 unit): a real sample writes 1000 where millimetres to metres must be 0.001, which would put the
@@ -34,6 +37,7 @@ ANCHOR_HELP = (
     "metres; rotation = angle of the model x axis counter-clockwise from east), e.g. POST "
     "/bim/datasets/{id}/ingest"
 )
+MAX_LOCAL_OFFSET_M = 20_000.0  # a building site is not 20 km across
 SCALE_TOLERANCE = 0.01  # relative: grid scale factors (0.9996 ...) stay well inside
 
 
@@ -356,6 +360,11 @@ def resolve(model, *, anchor: Anchor | None = None, crs: str | None = None,
             return from_map(model, params, crs, vertical)
         except IfcInputError as exc:
             problems.append(str(exc))
+    if crs and not problems:
+        # No conversion in the file but a CRS in the request: the model's own coordinates
+        # are taken as that CRS (shared coordinates exported in map units).
+        return from_map(model, MapParams("crs", crs, None, None, 0.0, 0.0, 0.0, 1.0, 0.0,
+                                         None), crs, vertical)
     site = from_site(model, vertical)
     if site is not None:
         if problems:
@@ -380,3 +389,18 @@ def check_on_globe(placement: Placement, llh: np.ndarray) -> None:
             placement.check(llh)
         except CrsError as exc:
             raise IfcInputError(f"{placement.source}: {exc}") from exc
+
+
+def check_near_origin(placement: Placement, xyz: np.ndarray) -> None:
+    """A model placed by one point (site reference, anchor) must lie near that point: one
+    whose coordinates are kilometres away was exported in map coordinates, and placing it
+    at the site would put it as far off."""
+    if not isinstance(placement, LocalPlacement) or not len(xyz):
+        return
+    lo, hi = xyz.min(axis=0), xyz.max(axis=0)
+    offset = float(np.linalg.norm(((lo + hi) / 2)[:2] - np.asarray(placement.origin)[:2]))
+    if offset > MAX_LOCAL_OFFSET_M:
+        raise IfcInputError(
+            f"the model lies {offset / 1000:,.1f} km from its origin, so its coordinates look "
+            f"like map coordinates and {placement.source} cannot place it; give crs=EPSG:"
+            "<code> of those coordinates with the request (or move the model near its origin)")

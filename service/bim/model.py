@@ -14,7 +14,7 @@ from shapely.geometry import MultiPolygon
 from .errors import IfcInputError
 from .footprint import to_lonlat
 from .geometry import ElementGeometry, GeometryPool, has_body, mesh_products
-from .georef import Anchor, check_on_globe, resolve
+from .georef import Anchor, check_near_origin, check_on_globe, resolve
 from .placement import Placement
 from .properties import ElementInfo, element_info
 from .reader import open_ifc
@@ -88,6 +88,7 @@ def read_bim(path: str | Path, *, pool: GeometryPool, anchor: Anchor | None = No
     report("placing", 0, len(order))
     counts = [len(geo.elements[i].verts) for i in order]
     allv = np.concatenate([geo.elements[i].verts for i in order])
+    check_near_origin(placement, allv)
     llh = placement.to_wgs84(allv)
     check_on_globe(placement, llh)
     parts = np.split(llh, np.cumsum(counts)[:-1])

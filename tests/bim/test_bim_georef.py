@@ -178,3 +178,28 @@ def test_ifc2x3_epset_map_conversion_wins_over_the_site(tmp_path):
     assert np.allclose(e, [447_000, 447_000], atol=0.01)
     assert np.allclose(n, [4_636_000, 4_636_010], atol=0.01)
     assert llh[0, 2] == pytest.approx(180.0 + _geoid(llh[0, 0], llh[0, 1]), abs=0.01)
+
+
+def _in_map_coordinates(tmp_path):
+    """IfcOpenHouse (millimetres) moved to E 500 km, N 2510 km: exported in map units."""
+    def edit(model):
+        site = model.by_type("IfcSite")[0]
+        loc = site.ObjectPlacement.RelativePlacement.Location
+        loc.Coordinates = (500_000_000.0, 2_510_000_000.0, 40_000.0)
+
+    return edit_ifc(HOUSE, tmp_path / "shared_coordinates.ifc", edit)
+
+
+def test_model_in_map_coordinates_is_placed_by_the_crs_given(tmp_path):
+    from service.bim.geometry import shared_pool
+    from service.bim.model import read_bim
+
+    path = _in_map_coordinates(tmp_path)
+    with pytest.raises(IfcInputError, match="km from its origin"):
+        read_bim(path, pool=shared_pool(), anchor=Anchor(114.25, 22.72))
+    bim = read_bim(path, pool=shared_pool(), crs="EPSG:4547")
+    assert bim.placement.source == "crs" and bim.placement.crs == "EPSG:4547"
+    lo, hi = bim.bounds()["min"], bim.bounds()["max"]
+    e, n = Transformer.from_crs(4326, 4547, always_xy=True).transform(
+        (lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2)
+    assert abs(e - 500_000) < 30 and abs(n - 2_510_000) < 30  # a house of about 10 m
