@@ -85,7 +85,7 @@ class Settings:
     sample_points: int = 400_000  # preview sample (at least), or 1/40 of the file ...
     sample_max: int = 1_000_000  # ... up to this many points
     preview_levels_max: int = 4
-    inprocess_max_points: int = 300_000  # smaller files: no worker processes at all
+    inprocess_max_points: int = 300_000  # smaller LAS files: no worker processes at all
 
 
 @dataclass(frozen=True)
@@ -155,8 +155,9 @@ class _InlineExecutor(Executor):
 
 
 def _make_executor(workers: int, inline: bool) -> Executor:
-    if inline or workers <= 1:
+    if inline:
         return _InlineExecutor()
+    workers = max(1, workers)
     # 'forkserver' (else 'spawn'): workers fork from a clean server process that never
     # decodes LAZ, so no lazrs thread is ever forked (that deadlocks), whatever threads the
     # calling process runs. The server imports this module once; a spawned worker instead
@@ -485,7 +486,10 @@ def run(src: Path, out_dir: Path, *, crs: str | None, vertical: str | None,
     info = inspect_source(src)
     n = info.point_count
     resolve_crs(info, crs)  # refuse a missing CRS before starting any process
-    inline = n <= settings.inprocess_max_points
+    # small uncompressed files are tiled in this process; LAZ is always decoded in worker
+    # processes, so the calling process never holds lazrs state it could fork
+    inline = not info.compressed and (n <= settings.inprocess_max_points
+                                      or settings.workers <= 1)
     ex = _make_executor(settings.workers, inline)
     spill = None
     try:
