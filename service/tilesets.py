@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, update
 
+from service.citytileset import AGGREGATE_NAME
 from service.models import tilesets
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
@@ -46,6 +47,8 @@ def begin_version(engine: Engine, tiles_dir: Path, name: str, kind: str, *,
                   dataset_id: int | None, job_id: int | None) -> TilesetVersion:
     if not NAME.match(name):
         raise ValueError(f"bad tileset name {name!r}")
+    if name == AGGREGATE_NAME:  # /tiles/city/tileset.json is the city tileset of them all
+        raise ValueError(f"the tileset name {name!r} is reserved")
     with engine.begin() as conn:
         conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
         last = conn.execute(select(func.max(tilesets.c.version))

@@ -168,3 +168,12 @@ def test_tile_content_caching_range_gzip_and_cors(live_server, op, db_url, setti
         "Access-Control-Request-Headers": "range"})
     assert pre.status_code == 200 and "range" in pre.headers[
         "access-control-allow-headers"].lower()
+
+
+def test_no_data_tileset_can_take_the_city_name(db_url, settings):
+    from service.db import sync_engine
+    from service.tilesets import begin_version
+
+    with pytest.raises(ValueError, match="reserved"):
+        begin_version(sync_engine(db_url), settings.tiles_dir, "city", "mesh",
+                      dataset_id=None, job_id=None)
