@@ -17,6 +17,7 @@ Elements the kernel refuses are reported with the reason from its log.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -244,10 +245,25 @@ class GeometryPool:
         for f in futures:
             f.result()
 
+    def prefetch(self, path: str | Path) -> None:
+        """Have the children parse the file now, while this process parses it too (a child
+        that gets none of these tasks parses on its first chunk)."""
+        try:
+            ex = self.executor()
+            for _ in range(self.processes):
+                ex.submit(_prefetch, str(path))
+        except BrokenProcessPool:
+            self.reset()
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def _prefetch(path: str) -> None:
+    with contextlib.suppress(Exception):  # the parent reports what is wrong with the file
+        _open_cached(path)
 
 
 def _warm() -> bool:

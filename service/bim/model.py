@@ -17,7 +17,7 @@ from .geometry import ElementGeometry, GeometryPool, has_body, mesh_products
 from .georef import Anchor, check_near_origin, check_on_globe, resolve
 from .placement import Placement
 from .properties import ElementInfo, element_info
-from .reader import open_ifc
+from .reader import file_schema, open_ifc
 
 Progress = Callable[[str, int, int], None]
 
@@ -57,6 +57,10 @@ def read_bim(path: str | Path, *, pool: GeometryPool, anchor: Anchor | None = No
     import ifcopenshell.util.unit
 
     report = progress or (lambda stage, done, total: None)
+    path = Path(path)
+    if path.is_file():
+        file_schema(path)  # refuse a wrong file before the children read it
+        pool.prefetch(path)
     model = open_ifc(path)
     placement = resolve(model, anchor=anchor, crs=crs, vertical=vertical)
     unit = float(ifcopenshell.util.unit.calculate_unit_scale(model))
