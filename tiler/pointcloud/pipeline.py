@@ -460,6 +460,20 @@ class RunOutput:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def _fills_area(u: np.ndarray, R: int, depth: int) -> bool:
+    """Does the sample fill the area at grid ``depth`` as it does one level coarser?
+
+    Halving the grid cell quadruples the occupied cells of a surface the sample covers; it
+    only doubles them when the sample is a set of strips (LAZ is sampled as the heads of its
+    chunks: short runs of scan lines). A coarse level built from strips would stay striped
+    in the final tileset, so such levels are left to the full pass."""
+    def occupied(d: int) -> int:
+        xy = (u[:, :2] >> np.uint32(max(R - d, 0))).astype(np.int64)
+        return len(np.unique((xy[:, 0] << 32) | xy[:, 1]))
+
+    return occupied(depth) >= 3 * occupied(depth - 1)
+
+
 def _sample_ranges(info: SourceInfo, target: int) -> list[tuple[int, int]]:
     n = info.point_count
     if target >= n:
@@ -550,6 +564,8 @@ def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToW
         took = int((sel == lv).sum())
         if lv > 0 and (took == 0 or len(remaining) < 3 * took) and not whole:
             break  # the sample is too thin to stand for this level
+        if lv > 0 and not whole and not _fills_area(su, R, lv + octree.GRID_BITS):
+            break  # the sample covers lines, not the area, at this level's grid
         levels[remaining[sel == lv]] = lv
         remaining = remaining[sel != lv]
         P = lv + 1
