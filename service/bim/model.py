@@ -89,7 +89,6 @@ def read_bim(path: str | Path, *, pool: GeometryPool, anchor: Anchor | None = No
             f"no element of the model has usable geometry ({len(failures)} failed; first: "
             f"{failures[0]['global_id']}: {failures[0]['reason']})" if failures else
             "no element of the model has usable geometry")
-    report("placing", 0, len(order))
     counts = [len(geo.elements[i].verts) for i in order]
     allv = np.concatenate([geo.elements[i].verts for i in order])
     check_near_origin(placement, allv)
@@ -99,6 +98,5 @@ def read_bim(path: str | Path, *, pool: GeometryPool, anchor: Anchor | None = No
     footprints = to_lonlat([geo.elements[i].plan for i in order], placement.to_wgs84)
     elements = [BimElement(infos[i], geo.elements[i], part, fp)
                 for i, part, fp in zip(order, parts, footprints, strict=True)]
-    report("placing", len(order), len(order))
     return BimModel(model.schema_identifier, placement, unit, elements, geo.colours, failures,
                     len(products))

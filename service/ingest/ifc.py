@@ -88,7 +88,8 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
     try:
         result = tile_features(mesh_features(bim.elements, bim.colours), tv.path,
                                max_triangles_per_tile=max_tri or DEFAULT_MAX_TRIANGLES,
-                               palette=palette(bim.colours), progress=ctx.progress)
+                               palette=palette(bim.colours),
+                               progress=lambda _, done, total: ctx.progress("tiles", done, total))
         tiled_at = time.monotonic()
         tiled = set(ids for t in result.manifest["tiles"].values() for ids in t["features"])
         elements = [e for e in bim.elements if e.info.global_id in tiled]
