@@ -94,9 +94,14 @@ def property_filter(expr: str):
         raise BadRequest(f"{op} compares numbers; {m.group('value')!r} is not one")
     pset, _, prop = path.partition(".") if "." in path else ("*", "", path)
     head = "$.*" if pset in ("*", "") else f"$.{_quoted(pset)}"
-    jsonpath = f"{head}.{_quoted(prop.strip())} ? (@ {_OPS[op]} $v)"
+    test = f"@ {_OPS[op]} $v"
+    if isinstance(value, float) and op in ("=", "!="):
+        # a number written as text in the file ("5") matches the number 5 too
+        test = "@ == $v || @ == $s" if op == "=" else "@ != $v && @ != $s"
+    jsonpath = f"{head}.{_quoted(prop.strip())} ? ({test})"
+    variables = {"v": value, "s": m.group("value").strip()}
     return func.jsonb_path_exists(el.c.psets, cast(literal(jsonpath, Text), _JSONPATH),
-                                  cast(literal(json.dumps({"v": value}), Text), _JSONB))
+                                  cast(literal(json.dumps(variables), Text), _JSONB))
 
 
 def _pg_type(name: str) -> UserDefinedType:

@@ -110,6 +110,10 @@ def test_queries_by_class_storey_property_space_and_global_id(fzk):
               if any(p.get("Raumname") == "Wohnen" for p in ue.get_psets(e).values())}
     assert living and ids(property="Raumname=Wohnen") <= living
     assert ids(property="Raumname=Wohnen", **{"class": "IfcWall"}) == living & walls
+    room5 = {e.GlobalId for e in model.by_type("IfcProduct")
+             if any(p.get("Raumnummer") == "5" for p in ue.get_psets(e).values())}
+    assert room5 and ids(property="Raumnummer=5") <= room5  # "5" in the file, 5 asked
+    assert ids(property="Raumnummer=5", **{"class": "IfcWall"}) == room5 & walls
     assert ids(property="AC_Pset_Name.Name='Wand-Int-ERDG-4'") == {
         w.GlobalId for w in model.by_type("IfcWall")
         if ue.get_psets(w).get("AC_Pset_Name", {}).get("Name") == "Wand-Int-ERDG-4"}
