@@ -271,3 +271,18 @@ async def reingest(dataset_id: int, body: IngestBody, request: Request, principa
     request.state.audit_detail = {"dataset": dataset_id, "job": job_id}
     return {"job_id": job_id, "dataset_id": dataset_id,
             "links": {"job": f"/jobs/{job_id}", "dataset": f"/datasets/{dataset_id}"}}
+
+
+@router.post("/datasets/{dataset_id}/link-buildings",
+             summary="Recompute which CIM building each element stands in (after new CIM data)")
+async def relink(dataset_id: int, request: Request, principal: Writer) -> dict[str, Any]:
+    from service.ingest.ifc_store import link_buildings
+
+    async with request.app.state.engine.begin() as conn:
+        ds = (await conn.execute(select(datasets.c.kind).where(datasets.c.id == dataset_id))
+              ).first()
+        if ds is None or ds.kind != "ifc":
+            raise NotFound(f"no IFC dataset {dataset_id}")
+        linked = await conn.run_sync(lambda sync: link_buildings(sync, dataset_id))
+    request.state.audit_detail = {"dataset": dataset_id, "linked": linked}
+    return {"dataset_id": dataset_id, "elements_in_buildings": linked}

@@ -166,8 +166,9 @@ def test_hierarchy_puts_large_elements_first(db_url, bim_settings):
     assert np.median([size(g) for g in root_ids]) > np.median([size(g) for g in deeper])
 
 
-def test_elements_link_to_the_cim_building_they_stand_in(db_url, bim_settings):
-    from service.ingest.ifc_store import link_buildings
+def test_elements_link_to_the_cim_building_they_stand_in(db_url, bim_settings, live_server,
+                                                         auth):
+    import httpx
 
     run = run_ingest(db_url, bim_settings, HOUSE, anchor={**ANCHOR, "lon": 114.3})
     assert run.status == "succeeded", run.job.error
@@ -178,7 +179,11 @@ def test_elements_link_to_the_cim_building_they_stand_in(db_url, bim_settings):
             "ST_MakePoint(114.3, 22.7209), 4326), 0.0003))), "
             "('bldg-elsewhere', :d, 'Building', ST_Multi(ST_Buffer(ST_SetSRID("
             "ST_MakePoint(114.31, 22.7209), 4326), 0.0003)))"), {"d": run.dataset_id})
-        linked = link_buildings(conn, run.dataset_id)
+    # the CIM buildings came after the model: the link is recomputed on request
+    r = httpx.post(f"{live_server.url}/bim/datasets/{run.dataset_id}/link-buildings",
+                   headers=auth("operator"))
+    assert r.status_code == 200, r.text
+    linked = r.json()["elements_in_buildings"]
     try:
         rows = _rows(db_url, run.dataset_id)
         assert linked == len(rows) > 0
