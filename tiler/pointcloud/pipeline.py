@@ -48,7 +48,7 @@ from tiler.errors import (
     ImpossibleCoordinatesError,
     PointCountMismatchError,
 )
-from tiler.frames import EnuFrame, ecef_to_geodetic
+from tiler.frames import EnuFrame, ecef_to_geodetic, geodetic_to_ecef
 from tiler.pointcloud import octree
 from tiler.pointcloud.assemble import NodeInfo, NodeKey, build_tileset
 from tiler.pointcloud.content import points_glb
@@ -205,8 +205,6 @@ def make_plan_base(info: SourceInfo, crs: str | None, vertical: str | None
     mid = len(lon) // 2
     origin = (float(np.median(lon)), float(np.median(lat)), float(h[mid] if len(h) else 0.0))
     frame = EnuFrame(*origin)
-    from tiler.frames import geodetic_to_ecef
-
     enu = frame.from_ecef(geodetic_to_ecef(lon, lat, h))
     lo, hi = enu.min(axis=0), enu.max(axis=0)
     extent = float((hi - lo).max())
