@@ -1,4 +1,11 @@
 # The API / worker image. docker-compose.yml runs it twice (api, worker) beside PostGIS.
+
+# CesiumJS for the dashboard, from the same lock file the tests use (no CDN at run time)
+FROM node:20-bookworm-slim AS js
+WORKDIR /js
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
@@ -12,6 +19,7 @@ COPY service ./service
 COPY tiler ./tiler
 COPY migrations ./migrations
 COPY data ./data
+COPY --from=js /js/node_modules/cesium/Build/Cesium ./node_modules/cesium/Build/Cesium
 RUN uv sync --frozen --no-dev
 
 ENV PATH="/app/.venv/bin:$PATH" \
