@@ -1,2 +1,19 @@
 """Pure IFC reading: open and check a file, georeference it, read element properties and
-geometry. No database or web imports here; ``service.ingest.ifc`` wires it to the service."""
+geometry. No database or web imports here; ``service.ingest.ifc`` wires it to the service.
+
+Choices worth knowing:
+
+* IfcOpeningElement and IfcSpace are left out of the geometry (as IfcConvert does): openings
+  are voids already cut from their walls, and room volumes drawn over everything would catch
+  every click. Only products with a 3D body become elements; an aggregate without a body of
+  its own (a window made of members and plates) is found through its parts'
+  ``assembly_global_id`` / ``assembly_class``.
+* Heights written in the model (OrthogonalHeight, RefElevation, an anchor's height) are taken
+  as above sea level and made ellipsoidal with EGM96, the one geoid PROJ has offline; the
+  dataset's ``height_note`` says so.
+* Property and quantity sets are stored as the file writes them (quantities in project units;
+  the dataset's ``stats.project_unit_m`` gives the unit).
+* An anchor cannot travel in tus upload metadata (its keys are fixed), so a model without
+  georeferencing fails its first job with a message naming ``POST
+  /bim/datasets/{id}/ingest``, which queues the ingest again with the anchor.
+"""
