@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import text
 from starlette.responses import Response
 
 from service import __version__
@@ -19,6 +18,7 @@ from service.features.binds import Binds
 from service.features.cql2sql import compile_filter, parse
 from service.features.crs import parse_crs
 from service.features.engine import lifespan, read_engine
+from service.features.execute import fetchrow
 from service.features.params import (
     parse_bbox,
     parse_datetime,
@@ -170,11 +170,10 @@ async def items(request: Request) -> Response:
     )
     q.filter_sql = _filter(c, params, binds)
     sql = items_sql(c, q, binds, crs)
-    async with read_engine(request).connect() as conn:
-        row = (await conn.execute(text(sql), binds.values)).one()
-    matched = row.matched if row.matched <= COUNT_CAP or not _filtered(q) else None
+    row = await fetchrow(read_engine(request), sql, binds.values)
+    matched = row["matched"] if row["matched"] <= COUNT_CAP or not _filtered(q) else None
     return responses.feature_collection(
-        row.body, returned=row.returned, matched=matched, url=request.url,
+        row["body"], returned=row["returned"], matched=matched, url=request.url,
         base=_base(request), collection_id=c.id, offset=q.offset, limit=q.limit, crs=crs)
 
 
@@ -197,8 +196,7 @@ async def item(request: Request) -> Response:
         fid = feature_id
     binds = Binds()
     sql = item_sql(c, fid, binds, crs, parse_properties(params.get("properties"), c))
-    async with read_engine(request).connect() as conn:
-        row = (await conn.execute(text(sql), binds.values)).first()
+    row = await fetchrow(read_engine(request), sql, binds.values)
     if row is None:
         raise NotFound(f"no feature {feature_id!r} in {c.id}")
     base = _base(request)
@@ -206,7 +204,7 @@ async def item(request: Request) -> Response:
              + f"{base}/collections/{c.id}/items/{fid}".encode()
              + b'"},{"rel":"collection","type":"application/json","href":"'
              + f"{base}/collections/{c.id}".encode() + b'"}]}')
-    return Response(row.body[:-1] + links, media_type=responses.GEOJSON,
+    return Response(row["body"][:-1] + links, media_type=responses.GEOJSON,
                     headers={"Content-Crs": crs.header})
 
 
@@ -236,8 +234,8 @@ async def tile(request: Request) -> Response:
     if flt:
         where.append(flt)
     sql = tiles.tile_sql(c, z, x, y, binds, where)
-    async with read_engine(request).connect() as conn:
-        body = (await conn.execute(text(sql), binds.values)).scalar() or b""
+    row = await fetchrow(read_engine(request), sql, binds.values)
+    body = (row[0] if row else None) or b""
     return Response(bytes(body), media_type="application/vnd.mapbox-vector-tile",
                     headers={"Cache-Control": "public, max-age=60"})
 
