@@ -10,9 +10,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.errors import ServiceUnavailable
 
 _DIALECT = asyncpg_dialect()
 
@@ -28,4 +31,8 @@ async def fetchrow(engine: AsyncEngine, sql: str, values: dict[str, Any]) -> Any
     query, order = compiled(sql)
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
-        return await raw.driver_connection.fetchrow(query, *(values[n] for n in order))
+        try:
+            return await raw.driver_connection.fetchrow(query, *(values[n] for n in order))
+        except asyncpg.QueryCanceledError:
+            raise ServiceUnavailable("the query ran over the time limit; narrow it with a "
+                                     "smaller bbox or a more selective filter") from None
