@@ -331,7 +331,15 @@ def from_site(model, vertical: str | None) -> Placement | None:
             m = ifcopenshell.util.placement.get_local_placement(site.ObjectPlacement)
             origin = tuple(float(v) * unit for v in m[:3, 3])
         rotation = _true_north_rotation(model)
+        warnings = []
+        if not elevation:
+            # Authoring tools write 0 when nobody set it: then the model sits at sea level,
+            # under the ground (and under a globe without terrain) wherever land is higher.
+            warnings.append("IfcSite RefElevation is 0 or missing (often: never set): the "
+                            "model origin is put at sea level; give an anchor with the "
+                            "height of the ground to place it exactly")
         return LocalPlacement(
+            warnings=warnings,
             source="IfcSite", crs="EPSG:4979 (local east-north-up frame at the site)",
             height_note=_height_note(vertical, "RefElevation"),
             details={"site": {"lat": lat, "lon": lon, "ref_elevation": elevation,

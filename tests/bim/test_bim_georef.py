@@ -52,6 +52,10 @@ def test_ifc2x3_site_with_negative_longitude():
     lon, lat, _ = p.to_wgs84(np.zeros((1, 3)))[0]
     assert lat == pytest.approx(41 + 52 / 60 + 27.84 / 3600, abs=1e-7)
     assert lon == pytest.approx(-(87 + 38 / 60 + 21.84 / 3600), abs=1e-6)
+    # RefElevation 0: sea level, as the file says, and a warning that it is likely unset
+    assert p.to_wgs84(np.zeros((1, 3)))[0, 2] == pytest.approx(_geoid(lon, lat), abs=0.01)
+    assert any("RefElevation" in w for w in p.warnings)
+    assert not resolve(_open(FZK)).warnings
 
 
 def test_unnamed_projected_crs_needs_a_crs_then_lands_where_the_conversion_says():
