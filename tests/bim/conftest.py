@@ -200,3 +200,10 @@ def make_ifc4x3(path: Path, walls: int = 3) -> Path:
                               "XAxisOrdinate": 0.0, "Scale": 1.0})
     f.write(str(path))
     return path
+
+
+@pytest.fixture
+def ifc4x3_maker():
+    """``make_ifc4x3`` as a fixture: every tests folder has a module named ``conftest``, so
+    importing it by name picks whichever folder's was imported first."""
+    return make_ifc4x3

@@ -194,13 +194,13 @@ def test_elements_link_to_the_cim_building_they_stand_in(db_url, bim_settings, l
                          {"d": run.dataset_id})
 
 
-def test_ifc4x3_model_with_map_conversion_to_cgcs2000(db_url, bim_settings, tmp_path):
-    from conftest import make_ifc4x3
+def test_ifc4x3_model_with_map_conversion_to_cgcs2000(db_url, bim_settings, tmp_path,
+                                                      ifc4x3_maker):
     from pyproj import Transformer
 
     from tiler.crs import geoid_undulation
 
-    path = make_ifc4x3(tmp_path / "longgang.ifc")
+    path = ifc4x3_maker(tmp_path / "longgang.ifc")
     assert b"FILE_SCHEMA(('IFC4X3_ADD2'))" in path.read_bytes()
     run = run_ingest(db_url, bim_settings, path)
     assert run.status == "succeeded", run.job.error
