@@ -88,25 +88,29 @@ def roads(rng: np.random.Generator, n: int) -> tuple[list[str], np.ndarray]:
 
 
 def traffic(rng: np.random.Generator, seg_class: np.ndarray, n_obs: int) -> list[str]:
-    steps = 200  # 5-minute readings: 06:00 to 22:40
+    """5-minute readings 06:00-22:40 on a subset of segments, written in time order (as a
+    live feed arrives), which is what keeps the BRIN index on observed_at selective."""
+    steps = 200
     n_segments = min(len(seg_class), n_obs // steps)
-    seg_ids = rng.choice(len(seg_class), size=n_segments, replace=False) + 1
+    seg_ids = np.sort(rng.choice(len(seg_class), size=n_segments, replace=False) + 1)
+    cls = seg_class[seg_ids - 1]
+    limit = LIMIT_BY_CLASS[cls][:, None]
     minutes = 360 + 5 * np.arange(steps)
     hours = minutes / 60.0
-    # congestion factor: two weekday peaks (08:00 and 18:00)
+    # congestion factor: two weekday peaks (08:00 and 18:00), stronger on some segments
     peak = 0.55 * np.exp(-((hours - 8.2) ** 2) / 1.2) + 0.6 * np.exp(-((hours - 18.2) ** 2) / 1.5)
-    times = [(START + timedelta(minutes=int(m))).isoformat() for m in minutes]
+    severity = rng.uniform(0.3, 1.3, size=(n_segments, 1))
+    factor = np.clip(1 - severity * peak[None, :] + rng.normal(0, 0.06, (n_segments, steps)),
+                     0.05, 1.1)
+    speed = limit * factor
+    lam = (4 - cls)[:, None] * 40 * (0.4 + peak[None, :])
+    volume = rng.poisson(lam=lam) + 1
+    occupancy = np.clip(100 * (1 - factor) * 0.6 + rng.normal(5, 2, (n_segments, steps)), 0, 100)
     lines = []
-    for sid in seg_ids:
-        c = seg_class[sid - 1]
-        limit = LIMIT_BY_CLASS[c]
-        severity = rng.uniform(0.3, 1.3)
-        factor = np.clip(1 - severity * peak + rng.normal(0, 0.06, steps), 0.05, 1.1)
-        speed = limit * factor
-        volume = (rng.poisson(lam=(4 - c) * 40 * (0.4 + peak)) + 1).astype(int)
-        occupancy = np.clip(100 * (1 - factor) * 0.6 + rng.normal(5, 2, steps), 0, 100)
-        lines.extend(f"{sid}\t{t}\t{v}\t{s:.1f}\t{o:.1f}\n"
-                     for t, v, s, o in zip(times, volume, speed, occupancy, strict=True))
+    for k, m in enumerate(minutes):
+        t = (START + timedelta(minutes=int(m))).isoformat()
+        lines.extend(f"{sid}\t{t}\t{v}\t{sp:.1f}\t{o:.1f}\n" for sid, v, sp, o in
+                     zip(seg_ids, volume[:, k], speed[:, k], occupancy[:, k], strict=True))
     return lines
 
 
