@@ -10,7 +10,7 @@ import httpx
 import ifcopenshell
 import ifcopenshell.util.element as ue
 import pytest
-from conftest import FZK, HOUSE
+from helpers_bim import FZK, HOUSE
 
 from service.jobs.execute import run_job
 

@@ -4,7 +4,7 @@ and a failed re-ingest leaves what was published before."""
 from __future__ import annotations
 
 import pytest
-from conftest import FZK, HOUSE, edit_ifc, run_ingest
+from helpers_bim import FZK, HOUSE, edit_ifc, run_ingest
 from sqlalchemy import text
 
 from service.bim.errors import IfcInputError

@@ -8,7 +8,7 @@ import math
 import ifcopenshell
 import numpy as np
 import pytest
-from conftest import DUPLEX, FZK, HOUSE, MAPCONV, edit_ifc
+from helpers_bim import DUPLEX, FZK, HOUSE, MAPCONV, edit_ifc
 from pyproj import Geod, Proj, Transformer
 
 from service.bim.errors import IfcInputError

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import DUPLEX, FZK, HOUSE, MAPCONV, ifcopenshell_world, run_ingest, tile_vertices
+from helpers_bim import DUPLEX, FZK, HOUSE, MAPCONV, ifcopenshell_world, run_ingest, tile_vertices
 from pyproj import Geod
 from sqlalchemy import text
 
