@@ -118,6 +118,9 @@ def ingest(
     vertical: Annotated[str | None, typer.Option(help="heights are 'ellipsoidal' or "
                                                       "'orthometric' (geoid applied)")] = None,
     name: Annotated[str | None, typer.Option(help="dataset name (default: file name)")] = None,
+    anchor: Annotated[str | None, typer.Option(help="bim: place the model here, "
+                                                    "'lon,lat,height,rotation_deg'; wins "
+                                                    "over the file's georeferencing")] = None,
 ) -> None:
     """Ingest FILE here, with a progress bar, then print a summary (the same dataset, job and
     tileset as an upload would make; the file is read where it lies)."""
@@ -134,7 +137,8 @@ def ingest(
     if kind == "city" and dataset_kind not in ("cityjson", "citygml"):
         typer.echo(f"error: {file.name} is not a CityJSON or CityGML file name", err=True)
         raise typer.Exit(2)
-    options = {k: v for k, v in {"crs": crs, "vertical": vertical}.items() if v}
+    options = {k: v for k, v in {"crs": crs, "vertical": vertical, "anchor": anchor}.items()
+               if v}
     settings = get_settings()
     logging.basicConfig(level="WARNING")
     with database(settings) as url, Progress(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import psycopg
 import pytest
@@ -88,13 +90,22 @@ def test_every_write_is_audited_with_its_key_name(live_server, make_key, db_url)
                    headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 202
     httpx.post(f"{live_server.url}/jobs/selfcheck", json={"steps": 1})  # refused, audited
-    with psycopg.connect(db_url) as conn:
-        rows = conn.execute(
-            "SELECT key_name, role, method, path, status, detail FROM audit_log "
-            "WHERE path = '/jobs/selfcheck' ORDER BY id DESC LIMIT 2").fetchall()
-    assert rows[0][:5] == (None, None, "POST", "/jobs/selfcheck", 401)
-    assert rows[1][:5] == (name, "admin", "POST", "/jobs/selfcheck", 202)
-    assert rows[1][5]["job"] == r.json()["job_id"]
+    # audit rows are written just after each response went out: wait for both, in any order
+    deadline = time.monotonic() + 10
+    while True:
+        with psycopg.connect(db_url) as conn:
+            rows = conn.execute(
+                "SELECT key_name, role, method, path, status, detail FROM audit_log "
+                "WHERE path = '/jobs/selfcheck' AND (detail->>'job')::bigint IS NOT DISTINCT "
+                "FROM %s OR (path = '/jobs/selfcheck' AND status = 401) "
+                "ORDER BY id DESC LIMIT 2", (r.json()["job_id"],)).fetchall()
+        by_status = {row[4]: row for row in rows}
+        if {202, 401} <= set(by_status) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert by_status[401][:5] == (None, None, "POST", "/jobs/selfcheck", 401)
+    assert by_status[202][:5] == (name, "admin", "POST", "/jobs/selfcheck", 202)
+    assert by_status[202][5]["job"] == r.json()["job_id"]
 
 
 def test_cli_creates_a_key_once(db_url, tmp_path):
