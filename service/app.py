@@ -74,7 +74,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
                                        "Tus-Resumable", "Upload-Expires", "ETag",
                                        "Twinbase-Dataset-Id", "Twinbase-Job-Id",
                                        "Content-Range", "Accept-Ranges",
-                                       "Twinbase-Tileset-Version", "Twinbase-Tilesets"])
+                                       "Twinbase-Tileset-Version", "Twinbase-Tilesets",
+                                       "Content-Crs"])
     app.add_middleware(ObserveMiddleware)
     # OGC API - Features first: its landing page is the service's "/" (links to /docs,
     # /health, /ready, /datasets, /jobs, /tiles and /uploads included), and its item and
