@@ -160,8 +160,8 @@ def test_bad_queries_are_4xx_problems(live_server, params):
 def test_cesium_draws_the_model_and_clicks_map_to_element_rows(fzk, tmp_path):
     """CesiumJS in headless Chromium loads the model's tileset from the live server, with no
     errors; what it picks are GlobalIds that /bim/elements knows (set TWINBASE_ARTIFACTS to
-    keep the screenshot). Software WebGL takes 40-100 s here, so it runs with
-    TWINBASE_BROWSER_TESTS=1 (the CIM tileset's browser check covers the shared tiler)."""
+    keep the screenshot). ./run test installs node, Chromium and CesiumJS, so a missing one
+    is a failure, not a skip."""
     import json
     import os
     import shutil
@@ -171,11 +171,9 @@ def test_cesium_draws_the_model_and_clicks_map_to_element_rows(fzk, tmp_path):
     root = Path(__file__).resolve().parents[2]
     check = root / "tests" / "js" / "cesium_check" / "check.js"
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    if not os.environ.get("TWINBASE_BROWSER_TESTS"):
-        pytest.skip("browser check: set TWINBASE_BROWSER_TESTS=1")
-    if not (shutil.which("node") and Path(chromium).exists()
-            and (root / "node_modules" / "cesium").is_dir()):
-        pytest.skip("needs node, Debian chromium and the cesium npm package")
+    assert shutil.which("node") and Path(chromium).exists() \
+        and (root / "node_modules" / "cesium").is_dir(), \
+        "needs node, Debian chromium and the cesium npm package (./run test installs them)"
     server, ds = fzk
     shot = tmp_path / "bim_cesium.png"
     run = subprocess.run(
