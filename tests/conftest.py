@@ -102,6 +102,46 @@ class LiveServer:
         self.thread.join(10)
 
 
+@pytest.fixture(scope="session")
+def live_server_factory() -> type[LiveServer]:
+    """The live-server class, for fixtures of a wider scope than ``live_server``."""
+    return LiveServer
+
+
+@pytest.fixture(scope="session")
+def cesium_check():
+    """Run ``tests/js/cesium_check/check.js`` (CesiumJS in headless Debian Chromium) on a
+    tileset URL; return its summary after checking it exited cleanly. ``./run test`` installs
+    node, Chromium and the npm packages, so a missing one fails instead of skipping. The
+    screenshot is copied to $TWINBASE_ARTIFACTS when that is set."""
+    import json
+    import subprocess
+
+    check = ROOT / "tests" / "js" / "cesium_check" / "check.js"
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    assert shutil.which("node") and Path(chromium).exists() \
+        and (ROOT / "node_modules" / "cesium").is_dir() \
+        and (ROOT / "node_modules" / "playwright-core").is_dir(), \
+        "needs node, Debian chromium and the cesium + playwright-core npm packages " \
+        "(./run test installs them)"
+
+    def run(tileset_url: str, shot: Path, *options: str) -> dict:
+        done = subprocess.run(["node", str(check), tileset_url, "--out", str(shot),
+                               "--timeout", "60", *options],
+                              capture_output=True, text=True, timeout=150, cwd=ROOT)
+        start = done.stdout.find("{")
+        assert start >= 0, done.stderr[-2000:]
+        summary = json.loads(done.stdout[start:])
+        if os.environ.get("TWINBASE_ARTIFACTS"):
+            keep = Path(os.environ["TWINBASE_ARTIFACTS"])
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, keep / shot.name)
+        assert done.returncode == 0, (done.stderr[-2000:], summary)
+        return summary
+
+    return run
+
+
 @pytest.fixture
 def live_server(settings, db_url) -> Iterator[LiveServer]:
     """The real app on a real socket (clients such as tuspy need one)."""

@@ -157,38 +157,14 @@ def test_bad_queries_are_4xx_problems(live_server, params):
     assert r.headers["content-type"] == "application/problem+json"
 
 
-def test_cesium_draws_the_model_and_clicks_map_to_element_rows(fzk, tmp_path):
+def test_cesium_draws_the_model_and_clicks_map_to_element_rows(fzk, tmp_path, cesium_check):
     """CesiumJS in headless Chromium loads the model's tileset from the live server, with no
-    errors; what it picks are GlobalIds that /bim/elements knows (set TWINBASE_ARTIFACTS to
-    keep the screenshot). ./run test installs node, Chromium and CesiumJS, so a missing one
-    is a failure, not a skip."""
-    import json
-    import os
-    import shutil
-    import subprocess
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    check = root / "tests" / "js" / "cesium_check" / "check.js"
-    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    assert shutil.which("node") and Path(chromium).exists() \
-        and (root / "node_modules" / "cesium").is_dir(), \
-        "needs node, Debian chromium and the cesium npm package (./run test installs them)"
+    errors; what it picks are GlobalIds that /bim/elements knows."""
     server, ds = fzk
     shot = tmp_path / "bim_cesium.png"
-    run = subprocess.run(
-        ["node", str(check), f"{server.url}/tiles/bim-{ds}/tileset.json", "--out", str(shot),
-         "--timeout", "60", "--pitch", "-30", "--range", "60"],
-        capture_output=True, text=True, timeout=150, cwd=root)
-    start = run.stdout.find("{")
-    assert start >= 0, run.stderr[-2000:]
-    summary = json.loads(run.stdout[start:])
-    if os.environ.get("TWINBASE_ARTIFACTS"):
-        keep = Path(os.environ["TWINBASE_ARTIFACTS"])
-        keep.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, keep / shot.name)
+    summary = cesium_check(f"{server.url}/tiles/bim-{ds}/tileset.json", shot,
+                           "--pitch", "-30", "--range", "60")
     result = summary["result"]
-    assert run.returncode == 0, (run.stderr[-2000:], summary)
     assert result["ok"] and not result["errors"] and result["assetVersion"] == "1.1"
     assert shot.stat().st_size > 10_000
     assert result["pickedIds"], "CesiumJS picked no element"

@@ -6,8 +6,6 @@ The road grid sits where the independent client checker looks by default
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -104,42 +102,13 @@ def layer_data(db_url: str) -> dict[str, object]:
             "segments": GRID * GRID}
 
 
-class _Server:
-    """The real app on a real port for a whole test module (read-only tests share it)."""
-
-    def __init__(self, app) -> None:
-        import socket
-
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("test server did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 @pytest.fixture(scope="module")
-def server(db_url, layer_data, tmp_path_factory) -> Iterator[_Server]:
+def server(db_url, layer_data, tmp_path_factory, live_server_factory) -> Iterator[object]:
     from service.app import create_app
     from service.settings import Settings
 
     settings = Settings(database_url=db_url, data_dir=tmp_path_factory.mktemp("var"),
                         in_process_worker=False, load_samples=False)
-    with _Server(create_app(settings, db_url, in_process_worker=False)) as live:
+    # one real server for the whole module: its tests only read
+    with live_server_factory(create_app(settings, db_url, in_process_worker=False)) as live:
         yield live
