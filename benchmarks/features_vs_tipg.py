@@ -2,11 +2,16 @@
 
     uv run python benchmarks/features_vs_tipg.py DATABASE_URL [--duration 8] [--rounds 3] [--load]
 
-Both servers run under gunicorn with 2 uvicorn workers on loopback; tipg (developmentseed,
-pinned 1.6.1) is installed into its own virtualenv under var/bench-tipg so it can never
-disturb the project's lock. ``--load`` first writes the scale data set
-(benchmarks/scale_data.py: 200,000 road segments ...). The load generator is ``wrk``
-(Debian package), bounded by connection count (1 and 32) and duration.
+Both servers run with 2 worker processes on loopback, each the way it is deployed. Twinbase
+runs its own production command, ``twinbase serve --workers 2 --no-samples`` (a supervisor
+and 2 uvicorn processes, each with its own SO_REUSEPORT socket on the port; no job worker,
+since DATABASE_URL is set). tipg (developmentseed, pinned 1.6.1) runs as its documentation
+deploys it, under gunicorn with 2 uvicorn workers, and is installed into its own virtualenv
+under var/bench-tipg so it can never disturb the project's lock. Neither writes a line per
+request (twinbase at TWINBASE_LOG_LEVEL=warning, gunicorn at --log-level warning).
+``--load`` first writes the scale data set (benchmarks/scale_data.py: 200,000 road
+segments ...). The load generator is ``wrk`` (Debian package), bounded by connection count
+(1 and 32) and duration.
 
 Request types (same data, same limits on both servers):
   bbox_small  items in a ~500 m bbox, limit=100
@@ -140,14 +145,15 @@ def main() -> None:
     tipg_env = {**env, "DATABASE_URL": url.replace("postgresql+psycopg://", "postgresql://"),
                 "TIPG_DB_SCHEMAS": '["public"]',
                 "TIPG_MAX_FEATURES_PER_QUERY": "10000"}
-    gunicorn = [str(Path(sys.executable).parent / "gunicorn")]
-    common = ["-k", "uvicorn.workers.UvicornWorker", "-w", "2", "--log-level", "warning"]
+    tb_env = {**env, "TWINBASE_LOG_LEVEL": "warning", "TWINBASE_IN_PROCESS_WORKER": "false"}
+    tb_cmd = [sys.executable, "-m", "service.cli", "serve", "--workers", "2",
+              "--host", "127.0.0.1", "--port", str(tb_port), "--no-samples"]
+    tipg_cmd = [str(tipg), "tipg.main:app", "-k", "uvicorn.workers.UvicornWorker", "-w", "2",
+                "--log-level", "warning", "-b", f"127.0.0.1:{tipg_port}"]
     procs = []
     try:
-        procs.append(start([*gunicorn, "service.asgi:app", *common, "-b",
-                            f"127.0.0.1:{tb_port}"], env, tb_port, "/conformance"))
-        procs.append(start([str(tipg), "tipg.main:app", *common, "-b",
-                            f"127.0.0.1:{tipg_port}"], tipg_env, tipg_port, "/collections"))
+        procs.append(start(tb_cmd, tb_env, tb_port, "/conformance"))
+        procs.append(start(tipg_cmd, tipg_env, tipg_port, "/collections"))
         servers = {"twinbase": (tb_port, "road_segments"),
                    "tipg": (tipg_port, "public.road_segments")}
         results: dict[str, dict[str, float]] = {}

@@ -1,4 +1,6 @@
-"""ASGI entry for gunicorn / uvicorn: ``DATABASE_URL`` must be set."""
+"""ASGI entry for running the app under another ASGI server (``uvicorn service.asgi:app``);
+``DATABASE_URL`` must be set. ``twinbase serve`` does not import this module: it builds the
+app itself, once per API process."""
 
 from service.app import create_app
 

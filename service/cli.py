@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +24,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
 
 
-def _logging(level: str) -> None:
+def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # migration chatter at every start says nothing an operator needs
@@ -36,20 +35,27 @@ def _logging(level: str) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="address to bind")] = None,
     port: Annotated[int | None, typer.Option(help="port to bind")] = None,
-    workers: Annotated[int, typer.Option(help="API processes (gunicorn when > 1)")] = 1,
+    workers: Annotated[int, typer.Option(
+        min=1, help="API processes; above 1, each has its own socket on the port "
+                    "(SO_REUSEPORT), a supervisor restarts any that dies, and the "
+                    "in-process job worker runs as one more process")] = 1,
     samples: Annotated[bool, typer.Option(help="queue data/ samples on an empty db")] = True,
 ) -> None:
     """Run the API (and, with the embedded database, a job worker in the same process).
 
     Without DATABASE_URL an embedded PostgreSQL + PostGIS cluster is created (first run) or
-    reused under the data directory, migrated, and stopped when the server exits.
+    reused under the data directory, migrated, and stopped when the server exits (Ctrl-C or
+    SIGTERM). With --workers above 1 the job worker is a process of its own.
     """
     from service.runtime import database
 
     settings = get_settings()
-    _logging(settings.log_level)
+    configure_logging(settings.log_level)
     host, port = host or settings.host, port or settings.port
     embedded = settings.database_url is None
+    # uvicorn re-raises the SIGTERM it handled once it has stopped; exiting through Python
+    # (not by the signal's default action) lets the embedded cluster below stop too
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     with database(settings) as url:
         if samples and settings.load_samples:
             from service.samples import queue_samples
@@ -61,9 +67,18 @@ def serve(
             in_process = embedded
         typer.echo(f"twinbase on http://{host}:{port} (docs at /docs); database "
                    f"{'embedded' if embedded else 'from DATABASE_URL'}; "
+                   f"{workers} API process{'es' if workers > 1 else ''}; "
                    f"in-process worker {'on' if in_process else 'off'}", err=True)
         if workers > 1:
-            _serve_gunicorn(host, port, workers, in_process)
+            from service.serve_workers import PortTaken, serve_workers
+
+            try:
+                code = serve_workers(host, port, workers, jobs=in_process)
+            except PortTaken as exc:
+                typer.echo(f"error: {exc}", err=True)
+                code = 1
+            if code:
+                raise typer.Exit(code)
         else:
             import uvicorn
 
@@ -73,22 +88,8 @@ def serve(
                         port=port, log_level="warning", access_log=False)
 
 
-def _serve_gunicorn(host: str, port: int, workers: int, in_process: bool) -> None:
-    """Several processes: gunicorn with uvicorn workers (``uvicorn --workers`` adds ~40 ms
-    per kept-alive request here). Jobs then run in one extra worker process, not in the
-    API processes."""
-    import subprocess
-
-    worker_proc = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"]) \
-        if in_process else None
-    try:
-        subprocess.run([sys.executable, "-m", "gunicorn", "service.asgi:app", "-k",
-                        "uvicorn.workers.UvicornWorker", "-w", str(workers), "-b",
-                        f"{host}:{port}", "--log-level", "warning"], check=False)
-    finally:
-        if worker_proc is not None:
-            worker_proc.send_signal(signal.SIGTERM)
-            worker_proc.wait(30)
+def _exit_cleanly(signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 @app.command()
@@ -98,7 +99,7 @@ def worker() -> None:
     from service.runtime import database
 
     settings = get_settings()
-    _logging(settings.log_level)
+    configure_logging(settings.log_level)
     with database(settings) as url:
         os.environ["DATABASE_URL"] = url
         typer.echo("twinbase worker waiting for jobs", err=True)
