@@ -83,9 +83,11 @@ def serve(
             import uvicorn
 
             from service.app import create_app
+            from service.serve_workers import settle_heap
 
-            uvicorn.run(create_app(settings, url, in_process_worker=in_process), host=host,
-                        port=port, log_level="warning", access_log=False)
+            api = create_app(settings, url, in_process_worker=in_process)
+            settle_heap()
+            uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
 
 
 def _exit_cleanly(signum: int, _frame: object) -> None:
