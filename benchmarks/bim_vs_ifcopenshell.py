@@ -4,15 +4,18 @@ sample, in the same run.
 
     uv run python benchmarks/bim_vs_ifcopenshell.py [--repeat 3] [--processes N] [FILE ...]
 
-The serializer runs as IfcConvert does by default: one thread, IfcOpeningElement and IfcSpace
-left out, the file opened and written once. Twinbase runs the real ``ingest_ifc`` job on an
-embedded PostGIS, with its geometry child processes started beforehand, as in a running
-worker (their start-up is reported apart as ``pool_start_s``). Each side runs ``--repeat``
-times, alternating; the best run counts (on a shared machine the other runs measure the
-neighbours), and CPU seconds are reported beside wall seconds (twinbase's include its
-geometry children), which the machine's load does not change. Draw calls are glTF
-primitives: the serializer writes one per material per element, twinbase at most two per
-tile.
+The serializer runs as IfcConvert does by default: one thread, the OpenCASCADE kernel,
+IfcOpeningElement and IfcSpace left out, the file opened and written once. Twinbase runs the
+real ``ingest_ifc`` job on an embedded PostGIS, prepared as a job worker prepares itself when
+it starts (job libraries loaded, geometry child processes started; reported apart as
+``pool_start_s``), with its default kernel, ifcopenshell's hybrid CGAL / OpenCASCADE one
+(``geometry_library``). So that the part of the gain that is the kernel's can be told apart,
+the serializer also runs with that kernel (``ifcopenshell_hybrid_s``, ``ratio_same_kernel``).
+Each side runs ``--repeat`` times, alternating; the best run counts (on a shared machine the
+other runs measure the neighbours), and CPU seconds are reported beside wall seconds
+(twinbase's include its geometry children), which the machine's load does not change. Draw
+calls are glTF primitives: the serializer writes one per material per element, twinbase at
+most two per tile.
 
 The last line printed is one JSON object: ``files`` (per file ``name``, ``triangles``,
 ``twinbase_s``, ``ifcopenshell_s``, ``ratio`` = ifcopenshell_s / twinbase_s,
@@ -44,7 +47,7 @@ PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
-def serializer(path: Path, out: Path) -> dict[str, Any]:
+def serializer(path: Path, out: Path, library: str = "opencascade") -> dict[str, Any]:
     """ifcopenshell's GLB serializer over its geometry iterator, as IfcConvert runs it."""
     import ifcopenshell
     import ifcopenshell.geom
@@ -55,7 +58,8 @@ def serializer(path: Path, out: Path) -> dict[str, Any]:
     writer = ifcopenshell.geom.serializers.gltf(str(out), settings)
     writer.setFile(model)
     writer.writeHeader()
-    it = ifcopenshell.geom.iterator(settings, model, 1, exclude=["IfcOpeningElement", "IfcSpace"])
+    it = ifcopenshell.geom.iterator(settings, model, 1, exclude=["IfcOpeningElement", "IfcSpace"],
+                                    geometry_library=library)
     if it.initialize():
         while True:
             writer.write(it.get())
@@ -112,8 +116,6 @@ def twinbase(url: str, settings, path: Path, params: dict[str, Any]) -> dict[str
         ds = conn.execute(new_dataset("ifc", path.name, source_path=str(path), sha256=None,
                                       size_bytes=path.stat().st_size, options={},
                                       uploaded_by="benchmark")).scalar_one()
-        conn.execute(datasets.update().where(datasets.c.id == ds)
-                     .values(source_path=str(path)))
         job_id = submit_job(conn, "ingest_ifc", dataset_id=ds, params=params, enqueue=False,
                             max_attempts=1)
     status = run_job(job_id, url, settings)
@@ -143,8 +145,9 @@ def main() -> None:
     files = args.files or sorted(DATA.glob("*.ifc"), key=lambda p: -p.stat().st_size)
 
     from service import db
-    from service.bim.geometry import shared_pool
+    from service.bim.geometry import DEFAULT_GEOMETRY_LIBRARY, shared_pool
     from service.embedded_pg import EmbeddedPostgres
+    from service.jobs.registry import prepare_worker_process
     from service.settings import Settings
 
     work = Path(tempfile.mkdtemp(prefix="bim_bench_"))
@@ -156,7 +159,9 @@ def main() -> None:
         db.upgrade(pg.url)
         settings = Settings(database_url=pg.url, data_dir=work / "var", load_samples=False,
                             in_process_worker=False)
+        # what a job worker does when it starts (settings.warm_start)
         t = time.perf_counter()
+        prepare_worker_process()
         pool = shared_pool(args.processes)
         pool.warm()
         pool_start = time.perf_counter() - t
@@ -166,21 +171,26 @@ def main() -> None:
             params = dict(PARAMS.get(path.name, {}))
             if args.processes:
                 params["geometry_processes"] = args.processes
-            tb, ios = [], []
+            tb, ios, hybrid = [], [], []
             for i in range(args.repeat):
-                order = (0, 1) if i % 2 == 0 else (1, 0)
+                order = (0, 1, 2) if i % 2 == 0 else (2, 1, 0)
                 for side in order:
                     if side == 0:
                         ios.append(serializer(path, work / f"{path.stem}.glb"))
-                    else:
+                    elif side == 1:
                         tb.append(twinbase(pg.url, settings, path, params))
+                    else:
+                        hybrid.append(serializer(path, work / f"{path.stem}.hybrid.glb",
+                                                 DEFAULT_GEOMETRY_LIBRARY))
             tb_s = min(r["s"] for r in tb)
             io_s = min(r["s"] for r in ios)
+            hy_s = min(r["s"] for r in hybrid)
             row = {
                 "name": path.name, "triangles": tb[-1]["triangles"],
                 "elements": tb[-1]["elements"],
                 "twinbase_s": round(tb_s, 3), "ifcopenshell_s": round(io_s, 3),
                 "ratio": round(io_s / tb_s, 2),
+                "ifcopenshell_hybrid_s": round(hy_s, 3), "ratio_same_kernel": round(hy_s / tb_s, 2),
                 "twinbase_cpu_s": round(min(r["cpu_s"] for r in tb), 3),
                 "ifcopenshell_cpu_s": round(min(r["cpu_s"] for r in ios), 3),
                 "twinbase_median_s": round(statistics.median(r["s"] for r in tb), 3),
@@ -201,6 +211,8 @@ def main() -> None:
         "min_ratio": min(r["ratio"] for r in results),
         "max_draw_call_reduction": round(max(
             r["draw_calls_ifcopenshell"] / max(1, r["draw_calls_twinbase"]) for r in results), 1),
+        "min_ratio_same_kernel": min(r["ratio_same_kernel"] for r in results),
+        "geometry_library": DEFAULT_GEOMETRY_LIBRARY,
         "repeat": args.repeat, "cores": os.cpu_count(), "pool_start_s": round(pool_start, 3),
         "load_average": [round(v, 2) for v in os.getloadavg()],
     }))

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -38,6 +38,14 @@ def libpq_url(url: str) -> str:
 @lru_cache(maxsize=8)
 def sync_engine(url: str) -> Engine:
     return create_engine(sync_url(url), pool_size=5, max_overflow=5, pool_pre_ping=True)
+
+
+def relaxed_commit(conn: Connection) -> None:
+    """Let this transaction's commit return before its WAL reaches the disk (about 1 ms
+    saved per commit here, tens under I/O load). Only for bookkeeping whose loss in a crash
+    is harmless: job progress, a job's claim, a tileset version being built. PostgreSQL
+    keeps the order, so the next normal commit makes these durable too."""
+    conn.execute(text("SET LOCAL synchronous_commit = off"))
 
 
 def make_async_engine(url: str) -> AsyncEngine:

@@ -15,6 +15,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Every test server and worker would load all job libraries and start its own IFC geometry
+# processes ahead; the tests load them when they need them (tests/service/test_jobs.py
+# checks the warm start itself).
+os.environ.setdefault("TWINBASE_WARM_START", "false")
 
 
 @pytest.fixture(scope="session")

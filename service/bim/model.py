@@ -13,7 +13,13 @@ from shapely.geometry import MultiPolygon
 
 from .errors import IfcInputError
 from .footprint import to_lonlat
-from .geometry import ElementGeometry, GeometryPool, has_body, mesh_products
+from .geometry import (
+    DEFAULT_GEOMETRY_LIBRARY,
+    ElementGeometry,
+    GeometryPool,
+    has_body,
+    mesh_products,
+)
 from .georef import Anchor, check_near_origin, check_on_globe, resolve
 from .placement import Placement
 from .properties import ElementInfo, element_info
@@ -53,7 +59,8 @@ class BimModel:
 
 def read_bim(path: str | Path, *, pool: GeometryPool, anchor: Anchor | None = None,
              crs: str | None = None, vertical: str | None = None,
-             progress: Progress | None = None) -> BimModel:
+             progress: Progress | None = None,
+             geometry_library: str = DEFAULT_GEOMETRY_LIBRARY) -> BimModel:
     import ifcopenshell.util.unit
 
     report = progress or (lambda stage, done, total: None)
@@ -77,7 +84,7 @@ def read_bim(path: str | Path, *, pool: GeometryPool, anchor: Anchor | None = No
 
     geo = mesh_products(model, path, [p.id() for p in products], pool=pool,
                         progress=lambda done, total: report("geometry", done, total),
-                        while_waiting=read_properties)
+                        while_waiting=read_properties, library=geometry_library)
     if not infos:  # the pool failed before the side work ran
         read_properties()
     failures = [{"global_id": infos[i].global_id, "ifc_class": infos[i].ifc_class,

@@ -4,7 +4,8 @@ with one pickable feature per element and as ``bim_elements`` rows.
 Job params (or upload options): ``anchor`` (lon, lat, height, rotation; always wins over what
 the file says), ``crs`` (the projected CRS of an IfcMapConversion that names none),
 ``vertical`` (``orthometric``, the default for IFC heights, or ``ellipsoidal``),
-``max_triangles_per_tile`` and ``geometry_processes``.
+``max_triangles_per_tile``, ``geometry_processes`` and ``geometry_library``
+(``hybrid-cgal-simple-opencascade``, the default, or ``opencascade``, IfcConvert's kernel).
 
 Elements whose geometry fails are listed in the job report with their GlobalId and reason;
 the rest loads. A file that cannot be used fails the job with the reason, and nothing that
@@ -27,7 +28,7 @@ from service.ingest.lidar import load_dataset
 from service.jobs.context import JobContext, JobFailed
 from service.jobs.registry import job_handler
 from service.models import datasets
-from service.tilesets import begin_version, fail_version, publish
+from service.tilesets import begin_version, fail_version, publish_in
 
 DEFAULT_MAX_TRIANGLES = 50_000
 MAX_REPORTED_FAILURES = 500
@@ -62,7 +63,7 @@ def _dataset_footprint(elements) -> MultiPolygon:
 @job_handler("ingest_ifc")
 def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
     from service.bim.features import mesh_features, palette
-    from service.bim.geometry import shared_pool
+    from service.bim.geometry import DEFAULT_GEOMETRY_LIBRARY, GEOMETRY_LIBRARIES, shared_pool
     from service.bim.georef import parse_anchor
     from service.bim.model import read_bim
     from service.ingest.ifc_store import replace_elements
@@ -74,11 +75,16 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
     max_tri = _int_param(options, "max_triangles_per_tile", DEFAULT_MAX_TRIANGLES,
                          1000, 5_000_000)
     processes = _int_param(options, "geometry_processes", None, 1, 64)
+    library = options.get("geometry_library") or DEFAULT_GEOMETRY_LIBRARY
+    if library not in GEOMETRY_LIBRARIES:
+        raise JobFailed(f"geometry_library must be one of {', '.join(GEOMETRY_LIBRARIES)}, "
+                        f"not {library!r}")
     ctx.progress("reading", 0, None)
     try:
         bim = read_bim(row.source_path, pool=shared_pool(processes),
                        anchor=parse_anchor(options.get("anchor")), crs=options.get("crs"),
-                       vertical=options.get("vertical"), progress=ctx.progress)
+                       vertical=options.get("vertical"), progress=ctx.progress,
+                       geometry_library=library)
     except IfcInputError as exc:
         raise JobFailed(str(exc)) from exc
     read_s = time.monotonic() - started
@@ -103,10 +109,13 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
             "schema": bim.schema, "elements": len(elements), "products_with_body":
             bim.products, "failed": len(failures), "triangles": result.triangles,
             "tiles": result.tiles, "bytes": result.bytes, "draw_calls": draw_calls,
-            "project_unit_m": bim.unit_scale, "georeference": bim.placement.report(),
+            "project_unit_m": bim.unit_scale, "geometry_library": library,
+            "georeference": bim.placement.report(),
             "tileset": f"/tiles/{tv.name}/tileset.json",
         }
         ctx.progress("database", 0, len(elements))
+        # rows, dataset and the switch of the current tileset in one transaction: a reader
+        # never sees the new elements with the old tiles, or the reverse
         with ctx.engine.begin() as conn:
             in_buildings = replace_elements(conn, row.id, elements)
             stats["in_cim_buildings"] = in_buildings
@@ -115,16 +124,16 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
                 height_note=bim.placement.height_note, stats=stats,
                 footprint=from_shape(_dataset_footprint(elements), srid=4326),
                 bounds3d=bim.bounds(), updated_at=func.now()))
+            publish_in(conn, tv, stats)
     except BaseException:
         fail_version(ctx.engine, tv)
         raise
     stored_at = time.monotonic()
-    ctx.progress("publishing", len(elements), len(elements))
-    publish(ctx.engine, tv, stats)
     return {
         "elements": len(elements), "failed": failures[:MAX_REPORTED_FAILURES],
         "failed_count": len(failures), "triangles": result.triangles, "tiles": result.tiles,
-        "draw_calls": draw_calls, "tileset": tv.name, "version": tv.version,
+        "draw_calls": draw_calls, "geometry_library": library, "tileset": tv.name,
+        "version": tv.version,
         "georeference": bim.placement.report(), "in_cim_buildings": in_buildings,
         "read_s": round(read_s, 3), "tiles_s": round(tiled_at - started - read_s, 3),
         "database_s": round(stored_at - tiled_at, 3),

@@ -23,11 +23,11 @@ from service.tilesets import begin_version, fail_version, mark_preview, publish,
 
 def load_dataset(ctx: JobContext) -> Any:
     with ctx.engine.begin() as conn:
-        row = conn.execute(select(datasets).where(datasets.c.id == ctx.dataset_id)).first()
-        if row is None:
-            raise JobFailed(f"dataset {ctx.dataset_id} no longer exists")
-        conn.execute(update(datasets).where(datasets.c.id == row.id)
-                     .values(status="ingesting", updated_at=func.now()))
+        row = conn.execute(update(datasets).where(datasets.c.id == ctx.dataset_id)
+                           .values(status="ingesting", updated_at=func.now())
+                           .returning(*datasets.c)).first()
+    if row is None:
+        raise JobFailed(f"dataset {ctx.dataset_id} no longer exists")
     if not row.source_path or not Path(row.source_path).is_file():
         raise JobFailed(f"the file of dataset {row.id} is missing on the server")
     return row

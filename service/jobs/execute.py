@@ -9,7 +9,7 @@ import traceback
 
 from sqlalchemy import select
 
-from service.db import sync_engine
+from service.db import relaxed_commit, sync_engine
 from service.jobs import store
 from service.jobs.context import JobContext, JobFailed
 from service.jobs.registry import handler_for
@@ -25,6 +25,7 @@ def run_job(job_id: int, database_url: str, settings: Settings | None = None) ->
     settings = settings or get_settings()
     engine = sync_engine(database_url)
     with engine.begin() as conn:
+        relaxed_commit(conn)  # a claim lost in a crash leaves the job queued: harmless
         row = conn.execute(store.claim(job_id, WORKER_NAME)).first()
     if row is None:
         status = _status(engine, job_id)
@@ -36,8 +37,10 @@ def run_job(job_id: int, database_url: str, settings: Settings | None = None) ->
     try:
         if handler is None:
             raise JobFailed(f"no handler for job kind {row.kind!r}")
-        ctx.progress("starting", 0, None)
-        report = handler(ctx) or {}
+        try:  # the claim wrote stage 'starting'
+            report = handler(ctx) or {}
+        finally:
+            ctx.close()
         ctx.report.update(report)
     except JobFailed as exc:
         _fail(engine, job_id, str(exc), ctx)

@@ -33,3 +33,30 @@ def load_handlers() -> None:
     """Import the modules that register handlers (kept lazy: they pull in heavy libraries)."""
     from service.ingest import handlers  # noqa: F401
     from service.jobs import selfcheck  # noqa: F401
+
+
+def prepare_worker_process() -> None:
+    """Import every handler with the libraries it loads lazily, then move all objects alive
+    now out of the cyclic garbage collector's reach (``gc.freeze``).
+
+    Why: ifcopenshell, pyproj, shapely and friends leave a few hundred thousand long-lived
+    objects, and every full collection walks them all: measured here, that made each
+    database round trip of a job 2-3x slower (a 2 ms transaction took 5-6 ms). Frozen, they
+    are never scanned again; they live as long as the process anyway.
+    """
+    import gc
+
+    load_handlers()
+    import ifcopenshell.geom
+    import ifcopenshell.util.element
+    import ifcopenshell.util.unit  # noqa: F401
+
+    import service.bim.features
+    import service.bim.model
+    import service.ingest.ifc_store  # noqa: F401
+    import tiler.glb
+    import tiler.mesh
+    import tiler.pointcloud  # noqa: F401
+
+    gc.collect()
+    gc.freeze()

@@ -42,7 +42,9 @@ def succeed(job_id: int, report: dict[str, Any]) -> Update:
     return (
         update(jobs)
         .where(jobs.c.id == job_id, jobs.c.status == "running")
+        # the last progress of a job may not have been written (see JobContext.progress)
         .values(status="succeeded", stage="done", progress=1.0, report=_merged(report),
+                items_done=func.coalesce(jobs.c.items_total, jobs.c.items_done),
                 finished_at=func.now(), updated_at=func.now())
     )
 

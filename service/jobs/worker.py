@@ -20,6 +20,7 @@ from sqlalchemy import func, select, text, update
 from service.db import sync_engine
 from service.jobs import store
 from service.jobs.queue import QUEUE, make_queue
+from service.jobs.registry import prepare_worker_process
 from service.models import jobs, uploads
 from service.settings import Settings
 from service.uploads.storage import part_path
@@ -145,10 +146,22 @@ async def _reaper_loop(queue: procrastinate.App, settings: Settings, url: str) -
         await asyncio.sleep(max(1.0, settings.heartbeat_seconds))
 
 
+def _warm_ifc_geometry() -> None:
+    from service.bim.geometry import shared_pool
+
+    try:
+        shared_pool().warm()
+    except Exception:  # the first IFC job starts the processes itself then
+        log.warning("could not start the IFC geometry processes ahead", exc_info=True)
+
+
 async def run_worker(settings: Settings, url: str, *, install_signal_handlers: bool = True,
                      queue: procrastinate.App | None = None) -> None:
     """Run until cancelled (or a signal, when the worker owns the process)."""
     queue = queue or make_queue(url, settings)
+    if settings.warm_start:
+        prepare_worker_process()
+        asyncio.get_running_loop().run_in_executor(None, _warm_ifc_geometry)
     async with queue.open_async():
         reaper = asyncio.create_task(_reaper_loop(queue, settings, url))
         try:

@@ -250,6 +250,10 @@ class IngestBody(BaseModel):
                             "names none, e.g. EPSG:4547")
     vertical: str | None = Field(None, pattern="^(orthometric|ellipsoidal)$")
     max_triangles_per_tile: int | None = Field(None, ge=1000, le=5_000_000)
+    geometry_library: str | None = Field(
+        None, pattern="^(hybrid-cgal-simple-opencascade|opencascade)$",
+        description="ifcopenshell geometry kernel: hybrid-cgal-simple-opencascade (default, "
+        "fast) or opencascade (IfcConvert's default)")
 
 
 @router.post("/datasets/{dataset_id}/ingest", status_code=202,

@@ -55,17 +55,20 @@ def test_model_without_georeferencing_asks_for_an_anchor_then_loads(live_server,
     viewer = httpx.post(f"{live_server.url}/bim/datasets/{dataset_id}/ingest", json=body,
                         headers=auth("viewer"))
     assert viewer.status_code == 403
-    bad = httpx.post(f"{live_server.url}/bim/datasets/{dataset_id}/ingest",
-                     json={"anchor": {"lon": 500, "lat": 0}}, headers=op)
-    assert bad.status_code == 422
-    assert bad.headers["content-type"] == "application/problem+json"
-    again = httpx.post(f"{live_server.url}/bim/datasets/{dataset_id}/ingest", json=body,
-                       headers=op)
+    for wrong in ({"anchor": {"lon": 500, "lat": 0}}, {**body, "geometry_library": "cgal"}):
+        bad = httpx.post(f"{live_server.url}/bim/datasets/{dataset_id}/ingest", json=wrong,
+                         headers=op)
+        assert bad.status_code == 422
+        assert bad.headers["content-type"] == "application/problem+json"
+    # IfcConvert's kernel on request
+    again = httpx.post(f"{live_server.url}/bim/datasets/{dataset_id}/ingest",
+                       json={**body, "geometry_library": "opencascade"}, headers=op)
     assert again.status_code == 202, again.text
     assert run_job(again.json()["job_id"], db_url, settings) == "succeeded"
 
     ds = _get(live_server, f"/datasets/{dataset_id}").json()
     assert ds["status"] == "ready" and ds["stats"]["georeference"]["source"] == "anchor"
+    assert ds["stats"]["geometry_library"] == "opencascade"
     lo, hi = ds["bounds3d"]["min"], ds["bounds3d"]["max"]
     assert 114.24 < lo[0] < hi[0] < 114.26 and 22.71 < lo[1] < hi[1] < 22.73
     summary = _get(live_server, f"/bim/datasets/{dataset_id}").json()

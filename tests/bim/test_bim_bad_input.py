@@ -66,6 +66,11 @@ def test_bad_anchor_param(db_url, bim_settings):
     _failed_with(db_url, bim_settings, HOUSE, "anchor", anchor="somewhere nice")
 
 
+def test_unknown_geometry_library(db_url, bim_settings):
+    _failed_with(db_url, bim_settings, FZK, "geometry_library must be one of",
+                 geometry_library="cgal")
+
+
 def _break_first_wall(model) -> None:
     """Give the first wall a profile of three identical points: the kernel refuses it."""
     wall = model.by_type("IfcWallStandardCase")[0]

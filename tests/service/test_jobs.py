@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def worker_process(db_url: str, log: Path) -> Iterator[subprocess.Popen]:
+def worker_process(db_url: str, log: Path, **extra_env: str) -> Iterator[subprocess.Popen]:
     env = dict(os.environ, DATABASE_URL=db_url, TWINBASE_HEARTBEAT_SECONDS="0.5",
-               TWINBASE_STALLED_AFTER_SECONDS="3", TWINBASE_LOG_LEVEL="info")
+               TWINBASE_STALLED_AFTER_SECONDS="3", TWINBASE_LOG_LEVEL="info", **extra_env)
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], cwd=ROOT,
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -109,3 +109,40 @@ def test_job_of_a_killed_worker_fails_with_a_reason_when_out_of_attempts(db_url,
     assert "stopped responding" in row.error and "no attempts left" in row.error
     assert "stage 'counting'" in row.error
     assert row.finished_at is not None
+
+
+def _spawned_children(pid: int) -> list[str]:
+    """Command lines of the multiprocessing children of a process."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"multiprocessing" in cmd:
+                out.append(cmd.decode(errors="replace"))
+    return out
+
+
+def test_warm_start_prepares_the_worker_before_the_first_job(db_url, tmp_path):
+    """With warm start (the default outside the tests) a worker loads the job libraries,
+    freezes them out of the garbage collector and starts the IFC geometry processes."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import gc, sys\n"
+         "from service.jobs.registry import prepare_worker_process\n"
+         "before = gc.get_freeze_count()\nprepare_worker_process()\n"
+         "print(before, gc.get_freeze_count(), 'ifcopenshell.geom' in sys.modules)"],
+        cwd=ROOT, capture_output=True, text=True, check=True)
+    before, frozen, loaded = probe.stdout.split()
+    assert before == "0" and int(frozen) > 10_000 and loaded == "True"
+
+    with worker_process(db_url, tmp_path / "worker.log", TWINBASE_WARM_START="true") as proc:
+        deadline = time.monotonic() + 60
+        while len(_spawned_children(proc.pid)) < (os.cpu_count() or 1):
+            assert proc.poll() is None, (tmp_path / "worker.log").read_text()
+            assert time.monotonic() < deadline, "no geometry processes were started"
+            time.sleep(0.2)
+        job_id = submit(db_url, {"steps": 2, "step_seconds": 0.01})
+        done = wait_for(db_url, job_id, lambda r: r.status in ("succeeded", "failed"))
+    assert done.status == "succeeded", done.error

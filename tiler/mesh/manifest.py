@@ -8,8 +8,6 @@ rewriting it. :func:`diff_manifests` says which tiles changed.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,22 +43,6 @@ def diff_manifests(previous: dict[str, Any] | None, current: dict[str, Any]) -> 
             diff.unchanged.append(key)
     diff.removed = [k for k in old if k not in new]
     return diff
-
-
-def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it over: readers never see a
-    half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, separators=(",", ":"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_manifest(path: str | Path) -> dict[str, Any]:

@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 
 from tiler.frames import EnuFrame, ecef_to_geodetic, geodetic_to_ecef
+from tiler.tileset import write_json_atomic
 
 from .content import tile_glb
 from .features import CITY_PALETTE, RGBA, MeshFeature, srgb_to_linear_u8
 from .layout import TileNode, build_quadtree, cell_centre, root_half_size
-from .manifest import FORMAT, MANIFEST_NAME, ManifestDiff, diff_manifests, write_json_atomic
+from .manifest import FORMAT, MANIFEST_NAME, ManifestDiff, diff_manifests
 from .triangulate import triangulate_polygons
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
