@@ -172,3 +172,35 @@ def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
     cube = _cube(np.zeros(3))
     with pytest.raises(ValueError, match="duplicate feature id"):
         tile_features([MeshFeature("a", {}, cube), MeshFeature("a", {}, cube)], tmp_path)
+
+
+def _box_mesh(centre: np.ndarray, cls: str = "WallSurface") -> MeshTriangles:
+    """A 2 m box as a ready triangle mesh (8 shared corners, 12 triangles), as IFC gives."""
+    v = np.array([[x, y, z] for z in (0, 2) for y in (-1, 1) for x in (-1, 1)], float) + centre
+    quads = [(0, 2, 3, 1), (4, 5, 7, 6), (0, 1, 5, 4), (1, 3, 7, 5), (3, 2, 6, 7), (2, 0, 4, 6)]
+    tris = np.array([t for a, b, c, d in quads for t in ((a, b, c), (a, c, d))])
+    return MeshTriangles(_geo(v), tris, cls)
+
+
+def test_triangle_meshes_are_welded_per_flat_face_and_feature(tmp_path: Path) -> None:
+    """One vertex per corner of each flat face (4 per box side, not 6), never shared between
+    features, even where two features' corners coincide; the surface is unchanged."""
+    feats = [MeshFeature("a", {"n": 0}, meshes=[_box_mesh(np.zeros(3))]),
+             MeshFeature("b", {"n": 1}, meshes=[_box_mesh(np.array([2.0, 0, 0]))])]
+    res = tile_features(feats, tmp_path)
+    (tile,) = res.manifest["tiles"].values()
+    doc, binary = read_glb((tmp_path / tile["uri"]).read_bytes())
+    prim = doc["meshes"][0]["primitives"][0]
+    pos = read_accessor(doc, binary, prim["attributes"]["POSITION"]).astype(float)
+    fid = read_accessor(doc, binary, prim["attributes"]["_FEATURE_ID_0"])
+    nrm = read_accessor(doc, binary, prim["attributes"]["NORMAL"])
+    tri = read_accessor(doc, binary, prim["indices"]).reshape(-1, 3)
+    assert len(pos) == 2 * 6 * 4 and len(tri) == 2 * 12
+    assert np.bincount(fid.astype(int)).tolist() == [24, 24]
+    assert (fid[tri[:, 0]] == fid[tri[:, 1]]).all() and (fid[tri[:, 0]] == fid[tri[:, 2]]).all()
+    cr = np.cross(pos[tri[:, 1]] - pos[tri[:, 0]], pos[tri[:, 2]] - pos[tri[:, 0]])
+    assert 0.5 * np.linalg.norm(cr, axis=1).sum() == pytest.approx(2 * 24, rel=1e-5)
+    # each triangle's stored normal is its face's
+    face_n = cr / np.linalg.norm(cr, axis=1, keepdims=True)
+    assert np.abs(np.abs((face_n * nrm[tri[:, 0]]).sum(axis=1)) - 1).max() < 1e-3
+    assert not errors_of(validate_glb(tmp_path / tile["uri"]))

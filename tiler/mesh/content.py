@@ -50,6 +50,31 @@ def feature_clusters(positions: np.ndarray, feature_rows: np.ndarray, n_rows: in
     return inverse, int(inverse.max()) + 1
 
 
+def weld(positions: np.ndarray, normals: np.ndarray, colors: np.ndarray, fid: np.ndarray,
+         triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge vertices that are the same corner of the same flat face of the same feature:
+    equal float32 position, colour and feature id, and normals equal to 1/4096 (the flat
+    normals of coplanar triangles differ in their last bits). Meshes arrive with one vertex
+    per triangle corner; welded, the samples' BIM tiles hold about half the vertices, and the
+    picture is unchanged. Returns (kept vertex indices, triangles re-indexed to them)."""
+    if not len(positions):
+        return np.arange(0), triangles
+    n = len(positions)
+    rows = np.concatenate([
+        np.ascontiguousarray(positions, np.float32).view(np.uint8).reshape(n, 12),
+        np.round(normals * 4096).astype(np.int16).view(np.uint8).reshape(n, 6),
+        np.ascontiguousarray(colors, np.uint8).reshape(n, 4),
+        np.ascontiguousarray(fid, np.float32).view(np.uint8).reshape(n, 4),
+    ], axis=1)
+    _, first, inverse = np.unique(np.ascontiguousarray(rows).view(
+        np.dtype((np.void, rows.shape[1]))).reshape(-1), return_index=True,
+        return_inverse=True)
+    order = np.argsort(first)  # keep the vertices in their original order
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.reshape(-1)][triangles]
+
+
 def tile_glb(
     positions: np.ndarray,
     normals: np.ndarray,
@@ -94,6 +119,9 @@ def tile_glb(
         # break glTF's 4-byte alignment of vertex attributes.
         fid = feature_rows[verts].astype(np.float32)
         part_colors = colors[verts]
+        keep, tris = weld(rel, nrm, part_colors, fid, tris)
+        rel, nrm, fid, part_colors = rel[keep], nrm[keep], fid[keep], part_colors[keep]
+        verts = verts[keep]
         attributes = {
             "POSITION": b.add_accessor(rel, with_bounds=True),
             "NORMAL": b.add_accessor(nrm),
