@@ -21,8 +21,8 @@ ANCHOR = {"lon": 114.2466, "lat": 22.7209, "height": 45.0, "rotation": 15.0}
 def _rows(db_url: str, dataset_id: int) -> list:
     with sync_engine(db_url).connect() as conn:
         return conn.execute(text(
-            "SELECT global_id, ifc_class, storey, psets, building_object_id, min_height, "
-            "max_height, ST_XMin(bbox3d) x0, ST_YMin(bbox3d) y0, ST_XMax(bbox3d) x1, "
+            "SELECT global_id, ifc_class, assembly_class, storey, psets, building_object_id, "
+            "min_height, max_height, ST_XMin(bbox3d) x0, ST_YMin(bbox3d) y0, ST_XMax(bbox3d) x1, "
             "ST_YMax(bbox3d) y1, ST_IsValid(footprint) valid FROM bim_elements "
             "WHERE dataset_id = :d"), {"d": dataset_id}).all()
 
@@ -143,27 +143,32 @@ def test_tiles_are_valid_gltf_and_3d_tiles_with_few_draw_calls(ingested):
     assert "BLEND" in modes
 
 
-def test_hierarchy_puts_large_elements_first(db_url, bim_settings):
+def test_hierarchy_streams_the_envelope_first(db_url, bim_settings):
+    """With small tiles the root holds only envelope elements (external by their property
+    sets, like Duplex_A's external walls, windows and doors, or part of the roof), and
+    furniture sits in deeper tiles."""
     run = run_ingest(db_url, bim_settings, DUPLEX, max_triangles_per_tile=4000)
     assert run.status == "succeeded", run.job.error
     version = sorted(run.tileset_dir.glob("v*"))[-1]
     doc = json.loads((version / "tileset.json").read_text())
     assert doc["root"].get("children")
-    verts, _ = tile_vertices(run.tileset_dir)
-    root_uri = doc["root"]["content"]["uri"]
     from tiler.glb import read_glb
     from tiler.mesh import read_property_table
 
-    g, b = read_glb((version / root_uri).read_bytes())
+    g, b = read_glb((version / doc["root"]["content"]["uri"]).read_bytes())
     root_ids = {r["id"] for r in read_property_table(g, b)}
+    rows = {r.global_id: r for r in _rows(db_url, run.dataset_id)}
 
-    def size(gid: str) -> float:
-        v = verts[gid]
-        return float(np.ptp(v[:, 0]) * 1e5 + np.ptp(v[:, 1]) * 1e5 + np.ptp(v[:, 2]))
+    def envelope_part(r) -> bool:
+        return {r.ifc_class, r.assembly_class} & {"IfcRoof", "IfcCurtainWall", "IfcSite"} \
+            or any(props.get("IsExternal") is True for name, props in r.psets.items()
+                   if name.endswith("Common"))
 
-    deeper = set(verts) - root_ids
-    assert root_ids and deeper
-    assert np.median([size(g) for g in root_ids]) > np.median([size(g) for g in deeper])
+    envelope = {gid for gid, r in rows.items() if envelope_part(r)}
+    furniture = {gid for gid, r in rows.items() if r.ifc_class == "IfcFurnishingElement"}
+    assert len(envelope) > 30 and len(furniture) > 30 and root_ids
+    assert root_ids <= envelope
+    assert not furniture & root_ids
 
 
 def test_elements_link_to_the_cim_building_they_stand_in(db_url, bim_settings, live_server,

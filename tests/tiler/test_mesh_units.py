@@ -204,3 +204,24 @@ def test_triangle_meshes_are_welded_per_flat_face_and_feature(tmp_path: Path) ->
     face_n = cr / np.linalg.norm(cr, axis=1, keepdims=True)
     assert np.abs(np.abs((face_n * nrm[tri[:, 0]]).sum(axis=1)) - 1).max() < 1e-3
     assert not errors_of(validate_glb(tmp_path / tile["uri"]))
+
+
+def test_layout_puts_higher_priority_features_first() -> None:
+    """Priority beats size: the root takes the small high-priority features before the large
+    low-priority ones, which go to the children; within a priority, larger first."""
+    from tiler.mesh.layout import build_quadtree
+
+    rng = np.random.default_rng(3)
+    n = 400
+    centres = np.c_[rng.uniform(-90, 90, (n, 2)), np.zeros(n)]
+    priority = (np.arange(n) < 100).astype(np.int64)  # the first 100 are "envelope"
+    sizes = np.where(priority == 1, 1.0, 10.0) + rng.uniform(0, 0.5, n)
+    root = build_quadtree(centres, sizes, np.full(n, 100), np.arange(n).astype(str), 100.0,
+                          max_triangles=4000, priority=priority)
+    assert root.children and len(root.features) == 10  # a quarter of 4000 triangles
+    assert (priority[root.features] == 1).all()
+    top = np.sort(sizes[priority == 1])[::-1][:10]
+    assert np.allclose(np.sort(sizes[root.features])[::-1], top)
+    without = build_quadtree(centres, sizes, np.full(n, 100), np.arange(n).astype(str), 100.0,
+                             max_triangles=4000)
+    assert (priority[without.features] == 0).all()  # by size alone the large ones lead

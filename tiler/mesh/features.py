@@ -38,6 +38,9 @@ class MeshFeature:
     properties: dict[str, Any] = field(default_factory=dict)
     polygons: Sequence[MeshPolygon] = ()
     meshes: Sequence[MeshTriangles] = ()
+    # Features of a higher priority go to shallower tiles, before any of a lower one (e.g. a
+    # building's envelope before its furniture); within a priority, larger ones first.
+    priority: int = 0
 
 
 # sRGB colours as people name them; converted to linear when written (glTF colours are linear).

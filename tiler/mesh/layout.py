@@ -53,10 +53,14 @@ def build_quadtree(
     half: float,
     max_triangles: int,
     coarse_share: float = 0.25,
+    priority: np.ndarray | None = None,
 ) -> TileNode:
-    """Assign features (ENU centres, sizes in m, triangle counts) to quadtree tiles."""
-    # Larger first; ties broken by id so the result does not depend on input order.
-    rank = np.lexsort((ids, -sizes))
+    """Assign features (ENU centres, sizes in m, triangle counts) to quadtree tiles; a tile
+    keeps the first features by (priority, size) and hands the rest to its children."""
+    # Higher priority first, then larger; ties broken by id so the result does not depend
+    # on input order.
+    prio = np.zeros(len(sizes), np.int64) if priority is None else np.asarray(priority)
+    rank = np.lexsort((ids, -sizes, -prio))
     order = np.empty(len(rank), np.int64)
     order[rank] = np.arange(len(rank))
 

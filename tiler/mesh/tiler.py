@@ -50,6 +50,7 @@ class _Flat:
     polygon_class: np.ndarray
     meshes: list[tuple[int, np.ndarray, np.ndarray, int]]  # feature, positions, triangles, class
     classes: list[str | None]
+    priority: np.ndarray  # per feature
 
 
 def _flatten(features: Iterable[MeshFeature]) -> _Flat:
@@ -61,6 +62,7 @@ def _flatten(features: Iterable[MeshFeature]) -> _Flat:
     pcls: list[int] = []
     meshes: list[tuple[int, np.ndarray, np.ndarray, int]] = []
     classes: dict[str | None, int] = {}
+    priority: list[int] = []
     seen: set[str] = set()
     for fi, f in enumerate(features):
         fid = str(f.id)
@@ -69,6 +71,7 @@ def _flatten(features: Iterable[MeshFeature]) -> _Flat:
         seen.add(fid)
         ids.append(fid)
         props.append(f.properties)
+        priority.append(int(f.priority))
         for poly in f.polygons:
             rings.extend(poly.rings)
             rpp.append(len(poly.rings))
@@ -80,7 +83,8 @@ def _flatten(features: Iterable[MeshFeature]) -> _Flat:
     counts = np.fromiter((len(r) for r in rings), np.int64, len(rings))
     geo = np.concatenate(rings).astype(float, copy=False) if rings else np.zeros((0, 3))
     return _Flat(ids, props, geo, counts, np.asarray(rpp, np.int64), np.asarray(pfeat, np.int64),
-                 np.asarray(pcls, np.int64), meshes, list(classes))
+                 np.asarray(pcls, np.int64), meshes, list(classes),
+                 np.asarray(priority, np.int64))
 
 
 def _choose_frame(flat: _Flat, previous: dict[str, Any] | None) -> EnuFrame:
@@ -221,7 +225,7 @@ def _tile_features(
         half = float(previous_manifest["root_half_size"])
     ids_arr = np.array(flat.ids, dtype=object)
     root = build_quadtree(centres[used], sizes[used], tri_count[used], ids_arr[used],
-                          half, max_triangles_per_tile)
+                          half, max_triangles_per_tile, priority=flat.priority[used])
     nodes = list(root.walk())
     for node in nodes:  # local indices of the used features -> feature indices
         node.features = used[node.features]
