@@ -147,3 +147,65 @@ def test_drones_live_is_a_features_collection(api, auth):
     assert len(f["geometry"]["coordinates"]) == 3
     r = api.get("/collections/drones_live/items", params={"conforming": "false"})
     assert d in [f["id"] for f in r.json()["features"]]
+
+
+
+def test_dashboard_stream_reader_sends_the_key_and_resumes(settings, db_url, auth,
+                                                            lowalt_settings,
+                                                            live_server_factory):
+    """The dashboard's fetch-based reader (service/dashboard/js/sse.js, run in node) reads the
+    stream where reads need a viewer key (EventSource cannot send one); without the key the
+    server refuses it and the reader gives up; after a cut it resumes with Last-Event-ID."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from service.app import create_app
+
+    assert shutil.which("node"), "needs node (./run test installs it)"
+    check = Path(__file__).resolve().parents[2] / "tests" / "js" / "sse_check.mjs"
+    settings.read_requires_key = True
+    app = create_app(settings, db_url, in_process_worker=False)
+    app.state.lowalt_settings = lowalt_settings
+    viewer = auth("viewer")["Authorization"].split()[1]
+    w = auth("operator")
+    here = Local(12)
+
+    def read(*args: str, **env: str) -> dict:
+        run = subprocess.run(["node", str(check), f"{server.url}/drones-live/stream", *args],
+                             capture_output=True, text=True, timeout=60,
+                             env={**os.environ, **env})
+        assert run.returncode == 0, run.stderr[-2000:]
+        return json.loads(run.stdout.strip().splitlines()[-1])
+
+    with live_server_factory(app) as server, httpx.Client(base_url=server.url,
+                                                           timeout=60) as api:
+        d, _ = _active_route(api, w, here)
+
+        landed = threading.Event()
+
+        def fly() -> None:  # a report every 0.3 s while the readers listen
+            for i in range(60):
+                api.post("/telemetry/one", json=_point(here, d, 100 + 10 * i, 0, 60),
+                         headers=w)
+                if landed.wait(0.3):
+                    return
+
+        pilot = threading.Thread(target=fly, daemon=True)
+        pilot.start()
+        refused = read("", "1", "2")
+        assert refused["events"] == [] and refused["errors"] \
+            and "401" in refused["errors"][0], refused
+        assert len(refused["requests"]) == 1  # a refused key is not retried
+
+        got = read(viewer, "6", "30", DROP_AFTER="3")
+        landed.set()
+        pilot.join(20)
+    assert len(got["events"]) == 6, got
+    assert {e["id"] for e in got["events"]} == {d}
+    assert len(got["requests"]) >= 2, got  # cut after 3 events, then connected again
+    resumed = got["requests"][1]["lastEventId"]
+    assert resumed is not None and resumed == got["events"][2]["lastEventId"], got
+    ids = [int(e["lastEventId"]) for e in got["events"] if e["lastEventId"] is not None]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids), got  # nothing seen twice

@@ -1,6 +1,7 @@
 // Drone routes as 3D corridors (the stored horizontal corridor extruded over the route's
 // altitude band) coloured by status, and live drones from the telemetry stream (SSE).
-import { apiUrl, getJSON } from "./api.js";
+import { apiUrl, getJSON, headers } from "./api.js";
+import { openEventStream } from "./sse.js";
 
 export const STATUS = {
   planned: "#42a5f5", approved: "#66bb6a", active: "#00e5ff",
@@ -80,12 +81,12 @@ export class DronesLayer {
   async load() {
     const body = await getJSON("/drones-live");
     body.features.forEach((f) => this.update(f));
-    // the stream sends a snapshot, then every change; EventSource reconnects by itself with
-    // Last-Event-ID, so nothing is missed after a dropped connection
-    this.stream = new EventSource(apiUrl("/drones-live/stream"));
+    // the stream sends a snapshot, then every change; it reconnects by itself with
+    // Last-Event-ID, so nothing is missed after a dropped connection (sse.js: a fetch-based
+    // reader, so a viewer key travels as a header, which EventSource cannot send)
     const onState = (e) => { this.events++; this.update(JSON.parse(e.data)); };
-    this.stream.addEventListener("state", onState);
-    this.stream.addEventListener("silent", onState);
+    this.stream = openEventStream(apiUrl("/drones-live/stream"), {
+      headers, on: { state: onState, silent: onState } });
     return body.features.length;
   }
 
