@@ -22,7 +22,9 @@ STATEMENT_TIMEOUT_MS = 30_000
 # 5 km bbox page it added 300-600 ms to a 30 ms query. Parallel workers only add start-up
 # cost when every core already serves a request. The timeout bounds a hostile filter.
 SESSION_SETTINGS = {"jit": "off", "max_parallel_workers_per_gather": "0",
-                    "statement_timeout": str(STATEMENT_TIMEOUT_MS)}
+                    "statement_timeout": str(STATEMENT_TIMEOUT_MS),
+                    # pg_stat_activity tells these sessions from the app's other ones
+                    "application_name": "twinbase-features"}
 
 
 @contextlib.asynccontextmanager

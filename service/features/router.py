@@ -47,7 +47,7 @@ async def _may_read(request: Request) -> None:
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    return responses.request_urls(request.scope)[0]
 
 
 def _collection(collection_id: str) -> Collection:
@@ -172,9 +172,10 @@ async def items(request: Request) -> Response:
     sql = items_sql(c, q, binds, crs)
     row = await fetchrow(read_engine(request), sql, binds.values)
     matched = row["matched"] if row["matched"] <= COUNT_CAP or not _filtered(q) else None
+    base, url = responses.request_urls(request.scope)
     return responses.feature_collection(
-        row["body"], returned=row["returned"], matched=matched, url=request.url,
-        base=_base(request), collection_id=c.id, offset=q.offset, limit=q.limit, crs=crs)
+        row["body"], returned=row["returned"], matched=matched, url=url, base=base,
+        collection_id=c.id, offset=q.offset, limit=q.limit, crs=crs)
 
 
 async def item(request: Request) -> Response:
@@ -241,10 +242,14 @@ async def tile(request: Request) -> Response:
 
 
 # The three hottest routes are plain Starlette routes: no dependency solving or parameter
-# models per request (their parameters are read above, and described in openapi.py).
-router.add_route("/collections/{collection_id}/items", items, methods=["GET"],
-                 include_in_schema=False)
+# models per request (their parameters are read above, and described in openapi.py). They
+# go first in the router, so a request for them is not matched against every other route
+# first; no other route's pattern overlaps theirs, so the order changes nothing else.
+_declared = len(router.routes)
 router.add_route("/collections/{collection_id}/items/{feature_id}", item, methods=["GET"],
+                 include_in_schema=False)
+router.add_route("/collections/{collection_id}/items", items, methods=["GET"],
                  include_in_schema=False)
 router.add_route("/collections/{collection_id}/tiles/WebMercatorQuad/{z:int}/{x:int}/{y:int}",
                  tile, methods=["GET"], include_in_schema=False)
+router.routes[:] = router.routes[_declared:] + router.routes[:_declared]
