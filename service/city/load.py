@@ -1,5 +1,8 @@
 """Loading parsed city objects into ``city_objects``: COPY into a staging table, then one
 INSERT ... SELECT, superseding the current versions of the same objects (history is kept).
+An object delivered again exactly as it is stored (geometry, footprint, heights, attributes,
+surfaces) keeps its current row, which passes to the new dataset: re-surveying a district
+adds history only where something changed.
 
 Everything runs on the caller's connection and transaction, so a failure anywhere (a file
 that turns out to be truncated halfway, a tiling error) rolls the whole load back.
@@ -32,6 +35,28 @@ _CREATE_STAGE = text("""
     ) ON COMMIT DROP
 """)
 
+# Exact equality: geometry "=" compares every coordinate in order (PostGIS >= 2.4), jsonb
+# "=" compares values; the staged bytes are the ones the stored row was made from.
+_KEEP_UNCHANGED = text("""
+    WITH same AS (
+        UPDATE city_objects c SET dataset_id = :dataset_id
+        FROM city_stage s
+        WHERE c.object_id = s.object_id AND c.valid_to IS NULL
+          AND c.type = s.type
+          AND c.parent_object_id IS NOT DISTINCT FROM s.parent_object_id
+          AND c.lod IS NOT DISTINCT FROM s.lod AND c.name IS NOT DISTINCT FROM s.name
+          AND c.geom IS NOT DISTINCT FROM ST_GeomFromWKB(s.geom, 4326)
+          AND c.footprint IS NOT DISTINCT FROM ST_Multi(ST_GeomFromWKB(s.footprint, 4326))
+          AND c.height IS NOT DISTINCT FROM s.height
+          AND c.min_z IS NOT DISTINCT FROM s.min_z AND c.max_z IS NOT DISTINCT FROM s.max_z
+          AND c.attributes IS NOT DISTINCT FROM s.attributes
+          AND c.semantics IS NOT DISTINCT FROM s.semantics
+          AND c.other_lods IS NOT DISTINCT FROM s.other_lods
+        RETURNING s.seq
+    )
+    DELETE FROM city_stage WHERE seq IN (SELECT seq FROM same)
+""").bindparams(bindparam("dataset_id"))
+
 _SUPERSEDE = text("""
     UPDATE city_objects c SET valid_to = now()
     FROM city_stage s
@@ -52,9 +77,10 @@ _INSERT = text("""
 
 @dataclass
 class LoadResult:
-    inserted: int = 0
+    inserted: int = 0  # objects read from the file and staged
     with_geometry: int = 0
     superseded: int = 0
+    unchanged: int = 0  # of the inserted: equal to their current row, which was kept
 
 
 def _finite(value: Any) -> Any:
@@ -139,6 +165,7 @@ def load_objects(conn: Connection, objects: Iterable[CityObject], dataset_id: in
             if progress and result.inserted % 1000 == 0:
                 progress(result.inserted)
     conn.execute(text("ANALYZE city_stage"))  # temp tables have no statistics otherwise
+    result.unchanged = conn.execute(_KEEP_UNCHANGED, {"dataset_id": dataset_id}).rowcount
     result.superseded = conn.execute(_SUPERSEDE).rowcount
     conn.execute(_INSERT, {"dataset_id": dataset_id})
     return result

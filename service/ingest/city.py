@@ -60,7 +60,8 @@ def ingest_city(ctx: JobContext) -> dict[str, Any]:
                 tile_stats = _build_tiles(ctx, conn, tv)
             stats = {"format": report.format, "version": report.version,
                      "objects": loaded.inserted, "with_geometry": loaded.with_geometry,
-                     "superseded": loaded.superseded, "problems": len(report.problems),
+                     "superseded": loaded.superseded, "unchanged": loaded.unchanged,
+                     "problems": len(report.problems),
                      "by_type": summary["by_type"], "lods": summary["lods"],
                      "tileset": tile_stats and tile_stats["tileset"],
                      "tileset_version": tv and tv.version}
@@ -115,7 +116,8 @@ def _parse_report(report: ParseReport, loaded: LoadResult) -> dict[str, Any]:
         "format": report.format, "format_version": report.version, "crs": report.crs,
         "crs_source": report.crs_source, "height_note": report.height_note,
         "objects": loaded.inserted, "with_geometry": loaded.with_geometry,
-        "superseded": loaded.superseded, "problem_count": len(report.problems),
+        "superseded": loaded.superseded, "unchanged": loaded.unchanged,
+        "problem_count": len(report.problems),
         "problems": problems,
     }
 

@@ -161,7 +161,8 @@ def test_reingest_supersedes_and_rewrites_only_affected_tiles(
     assert seen_during_publish == {"version": "1", "same": True}
 
     report = second["report"]
-    assert report["superseded"] == 16
+    # only the changed object gets a new version; the 15 others keep theirs
+    assert report["superseded"] == 1 and report["unchanged"] == 15
     tiles_report = report["tiles"]
     assert tiles_report["tiles_rewritten"] == 1
     assert tiles_report["tiles_unchanged"] == tiles_report["tiles"] - 1
@@ -180,10 +181,24 @@ def test_reingest_supersedes_and_rewrites_only_affected_tiles(
     # the old version stays readable at its versioned URL
     assert httpx.get(f"{live_server.url}/tiles/cim/v1/tileset.json").status_code == 200
 
-    # history: 16 superseded rows, the object as it was and as it is
+    # history: one superseded row, the object as it was and as it is; every current row
+    # now belongs to the second dataset
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM city_objects WHERE valid_to IS NOT NULL"
+                            ).fetchone()[0] == 1
+        assert conn.execute("SELECT count(DISTINCT dataset_id) FROM city_objects "
+                            "WHERE valid_to IS NULL").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM city_objects WHERE valid_to IS NULL"
                             ).fetchone()[0] == 16
+
+    # the very same file again: no new version of anything, and no tile rewritten
+    _, third = ingest(live_server, op, db_url, settings, ROTTERDAM,
+                      data=json.dumps(doc).encode(), crs="EPSG:7415")
+    assert third["status"] == "succeeded", third["error"]
+    assert third["report"]["superseded"] == 0 and third["report"]["unchanged"] == 16
+    assert third["report"]["tiles"]["tiles_rewritten"] == 0
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM city_objects").fetchone()[0] == 17
     now = httpx.get(object_url(live_server, changed)).json()
     assert now["properties"]["attributes"]["status"] == "gesloopt"
     was = httpx.get(object_url(live_server, changed), params={"at": between.isoformat()})
