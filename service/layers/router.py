@@ -149,6 +149,17 @@ async def post_water(request: Request, principal: Writer) -> dict[str, Any]:
     return result
 
 
+@router.get("/water/stations/latest",
+            summary="Every station's newest sample before a time, with its class (for maps)")
+async def water_latest(request: Request, _: Reader,
+                       end: str | None = Query(None, description="an instant (default: now); "
+                                               "samples before it count")) -> dict[str, Any]:
+    b = _time(end, "end", datetime.now(UTC))
+    async with read_engine(request).connect() as conn:
+        stations = await water.latest_per_station(conn, b)
+    return {"end": b.isoformat(), "stations": stations}
+
+
 @router.get("/water/stations/{station_id}/assessment",
             summary="GB 3838-2002 class of a station over a period (single-factor rule)")
 async def water_assessment(station_id: int, request: Request, _: Reader,

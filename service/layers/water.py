@@ -147,3 +147,17 @@ async def observations(conn: AsyncConnection, st: Any, start: datetime | None,
              **{c: getattr(r, c) for c in _COLUMNS if getattr(r, c) is not None},
              "class": gb3838.CLASS_LABELS[r.grade], "grade": r.grade,
              "deciding": list(r.deciding), "exceedance": r.exceedance} for r in rows]
+
+
+async def latest_per_station(conn: AsyncConnection, end: datetime) -> list[dict[str, Any]]:
+    """Every station with its newest sample before ``end`` (None when it has none): one
+    index look-up per station on the (station_id, observed_at) key."""
+    rows = (await conn.execute(text(
+        "SELECT s.id, o.observed_at, o.grade, o.deciding FROM water_stations s"
+        " LEFT JOIN LATERAL (SELECT observed_at, grade, deciding FROM water_observations w"
+        "   WHERE w.station_id = s.id AND w.observed_at < CAST(:b AS timestamptz)"
+        "   ORDER BY w.observed_at DESC LIMIT 1) o ON true"
+        " ORDER BY s.id"), {"b": end})).all()
+    return [{"station_id": r.id, "latest": None if r.observed_at is None else {
+        "observed_at": r.observed_at.isoformat(), "grade": r.grade,
+        "class": gb3838.CLASS_LABELS[r.grade], "deciding": list(r.deciding)}} for r in rows]

@@ -187,7 +187,7 @@ def test_dashboard_in_headless_chromium(live_server, auth, db_url, settings, tmp
             assert st["visibleTiles"] > 0 and st["tileLoads"] > 0, (name, st)
     counts = steps["city"]["status"]["counts"]
     assert counts == {**counts, "traffic": 5, "water": 3, "routes": 2, "drones": 1,
-                      "trafficObserved": 5}, counts
+                      "trafficObserved": 5, "waterSampled": 3}, counts
 
     # the live drone moved with the telemetry, through the stream (which sends the latest
     # state per poll, so several reports between two polls are one event)

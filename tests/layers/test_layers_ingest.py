@@ -145,3 +145,15 @@ def test_water_samples_are_classed_and_assessed(api):
     assert report["samples_by_class"] == {"III": 1, "V": 1}
     latest = api("GET", f"/collections/water_stations/items/{sid}").json()
     assert latest["properties"]["latest_class"] == "V"
+    # the map's view: every station's newest sample before a time, in one request
+    at = {s["station_id"]: s["latest"] for s in api(
+        "GET", "/layers/water/stations/latest",
+        params={"end": "2026-04-01T12:00:00Z"}).json()["stations"]}
+    assert at[sid]["class"] == "III" and at[sid]["observed_at"].startswith("2026-04-01")
+    before = api("GET", "/layers/water/stations/latest",
+                 params={"end": "2026-03-01T00:00:00Z"}).json()["stations"]
+    assert {s["station_id"]: s["latest"] for s in before}[sid] is None
+    now = api("GET", "/layers/water/stations/latest").json()["stations"]
+    assert {s["station_id"]: s["latest"] for s in now}[sid]["class"] == "V"
+    assert api("GET", "/layers/water/stations/latest",
+               params={"end": "yesterday"}).status_code == 400

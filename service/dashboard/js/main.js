@@ -44,7 +44,7 @@ async function applyTime() {
   document.getElementById("time-label").textContent =
     Number(slider.value) === Number(slider.max) ? "now" : t.toISOString().slice(0, 16).replace("T", " ") + " UTC";
   counts.trafficObserved = await layers.traffic.colour(t);
-  await layers.water.colour(t);
+  counts.waterSampled = await layers.water.colour(t);
 }
 let timer = null;
 slider.addEventListener("input", () => {

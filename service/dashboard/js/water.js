@@ -36,20 +36,24 @@ export class WaterLayer {
                  disableDepthTestDistance: Number.POSITIVE_INFINITY },
         properties: { layer: "water", id: f.id },
       });
-      this.entities.set(f.id, entity);
+      this.entities.set(String(f.id), entity);
     }
     return features.length;
   }
 
+  // one request for all stations, however many there are; returns how many have a sample
   async colour(time) {
-    const end = time.toISOString();
-    await Promise.all([...this.entities].map(async ([id, entity]) => {
-      const body = await getJSON(`/layers/water/stations/${id}/observations?end=${end}&limit=1`);
-      const latest = body.observations[0];
+    const body = await getJSON(`/layers/water/stations/latest?end=${time.toISOString()}`);
+    let sampled = 0;
+    for (const { station_id: id, latest } of body.stations) {
+      const entity = this.entities.get(String(id));
+      if (!entity) continue;
       const cls = latest ? CLASSES[latest.grade - 1] : null;
+      sampled += cls ? 1 : 0;
       entity.point.color = Cesium.Color.fromCssColorString(cls ? cls[1] : NO_DATA);
       entity.label.text = cls ? `${entity.name}: ${cls[0]}` : `${entity.name}: no sample`;
-    }));
+    }
+    return sampled;
   }
 
   set visible(on) { this.source.show = on; }
