@@ -2,6 +2,8 @@
 
 Every write (any method but GET, HEAD, OPTIONS) lands in ``audit_log`` with the name of the
 key that made it, or none, after the response went out, so auditing never delays a client.
+The one exception: an upload's accepted intermediate chunks (``audit_skip``); its creation,
+its last chunk (which makes the dataset) and every refused chunk are logged.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class ObserveMiddleware:
 
     async def _audit(self, scope: Scope, method: str, status: int) -> None:
         state: dict[str, Any] = scope.get("state") or {}
+        if state.get("audit_skip") and status < 400:
+            return
         principal = state.get("principal")
         engine = getattr(scope.get("app").state, "engine", None) if scope.get("app") else None
         if engine is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import socket
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -124,6 +125,25 @@ def test_works_with_a_real_tus_client(live_server, op, db_url):
     status = httpx.get(uploader.url, headers=op).json()
     assert status["status"] == "complete" and status["offset"] == SAMPLE.stat().st_size
     assert status["job_id"] is not None
+    # the audit log has the creation and the last chunk, not every chunk
+    upload_id = uploader.url.rstrip("/").rsplit("/", 1)[1]
+    chunks = -(-SAMPLE.stat().st_size // 300_000)
+    assert chunks >= 3
+    deadline = time.monotonic() + 10
+    while True:  # audit rows are written just after each response
+        with psycopg.connect(db_url) as conn:
+            rows = conn.execute(
+                "SELECT method, status, detail FROM audit_log WHERE detail->>'upload' = %s "
+                "ORDER BY id", (upload_id,)).fetchall()
+        if len(rows) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    time.sleep(0.3)  # a late intermediate row would show now
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT method, status, detail FROM audit_log "
+                            "WHERE detail->>'upload' = %s ORDER BY id", (upload_id,)).fetchall()
+    assert [(m, st) for m, st, _ in rows] == [("POST", 201), ("PATCH", 204)], rows
+    assert rows[1][2]["job"] == status["job_id"]
 
 
 def test_chunk_with_a_wrong_checksum_is_discarded(live_server, op):
