@@ -8,7 +8,7 @@ from helpers_bim import FZK, HOUSE, edit_ifc, run_ingest
 from sqlalchemy import text
 
 from service.bim.errors import IfcInputError
-from service.bim.geometry import CRASH_ENV, GeometryPool
+from service.bim.geometry import CRASH_ENV, DEFAULT_GEOMETRY_LIBRARY, GeometryPool
 from service.bim.georef import Anchor
 from service.bim.model import read_bim
 from service.db import sync_engine
@@ -118,6 +118,24 @@ def test_a_crash_of_the_geometry_kernel_costs_one_element(monkeypatch):
     assert [f["global_id"] for f in bim.failures] == [victim.GlobalId]
     assert "crashed" in bim.failures[0]["reason"]
     assert len(bim.elements) == bim.products - 1
+
+
+def test_an_element_that_crashes_the_fast_kernel_gets_opencascade(monkeypatch):
+    """A crash of the hybrid kernel alone (not of OpenCASCADE) costs nothing: the element is
+    meshed again with OpenCASCADE and loads like the rest."""
+    import ifcopenshell
+
+    model = ifcopenshell.open(str(HOUSE))
+    victim = model.by_type("IfcMember")[3]
+    monkeypatch.setenv(CRASH_ENV, f"{victim.id()}:{DEFAULT_GEOMETRY_LIBRARY}")
+    pool = GeometryPool(2)
+    try:
+        bim = read_bim(HOUSE, pool=pool, anchor=Anchor(114.25, 22.72))
+    finally:
+        pool.close()
+    assert bim.failures == []
+    assert len(bim.elements) == bim.products
+    assert victim.GlobalId in {e.info.global_id for e in bim.elements}
 
 
 def test_failed_reingest_keeps_what_was_published(db_url, bim_settings):
