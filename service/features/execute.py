@@ -1,8 +1,9 @@
 """Running the generated statements on the read pool.
 
 The statements are compiled by SQLAlchemy (``text()`` with named bound parameters, compiled
-once per statement shape for the asyncpg dialect, cached) and then run on a pooled
-connection's asyncpg driver directly: a feature read is one prepared statement and one row.
+once per statement shape for the asyncpg dialect, cached) and then run, in turn at the read
+pool's gate, on a pooled connection's asyncpg driver directly: a feature read is one
+prepared statement and one row.
 The connection is taken from the engine's pool itself, without the ``Connection`` objects
 around it (they cost more than the query on the single-feature path), and a connection that
 broke (server restart, backend terminated) is dropped from the pool and the read retried,
@@ -16,11 +17,11 @@ from typing import Any
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import Pool
 from sqlalchemy.util import greenlet_spawn
 
 from service.errors import ServiceUnavailable
-from service.features.engine import POOL_SIZE
+from service.features.engine import POOL_SIZE, ReadPool
 
 _DIALECT = asyncpg_dialect()
 # the connection itself is gone; anything else (a bad statement, a timeout) leaves it usable
@@ -35,10 +36,17 @@ def compiled(sql: str) -> tuple[str, tuple[str, ...]]:
     return str(statement), tuple(statement.positiontup or ())
 
 
-async def fetchrow(engine: AsyncEngine, sql: str, values: dict[str, Any]) -> Any:
+async def fetchrow(reads: ReadPool, sql: str, values: dict[str, Any]) -> Any:
     query, order = compiled(sql)
     args = [values[n] for n in order]
-    pool = engine.sync_engine.pool
+    await reads.acquire()
+    try:
+        return await _fetchrow(reads.engine.sync_engine.pool, query, args)
+    finally:
+        reads.gate.release()
+
+
+async def _fetchrow(pool: Pool, query: str, args: list[Any]) -> Any:
     # a read can be repeated: after a server restart every pooled connection is dead, and
     # each one fails at once, so they are dropped one by one until a fresh one answers
     for attempt in range(POOL_SIZE + 1):

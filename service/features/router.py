@@ -17,7 +17,7 @@ from service.features import conformance, metadata, openapi, registry, responses
 from service.features.binds import Binds
 from service.features.cql2sql import compile_filter, parse
 from service.features.crs import parse_crs
-from service.features.engine import lifespan, read_engine
+from service.features.engine import lifespan, read_engine, read_pool
 from service.features.execute import fetchrow
 from service.features.params import (
     parse_bbox,
@@ -170,7 +170,7 @@ async def items(request: Request) -> Response:
     )
     q.filter_sql = _filter(c, params, binds)
     sql = items_sql(c, q, binds, crs)
-    row = await fetchrow(read_engine(request), sql, binds.values)
+    row = await fetchrow(read_pool(request), sql, binds.values)
     matched = row["matched"] if row["matched"] <= COUNT_CAP or not _filtered(q) else None
     base, url = responses.request_urls(request.scope)
     return responses.feature_collection(
@@ -197,7 +197,7 @@ async def item(request: Request) -> Response:
         fid = feature_id
     binds = Binds()
     sql = item_sql(c, fid, binds, crs, parse_properties(params.get("properties"), c))
-    row = await fetchrow(read_engine(request), sql, binds.values)
+    row = await fetchrow(read_pool(request), sql, binds.values)
     if row is None:
         raise NotFound(f"no feature {feature_id!r} in {c.id}")
     base = _base(request)
@@ -235,7 +235,7 @@ async def tile(request: Request) -> Response:
     if flt:
         where.append(flt)
     sql = tiles.tile_sql(c, z, x, y, binds, where)
-    row = await fetchrow(read_engine(request), sql, binds.values)
+    row = await fetchrow(read_pool(request), sql, binds.values)
     body = (row[0] if row else None) or b""
     return Response(bytes(body), media_type="application/vnd.mapbox-vector-tile",
                     headers={"Cache-Control": "public, max-age=60"})

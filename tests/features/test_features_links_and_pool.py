@@ -73,3 +73,35 @@ def test_reads_go_on_after_their_database_connections_are_terminated(server, db_
     feature = httpx.get(server.url + paths[0], timeout=30).json()["features"][0]["id"]
     for path in [*paths, f"/collections/road_segments/items/{feature}"]:
         assert httpx.get(server.url + path, timeout=30).status_code == 200, path
+
+
+def test_the_read_gate_serves_waiting_requests_in_arrival_order(monkeypatch):
+    import asyncio
+
+    from service.errors import ServiceUnavailable
+    from service.features import engine
+
+    async def scenario() -> list[str]:
+        reads = engine.ReadPool(engine=None, gate=asyncio.Semaphore(1))
+        order: list[str] = []
+
+        async def request(name: str) -> None:
+            await reads.acquire()
+            order.append(name)
+            await asyncio.sleep(0)
+            reads.gate.release()
+
+        await reads.acquire()  # one request holds the only connection
+        waiting = [asyncio.create_task(request(f"w{i}")) for i in range(3)]
+        await asyncio.sleep(0.01)
+        reads.gate.release()
+        late = asyncio.create_task(request("late"))  # arrives as the connection comes back
+        await asyncio.gather(*waiting, late)
+        # nobody waits forever: past the limit the request gets a 503 with the reason
+        monkeypatch.setattr(engine, "WAIT_TIMEOUT_S", 0.05)
+        await reads.acquire()
+        with pytest.raises(ServiceUnavailable, match="stayed busy"):
+            await reads.acquire()
+        return order
+
+    assert asyncio.run(scenario()) == ["w0", "w1", "w2", "late"]
