@@ -55,7 +55,7 @@ log = logging.getLogger("twinbase.serve")
 
 GRACEFUL_SECONDS = 30.0  # a stopping child's time to finish its requests (or its job)
 QUICK_EXIT_SECONDS = 10.0  # a child that exits this soon after starting did not start well
-MAX_QUICK_EXITS = 5  # in a row, over all children: then something is wrong, not unlucky
+MAX_QUICK_EXITS = 5  # in a row for one API worker: then something is wrong, not unlucky
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -116,9 +116,11 @@ class Child:
 
     name: str
     argv: list[str]
+    essential: bool = True  # the server cannot work without it (the jobs worker can wait)
     proc: subprocess.Popen | None = None
     started: float = 0.0
     start_at: float = 0.0  # when a replacement is due
+    quick_exits: int = 0  # in a row
 
 
 @dataclass
@@ -131,7 +133,7 @@ class Supervisor:
     stop_signal: int | None = None
     force: bool = False
     failed: str | None = None
-    quick_exits: int = 0
+    backoff_cap: float = 10.0  # seconds between restarts of a child that keeps failing
 
     def __post_init__(self) -> None:
         api = [sys.executable, "-m", "service.serve_workers", self.host, str(self.port),
@@ -140,7 +142,8 @@ class Supervisor:
         if self.jobs:
             # the same command as `twinbase worker`, so it behaves exactly like one
             self.children.append(Child("job worker",
-                                       [sys.executable, "-m", "service.cli", "worker"]))
+                                       [sys.executable, "-m", "service.cli", "worker"],
+                                       essential=False))
 
     # -- signals ------------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -209,20 +212,17 @@ class Supervisor:
                 log.warning("%s (pid %d) ended with %s after %.1f s; starting a new one",
                             child.name, child.proc.pid, how, lived)
                 child.proc = None
-                if lived < QUICK_EXIT_SECONDS:
-                    self.quick_exits += 1
-                    if self.quick_exits >= MAX_QUICK_EXITS:
-                        self.failed = (f"processes ended right after starting "
-                                       f"{self.quick_exits} times in a row (last: {child.name}, "
-                                       f"{how}); see the messages above")
-                        return
-                    # once may be bad luck (a kill during start-up): again at once; a
-                    # repeat waits 2, 4, 8 s so a broken set-up does not spin the CPU
-                    backoff = 0.0 if self.quick_exits == 1 else 2.0 ** (self.quick_exits - 1)
-                    child.start_at = now + min(backoff, 10.0)
-                else:
-                    self.quick_exits = 0
-                    child.start_at = now
+                child.quick_exits = child.quick_exits + 1 if lived < QUICK_EXIT_SECONDS else 0
+                if child.essential and child.quick_exits >= MAX_QUICK_EXITS:
+                    self.failed = (f"{child.name} ended right after starting "
+                                   f"{child.quick_exits} times in a row (last: {how}); see "
+                                   f"the messages above")
+                    return
+                # once may be bad luck (a kill during start-up): again at once; a repeat
+                # waits 2, 4, 8 s, so a broken set-up does not spin the CPU (the jobs worker
+                # keeps trying every 10 s: the API goes on serving without it)
+                backoff = 2.0 ** (child.quick_exits - 1) if child.quick_exits > 1 else 0.0
+                child.start_at = now + min(backoff, self.backoff_cap)
             if child.proc is None and child.start_at <= now and self.stop_signal is None:
                 self._start(child)
 

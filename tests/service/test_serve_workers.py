@@ -250,3 +250,13 @@ def test_a_taken_port_is_a_clear_error(serve_db, tmp_path):
         server.stop()
     assert code == 1
     assert f"cannot bind 127.0.0.1:{server.port}" in server.output()
+
+
+def test_a_worker_that_dies_at_every_start_stops_the_server_with_code_1():
+    from service.serve_workers import MAX_QUICK_EXITS, Child, Supervisor
+
+    supervisor = Supervisor("127.0.0.1", 0, 0, backoff_cap=0.05)
+    supervisor.children = [Child("api worker 1", [sys.executable, "-c", "raise SystemExit(3)"])]
+    assert supervisor.run() == 1
+    assert f"ended right after starting {MAX_QUICK_EXITS} times" in supervisor.failed
+    assert "exit code 3" in supervisor.failed
