@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import gc
 import logging
 import os
@@ -265,8 +264,7 @@ def _end_with_parent(parent: int) -> None:
     """SIGTERM to this process when the supervisor dies (Linux), and exit if it already
     has (the request is only heard from the moment it is made)."""
     with contextlib.suppress(OSError, AttributeError, TypeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # libc is linked in
     if os.getppid() != parent:
         sys.exit(0)
 

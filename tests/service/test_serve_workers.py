@@ -228,6 +228,16 @@ def test_sigterm_stops_every_process_with_exit_code_0(served):
         socket.create_connection(("127.0.0.1", served.port), timeout=5).close()
 
 
+def test_workers_end_when_the_supervisor_is_killed_outright(served):
+    workers = list(served.listeners())
+    os.kill(served.proc.pid, signal.SIGKILL)
+    served.proc.wait(WAIT_S)
+    _wait_for("the orphaned API processes to end",
+              lambda: not [pid for pid in workers if _alive(pid)])
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", served.port), timeout=5).close()
+
+
 def test_jobs_run_in_one_more_process_when_the_in_process_worker_is_on(serve_db, tmp_path):
     server = Served(serve_db, tmp_path / "var", jobs=True)
     try:
