@@ -27,6 +27,7 @@ register(Collection(
         Prop("updated_at", "datetime", title="Last change"),
     ),
     temporal=("updated_at", None),
+    tile_geometry_column="geom_3857",  # migration 0006
     keywords=("traffic", "roads"),
 ))
 

@@ -49,6 +49,9 @@ class Collection:
     geometry_column: str = "geom"
     # an indexed 2D column to filter and tile by, when the output geometry has no index
     filter_geometry_column: str | None = None
+    # a stored EPSG:3857 copy of the 2D filter geometry (a generated column), which vector
+    # tiles read instead of reprojecting every row of a tile on each request
+    tile_geometry_column: str | None = None
     has_z: bool = False
     # temporal extent of a feature: (start column, end column or None for an instant)
     temporal: tuple[str, str | None] | None = None
@@ -59,7 +62,8 @@ class Collection:
     props_by_name: dict[str, Prop] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for ident in (self.id, self.id_column, self.geometry_column):
+        for ident in (self.id, self.id_column, self.geometry_column,
+                      self.filter_geometry_column or "x", self.tile_geometry_column or "x"):
             if not _IDENT.match(ident):
                 raise ValueError(f"bad identifier in collection {self.id}: {ident!r}")
         object.__setattr__(self, "props_by_name", {p.name: p for p in self.properties})
@@ -75,6 +79,13 @@ class Collection:
     @property
     def filter_geom(self) -> str:
         return f't."{self.filter_geometry_column or self.geometry_column}"'
+
+    @property
+    def tile_geom(self) -> str:
+        """SQL for the 2D EPSG:3857 geometry a vector tile is cut from."""
+        if self.tile_geometry_column:
+            return f't."{self.tile_geometry_column}"'
+        return f"ST_Transform(ST_Force2D({self.filter_geom}), 3857)"
 
     @property
     def fid(self) -> str:

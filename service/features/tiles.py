@@ -33,12 +33,11 @@ def tile_sql(c: Collection, z: int, x: int, y: int, binds: Binds,
     if c.current_only:
         where.append(c.current_only)
     where += extra_where
-    geom = f"ST_Force2D({c.filter_geom})"
     return (
         f"WITH e AS (SELECT {env} AS env)"
         f" SELECT ST_AsMVT(m, {binds.add(c.id, 'text')}, {EXTENT}, 'geom', 'id') FROM ("
         f"SELECT {c.fid} AS id{columns},"
-        f" ST_AsMVTGeom(ST_Transform({geom}, 3857), e.env, {EXTENT}, {BUFFER}, true) AS geom"
+        f" ST_AsMVTGeom({c.tile_geom}, e.env, {EXTENT}, {BUFFER}, true) AS geom"
         f" FROM {c.from_sql}, e WHERE {' AND '.join(where)}"
         f" LIMIT {MAX_FEATURES}) m WHERE m.geom IS NOT NULL"
     )
