@@ -16,12 +16,12 @@ Elements the kernel refuses are reported with the reason from its log.
 
 The kernel is ifcopenshell's hybrid one by default: its simple CGAL kernel (double precision,
 fast booleans), with OpenCASCADE taking over any element the simple kernel cannot build (and
-here also any it returns empty, or that crashes its child process). Measured on the four samples against OpenCASCADE alone, what
-IfcConvert uses by default: 2-3x faster on FZK-Haus and Duplex_A, 7x on the small files;
-every element's bounding box within 1 mm and its surface area within 0.1 % of OpenCASCADE's
-(tests/bim/test_bim_kernel.py). Some faces come out with the opposite winding; the tiles are
-double-sided, so that does not show. The job option ``geometry_library=opencascade``
-restores IfcConvert's kernel.
+here also any it returns empty, or that crashes its child process). Measured on the four
+samples against OpenCASCADE alone, what IfcConvert uses by default: 2-3x faster on FZK-Haus
+and Duplex_A, 7x on the small files; every element's bounding box within 1 mm and its
+surface area within 0.1 % of OpenCASCADE's (tests/bim/test_bim_kernel.py). Some faces come
+out with the opposite winding; the tiles are double-sided, so that does not show. The job
+option ``geometry_library=opencascade`` restores IfcConvert's kernel.
 """
 
 from __future__ import annotations
