@@ -92,8 +92,6 @@ class _ProgressWriter(threading.Thread):
                     return
                 item, self._pending = self._pending, None
             last = time.monotonic()
-            if item is None:
-                continue
             try:
                 self._write(*item)
             except Exception:  # progress is advisory: a failed write must not end the job
