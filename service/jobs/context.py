@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -55,8 +56,7 @@ class JobContext:
 class _ProgressWriter(threading.Thread):
     """Writes the newest progress of one job, at most every ``GAP`` seconds; values that
     came in between are skipped, which is all a progress bar needs. What is pending when
-    the job ends is dropped: the outcome written next says more. So a job of a few
-    milliseconds costs no progress writes at all."""
+    the job ends is written then, so the final counts are exact."""
 
     GAP = 0.1
 
@@ -88,14 +88,15 @@ class _ProgressWriter(threading.Thread):
                 # let a quick succession of stages settle into one write
                 while not self._closing and time.monotonic() - last < self.GAP:
                     self._wake.wait(self.GAP - (time.monotonic() - last))
-                if self._closing:
-                    return
                 item, self._pending = self._pending, None
+                closing = self._closing
             last = time.monotonic()
-            try:
-                self._write(*item)
-            except Exception:  # progress is advisory: a failed write must not end the job
-                continue
+            if item is not None:
+                # progress is advisory: a failed write must not end a job
+                with contextlib.suppress(Exception):
+                    self._write(*item)
+            if closing:
+                return
 
     def _write(self, stage: str, done: int, total: int | None) -> None:
         fraction = min(1.0, done / total) if total else 0.0
