@@ -20,7 +20,7 @@ from service.cim import CityFileError, ParseReport, iter_city_objects
 from service.city.load import LoadResult, load_objects
 from service.city.tables import CITY_TILESET, city_objects
 from service.city.tiles import build_city_tileset
-from service.ingest.lidar import load_dataset
+from service.ingest.datasets import load_dataset
 from service.jobs.context import JobContext, JobFailed
 from service.jobs.registry import job_handler
 from service.models import datasets

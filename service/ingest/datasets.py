@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, Insert, func, insert, update
+from sqlalchemy import Engine, Insert, Update, func, insert, update
 
 from service.models import datasets
+
+if TYPE_CHECKING:
+    from service.jobs.context import JobContext
 
 
 def new_dataset(kind: str, name: str, *, source_path: str, sha256: str | None,
@@ -27,3 +31,24 @@ def mark_dataset_failed(engine: Engine, dataset_id: int, message: str) -> None:
             .values(status="failed", updated_at=func.now(),
                     stats=datasets.c.stats.op("||")(func.jsonb_build_object("error", message)))
         )
+
+
+def start_ingest(dataset_id: int) -> Update:
+    """The dataset's row, marked as being ingested (run with the claim of its job)."""
+    return (update(datasets).where(datasets.c.id == dataset_id)
+            .values(status="ingesting", updated_at=func.now()).returning(*datasets.c))
+
+
+def load_dataset(ctx: JobContext) -> Any:
+    """The row of the dataset an ingest job reads, with its file checked."""
+    from service.jobs.context import JobFailed
+
+    row = ctx.dataset
+    if row is None:
+        with ctx.engine.begin() as conn:
+            row = conn.execute(start_ingest(ctx.dataset_id)).first()
+    if row is None:
+        raise JobFailed(f"dataset {ctx.dataset_id} no longer exists")
+    if not row.source_path or not Path(row.source_path).is_file():
+        raise JobFailed(f"the file of dataset {row.id} is missing on the server")
+    return row

@@ -14,7 +14,9 @@ was there before (rows, current tileset) is touched.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from geoalchemy2.shape import from_shape
@@ -24,7 +26,7 @@ from shapely.geometry import MultiPolygon, Polygon
 from sqlalchemy import func, update
 
 from service.bim.errors import IfcInputError
-from service.ingest.lidar import load_dataset
+from service.ingest.datasets import load_dataset
 from service.jobs.context import JobContext, JobFailed
 from service.jobs.registry import job_handler
 from service.models import datasets
@@ -80,17 +82,25 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
         raise JobFailed(f"geometry_library must be one of {', '.join(GEOMETRY_LIBRARIES)}, "
                         f"not {library!r}")
     ctx.progress("reading", 0, None)
-    try:
-        bim = read_bim(row.source_path, pool=shared_pool(processes),
-                       anchor=parse_anchor(options.get("anchor")), crs=options.get("crs"),
-                       vertical=options.get("vertical"), progress=ctx.progress,
-                       geometry_library=library)
-    except IfcInputError as exc:
-        raise JobFailed(str(exc)) from exc
+    # The tileset version row is written while the model is read: one database round trip
+    # less on the way of a small model, where such round trips are most of the time.
+    with ThreadPoolExecutor(1, thread_name_prefix=f"job-{ctx.job_id}-version") as side:
+        version = side.submit(begin_version, ctx.engine, ctx.settings.tiles_dir,
+                              f"bim-{row.id}", "bim", dataset_id=row.id, job_id=ctx.job_id)
+        try:
+            bim = read_bim(row.source_path, pool=shared_pool(processes),
+                           anchor=parse_anchor(options.get("anchor")), crs=options.get("crs"),
+                           vertical=options.get("vertical"), progress=ctx.progress,
+                           geometry_library=library)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # the version's own failure is not the news
+                fail_version(ctx.engine, version.result())
+            if isinstance(exc, IfcInputError):
+                raise JobFailed(str(exc)) from exc
+            raise
+    tv = version.result()
     read_s = time.monotonic() - started
 
-    tv = begin_version(ctx.engine, ctx.settings.tiles_dir, f"bim-{row.id}", "bim",
-                       dataset_id=row.id, job_id=ctx.job_id)
     try:
         result = tile_features(mesh_features(bim.elements, bim.colours), tv.path,
                                max_triangles_per_tile=max_tri or DEFAULT_MAX_TRIANGLES,
@@ -103,8 +113,7 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
             {"global_id": e.info.global_id, "ifc_class": e.info.ifc_class,
              "name": e.info.name, "reason": "geometry has no surface area"}
             for e in bim.elements if e.info.global_id not in tiled]
-        draw_calls = sum(_primitives(tv.path / t["uri"]) for t in result.manifest["tiles"]
-                         .values())
+        draw_calls = sum(t["draw_calls"] for t in result.manifest["tiles"].values())
         stats = {
             "schema": bim.schema, "elements": len(elements), "products_with_body":
             bim.products, "failed": len(failures), "triangles": result.triangles,
@@ -114,8 +123,9 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
             "tileset": f"/tiles/{tv.name}/tileset.json",
         }
         ctx.progress("database", 0, len(elements))
-        # rows, dataset and the switch of the current tileset in one transaction: a reader
-        # never sees the new elements with the old tiles, or the reverse
+        # rows, dataset, the switch of the current tileset and the job's outcome in one
+        # transaction: a reader never sees the new elements with the old tiles, or the
+        # reverse, nor a finished job whose data is not there
         with ctx.engine.begin() as conn:
             in_buildings = replace_elements(conn, row.id, elements)
             stats["in_cim_buildings"] = in_buildings
@@ -125,24 +135,19 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
                 footprint=from_shape(_dataset_footprint(elements), srid=4326),
                 bounds3d=bim.bounds(), updated_at=func.now()))
             publish_in(conn, tv, stats)
+            ctx.succeed_in(conn, {
+                "elements": len(elements), "failed": failures[:MAX_REPORTED_FAILURES],
+                "failed_count": len(failures), "triangles": result.triangles,
+                "tiles": result.tiles, "draw_calls": draw_calls, "geometry_library": library,
+                "tileset": tv.name, "version": tv.version,
+                "georeference": bim.placement.report(), "in_cim_buildings": in_buildings,
+                "read_s": round(read_s, 3), "tiles_s": round(tiled_at - started - read_s, 3),
+                # the commit itself is not in these two
+                "database_s": round(time.monotonic() - tiled_at, 3),
+                "total_s": round(time.monotonic() - started, 3),
+            })
     except BaseException:
         fail_version(ctx.engine, tv)
         raise
-    stored_at = time.monotonic()
-    return {
-        "elements": len(elements), "failed": failures[:MAX_REPORTED_FAILURES],
-        "failed_count": len(failures), "triangles": result.triangles, "tiles": result.tiles,
-        "draw_calls": draw_calls, "geometry_library": library, "tileset": tv.name,
-        "version": tv.version,
-        "georeference": bim.placement.report(), "in_cim_buildings": in_buildings,
-        "read_s": round(read_s, 3), "tiles_s": round(tiled_at - started - read_s, 3),
-        "database_s": round(stored_at - tiled_at, 3),
-        "total_s": round(time.monotonic() - started, 3),
-    }
+    return ctx.report
 
-
-def _primitives(path) -> int:
-    from tiler.glb import read_glb
-
-    doc, _ = read_glb(path.read_bytes())
-    return sum(len(m["primitives"]) for m in doc.get("meshes", []))

@@ -15,22 +15,11 @@ from geoalchemy2.shape import from_shape
 from shapely.geometry import MultiPolygon, Polygon
 from sqlalchemy import func, select, update
 
+from service.ingest.datasets import load_dataset
 from service.jobs.context import JobContext, JobFailed
 from service.jobs.registry import job_handler
 from service.models import datasets, jobs
 from service.tilesets import begin_version, fail_version, mark_preview, publish, slug_name
-
-
-def load_dataset(ctx: JobContext) -> Any:
-    with ctx.engine.begin() as conn:
-        row = conn.execute(update(datasets).where(datasets.c.id == ctx.dataset_id)
-                           .values(status="ingesting", updated_at=func.now())
-                           .returning(*datasets.c)).first()
-    if row is None:
-        raise JobFailed(f"dataset {ctx.dataset_id} no longer exists")
-    if not row.source_path or not Path(row.source_path).is_file():
-        raise JobFailed(f"the file of dataset {row.id} is missing on the server")
-    return row
 
 
 def _multipolygon(geom: Polygon | MultiPolygon) -> MultiPolygon:

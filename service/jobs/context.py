@@ -8,11 +8,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Connection, Engine, func, update
 
 from service.db import relaxed_commit
+from service.jobs import store
 from service.models import jobs
 from service.settings import Settings
+
+# (stage, items done, items total) as last reported by the job
+Progress = tuple[str, int, int | None]
 
 
 class JobFailed(Exception):
@@ -27,7 +31,9 @@ class JobContext:
     params: dict[str, Any]
     engine: Engine
     settings: Settings
+    dataset: Any = None  # the dataset row, marked as ingesting when the job was claimed
     report: dict[str, Any] = field(default_factory=dict)
+    succeeded: bool = False
     min_interval: float = 0.5
     _last_write: float = 0.0
     _stage: str = ""
@@ -45,25 +51,37 @@ class JobContext:
             self._writer = _ProgressWriter(self.engine, self.job_id)
         self._writer.post(stage, int(done), int(total) if total is not None else None)
 
-    def close(self) -> None:
+    def close(self, write_pending: bool = True) -> Progress | None:
         """Stop the writer before the job's outcome is stored (a late progress write could
-        not overwrite that anyway: it only touches a running job)."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        not overwrite that anyway: it only touches a running job). Returns the progress
+        not yet written; it is written first unless ``write_pending`` is false, for the
+        caller that stores it with the outcome."""
+        writer, self._writer = self._writer, None
+        return writer.close(write_pending) if writer is not None else None
+
+    def succeed_in(self, conn: Connection, report: dict[str, Any]) -> None:
+        """Record the job's success inside the handler's last transaction: the job reads
+        'succeeded' exactly when what it wrote becomes visible, and a separate commit that
+        waits for the disk is saved. The handler's return value is then not stored."""
+        last = self.close(write_pending=False)
+        self.report.update(report)
+        conn.execute(store.succeed(self.job_id, self.report, last))
+        self.succeeded = True
 
 
 class _ProgressWriter(threading.Thread):
     """Writes the newest progress of one job, at most every ``GAP`` seconds; values that
     came in between are skipped, which is all a progress bar needs. What is pending when
-    the job ends is written then, so the final counts are exact."""
+    the job ends is written then, or handed over to be stored with the job's outcome, so
+    the final counts are exact."""
 
     GAP = 0.1
 
     def __init__(self, engine: Engine, job_id: int) -> None:
         super().__init__(name=f"job-{job_id}-progress", daemon=True)
         self.engine, self.job_id = engine, job_id
-        self._pending: tuple[str, int, int | None] | None = None
+        self._pending: Progress | None = None
+        self._write_pending = True
         self._closing = False
         self._wake = threading.Condition()
         self.start()
@@ -73,11 +91,19 @@ class _ProgressWriter(threading.Thread):
             self._pending = (stage, done, total)
             self._wake.notify()
 
-    def close(self) -> None:
+    def close(self, write_pending: bool = True) -> Progress | None:
         with self._wake:
-            self._closing = True
+            self._closing, self._write_pending = True, write_pending
             self._wake.notify()
         self.join()
+        return self._pending
+
+    def _take(self) -> Progress | None:
+        """The item to write now, if any (called holding ``_wake``)."""
+        if self._closing and not self._write_pending:
+            return None  # left in _pending for close() to hand over
+        item, self._pending = self._pending, None
+        return item
 
     def run(self) -> None:
         last = time.monotonic()
@@ -88,7 +114,7 @@ class _ProgressWriter(threading.Thread):
                 # let a quick succession of stages settle into one write
                 while not self._closing and time.monotonic() - last < self.GAP:
                     self._wake.wait(self.GAP - (time.monotonic() - last))
-                item, self._pending = self._pending, None
+                item = self._take()
                 closing = self._closing
             last = time.monotonic()
             if item is not None:

@@ -10,6 +10,7 @@ import traceback
 from sqlalchemy import select
 
 from service.db import relaxed_commit, sync_engine
+from service.ingest.datasets import start_ingest
 from service.jobs import store
 from service.jobs.context import JobContext, JobFailed
 from service.jobs.registry import handler_for
@@ -25,22 +26,32 @@ def run_job(job_id: int, database_url: str, settings: Settings | None = None) ->
     settings = settings or get_settings()
     engine = sync_engine(database_url)
     with engine.begin() as conn:
-        relaxed_commit(conn)  # a claim lost in a crash leaves the job queued: harmless
+        # a claim lost in a crash leaves the job queued (and its dataset marked as being
+        # ingested, which the retry marks again): harmless
+        relaxed_commit(conn)
         row = conn.execute(store.claim(job_id, WORKER_NAME)).first()
+        dataset = None
+        if row is not None and row.dataset_id is not None and row.kind.startswith("ingest"):
+            dataset = conn.execute(start_ingest(row.dataset_id)).first()
     if row is None:
         status = _status(engine, job_id)
         log.info("job %s is %s, not queued: skipped", job_id, status)
         return status or "missing"
     ctx = JobContext(job_id=job_id, kind=row.kind, dataset_id=row.dataset_id,
-                     params=dict(row.params or {}), engine=engine, settings=settings)
+                     params=dict(row.params or {}), engine=engine, settings=settings,
+                     dataset=dataset)
     handler = handler_for(row.kind)
     try:
         if handler is None:
             raise JobFailed(f"no handler for job kind {row.kind!r}")
         try:  # the claim wrote stage 'starting'
             report = handler(ctx) or {}
-        finally:
+        except BaseException:
             ctx.close()
+            raise
+        last = ctx.close(write_pending=False)  # stored with the outcome below
+        if ctx.succeeded:  # the handler stored its outcome with its data
+            return "succeeded"
         ctx.report.update(report)
     except JobFailed as exc:
         _fail(engine, job_id, str(exc), ctx)
@@ -50,11 +61,14 @@ def run_job(job_id: int, database_url: str, settings: Settings | None = None) ->
         _fail(engine, job_id, f"internal error: {type(exc).__name__}: {exc}", ctx)
         return "failed"
     with engine.begin() as conn:
-        conn.execute(store.succeed(job_id, ctx.report))
+        conn.execute(store.succeed(job_id, ctx.report, last))
     return "succeeded"
 
 
 def _fail(engine, job_id: int, message: str, ctx: JobContext) -> None:
+    if ctx.succeeded:  # what failed came after the outcome was committed; nothing to undo
+        log.error("job %s failed after it succeeded: %s", job_id, message)
+        return
     log.warning("job %s failed: %s", job_id, message)
     with engine.begin() as conn:
         conn.execute(store.fail(job_id, message, ctx.report))

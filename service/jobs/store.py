@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Insert, Update, cast, func, insert, update
+from sqlalchemy import Insert, Integer, Update, cast, func, insert, literal, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from service.models import jobs
@@ -38,13 +38,18 @@ def claim(job_id: int, worker: str) -> Update:
     )
 
 
-def succeed(job_id: int, report: dict[str, Any]) -> Update:
+def succeed(job_id: int, report: dict[str, Any],
+            last: tuple[str, int, int | None] | None = None) -> Update:
+    """running -> succeeded; ``last`` is the job's last progress (stage, done, total) when it
+    was not written on its own: a finished job has done all of its items."""
+    total = (func.coalesce(literal(last[2], Integer), jobs.c.items_total) if last is not None
+             else jobs.c.items_total)
+    done = literal(last[1], Integer) if last is not None else jobs.c.items_done
     return (
         update(jobs)
         .where(jobs.c.id == job_id, jobs.c.status == "running")
-        # the last progress of a job may not have been written (see JobContext.progress)
         .values(status="succeeded", stage="done", progress=1.0, report=_merged(report),
-                items_done=func.coalesce(jobs.c.items_total, jobs.c.items_done),
+                items_total=total, items_done=func.coalesce(total, done),
                 finished_at=func.now(), updated_at=func.now())
     )
 

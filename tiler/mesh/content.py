@@ -8,6 +8,7 @@ accessors, so a tile is at most two draw calls whatever the number of features.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,13 @@ def weld(positions: np.ndarray, normals: np.ndarray, colors: np.ndarray, fid: np
     return first[order], rank[inverse.reshape(-1)][triangles]
 
 
+@dataclass(frozen=True)
+class EncodedTile:
+    glb: bytes
+    vertices: int  # after welding
+    draw_calls: int  # glTF primitives
+
+
 def tile_glb(
     positions: np.ndarray,
     normals: np.ndarray,
@@ -83,7 +91,7 @@ def tile_glb(
     triangles: np.ndarray,
     centre: np.ndarray,
     rows: Sequence[dict[str, Any]],
-) -> bytes:
+) -> EncodedTile:
     """Encode a tile. ``positions`` / ``normals`` are local ENU (z-up), ``triangles`` index them.
 
     ``feature_rows[i]`` is the property-table row of vertex i (0 .. len(rows) - 1). Positions
@@ -111,6 +119,7 @@ def tile_glb(
     material_of: dict[bool, int] = {}
     nodes = []
     meshes = []
+    n_vertices = 0
     for verts, tris, part_centre in parts:
         rel = zup_to_yup(positions[verts] - part_centre).astype(np.float32)
         nrm = zup_to_yup(nrm_all[verts]).astype(np.float32)
@@ -122,6 +131,7 @@ def tile_glb(
         keep, tris = weld(rel, nrm, part_colors, fid, tris)
         rel, nrm, fid, part_colors = rel[keep], nrm[keep], fid[keep], part_colors[keep]
         verts = verts[keep]
+        n_vertices += len(verts)
         attributes = {
             "POSITION": b.add_accessor(rel, with_bounds=True),
             "NORMAL": b.add_accessor(nrm),
@@ -161,7 +171,7 @@ def tile_glb(
     b.json["nodes"] = nodes
     b.json["scenes"] = [{"nodes": list(range(len(nodes)))}]
     b.json["scene"] = 0
-    return b.to_glb()
+    return EncodedTile(b.to_glb(), n_vertices, sum(len(m["primitives"]) for m in meshes))
 
 
-__all__ = ["ARRAY_BUFFER", "tile_glb"]
+__all__ = ["ARRAY_BUFFER", "EncodedTile", "tile_glb"]

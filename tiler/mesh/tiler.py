@@ -254,7 +254,7 @@ def _tile_features(
     prev_tiles = (previous_manifest or {}).get("tiles", {})
     tiles_doc: dict[str, Any] = {}
     boxes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    total_bytes = 0
+    total_bytes = total_vertices = 0
     k = 0
     for i, node in enumerate(nodes):
         nf = len(node.features)
@@ -264,8 +264,10 @@ def _tile_features(
         p = pos[v0:v1]
         centre = cell_centre(node, half)
         rows = [{"id": flat.ids[f], **flat.props[f]} for f in node.features]
-        glb = tile_glb(p, nrm[v0:v1], colors[v0:v1], feature_row[vfeat[v0:v1]],
-                       tri[t0:t1] - v0, centre, rows)
+        encoded = tile_glb(p, nrm[v0:v1], colors[v0:v1], feature_row[vfeat[v0:v1]],
+                           tri[t0:t1] - v0, centre, rows)
+        glb = encoded.glb
+        total_vertices += encoded.vertices
         digest = hashlib.sha256(glb).hexdigest()
         uri = f"tiles/{node.key}-{digest[:16]}.glb"
         target = out / uri
@@ -280,7 +282,8 @@ def _tile_features(
         boxes[node.key] = (p.min(axis=0), p.max(axis=0))
         tiles_doc[node.key] = {
             "uri": uri, "sha256": digest, "bytes": len(glb), "triangles": int(t1 - t0),
-            "vertices": int(v1 - v0), "features": [flat.ids[f] for f in node.features],
+            "vertices": encoded.vertices, "draw_calls": encoded.draw_calls,
+            "features": [flat.ids[f] for f in node.features],
         }
         report("tiles", i + 1, len(nodes))
 
@@ -296,7 +299,8 @@ def _tile_features(
     write_json_atomic(out / "tileset.json", tileset)
     return MeshTilesetResult(
         features=len(used), tiles=len(nodes), bytes=total_bytes, triangles=len(tri),
-        vertices=len(pos), manifest=manifest, diff=diff_manifests(previous_manifest, manifest),
+        vertices=total_vertices, manifest=manifest,
+        diff=diff_manifests(previous_manifest, manifest),
         skipped=skipped, tileset_path=out / "tileset.json",
     )
 
