@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import BigInteger, Connection, Engine, func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
 
 from service.citytileset import AGGREGATE_NAME
-from service.db import relaxed_commit
 from service.models import tilesets
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
+VERSION_ATTEMPTS = 5
 
 
 def slug_name(prefix: str, label: str) -> str:
@@ -46,27 +47,41 @@ class TilesetVersion:
 
 def begin_version(engine: Engine, tiles_dir: Path, name: str, kind: str, *,
                   dataset_id: int | None, job_id: int | None) -> TilesetVersion:
+    """Number a new version of ``name`` and make its (empty) directory. A lost 'building'
+    row is harmless (the directory is cleared on the next try), so a job passes its
+    bookkeeping engine, whose commits do not wait for the disk."""
     if not NAME.match(name):
         raise ValueError(f"bad tileset name {name!r}")
     if name == AGGREGATE_NAME:  # /tiles/city/tileset.json is the city tileset of them all
         raise ValueError(f"the tileset name {name!r} is reserved")
-    with engine.begin() as conn:
-        # A lost 'building' row is harmless (the directory is cleared on the next try), so
-        # this commit need not wait for the disk.
-        relaxed_commit(conn)
-        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
-        last = conn.execute(select(func.max(tilesets.c.version))
-                            .where(tilesets.c.name == name)).scalar() or 0
-        version = last + 1
-        rel = f"{name}/v{version}"
-        row_id = conn.execute(insert(tilesets).values(
-            name=name, version=version, kind=kind, dataset_id=dataset_id, job_id=job_id,
-            status="building", path=rel).returning(tilesets.c.id)).scalar_one()
-    path = tiles_dir / rel
+    for attempt in range(VERSION_ATTEMPTS):
+        try:
+            with engine.begin() as conn:
+                row = conn.execute(_next_version(name, kind, dataset_id, job_id)).one()
+            break
+        except IntegrityError:  # another build of this name took the number first
+            if attempt == VERSION_ATTEMPTS - 1:
+                raise
+    path = tiles_dir / row.path
     if path.exists():  # left over by a crash before its row was written
         shutil.rmtree(path)
     path.mkdir(parents=True)
-    return TilesetVersion(row_id, name, version, path)
+    return TilesetVersion(row.id, name, row.version, path)
+
+
+def _next_version(name: str, kind: str, dataset_id: int | None, job_id: int | None):
+    """One statement (one round trip): the next number of ``name`` as a 'building' row;
+    the unique (name, version) refuses a number taken meanwhile."""
+    version = func.coalesce(func.max(tilesets.c.version), 0) + 1
+    numbered = select(
+        literal(name), version, literal(kind), literal(dataset_id, BigInteger),
+        literal(job_id, BigInteger), literal("building"),
+        func.concat(literal(name), "/v", version),
+    ).where(tilesets.c.name == name)
+    return (insert(tilesets)
+            .from_select(["name", "version", "kind", "dataset_id", "job_id", "status", "path"],
+                         numbered)
+            .returning(tilesets.c.id, tilesets.c.version, tilesets.c.path))
 
 
 def mark_preview(engine: Engine, tv: TilesetVersion, stats: dict[str, Any]) -> bool:

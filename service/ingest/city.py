@@ -55,7 +55,7 @@ def ingest_city(ctx: JobContext) -> dict[str, Any]:
             summary = _dataset_summary(conn, row.id)
             tile_stats = None
             if _city_has_geometry(conn):  # else there is nothing to draw (yet)
-                tv = begin_version(ctx.engine, ctx.settings.tiles_dir, CITY_TILESET, "mesh",
+                tv = begin_version(ctx.bookkeeping, ctx.settings.tiles_dir, CITY_TILESET, "mesh",
                                    dataset_id=row.id, job_id=ctx.job_id)
                 tile_stats = _build_tiles(ctx, conn, tv)
             stats = {"format": report.format, "version": report.version,

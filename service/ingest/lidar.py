@@ -39,7 +39,7 @@ def ingest_lidar(ctx: JobContext) -> dict[str, Any]:
     # surveys of the same area (same `survey` option, or same file name) are versions of one
     # tileset: the newest is current, older ones stay readable at their versioned URLs
     name = slug_name("survey", str(options.get("survey") or row.name))
-    tv = begin_version(ctx.engine, ctx.settings.tiles_dir, name, "pointcloud",
+    tv = begin_version(ctx.bookkeeping, ctx.settings.tiles_dir, name, "pointcloud",
                        dataset_id=row.id, job_id=ctx.job_id)
     started = time.monotonic()
     first_view: dict[str, float] = {}

@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, update
 
-from service.db import relaxed_commit
 from service.jobs import store
 from service.models import jobs
 from service.settings import Settings
@@ -31,6 +30,7 @@ class JobContext:
     params: dict[str, Any]
     engine: Engine
     settings: Settings
+    bookkeeping: Engine | None = None  # for writes a crash may lose (db.bookkeeping_engine)
     dataset: Any = None  # the dataset row, marked as ingesting when the job was claimed
     report: dict[str, Any] = field(default_factory=dict)
     succeeded: bool = False
@@ -38,6 +38,10 @@ class JobContext:
     _last_write: float = 0.0
     _stage: str = ""
     _writer: _ProgressWriter | None = None
+
+    def __post_init__(self) -> None:
+        if self.bookkeeping is None:  # a context made outside run_job: durable writes
+            self.bookkeeping = self.engine
 
     def progress(self, stage: str, done: int, total: int | None = None) -> None:
         """Record stage and items done; written at most every ``min_interval`` seconds,
@@ -48,7 +52,7 @@ class JobContext:
             return
         self._stage, self._last_write = stage, now
         if self._writer is None:
-            self._writer = _ProgressWriter(self.engine, self.job_id)
+            self._writer = _ProgressWriter(self.bookkeeping, self.job_id)
         self._writer.post(stage, int(done), int(total) if total is not None else None)
 
     def close(self, write_pending: bool = True) -> Progress | None:
@@ -127,7 +131,6 @@ class _ProgressWriter(threading.Thread):
     def _write(self, stage: str, done: int, total: int | None) -> None:
         fraction = min(1.0, done / total) if total else 0.0
         with self.engine.begin() as conn:
-            relaxed_commit(conn)
             conn.execute(
                 update(jobs)
                 .where(jobs.c.id == self.job_id, jobs.c.status == "running")

@@ -9,7 +9,7 @@ import traceback
 
 from sqlalchemy import select
 
-from service.db import relaxed_commit, sync_engine
+from service.db import bookkeeping_engine, sync_engine
 from service.ingest.datasets import start_ingest
 from service.jobs import store
 from service.jobs.context import JobContext, JobFailed
@@ -25,10 +25,10 @@ def run_job(job_id: int, database_url: str, settings: Settings | None = None) ->
     """Run job ``job_id`` to its end; return its final status."""
     settings = settings or get_settings()
     engine = sync_engine(database_url)
-    with engine.begin() as conn:
-        # a claim lost in a crash leaves the job queued (and its dataset marked as being
-        # ingested, which the retry marks again): harmless
-        relaxed_commit(conn)
+    bookkeeping = bookkeeping_engine(database_url)
+    with bookkeeping.connect() as conn:
+        # A claim lost in a crash leaves the job queued, and its dataset perhaps marked as
+        # being ingested, which the retry marks again: harmless either way.
         row = conn.execute(store.claim(job_id, WORKER_NAME)).first()
         dataset = None
         if row is not None and row.dataset_id is not None and row.kind.startswith("ingest"):
@@ -39,7 +39,7 @@ def run_job(job_id: int, database_url: str, settings: Settings | None = None) ->
         return status or "missing"
     ctx = JobContext(job_id=job_id, kind=row.kind, dataset_id=row.dataset_id,
                      params=dict(row.params or {}), engine=engine, settings=settings,
-                     dataset=dataset)
+                     bookkeeping=bookkeeping, dataset=dataset)
     handler = handler_for(row.kind)
     try:
         if handler is None:
