@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import gc
 import logging
 import os
 import select
@@ -270,18 +269,12 @@ def _end_with_parent(parent: int) -> None:
 
 
 def settle_heap() -> None:
-    """Move every object alive now (modules, the app, its routes and settings: some 160,000)
-    out of the garbage collector's sight, for the life of the process.
-
-    CPython's full collections walk every tracked object; with this app loaded one takes
-    about 100 ms, and under load they came every few seconds, stalling every request in the
-    process: most of the p99 of small bbox pages. Frozen objects are never scanned again;
-    what requests allocate is still collected."""
+    """Load what the first requests would load, then freeze the heap (see heap.py)."""
     from service.features import registry
+    from service.heap import freeze_heap
 
     registry.collections()  # the layer definitions load on first use: load them now
-    gc.collect()
-    gc.freeze()
+    freeze_heap()
 
 
 def run_api_worker(host: str, port: int, parent: int) -> None:
