@@ -24,6 +24,17 @@ from .georef import Anchor, check_near_origin, check_on_globe, resolve
 from .placement import Placement
 from .properties import ElementInfo, element_info
 from .reader import file_schema, open_ifc
+from .spaces import (
+    BimSpace,
+    assign_spaces,
+    boundary_elements,
+    contained_elements,
+    has_space_body,
+    model_spaces,
+    place_spaces,
+    space_info,
+    take_space_geometry,
+)
 
 Progress = Callable[[str, int, int], None]
 
@@ -34,6 +45,7 @@ class BimElement:
     geometry: ElementGeometry
     llh: np.ndarray  # (n, 3) lon, lat, ellipsoidal height of geometry.verts
     footprint: MultiPolygon  # lon / lat
+    space_global_id: str | None = None  # the IfcSpace it is in (see spaces.py)
 
     @property
     def triangles(self) -> int:
@@ -49,6 +61,13 @@ class BimModel:
     colours: list[tuple[int, int, int, int]]
     failures: list[dict[str, Any]] = field(default_factory=list)
     products: int = 0  # products that should have a body
+    spaces: list[BimSpace] = field(default_factory=list)  # every IfcSpace, not in elements
+
+    @property
+    def spaces_failed(self) -> list[dict[str, Any]]:
+        """Spaces kept without geometry because meshing it failed."""
+        return [{"global_id": s.global_id, "name": s.name, "long_name": s.long_name,
+                 "reason": s.failure} for s in self.spaces if s.failure]
 
     def bounds(self) -> dict[str, list[float]]:
         """{"min": [lon, lat, h], "max": [...]}, as the other dataset kinds write it."""
@@ -75,18 +94,24 @@ def read_bim(path: str | Path, *, pool: GeometryPool, anchor: Anchor | None = No
     if not products:
         raise IfcInputError("the model has no geometry: no IfcProduct has a 3D body "
                             "representation (openings and spaces aside)")
-    report("geometry", 0, len(products))
+    space_entities = model_spaces(model)
+    # rooms ride along in the elements' one round through the geometry children
+    space_ids = [s.id() for s in space_entities if has_space_body(s)]
+    report("geometry", 0, len(products) + len(space_ids))
     infos: dict[int, ElementInfo] = {}
+    spaces: list[BimSpace] = []
 
     def read_properties() -> None:
         for p in products:
             infos[p.id()] = element_info(model, p, unit)
+        spaces.extend(space_info(s) for s in space_entities)
 
-    geo = mesh_products(model, path, [p.id() for p in products], pool=pool,
+    geo = mesh_products(model, path, [p.id() for p in products] + space_ids, pool=pool,
                         progress=lambda done, total: report("geometry", done, total),
                         while_waiting=read_properties, library=geometry_library)
     if not infos:  # the pool failed before the side work ran
         read_properties()
+    space_shapes, space_failures = take_space_geometry(geo, space_ids)
     failures = [{"global_id": infos[i].global_id, "ifc_class": infos[i].ifc_class,
                  "name": infos[i].name, "reason": reason}
                 for i, reason in sorted(geo.failures.items())]
@@ -105,5 +130,15 @@ def read_bim(path: str | Path, *, pool: GeometryPool, anchor: Anchor | None = No
     footprints = to_lonlat([geo.elements[i].plan for i in order], placement.to_wgs84)
     elements = [BimElement(infos[i], geo.elements[i], part, fp)
                 for i, part, fp in zip(order, parts, footprints, strict=True)]
+    if spaces:
+        place_spaces(spaces, space_shapes, space_failures, placement.to_wgs84)
+        located = assign_spaces(
+            spaces, contained_elements(space_entities), boundary_elements(model),
+            [e.info.global_id for e in elements], [e.info.assembly_global_id for e in elements],
+            [e.geometry.plan for e in elements],
+            [(float(e.geometry.verts[:, 2].min()), float(e.geometry.verts[:, 2].max()))
+             for e in elements])
+        for e, space in zip(elements, located, strict=True):
+            e.space_global_id = space
     return BimModel(model.schema_identifier, placement, unit, elements, geo.colours, failures,
-                    len(products))
+                    len(products), spaces)

@@ -80,10 +80,12 @@ def _class_path(schema: str, cls: str) -> tuple[str, ...]:
     return tuple(path)
 
 
-def _storey_of(element) -> Any:
+def storey_of(element) -> Any:
     import ifcopenshell.util.element as ue
 
     node = ue.get_container(element)
+    if node is None and element.is_a("IfcSpace"):
+        node = ue.get_aggregate(element)  # rooms are parts of their storey, not contained
     seen = 0
     while node is not None and seen < 32:  # spaces and zones sit inside storeys
         if node.is_a("IfcBuildingStorey"):
@@ -93,7 +95,7 @@ def _storey_of(element) -> Any:
     return None
 
 
-def _psets(element) -> dict[str, dict[str, Any]]:
+def psets_of(element) -> dict[str, dict[str, Any]]:
     import ifcopenshell.util.element as ue
 
     out: dict[str, dict[str, Any]] = {}
@@ -105,7 +107,7 @@ def _psets(element) -> dict[str, dict[str, Any]]:
 def element_info(model, element, unit_scale: float) -> ElementInfo:
     import ifcopenshell.util.element as ue
 
-    storey = _storey_of(element)
+    storey = storey_of(element)
     assembly = ue.get_aggregate(element)
     if assembly is not None and (assembly.is_a("IfcSpatialElement")
                                  or assembly.is_a("IfcSpatialStructureElement")):
@@ -123,5 +125,5 @@ def element_info(model, element, unit_scale: float) -> ElementInfo:
         storey=storey.Name if storey is not None else None,
         storey_global_id=storey.GlobalId if storey is not None else None,
         storey_elevation=float(elevation) * unit_scale if elevation is not None else None,
-        psets=_psets(element),
+        psets=psets_of(element),
     )

@@ -121,13 +121,14 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
             "project_unit_m": bim.unit_scale, "geometry_library": library,
             "georeference": bim.placement.report(),
             "tileset": f"/tiles/{tv.name}/tileset.json",
+            "spaces": len(bim.spaces),
         }
         ctx.progress("database", 0, len(elements))
         # rows, dataset, the switch of the current tileset and the job's outcome in one
         # transaction: a reader never sees the new elements with the old tiles, or the
         # reverse, nor a finished job whose data is not there
         with ctx.engine.begin() as conn:
-            in_buildings = replace_elements(conn, row.id, elements)
+            in_buildings = replace_elements(conn, row.id, elements, spaces=bim.spaces)
             stats["in_cim_buildings"] = in_buildings
             conn.execute(update(datasets).where(datasets.c.id == row.id).values(
                 status="ready", crs=bim.placement.crs,
@@ -137,6 +138,8 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
             publish_in(conn, tv, stats)
             ctx.succeed_in(conn, {
                 "elements": len(elements), "failed": failures[:MAX_REPORTED_FAILURES],
+                "spaces": len(bim.spaces),
+                "spaces_failed": bim.spaces_failed[:MAX_REPORTED_FAILURES],
                 "failed_count": len(failures), "triangles": result.triangles,
                 "tiles": result.tiles, "draw_calls": draw_calls, "geometry_library": library,
                 "tileset": tv.name, "version": tv.version,

@@ -1,10 +1,12 @@
-"""BIM elements: query by class, storey, property values, space and GlobalId; re-ingest a
-model with an anchor.
+"""BIM elements: query by class, storey, property values, space and GlobalId; the spaces
+(rooms) of models; re-ingest a model with an anchor.
 
 Elements come back as GeoJSON features: the plan footprint as geometry (lon / lat), the 3D
 extent as the feature's 6-number ``bbox`` (lon, lat, ellipsoidal height), and the element's
 identity; ``psets=true`` adds the property and quantity sets (always there for one element).
 The feature id is the IFC GlobalId, which is also the feature id in the model's 3D Tiles.
+Spaces come back the same way, with their floor area and element count; they are not in
+the tiles (service/bim/spaces.py says why, and which room an element is in).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from geoalchemy2.functions import ST_AsGeoJSON
@@ -22,6 +25,7 @@ from sqlalchemy.types import UserDefinedType
 from service.auth import Reader, Writer
 from service.errors import BadRequest, NotFound, Unprocessable
 from service.ingest.ifc_store import bim_elements as el
+from service.ingest.ifc_store import bim_spaces as sp
 from service.jobs.submit import submit_job_async
 from service.models import datasets
 
@@ -30,7 +34,13 @@ router = APIRouter(prefix="/bim", tags=["bim"])
 _COLUMNS = [el.c.id, el.c.dataset_id, el.c.global_id, el.c.ifc_class, el.c.name,
             el.c.type_name, el.c.assembly_global_id, el.c.assembly_class, el.c.storey,
             el.c.storey_global_id, el.c.storey_elevation,
-            el.c.building_object_id, el.c.min_height, el.c.max_height, el.c.triangles]
+            el.c.building_object_id, el.c.min_height, el.c.max_height, el.c.triangles,
+            el.c.space_global_id]
+_SPACE_COLUMNS = [sp.c.dataset_id, sp.c.global_id, sp.c.name, sp.c.long_name, sp.c.storey,
+                  sp.c.storey_global_id, sp.c.floor_area, sp.c.min_height, sp.c.max_height]
+MAX_TEXT = 255  # an IfcLabel (a space's name or long name) is at most this long
+SPACE_HELP = ("the space's GlobalId, or its whole name or long name (any case), as "
+              "/bim/spaces lists them")
 _FILTER = re.compile(r"^(?P<path>[^<>=!]+?)\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>.*)$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
 _OPS = {"=": "==", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
@@ -131,6 +141,33 @@ def _bbox(text: str):
     return and_(el.c.footprint.op("&&")(env), func.ST_Intersects(el.c.footprint, env))
 
 
+def _text_value(key: str, value: str, what: str) -> str:
+    """A text filter as given, refused when it cannot name anything: empty, longer than an
+    IFC label can be, or with control characters (PostgreSQL refuses a NUL outright)."""
+    v = value.strip()
+    if not v:
+        raise BadRequest(f"{key} must not be empty: give {what}")
+    if len(v) > MAX_TEXT:
+        raise BadRequest(f"{key} is {len(v)} characters long; at most {MAX_TEXT}: give {what}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in v):
+        raise BadRequest(f"{key} contains control characters: give {what}")
+    return v
+
+
+def _contains(column, value: str):
+    return column.ilike("%" + value.replace("\\", "\\\\").replace("%", "\\%")
+                        .replace("_", "\\_") + "%")
+
+
+def _in_space(value: str):
+    """Elements in the space(s) of their own model with this GlobalId, name or long name."""
+    v = _text_value("space", value, SPACE_HELP)
+    return select(sp.c.id).where(
+        sp.c.dataset_id == el.c.dataset_id, sp.c.global_id == el.c.space_global_id,
+        or_(sp.c.global_id == v, func.lower(sp.c.name) == v.lower(),
+            func.lower(sp.c.long_name) == v.lower())).exists()
+
+
 def _height(text: str):
     try:
         lo, hi = (float(v) for v in text.split(","))
@@ -151,6 +188,11 @@ async def list_elements(
     prop: list[str] | None = Query(None, alias="property", description=FILTER_HELP),
     name: str | None = Query(None, description="name contains (any case)"),
     building: str | None = Query(None, description="CIM building object id"),
+    space: str | None = Query(None, description=(
+        "elements in this space (room): " + SPACE_HELP + "; a name several rooms share "
+        "finds the elements of all of them. An element is in the room the file contains it "
+        "in, else the room around it; walls, doors, windows and slabs the file names as room "
+        "boundaries are in none")),
     bbox: str | None = Query(None, description="minlon,minlat,maxlon,maxlat (WGS 84)"),
     height: str | None = Query(None, description="min,max ellipsoidal height (m) overlapped"),
     psets: bool = Query(False, description="include property and quantity sets"),
@@ -170,10 +212,11 @@ async def list_elements(
     for expr in prop or []:
         conds.append(property_filter(expr))
     if name:
-        conds.append(el.c.name.ilike("%" + name.replace("\\", "\\\\").replace("%", "\\%")
-                                     .replace("_", "\\_") + "%"))
+        conds.append(_contains(el.c.name, name))
     if building:
         conds.append(el.c.building_object_id == building)
+    if space is not None:
+        conds.append(_in_space(space))
     if bbox:
         conds.append(_bbox(bbox))
     if height:
@@ -208,7 +251,76 @@ async def get_element(global_id: str, request: Request, _: Reader,
     return feature(row, True)
 
 
-@router.get("/datasets/{dataset_id}", summary="A model's classes, storeys and placement")
+def space_feature(row: Any, with_psets: bool) -> dict[str, Any]:
+    props = {c.name: getattr(row, c.name) for c in _SPACE_COLUMNS}
+    props["elements"] = row.elements
+    if with_psets:
+        props["psets"] = row.psets
+    props["links"] = {
+        "elements": f"/bim/elements?dataset={row.dataset_id}&space={quote(row.global_id)}",
+        "dataset": f"/datasets/{row.dataset_id}",
+        "model": f"/bim/datasets/{row.dataset_id}",
+    }
+    located = row.x0 is not None
+    return {
+        "type": "Feature", "id": row.global_id,
+        "bbox": ([row.x0, row.y0, row.min_height, row.x1, row.y1, row.max_height]
+                 if located else None),
+        "geometry": json.loads(row.geojson) if row.geojson else None,
+        "properties": props,
+    }
+
+
+@router.get("/spaces", summary="BIM spaces (rooms) by model, storey and name")
+async def list_spaces(
+    request: Request, _: Reader,
+    dataset: int | None = Query(None, description="only this model (dataset id)"),
+    storey: str | None = Query(None, description="storey name (any case) or GlobalId"),
+    name: str | None = Query(None, description=(
+        "name or long name contains (any case): the room number or what the room is")),
+    psets: bool = Query(False, description="include property and quantity sets"),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    """Every IfcSpace of the models, as GeoJSON features: the footprint of its body (lon /
+    lat; null when it has no body or its geometry failed), the 3D extent as ``bbox`` (lon,
+    lat, ellipsoidal height), ``floor_area`` (m², of the footprint, computed in model
+    metres: the gross area), ``min_height`` / ``max_height`` (ellipsoidal metres) and
+    ``elements``, the number of elements in it, which ``links.elements`` lists."""
+    count = (select(func.count()).select_from(el)
+             .where(el.c.dataset_id == sp.c.dataset_id, el.c.space_global_id == sp.c.global_id)
+             .scalar_subquery())
+    cols = [*_SPACE_COLUMNS, count.label("elements"),
+            ST_AsGeoJSON(sp.c.footprint, 7).label("geojson"),
+            func.ST_XMin(sp.c.bbox3d).label("x0"), func.ST_YMin(sp.c.bbox3d).label("y0"),
+            func.ST_XMax(sp.c.bbox3d).label("x1"), func.ST_YMax(sp.c.bbox3d).label("y1")]
+    if psets:
+        cols.append(sp.c.psets)
+    conds = []
+    if dataset is not None:
+        conds.append(sp.c.dataset_id == dataset)
+    if storey:
+        conds.append(or_(func.lower(sp.c.storey) == storey.lower(),
+                         sp.c.storey_global_id == storey))
+    if name is not None:
+        v = _text_value("name", name, "part of a space's name or long name")
+        conds.append(or_(_contains(sp.c.name, v), _contains(sp.c.long_name, v)))
+    query = (select(*cols).where(and_(*conds)).order_by(sp.c.dataset_id, sp.c.id)
+             .limit(limit + 1).offset(offset))
+    async with request.app.state.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    links = [{"rel": "self", "href": str(request.url)}]
+    if more:
+        links.append({"rel": "next", "href": str(request.url.include_query_params(
+            offset=offset + limit, limit=limit))})
+    return {"type": "FeatureCollection", "numberReturned": len(rows),
+            "features": [space_feature(r, psets) for r in rows], "links": links}
+
+
+@router.get("/datasets/{dataset_id}",
+            summary="A model's classes, storeys, number of spaces and placement")
 async def model_summary(dataset_id: int, request: Request, _: Reader) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
         ds = (await conn.execute(select(datasets.c.id, datasets.c.kind, datasets.c.status,
@@ -224,13 +336,17 @@ async def model_summary(dataset_id: int, request: Request, _: Reader) -> dict[st
             .where(el.c.dataset_id == dataset_id)
             .group_by(el.c.storey, el.c.storey_global_id, el.c.storey_elevation)
             .order_by(el.c.storey_elevation.nulls_last(), el.c.storey))).all()
+        spaces = (await conn.execute(select(func.count()).select_from(sp)
+                                     .where(sp.c.dataset_id == dataset_id))).scalar_one()
     return {
         "dataset_id": ds.id, "status": ds.status, "crs": ds.crs,
         "georeference": (ds.stats or {}).get("georeference"),
         "classes": {c: n for c, n in classes},
+        "spaces": spaces,
         "storeys": [{"name": s, "global_id": g, "elevation": e, "elements": n}
                     for s, g, e, n in storeys],
         "links": {"elements": f"/bim/elements?dataset={ds.id}",
+                  "spaces": f"/bim/spaces?dataset={ds.id}",
                   "tileset": f"/tiles/bim-{ds.id}/tileset.json"},
     }
 
