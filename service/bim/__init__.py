@@ -3,9 +3,11 @@ geometry. No database or web imports here; ``service.ingest.ifc`` wires it to th
 
 Choices worth knowing:
 
-* IfcOpeningElement and IfcSpace are left out of the geometry (as IfcConvert does): openings
-  are voids already cut from their walls, and room volumes drawn over everything would catch
-  every click. Only products with a 3D body become elements; an aggregate without a body of
+* IfcOpeningElement and IfcSpace are left out of the tiles and the elements (as IfcConvert
+  leaves them out): openings are voids already cut from their walls, and room volumes drawn
+  over everything would catch every click. Spaces are meshed only for their footprint and
+  height range and stored as rooms (``spaces.py``). Only products with a 3D body become
+  elements; an aggregate without a body of
   its own (a window made of members and plates) is found through its parts'
   ``assembly_global_id`` / ``assembly_class``.
 * Heights written in the model (OrthogonalHeight, RefElevation, an anchor's height) are taken

@@ -85,7 +85,7 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
     # The tileset version row is written while the model is read: one database round trip
     # less on the way of a small model, where such round trips are most of the time.
     with ThreadPoolExecutor(1, thread_name_prefix=f"job-{ctx.job_id}-version") as side:
-        version = side.submit(begin_version, ctx.engine, ctx.settings.tiles_dir,
+        version = side.submit(begin_version, ctx.bookkeeping, ctx.settings.tiles_dir,
                               f"bim-{row.id}", "bim", dataset_id=row.id, job_id=ctx.job_id)
         try:
             bim = read_bim(row.source_path, pool=shared_pool(processes),
