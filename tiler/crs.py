@@ -163,6 +163,15 @@ def horizontal_part(crs: CRS) -> CRS:
     return crs
 
 
+@lru_cache(maxsize=64)
+def cached_transformer(source: CRS | str, target: CRS | str) -> Transformer:
+    """``Transformer.from_crs(source, target, always_xy=True)``, made once per pair. PROJ's
+    search for the operation is the slow part: ~75 ms for CGCS2000 / 3-degree Gauss-Kruger
+    (EPSG:4547, Longgang's CRS) to WGS 84, paid by every ingest before this cache. pyproj's
+    transformers are thread-safe since 3.1, so one instance serves every thread."""
+    return Transformer.from_crs(source, target, always_xy=True)
+
+
 class ToWgs84:
     """Source CRS coordinates (easting/x first) to longitude, latitude, ellipsoidal height."""
 
@@ -171,12 +180,11 @@ class ToWgs84:
         self.policy = height_policy(self.crs, vertical)
         source = horizontal_part(self.crs)
         if source.is_geocentric:
-            self._tf = Transformer.from_crs(source, "EPSG:4979", always_xy=True)
+            self._tf = cached_transformer(source, "EPSG:4979")
             self._geocentric = True
         else:
             self._geocentric = False
-            target = "EPSG:4326"
-            self._tf = Transformer.from_crs(source, target, always_xy=True)
+            self._tf = cached_transformer(source, "EPSG:4326")
         self.label = crs_label(self.crs)
         self.area = self.crs.area_of_use
 
@@ -225,7 +233,7 @@ class FromWgs84:
         source = horizontal_part(self.crs)
         self._geocentric = source.is_geocentric
         target = "EPSG:4979" if self._geocentric else "EPSG:4326"
-        self._tf = Transformer.from_crs(target, source, always_xy=True)
+        self._tf = cached_transformer(target, source)
 
     def __call__(self, lon: np.ndarray, lat: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, ...]:
         lon, lat, h = (np.asarray(a, float) for a in (lon, lat, h))

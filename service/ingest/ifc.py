@@ -53,8 +53,12 @@ def _int_param(options: dict[str, Any], key: str, default: int | None, lo: int, 
 def _dataset_footprint(elements) -> MultiPolygon:
     parts = [e.footprint for e in elements if not e.footprint.is_empty]
     try:
-        # snapped to ~0.1 mm: element outlines that touch in metres do not quite in degrees
-        merged = union_all(parts, grid_size=1e-9)
+        merged = union_all(parts)
+        if isinstance(merged, MultiPolygon):
+            # Element outlines that touch in metres may miss by a hair in degrees; snapped to
+            # ~0.1 mm they close. Only then: the snapping union is 2-4x slower (200 ms for
+            # 3,000 elements), and most buildings come out as one polygon without it.
+            merged = union_all(parts, grid_size=1e-9)
     except GEOSException:
         merged = union_all(parts).convex_hull
     if not isinstance(merged, MultiPolygon | Polygon):

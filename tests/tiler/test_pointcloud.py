@@ -249,3 +249,23 @@ def test_every_point_format_with_extra_bytes(tmp_path: Path, fmt: int) -> None:
     r = tile_point_cloud(src, tmp_path / "out", settings=SMALL)
     check_output(src, tmp_path / "out", r)
     assert r.colour == ("u16" if "red" in las.point_format.dimension_names else "none")
+
+
+def test_crs_transformers_are_made_once_and_give_the_same_coordinates() -> None:
+    """PROJ's operation search for CGCS2000 / Gauss-Kruger is made once per process; the
+    shared transformer gives what a fresh one gives, both ways."""
+    from pyproj import Transformer
+
+    from tiler.crs import FromWgs84, ToWgs84
+
+    a, b = ToWgs84("EPSG:4547"), ToWgs84("EPSG:4547")
+    assert a._tf is b._tf
+    assert FromWgs84("EPSG:4547")._tf is FromWgs84("EPSG:4547")._tf
+    x, y = np.array([500000.0, 512345.6]), np.array([2510000.0, 2498765.4])
+    lon, lat, _ = a(x, y, np.zeros(2))
+    fresh = Transformer.from_crs("EPSG:4547", "EPSG:4326", always_xy=True)
+    np.testing.assert_allclose(np.column_stack([lon, lat]),
+                               np.column_stack(fresh.transform(x, y)), atol=1e-12)
+    back = FromWgs84("EPSG:4547")(lon, lat, np.zeros(2))
+    np.testing.assert_allclose(back[0], x, atol=1e-4)
+    np.testing.assert_allclose(back[1], y, atol=1e-4)
