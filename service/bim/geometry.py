@@ -75,9 +75,15 @@ class GeometryResult:
 
 
 def has_body(product) -> bool:
-    """Whether a product should come out of the iterator with a 3D body."""
+    """Whether a product should come out of the iterator with a 3D body (as an element)."""
+    return product.is_a() not in EXCLUDED and has_body_representation(product)
+
+
+def has_body_representation(product) -> bool:
+    """Whether a product has a 3D body in a model context, whatever its class (spaces too,
+    which :func:`has_body` leaves out)."""
     rep = getattr(product, "Representation", None)
-    if rep is None or product.is_a() in EXCLUDED:
+    if rep is None:
         return False
     for r in rep.Representations or ():
         ctx = r.ContextOfItems

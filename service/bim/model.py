@@ -18,6 +18,7 @@ from .geometry import (
     ElementGeometry,
     GeometryPool,
     has_body,
+    has_body_representation,
     mesh_products,
 )
 from .georef import Anchor, check_near_origin, check_on_globe, resolve
@@ -29,7 +30,6 @@ from .spaces import (
     assign_spaces,
     boundary_elements,
     contained_elements,
-    has_space_body,
     model_spaces,
     place_spaces,
     space_info,
@@ -96,7 +96,7 @@ def read_bim(path: str | Path, *, pool: GeometryPool, anchor: Anchor | None = No
                             "representation (openings and spaces aside)")
     space_entities = model_spaces(model)
     # rooms ride along in the elements' one round through the geometry children
-    space_ids = [s.id() for s in space_entities if has_space_body(s)]
+    space_ids = [s.id() for s in space_entities if has_body_representation(s)]
     report("geometry", 0, len(products) + len(space_ids))
     infos: dict[int, ElementInfo] = {}
     spaces: list[BimSpace] = []

@@ -45,7 +45,7 @@ from shapely.geometry import MultiPolygon
 from shapely.geometry.base import BaseGeometry
 
 from .footprint import to_lonlat
-from .geometry import BODY_IDENTIFIERS, ElementGeometry, GeometryResult
+from .geometry import ElementGeometry, GeometryResult
 from .properties import psets_of, storey_of
 
 SPACE_CLASS = "IfcSpace"
@@ -68,22 +68,6 @@ class BimSpace:
     llh_min: tuple[float, float, float] | None = None  # lon, lat, ellipsoidal height
     llh_max: tuple[float, float, float] | None = None
     failure: str | None = None
-
-
-def has_space_body(space) -> bool:
-    """Whether a space has a 3D body to mesh. ``geometry.has_body`` says no to every
-    IfcSpace on purpose (they stay out of the tiles); this is the same test without that."""
-    rep = getattr(space, "Representation", None)
-    if rep is None:
-        return False
-    for r in rep.Representations or ():
-        ctx = r.ContextOfItems
-        parent = getattr(ctx, "ParentContext", None) or ctx
-        if (parent.ContextType or "").lower() not in ("model", "") or not r.Items:
-            continue
-        if (r.RepresentationIdentifier or "").lower() in BODY_IDENTIFIERS:
-            return True
-    return False
 
 
 def model_spaces(model) -> list[Any]:
