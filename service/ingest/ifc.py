@@ -147,7 +147,7 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
                 "failed_count": len(failures), "triangles": result.triangles,
                 "tiles": result.tiles, "draw_calls": draw_calls, "geometry_library": library,
                 "tileset": tv.name, "version": tv.version,
-                "georeference": bim.placement.report(), "in_cim_buildings": in_buildings,
+                "georeference": stats["georeference"], "in_cim_buildings": in_buildings,
                 "read_s": round(read_s, 3), "tiles_s": round(tiled_at - started - read_s, 3),
                 # the commit itself is not in these two
                 "database_s": round(time.monotonic() - tiled_at, 3),

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from geoalchemy2.functions import ST_AsGeoJSON
 from pydantic import BaseModel, Field
-from sqlalchemy import Text, and_, cast, func, literal, or_, select
+from sqlalchemy import Select, Text, and_, cast, func, literal, or_, select
 from sqlalchemy.types import UserDefinedType
 
 from service.auth import Reader, Writer
@@ -176,6 +177,22 @@ def _height(text: str):
     return and_(el.c.max_height >= lo, el.c.min_height <= hi)
 
 
+async def _page(request: Request, query: Select, limit: int, offset: int,
+                to_feature: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """Run a query made with ``.limit(limit + 1)``: one page of features, with a next link
+    when the extra row shows there is more."""
+    async with request.app.state.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    links = [{"rel": "self", "href": str(request.url)}]
+    if more:
+        links.append({"rel": "next", "href": str(request.url.include_query_params(
+            offset=offset + limit, limit=limit))})
+    return {"type": "FeatureCollection", "numberReturned": len(rows),
+            "features": [to_feature(r) for r in rows], "links": links}
+
+
 @router.get("/elements", summary="BIM elements by class, storey, property values and space")
 async def list_elements(
     request: Request, _: Reader,
@@ -223,16 +240,7 @@ async def list_elements(
         conds.append(_height(height))
     query = (_select(psets).where(and_(*conds)).order_by(el.c.dataset_id, el.c.id)
              .limit(limit + 1).offset(offset))
-    async with request.app.state.engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    links = [{"rel": "self", "href": str(request.url)}]
-    if more:
-        links.append({"rel": "next", "href": str(request.url.include_query_params(
-            offset=offset + limit, limit=limit))})
-    return {"type": "FeatureCollection", "numberReturned": len(rows),
-            "features": [feature(r, psets) for r in rows], "links": links}
+    return await _page(request, query, limit, offset, lambda r: feature(r, psets))
 
 
 @router.get("/elements/{global_id}", summary="One element by IFC GlobalId, with its sets")
@@ -307,16 +315,7 @@ async def list_spaces(
         conds.append(or_(_contains(sp.c.name, v), _contains(sp.c.long_name, v)))
     query = (select(*cols).where(and_(*conds)).order_by(sp.c.dataset_id, sp.c.id)
              .limit(limit + 1).offset(offset))
-    async with request.app.state.engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    links = [{"rel": "self", "href": str(request.url)}]
-    if more:
-        links.append({"rel": "next", "href": str(request.url.include_query_params(
-            offset=offset + limit, limit=limit))})
-    return {"type": "FeatureCollection", "numberReturned": len(rows),
-            "features": [space_feature(r, psets) for r in rows], "links": links}
+    return await _page(request, query, limit, offset, lambda r: space_feature(r, psets))
 
 
 @router.get("/datasets/{dataset_id}",
