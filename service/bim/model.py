@@ -28,10 +28,11 @@ from .reader import file_schema, open_ifc
 from .spaces import (
     BimSpace,
     assign_spaces,
-    boundary_elements,
+    bounded_spaces,
     contained_elements,
     model_spaces,
     place_spaces,
+    space_boundaries,
     space_info,
     take_space_geometry,
 )
@@ -46,6 +47,7 @@ class BimElement:
     llh: np.ndarray  # (n, 3) lon, lat, ellipsoidal height of geometry.verts
     footprint: MultiPolygon  # lon / lat
     space_global_id: str | None = None  # the IfcSpace it is in (see spaces.py)
+    bounded_space_global_ids: list[str] = field(default_factory=list)  # the ones it bounds
 
     @property
     def triangles(self) -> int:
@@ -132,13 +134,16 @@ def read_bim(path: str | Path, *, pool: GeometryPool, anchor: Anchor | None = No
                 for i, part, fp in zip(order, parts, footprints, strict=True)]
     if spaces:
         place_spaces(spaces, space_shapes, space_failures, placement.to_wgs84)
+        global_ids = [e.info.global_id for e in elements]
+        assemblies = [e.info.assembly_global_id for e in elements]
+        boundaries = space_boundaries(model)
         located = assign_spaces(
-            spaces, contained_elements(space_entities), boundary_elements(model),
-            [e.info.global_id for e in elements], [e.info.assembly_global_id for e in elements],
+            spaces, contained_elements(space_entities), boundaries, global_ids, assemblies,
             [e.geometry.plan for e in elements],
             [(float(e.geometry.verts[:, 2].min()), float(e.geometry.verts[:, 2].max()))
              for e in elements])
-        for e, space in zip(elements, located, strict=True):
-            e.space_global_id = space
+        bounded = bounded_spaces(boundaries, global_ids, assemblies)
+        for e, space, rooms in zip(elements, located, bounded, strict=True):
+            e.space_global_id, e.bounded_space_global_ids = space, rooms
     return BimModel(model.schema_identifier, placement, unit, elements, geo.colours, failures,
                     len(products), spaces)

@@ -1,4 +1,4 @@
-"""IfcSpace: the rooms of a model, and which room each element is in.
+"""IfcSpace: the rooms of a model, which room each element is in and which rooms it bounds.
 
 Spaces are not elements: they are left out of the tiles and of ``bim_elements`` (a room's
 volume drawn over its furniture would catch every click), but planners ask for rooms and
@@ -28,6 +28,15 @@ the point inside its body lies in the wall, which the rooms' footprints stop sho
 The height test uses the room's height range, not its shape: under a pitched roof, rafters
 in the roof space count as in the room below the ridge.
 
+Which rooms an element bounds is what IfcRelSpaceBoundary says, kept apart from the room
+it is in: a partition bounds both rooms, so "the doors of room X" and "the rooms this wall
+bounds" are answered from the file, not guessed from geometry. A boundary may be of any
+level (IFC4's 1st and 2nd level subtypes) and physical or virtual; a part of an assembly
+bounds the rooms its assembly does (a curtain wall's plates), and a boundary that names an
+opening is the door or window filling it, which is what some exporters point at. Boundaries
+of an IfcExternalSpatialElement (IFC4: the outside) name no room, but their elements still
+count as boundaries for the geometric test above.
+
 A room's footprint is the outline of its whole body seen from above, so its floor area is
 the gross one (a gallery under a pitched roof gives its area at floor level, not the net
 area of its quantity set, which leaves out the low parts).
@@ -35,7 +44,7 @@ area of its quantity set, which leaves out the low parts).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,17 +153,44 @@ def contained_elements(entities: Iterable[Any]) -> dict[str, str]:
     return out
 
 
-def boundary_elements(model) -> set[str]:
-    """GlobalIds of the elements IfcRelSpaceBoundary names as bounding a room."""
-    out: set[str] = set()
+def space_boundaries(model) -> dict[str, set[str]]:
+    """{element GlobalId: GlobalIds of the IfcSpaces it bounds}, from IfcRelSpaceBoundary
+    and its subtypes. Every element the file names as a boundary is a key, even one whose
+    only boundary is of an IfcExternalSpatialElement (then with no room)."""
+    out: dict[str, set[str]] = {}
     for rel in model.by_type("IfcRelSpaceBoundary"):
-        element = rel.RelatedBuildingElement
-        if element is not None:
-            out.add(element.GlobalId)
+        element, space = rel.RelatedBuildingElement, rel.RelatingSpace
+        if element is None:
+            continue
+        room = space.GlobalId if space is not None and space.is_a(SPACE_CLASS) else None
+        for e in _boundary_bodies(element):
+            rooms = out.setdefault(e.GlobalId, set())
+            if room is not None:
+                rooms.add(room)
     return out
 
 
-def assign_spaces(spaces: Sequence[BimSpace], contained: dict[str, str], boundaries: set[str],
+def _boundary_bodies(element) -> list[Any]:
+    """The elements a boundary stands for: an opening has no body and is no element, the
+    door or window filling it is."""
+    if element.is_a("IfcOpeningElement"):
+        fillings = [rel.RelatedBuildingElement for rel in element.HasFillings or ()]
+        return [element, *fillings]
+    return [element]
+
+
+def bounded_spaces(boundaries: dict[str, set[str]], global_ids: Sequence[str],
+                   assemblies: Sequence[str | None]) -> list[list[str]]:
+    """The rooms each element bounds, sorted: its own and its assembly's."""
+    out = []
+    for g, a in zip(global_ids, assemblies, strict=True):
+        rooms = boundaries.get(g, set()) | (boundaries.get(a, set()) if a else set())
+        out.append(sorted(rooms))
+    return out
+
+
+def assign_spaces(spaces: Sequence[BimSpace], contained: dict[str, str],
+                  boundaries: Container[str],
                   global_ids: Sequence[str], assemblies: Sequence[str | None],
                   plans: Sequence[BaseGeometry | None], z_ranges: Sequence[tuple[float, float]]
                   ) -> list[str | None]:

@@ -1,5 +1,5 @@
-"""The ``bim_elements`` and ``bim_spaces`` tables (migrations 0004, 0007) and the writes of
-an IFC ingest.
+"""The ``bim_elements`` and ``bim_spaces`` tables (migrations 0004, 0007, 0008) and the
+writes of an IFC ingest.
 
 A dataset's rows are replaced in one transaction (delete, insert, link to buildings), so a
 re-ingest never leaves a mix of old and new elements or rooms, and a failed one leaves the
@@ -66,6 +66,7 @@ bim_elements = Table(
     Column("building_object_id", Text),
     Column("triangles", Integer, nullable=False),
     Column("space_global_id", String(22)),
+    Column("bounded_space_global_ids", ARRAY(Text), nullable=False),
 )
 
 bim_spaces = Table(
@@ -91,13 +92,14 @@ _INSERT = text(
     """
     INSERT INTO bim_elements (dataset_id, global_id, ifc_class, class_path, name, type_name,
         assembly_global_id, assembly_class, storey, storey_global_id, storey_elevation,
-        psets, footprint, bbox3d, min_height, max_height, triangles, space_global_id)
+        psets, footprint, bbox3d, min_height, max_height, triangles, space_global_id,
+        bounded_space_global_ids)
     VALUES (:dataset_id, :global_id, :ifc_class, :class_path, :name, :type_name,
         :assembly_global_id, :assembly_class, :storey,
         :storey_global_id, :storey_elevation, CAST(:psets AS jsonb),
         ST_Multi(ST_GeomFromWKB(:footprint, 4326)),
         ST_3DMakeBox(ST_MakePoint(:x0, :y0, :z0), ST_MakePoint(:x1, :y1, :z1)),
-        :z0, :z1, :triangles, :space_global_id)
+        :z0, :z1, :triangles, :space_global_id, :bounded_space_global_ids)
     """
 )
 
@@ -159,6 +161,7 @@ def _row(dataset_id: int, e: BimElement) -> dict[str, Any]:
         "x0": float(lo[0]), "y0": float(lo[1]), "z0": float(lo[2]),
         "x1": float(hi[0]), "y1": float(hi[1]), "z1": float(hi[2]),
         "triangles": e.triangles, "space_global_id": e.space_global_id,
+        "bounded_space_global_ids": list(e.bounded_space_global_ids),
     }
 
 

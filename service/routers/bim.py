@@ -1,12 +1,19 @@
 """BIM elements: query by class, storey, property values, space and GlobalId; the spaces
-(rooms) of models; re-ingest a model with an anchor.
+(rooms) of models, also by an element they hold or that bounds them; re-ingest a model with
+an anchor.
 
 Elements come back as GeoJSON features: the plan footprint as geometry (lon / lat), the 3D
 extent as the feature's 6-number ``bbox`` (lon, lat, ellipsoidal height), and the element's
 identity; ``psets=true`` adds the property and quantity sets (always there for one element).
 The feature id is the IFC GlobalId, which is also the feature id in the model's 3D Tiles.
-Spaces come back the same way, with their floor area and element count; they are not in
-the tiles (service/bim/spaces.py says why, and which room an element is in).
+Spaces come back the same way, with their floor area and element counts; they are not in
+the tiles (service/bim/spaces.py says why, which room an element is in and which rooms it
+bounds).
+
+An element relates to rooms in two ways the file keeps apart: the room it is in
+(``space_global_id``: furniture, a stair) and the rooms it bounds
+(``bounded_space_global_ids``, after IfcRelSpaceBoundary: walls, doors, windows, slabs).
+``space_relation`` picks which one a query by room (or by element) follows.
 """
 
 from __future__ import annotations
@@ -20,7 +27,19 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Request
 from geoalchemy2.functions import ST_AsGeoJSON
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, Text, and_, cast, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Text,
+    and_,
+    any_,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.types import UserDefinedType
 
 from service.auth import Reader, Writer
@@ -36,12 +55,22 @@ _COLUMNS = [el.c.id, el.c.dataset_id, el.c.global_id, el.c.ifc_class, el.c.name,
             el.c.type_name, el.c.assembly_global_id, el.c.assembly_class, el.c.storey,
             el.c.storey_global_id, el.c.storey_elevation,
             el.c.building_object_id, el.c.min_height, el.c.max_height, el.c.triangles,
-            el.c.space_global_id]
+            el.c.space_global_id, el.c.bounded_space_global_ids]
 _SPACE_COLUMNS = [sp.c.dataset_id, sp.c.global_id, sp.c.name, sp.c.long_name, sp.c.storey,
                   sp.c.storey_global_id, sp.c.floor_area, sp.c.min_height, sp.c.max_height]
 MAX_TEXT = 255  # an IfcLabel (a space's name or long name) is at most this long
 SPACE_HELP = ("the space's GlobalId, or its whole name or long name (any case), as "
               "/bim/spaces lists them")
+ELEMENT_HELP = "an element's IFC GlobalId, as /bim/elements lists them"
+GLOBAL_ID_LENGTH = 22
+# what a planner means by "the elements of room X" depends on the question: its contents
+# (the furniture to move) or its boundaries (the doors to check), so both can be asked for
+SPACE_RELATIONS = ("contained", "boundary", "any")
+SPACE_RELATION_HELP = (
+    "contained: the element is in the room (the room the file contains it in, else the room "
+    "around it: furniture, stairs, columns); boundary: the element bounds the room after the "
+    "file's IfcRelSpaceBoundary (walls, doors, windows, slabs, coverings; a partition bounds "
+    "the rooms on both sides); any: either")
 _FILTER = re.compile(r"^(?P<path>[^<>=!]+?)\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>.*)$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
 _OPS = {"=": "==", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
@@ -69,6 +98,7 @@ def feature(row: Any, with_psets: bool) -> dict[str, Any]:
         "tileset": f"/tiles/bim-{row.dataset_id}/tileset.json",
         "building": (f"/city/objects/{row.building_object_id}"
                      if row.building_object_id else None),
+        "spaces": f"/bim/spaces?dataset={row.dataset_id}&element={quote(row.global_id)}",
     }
     return {
         "type": "Feature", "id": row.global_id,
@@ -160,13 +190,43 @@ def _contains(column, value: str):
                         .replace("_", "\\_") + "%")
 
 
-def _in_space(value: str):
-    """Elements in the space(s) of their own model with this GlobalId, name or long name."""
+def _space_relation(value: str | None, needs: str, given: bool, default: str) -> str:
+    """A ``space_relation`` parameter checked by hand, so a bad one is a 400 with the
+    values it can take, and one without the parameter it qualifies is refused rather than
+    ignored (it would return everything)."""
+    if value is None:
+        return default
+    if not given:
+        raise BadRequest(f"space_relation applies to {needs}; give {needs} too")
+    v = value.strip().lower()
+    if v not in SPACE_RELATIONS:
+        raise BadRequest(f"space_relation must be one of {', '.join(SPACE_RELATIONS)}, not "
+                         f"{value!r}: {SPACE_RELATION_HELP}")
+    return v
+
+
+def _in_space(value: str, relation: str) -> ColumnElement[bool]:
+    """Elements in (or bounding) the space(s) of their own model with this GlobalId, name
+    or long name."""
     v = _text_value("space", value, SPACE_HELP)
-    return select(sp.c.id).where(
-        sp.c.dataset_id == el.c.dataset_id, sp.c.global_id == el.c.space_global_id,
-        or_(sp.c.global_id == v, func.lower(sp.c.name) == v.lower(),
-            func.lower(sp.c.long_name) == v.lower())).exists()
+    named = or_(sp.c.global_id == v, func.lower(sp.c.name) == v.lower(),
+                func.lower(sp.c.long_name) == v.lower())
+    # The GlobalIds of the named rooms, computed once, let both indexes (btree on the room
+    # an element is in, GIN on the rooms it bounds) find the candidates, also for "any",
+    # where an EXISTS per side would read every element. GlobalIds repeat across models
+    # (a file ingested twice), so the EXISTS then keeps the element's own model's rooms.
+    rooms = func.array(select(cast(sp.c.global_id, Text)).where(named).scalar_subquery(),
+                       type_=ARRAY(Text))
+    bounded = el.c.bounded_space_global_ids
+    candidates = {"contained": el.c.space_global_id == any_(rooms),
+                  "boundary": bounded.overlap(rooms)}
+    own = {"contained": sp.c.global_id == el.c.space_global_id,
+           "boundary": sp.c.global_id == any_(bounded)}
+    if relation == "any":
+        candidates["any"] = or_(candidates["contained"], candidates["boundary"])
+        own["any"] = or_(own["contained"], own["boundary"])
+    return and_(candidates[relation], select(sp.c.id).where(
+        sp.c.dataset_id == el.c.dataset_id, named, own[relation]).exists())
 
 
 def _height(text: str):
@@ -206,16 +266,20 @@ async def list_elements(
     name: str | None = Query(None, description="name contains (any case)"),
     building: str | None = Query(None, description="CIM building object id"),
     space: str | None = Query(None, description=(
-        "elements in this space (room): " + SPACE_HELP + "; a name several rooms share "
-        "finds the elements of all of them. An element is in the room the file contains it "
-        "in, else the room around it; walls, doors, windows and slabs the file names as room "
-        "boundaries are in none")),
+        "elements of this space (room): " + SPACE_HELP + "; a name several rooms share "
+        "finds the elements of all of them. Which elements: see space_relation")),
+    space_relation: str | None = Query(None, description=(
+        "with space: which elements of the room, " + SPACE_RELATION_HELP + ". Default "
+        "contained, the room's contents; walls, doors, windows and slabs the file names as "
+        "room boundaries are in no room, so ask for boundary (or any) to get them"),
+        json_schema_extra={"enum": list(SPACE_RELATIONS)}),
     bbox: str | None = Query(None, description="minlon,minlat,maxlon,maxlat (WGS 84)"),
     height: str | None = Query(None, description="min,max ellipsoidal height (m) overlapped"),
     psets: bool = Query(False, description="include property and quantity sets"),
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
 ) -> dict[str, Any]:
+    relation = _space_relation(space_relation, "space", space is not None, "contained")
     conds = []
     if dataset is not None:
         conds.append(el.c.dataset_id == dataset)
@@ -233,7 +297,7 @@ async def list_elements(
     if building:
         conds.append(el.c.building_object_id == building)
     if space is not None:
-        conds.append(_in_space(space))
+        conds.append(_in_space(space, relation))
     if bbox:
         conds.append(_bbox(bbox))
     if height:
@@ -262,10 +326,13 @@ async def get_element(global_id: str, request: Request, _: Reader,
 def space_feature(row: Any, with_psets: bool) -> dict[str, Any]:
     props = {c.name: getattr(row, c.name) for c in _SPACE_COLUMNS}
     props["elements"] = row.elements
+    props["boundary_elements"] = row.boundary_elements
     if with_psets:
         props["psets"] = row.psets
     props["links"] = {
         "elements": f"/bim/elements?dataset={row.dataset_id}&space={quote(row.global_id)}",
+        "boundary_elements": (f"/bim/elements?dataset={row.dataset_id}"
+                              f"&space={quote(row.global_id)}&space_relation=boundary"),
         "dataset": f"/datasets/{row.dataset_id}",
         "model": f"/bim/datasets/{row.dataset_id}",
     }
@@ -279,13 +346,40 @@ def space_feature(row: Any, with_psets: bool) -> dict[str, Any]:
     }
 
 
-@router.get("/spaces", summary="BIM spaces (rooms) by model, storey and name")
+def _one(global_id: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A one-GlobalId array for ``@>``, text[] like the column (the varchar[] that
+    ``global_id`` would make has no ``@>`` with text[])."""
+    return array([cast(global_id, Text)])
+
+
+def _of_element(value: str, relation: str) -> ColumnElement[bool]:
+    """Spaces the element(s) with this GlobalId are in or bound, in the element's model."""
+    v = _text_value("element", value, ELEMENT_HELP)
+    if len(v) > GLOBAL_ID_LENGTH:
+        raise BadRequest(f"element is {len(v)} characters long; an IFC GlobalId has "
+                         f"{GLOBAL_ID_LENGTH}: give {ELEMENT_HELP}")
+    contained = el.c.space_global_id == sp.c.global_id
+    bounding = el.c.bounded_space_global_ids.contains(_one(sp.c.global_id))
+    test = {"contained": contained, "boundary": bounding,
+            "any": or_(contained, bounding)}[relation]
+    return select(el.c.id).where(el.c.dataset_id == sp.c.dataset_id, el.c.global_id == v,
+                                 test).exists()
+
+
+@router.get("/spaces", summary="BIM spaces (rooms) by model, storey, name and element")
 async def list_spaces(
     request: Request, _: Reader,
     dataset: int | None = Query(None, description="only this model (dataset id)"),
     storey: str | None = Query(None, description="storey name (any case) or GlobalId"),
     name: str | None = Query(None, description=(
         "name or long name contains (any case): the room number or what the room is")),
+    element: str | None = Query(None, description=(
+        "only the rooms of this element: " + ELEMENT_HELP + "; which rooms: see "
+        "space_relation")),
+    space_relation: str | None = Query(None, description=(
+        "with element: which rooms of the element, " + SPACE_RELATION_HELP + ". Default "
+        "any: the room a chair is in, the two rooms a door between them bounds"),
+        json_schema_extra={"enum": list(SPACE_RELATIONS)}),
     psets: bool = Query(False, description="include property and quantity sets"),
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
@@ -293,12 +387,19 @@ async def list_spaces(
     """Every IfcSpace of the models, as GeoJSON features: the footprint of its body (lon /
     lat; null when it has no body or its geometry failed), the 3D extent as ``bbox`` (lon,
     lat, ellipsoidal height), ``floor_area`` (m², of the footprint, computed in model
-    metres: the gross area), ``min_height`` / ``max_height`` (ellipsoidal metres) and
-    ``elements``, the number of elements in it, which ``links.elements`` lists."""
+    metres: the gross area), ``min_height`` / ``max_height`` (ellipsoidal metres),
+    ``elements``, the number of elements in it, which ``links.elements`` lists, and
+    ``boundary_elements``, the number of elements the file names as its boundaries (walls,
+    doors, windows, slabs), which ``links.boundary_elements`` lists."""
+    relation = _space_relation(space_relation, "element", element is not None, "any")
     count = (select(func.count()).select_from(el)
              .where(el.c.dataset_id == sp.c.dataset_id, el.c.space_global_id == sp.c.global_id)
              .scalar_subquery())
-    cols = [*_SPACE_COLUMNS, count.label("elements"),
+    bounding = (select(func.count()).select_from(el)
+                .where(el.c.dataset_id == sp.c.dataset_id,
+                       el.c.bounded_space_global_ids.contains(_one(sp.c.global_id)))
+                .scalar_subquery())
+    cols = [*_SPACE_COLUMNS, count.label("elements"), bounding.label("boundary_elements"),
             ST_AsGeoJSON(sp.c.footprint, 7).label("geojson"),
             func.ST_XMin(sp.c.bbox3d).label("x0"), func.ST_YMin(sp.c.bbox3d).label("y0"),
             func.ST_XMax(sp.c.bbox3d).label("x1"), func.ST_YMax(sp.c.bbox3d).label("y1")]
@@ -313,6 +414,8 @@ async def list_spaces(
     if name is not None:
         v = _text_value("name", name, "part of a space's name or long name")
         conds.append(or_(_contains(sp.c.name, v), _contains(sp.c.long_name, v)))
+    if element is not None:
+        conds.append(_of_element(element, relation))
     query = (select(*cols).where(and_(*conds)).order_by(sp.c.dataset_id, sp.c.id)
              .limit(limit + 1).offset(offset))
     return await _page(request, query, limit, offset, lambda r: space_feature(r, psets))

@@ -1,12 +1,15 @@
 """IFC spaces (rooms) through the real ingest job and PostGIS: every IfcSpace stored with its
 footprint, height range and floor area (checked against the file's own quantities), never
 in the tiles nor among the elements; elements in the room the file contains them in, else
-the one around them; /bim/spaces and /bim/elements?space=; a re-ingest replaces the rooms,
-and a room whose geometry fails is kept without it."""
+the one around them; the rooms each element bounds, as the file's IfcRelSpaceBoundary says;
+/bim/spaces (?element=) and /bim/elements?space= (&space_relation=); a re-ingest replaces the
+rooms and the boundaries, and a room whose geometry fails is kept without it."""
 
 from __future__ import annotations
 
 import shutil
+from collections import defaultdict
+from pathlib import Path
 
 import httpx
 import ifcopenshell
@@ -40,6 +43,23 @@ def _element_spaces(db_url: str, dataset_id: int) -> dict[str, str | None]:
         return dict(conn.execute(text(
             "SELECT global_id, space_global_id FROM bim_elements WHERE dataset_id = :d"),
             {"d": dataset_id}).all())
+
+
+def _element_bounds(db_url: str, dataset_id: int) -> dict[str, list[str]]:
+    with sync_engine(db_url).connect() as conn:
+        return dict(conn.execute(text(
+            "SELECT global_id, bounded_space_global_ids FROM bim_elements WHERE dataset_id = :d"),
+            {"d": dataset_id}).all())
+
+
+def _file_boundaries(path: Path) -> dict[str, set[str]]:
+    """{element GlobalId: the IfcSpaces it bounds}, read from the file with ifcopenshell
+    alone (the samples name neither openings nor assemblies as boundaries)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for rel in ifcopenshell.open(str(path)).by_type("IfcRelSpaceBoundary"):
+        if rel.RelatedBuildingElement is not None and rel.RelatingSpace.is_a("IfcSpace"):
+            out[rel.RelatedBuildingElement.GlobalId].add(rel.RelatingSpace.GlobalId)
+    return dict(out)
 
 
 def _storey(space) -> str | None:
@@ -118,8 +138,123 @@ def test_elements_are_in_the_room_the_file_says_else_the_one_around_them(ingeste
     assert all(where[g] is None for g in boundaries if g in where)
 
 
+@pytest.mark.parametrize("path, params, count", SAMPLES, ids=SAMPLE_IDS)
+def test_each_element_keeps_the_rooms_the_file_says_it_bounds(ingested, db_url, path, params,
+                                                              count):
+    run = ingested(path, **params)
+    expected = _file_boundaries(path)
+    stored = _element_bounds(db_url, run.dataset_id)
+    assert stored == {g: sorted(expected.get(g, ())) for g in stored}
+    # every boundary is stored but the file's virtual elements, which have no body
+    model = ifcopenshell.open(str(path))
+    assert {model.by_guid(g).is_a() for g in set(expected) - set(stored)} <= {
+        "IfcVirtualElement"}
+    if count:
+        bounding = [g for g, rooms in stored.items() if rooms]
+        assert {model.by_guid(g).is_a("IfcBuildingElement") for g in bounding} == {True}
+        assert {s for g in bounding for s in stored[g]} == {
+            s.GlobalId for s in model.by_type("IfcSpace")}  # every room has boundaries
+    else:  # no rooms, no boundaries: every element has an empty array, not NULL
+        assert not expected and stored and all(v == [] for v in stored.values())
+
+
+@pytest.mark.parametrize("path", [FZK, DUPLEX], ids=["fzk", "duplex"])
+def test_doors_bound_the_rooms_they_open(ingested, live_server, db_url, path):
+    run = ingested(path)
+    model = ifcopenshell.open(str(path))
+    expected = _file_boundaries(path)
+    doors = {d.GlobalId for d in model.by_type("IfcDoor")}
+    assert doors and doors <= set(expected)  # every door of both samples bounds a room
+    stored = _element_bounds(db_url, run.dataset_id)
+    assert {d: stored[d] for d in doors} == {d: sorted(expected[d]) for d in doors}
+    assert any(len(expected[d]) == 2 for d in doors)  # a door between two rooms
+    where = _element_spaces(db_url, run.dataset_id)
+    assert all(where[d] is None for d in doors)  # and in neither
+
+    for space in model.by_type("IfcSpace"):
+        r = _get(live_server, "/bim/elements", dataset=run.dataset_id, space=space.GlobalId,
+                 space_relation="boundary", limit=1000, **{"class": "IfcDoor"})
+        assert r.status_code == 200, r.text
+        features = r.json()["features"]
+        assert {f["id"] for f in features} == {d for d in doors if space.GlobalId in expected[d]}
+        assert all(space.GlobalId in f["properties"]["bounded_space_global_ids"]
+                   for f in features)
+
+
 def _get(server, path: str, **params) -> httpx.Response:
     return httpx.get(f"{server.url}{path}", params=params, timeout=30)
+
+
+def test_rooms_and_their_boundaries_through_the_api(ingested, live_server, db_url):
+    run = ingested(FZK)
+    ds = run.dataset_id
+    model = ifcopenshell.open(str(FZK))
+    stored = _element_bounds(db_url, ds)
+    expected = {g: rooms for g, rooms in _file_boundaries(FZK).items() if g in stored}
+    where = _element_spaces(db_url, ds)
+
+    def ids(path: str = "/bim/elements", **params) -> set[str]:
+        r = _get(live_server, path, dataset=ds, limit=1000, **params)
+        assert r.status_code == 200, r.text
+        return {f["id"] for f in r.json()["features"]}
+
+    spaces = {f["id"]: f for f in _get(live_server, "/bim/spaces", dataset=ds,
+                                       limit=1000).json()["features"]}
+    assert len(spaces) == 7
+    for gid, f in spaces.items():
+        props = f["properties"]
+        bounding = {g for g, rooms in expected.items() if gid in rooms}
+        assert props["boundary_elements"] == len(bounding) > 0
+        followed = httpx.get(live_server.url + props["links"]["boundary_elements"],
+                             timeout=30).json()
+        assert {x["id"] for x in followed["features"]} == bounding
+        contained = {g for g, s in where.items() if s == gid}
+        assert props["elements"] == len(contained)
+        assert ids(space=gid) == ids(space=gid, space_relation="contained") == contained
+        assert ids(space=gid, space_relation="any") == contained | bounding
+
+    # the living room: the stair in it, its walls, windows, door and slabs around it
+    wohnen = next(s for s in model.by_type("IfcSpace") if s.LongName == "Wohnen")
+    (stair,) = [e.GlobalId for e in model.by_type("IfcStair")]
+    around = ids(space="wohnen", space_relation="BOUNDARY")
+    assert around == ids(space=wohnen.GlobalId, space_relation="boundary")
+    assert stair not in around and ids(space="Wohnen") == {stair}
+    assert {model.by_guid(g).is_a() for g in around} >= {"IfcDoor", "IfcWindow", "IfcSlab"}
+    assert ids(space="Wohnen", space_relation="boundary", **{"class": "IfcWall"}) == {
+        g for g in around if model.by_guid(g).is_a("IfcWall")}
+
+    # the rooms of a wall: the ones it bounds, in none
+    wall = max((w for w in model.by_type("IfcWall") if w.GlobalId in expected),
+               key=lambda w: (len(expected[w.GlobalId]), w.GlobalId))
+    rooms = expected[wall.GlobalId]
+    assert len(rooms) >= 2
+    assert ids("/bim/spaces", element=wall.GlobalId) == rooms
+    assert ids("/bim/spaces", element=wall.GlobalId, space_relation="boundary") == rooms
+    assert ids("/bim/spaces", element=wall.GlobalId, space_relation="contained") == set()
+    one = _get(live_server, f"/bim/elements/{wall.GlobalId}", dataset=ds).json()
+    assert one["properties"]["bounded_space_global_ids"] == sorted(rooms)
+    assert one["properties"]["space_global_id"] is None
+    followed = httpx.get(live_server.url + one["properties"]["links"]["spaces"],
+                         timeout=30).json()
+    assert {f["id"] for f in followed["features"]} == rooms
+    # and of the stair: the one it stands in, which it does not bound
+    assert ids("/bim/spaces", element=stair) == {wohnen.GlobalId}
+    assert ids("/bim/spaces", element=stair, space_relation="boundary") == set()
+    assert ids("/bim/spaces", element="0000000000000000000000") == set()
+
+    bad = [("/bim/elements", {"space": "Wohnen", "space_relation": "inside"}, "space_relation"),
+           ("/bim/elements", {"space": "Wohnen", "space_relation": ""}, "space_relation"),
+           ("/bim/elements", {"space_relation": "boundary"}, "give space"),
+           ("/bim/spaces", {"element": stair, "space_relation": "walls"}, "space_relation"),
+           ("/bim/spaces", {"space_relation": "any"}, "give element"),
+           ("/bim/spaces", {"element": ""}, "element"),
+           ("/bim/spaces", {"element": "x" * 23}, "22"),
+           ("/bim/spaces", {"element": "2MY\x00"}, "element")]
+    for path, params, reason in bad:
+        r = _get(live_server, path, dataset=ds, **params)
+        assert r.status_code == 400, (path, params, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert reason in r.json()["detail"], r.json()
 
 
 def test_spaces_and_elements_by_space_through_the_api(ingested, live_server, db_url):
@@ -201,8 +336,13 @@ def _without_living_room_and_a_broken_kitchen(model) -> None:
         origin, model.createIfcDirection((0.0, 0.0, 1.0)), 2.5)]
 
 
+def _without_boundaries(model) -> None:
+    for rel in model.by_type("IfcRelSpaceBoundary"):
+        model.remove(rel)
+
+
 def test_reingest_replaces_the_spaces_and_a_failed_space_is_kept_without_geometry(
-        db_url, bim_settings, tmp_path):
+        db_url, bim_settings, tmp_path, live_server):
     first = run_ingest(db_url, bim_settings, FZK)
     assert first.status == "succeeded", first.job.error
     model = ifcopenshell.open(str(FZK))
@@ -210,6 +350,7 @@ def test_reingest_replaces_the_spaces_and_a_failed_space_is_kept_without_geometr
     (stair,) = [e.GlobalId for e in model.by_type("IfcStair")]
     assert len(_spaces(db_url, first.dataset_id)) == 7
     assert _element_spaces(db_url, first.dataset_id)[stair] == rooms["Wohnen"]
+    assert any(rooms["Wohnen"] in b for b in _element_bounds(db_url, first.dataset_id).values())
 
     # the same dataset, its source replaced by an edited model
     with sync_engine(db_url).connect() as conn:
@@ -229,5 +370,22 @@ def test_reingest_replaces_the_spaces_and_a_failed_space_is_kept_without_geometr
     assert failed["global_id"] == rooms["Küche"] and "geometry failed" in failed["reason"]
     assert again.job.report["failed_count"] == 0  # the elements all loaded
     assert again.job.report["spaces"] == 6
-    # the stair's room went with it
+    # the stair's room went with it, and so did the room from the walls around it
     assert _element_spaces(db_url, first.dataset_id)[stair] is None
+    bounds = _element_bounds(db_url, first.dataset_id)
+    assert bounds == {g: sorted(_file_boundaries(edited).get(g, ())) for g in bounds}
+    assert not any(rooms["Wohnen"] in b for b in bounds.values())
+    assert sum(map(len, bounds.values())) > 0
+
+    # the rooms kept, their boundaries dropped: every array empties
+    bare = edit_ifc(FZK, tmp_path / "no-boundaries.ifc", _without_boundaries)
+    shutil.copyfile(bare, source)
+    third = run_ingest(db_url, bim_settings, FZK, dataset_id=first.dataset_id)
+    assert third.status == "succeeded", third.job.error
+    assert len(_spaces(db_url, first.dataset_id)) == 7
+    bounds = _element_bounds(db_url, first.dataset_id)
+    assert bounds and all(b == [] for b in bounds.values())
+    listed = _get(live_server, "/bim/spaces", dataset=first.dataset_id).json()["features"]
+    assert len(listed) == 7 and all(f["properties"]["boundary_elements"] == 0 for f in listed)
+    assert _get(live_server, "/bim/elements", dataset=first.dataset_id, space="Flur",
+                space_relation="boundary").json()["features"] == []
