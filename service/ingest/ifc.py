@@ -126,6 +126,9 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
             "georeference": bim.placement.report(),
             "tileset": f"/tiles/{tv.name}/tileset.json",
             "spaces": len(bim.spaces),
+            # element-room pairs of IfcRelSpaceBoundary: zero means /bim/elements?space=
+            # with space_relation=boundary has nothing to find in this model
+            "space_boundaries": sum(len(e.bounded_space_global_ids) for e in elements),
         }
         ctx.progress("database", 0, len(elements))
         # rows, dataset, the switch of the current tileset and the job's outcome in one
@@ -142,7 +145,7 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
             publish_in(conn, tv, stats)
             ctx.succeed_in(conn, {
                 "elements": len(elements), "failed": failures[:MAX_REPORTED_FAILURES],
-                "spaces": len(bim.spaces),
+                "spaces": len(bim.spaces), "space_boundaries": stats["space_boundaries"],
                 "spaces_failed": bim.spaces_failed[:MAX_REPORTED_FAILURES],
                 "failed_count": len(failures), "triangles": result.triangles,
                 "tiles": result.tiles, "draw_calls": draw_calls, "geometry_library": library,

@@ -145,6 +145,7 @@ def test_each_element_keeps_the_rooms_the_file_says_it_bounds(ingested, db_url, 
     expected = _file_boundaries(path)
     stored = _element_bounds(db_url, run.dataset_id)
     assert stored == {g: sorted(expected.get(g, ())) for g in stored}
+    assert run.job.report["space_boundaries"] == sum(len(v) for v in stored.values())
     # every boundary is stored but the file's virtual elements, which have no body
     model = ifcopenshell.open(str(path))
     assert {model.by_guid(g).is_a() for g in set(expected) - set(stored)} <= {
