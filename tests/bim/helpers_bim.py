@@ -80,7 +80,7 @@ def tile_vertices(tileset_dir: Path) -> tuple[dict[str, Any], dict[str, list[Any
     import numpy as np
 
     from tiler.frames import ecef_to_geodetic, yup_to_zup
-    from tiler.glb import read_accessor, read_glb
+    from tiler.glb import mesh_nodes, read_accessor, read_glb, read_positions
     from tiler.mesh import read_property_table
 
     versions = sorted(tileset_dir.glob("v*"), key=lambda p: int(p.name[1:]))
@@ -101,11 +101,13 @@ def tile_vertices(tileset_dir: Path) -> tuple[dict[str, Any], dict[str, list[Any
     for uri in uris:
         gltf, binary = read_glb((root / uri).read_bytes())
         table = read_property_table(gltf, binary)
-        offset = np.asarray(gltf["nodes"][0].get("translation", [0, 0, 0]), float)
-        prim = gltf["meshes"][0]["primitives"][0]
-        pos = read_accessor(gltf, binary, prim["attributes"]["POSITION"]).astype(float)
-        fid = read_accessor(gltf, binary, prim["attributes"]["_FEATURE_ID_0"]).astype(int)
-        enu = yup_to_zup(pos + offset)
+        pos_parts, fid_parts = [], []
+        for node, matrix in mesh_nodes(gltf):  # quantized positions: scale and offset too
+            prim = gltf["meshes"][node["mesh"]]["primitives"][0]
+            pos_parts.append(read_positions(gltf, binary, prim, matrix))
+            fid_parts.append(read_accessor(gltf, binary, prim["attributes"]["_FEATURE_ID_0"]))
+        fid = np.concatenate(fid_parts).astype(int)
+        enu = yup_to_zup(np.concatenate(pos_parts))
         ecef = enu @ world[:3, :3].T + world[:3, 3]
         llh = ecef_to_geodetic(ecef)
         for row_index, row in enumerate(table):

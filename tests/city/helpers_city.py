@@ -15,7 +15,7 @@ import psycopg
 
 from service.city.wkb import polygons_from_wkb
 from tiler.frames import geodetic_to_ecef, yup_to_zup
-from tiler.glb import read_accessor, read_glb
+from tiler.glb import mesh_nodes, read_accessor, read_glb, read_positions
 from tiler.mesh import read_property_table
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cim"
@@ -85,11 +85,13 @@ def read_city_tiles(server, name: str = "cim") -> CityTiles:
         assert got.status_code == 200, uri
         doc, binary = read_glb(got.content)
         ecef_parts, fid_parts, tri_parts, base = [], [], [], 0
-        for node in doc["nodes"]:  # far-apart features come in nodes of their own
+        # far-apart features come in nodes of their own; quantized positions are decoded
+        # by their node's scale and offset
+        for node, matrix in mesh_nodes(doc):
             prims = doc["meshes"][node["mesh"]]["primitives"]
             attrs = prims[0]["attributes"]
-            local = read_accessor(doc, binary, attrs["POSITION"]).astype(float)
-            enu = yup_to_zup(local + np.array(node["translation"]))
+            local = read_positions(doc, binary, prims[0], matrix)
+            enu = yup_to_zup(local)
             ecef_parts.append(enu @ root[:3, :3].T + root[:3, 3])
             fid_parts.append(read_accessor(doc, binary, attrs["_FEATURE_ID_0"]).astype(int))
             tri_parts += [read_accessor(doc, binary, p["indices"]).astype(np.int64) + base

@@ -30,7 +30,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from tiler.frames import ecef_to_geodetic, geodetic_to_ecef
-from tiler.glb import read_accessor, read_glb
+from tiler.glb import mesh_nodes, read_glb, read_positions
 
 TOL_M = 1e-3  # containment tolerance in metres (float32 content near the box faces)
 Y_UP_TO_Z_UP = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], float)
@@ -136,42 +136,10 @@ def _check_volume(bv: Any, where: str, issues: list[str]) -> bool:
 
 def _glb_positions(data: bytes) -> np.ndarray:
     """Every POSITION of every mesh primitive in the default scene, in the glTF scene frame
-    (node transforms applied), converted from y-up to the tile's z-up frame."""
+    (dequantized, node transforms applied), converted from y-up to the tile's z-up frame."""
     doc, binary = read_glb(data)
-    out = []
-
-    def node_matrix(node: dict[str, Any]) -> np.ndarray:
-        if "matrix" in node:
-            return _matrix(node["matrix"])
-        m = np.eye(4)
-        if "scale" in node:
-            m = np.diag([*node["scale"], 1.0]) @ m
-        if "rotation" in node:
-            x, y, z, w = node["rotation"]
-            r = np.array([
-                [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-            rot = np.eye(4)
-            rot[:3, :3] = r
-            m = rot @ m
-        if "translation" in node:
-            t = np.eye(4)
-            t[:3, 3] = node["translation"]
-            m = t @ m
-        return m
-
-    scene = doc.get("scenes", [{"nodes": []}])[doc.get("scene", 0)]
-    stack = [(i, np.eye(4)) for i in scene.get("nodes", [])]
-    while stack:
-        i, parent = stack.pop()
-        node = doc["nodes"][i]
-        m = parent @ node_matrix(node)
-        if "mesh" in node:
-            for prim in doc["meshes"][node["mesh"]]["primitives"]:
-                pos = read_accessor(doc, binary, prim["attributes"]["POSITION"]).astype(float)
-                out.append(_apply(Y_UP_TO_Z_UP @ m, pos))
-        stack.extend((c, m) for c in node.get("children", []))
+    out = [_apply(Y_UP_TO_Z_UP, read_positions(doc, binary, prim, m))
+           for node, m in mesh_nodes(doc) for prim in doc["meshes"][node["mesh"]]["primitives"]]
     return np.vstack(out) if out else np.empty((0, 3))
 
 

@@ -17,7 +17,7 @@ from service.cim.features import to_mesh_features
 from service.cim.geometry import surface_area
 from tiler.crs import FromWgs84
 from tiler.frames import ecef_to_geodetic, yup_to_zup
-from tiler.glb import read_accessor, read_glb
+from tiler.glb import mesh_nodes, read_accessor, read_glb, read_positions
 from tiler.mesh import read_property_table, tile_features
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cim"
@@ -51,11 +51,10 @@ def read_tiles(out: Path) -> tuple[dict, np.ndarray, list[TileData]]:
     def walk(tile: dict) -> None:
         path = out / tile["content"]["uri"]
         doc, binary = read_glb(path.read_bytes())
-        (node,) = doc["nodes"]
+        ((node, matrix),) = mesh_nodes(doc)
         prims = doc["meshes"][node["mesh"]]["primitives"]
         attrs = prims[0]["attributes"]
-        local = read_accessor(doc, binary, attrs["POSITION"]).astype(np.float64)
-        enu = yup_to_zup(local + np.array(node["translation"]))
+        enu = yup_to_zup(read_positions(doc, binary, prims[0], matrix))
         fid = read_accessor(doc, binary, attrs["_FEATURE_ID_0"]).astype(np.int64)
         tris = np.concatenate([read_accessor(doc, binary, p["indices"]).astype(np.int64)
                                for p in prims]).reshape(-1, 3)
@@ -175,7 +174,7 @@ def test_semantic_colours(tiled: dict) -> None:
     acc = doc["accessors"][prim["attributes"]["COLOR_0"]]
     assert acc["normalized"] and acc["componentType"] == 5121
     colors = read_accessor(doc, binary, prim["attributes"]["COLOR_0"])
-    normals = read_accessor(doc, binary, prim["attributes"]["NORMAL"])
+    normals = read_accessor(doc, binary, prim["attributes"]["NORMAL"], dequantize=True)
     up = yup_to_zup(normals)[:, 2]
     roof = colors[up > 0.3]
     ground = colors[up < -0.99]
@@ -195,3 +194,56 @@ def test_no_temporary_files_left(tiled: dict) -> None:
 def test_shared_tileset_checker(tiled: dict, name: str) -> None:
     out = tiled[name][2]
     assert check_tileset(out / "tileset.json") == []
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_quantized_vertices_within_half_a_step_of_the_input(tiled: dict, name: str) -> None:
+    """The real samples against the tiler's own input in the tileset frame (no CRS round
+    trip, so the bound is the encoding's alone): a tile is quantized exactly when its box
+    allows a step within MAX_POSITION_STEP, and its vertices are then within half a step
+    on each axis; the others keep float32 positions, within float32 rounding."""
+    from scipy.spatial import cKDTree
+
+    from tiler.frames import EnuFrame, geodetic_to_ecef
+    from tiler.mesh.content import MAX_POSITION_STEP
+
+    parsed, result, _, _, _, tiles = tiled[name]
+    frame = EnuFrame(**result.manifest["frame"])
+    source = {}
+    for f in to_mesh_features(parsed.objects):
+        geo = np.concatenate([r for p in f.polygons for r in p.rings]
+                             + [m.positions for m in f.meshes])
+        source[f.id] = frame.from_ecef(geodetic_to_ecef(geo[:, 0], geo[:, 1], geo[:, 2]))
+    for t in tiles:
+        doc, _ = read_glb(t.path.read_bytes())
+        ((node, _),) = mesh_nodes(doc)
+        acc = doc["accessors"][doc["meshes"][node["mesh"]]["primitives"][0]["attributes"][
+            "POSITION"]]
+        everything = np.concatenate([source[r["id"]] for r in t.rows])
+        side = float(np.ptp(everything, axis=0).max())
+        quantized = acc["componentType"] == 5123
+        assert quantized == (side <= 65535 * MAX_POSITION_STEP), (t.key, side)
+        if quantized:
+            assert acc["normalized"] and len(set(node["scale"])) == 1
+            bound = node["scale"][0] / 65535 / 2
+        else:
+            assert acc["componentType"] == 5126 and "scale" not in node
+            # float32 relative to the node translation: half an ulp, with some margin
+            offset = yup_to_zup(np.array([node["translation"]]))[0]
+            bound = float(np.abs(t.enu - offset).max()) * 2.0 ** -23
+        for row_no, row in enumerate(t.rows):
+            d, _ = cKDTree(source[row["id"]]).query(t.enu[t.feature == row_no], p=np.inf)
+            assert d.max() <= bound + 1e-9, (t.key, row["id"], d.max(), bound)
+
+
+def test_samples_have_quantized_and_float32_tiles(tiled: dict) -> None:
+    """The samples exercise both sides of the precision guard (district-wide tiles keep
+    float32, building-sized ones are quantized); every tile needs the extension."""
+    kinds = set()
+    for entry in tiled.values():
+        for t in entry[5]:
+            doc, _ = read_glb(t.path.read_bytes())
+            assert "KHR_mesh_quantization" in doc["extensionsRequired"]
+            prim = doc["meshes"][0]["primitives"][0]
+            kinds.add(doc["accessors"][prim["attributes"]["POSITION"]]["componentType"])
+    assert kinds == {5123, 5126}

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers_gltf import errors_of, node_available, validate_glb
 from helpers_tileset import check_tileset
+from scipy.spatial import cKDTree
 
-from tiler.frames import EnuFrame, ecef_to_geodetic
-from tiler.glb import GltfBuilder, read_accessor, read_glb
+from tiler.frames import EnuFrame, ecef_to_geodetic, geodetic_to_ecef, yup_to_zup
+from tiler.glb import (
+    CHUNK_BIN,
+    CHUNK_JSON,
+    GLB_MAGIC,
+    GltfBuilder,
+    mesh_nodes,
+    read_accessor,
+    read_glb,
+    read_positions,
+)
 from tiler.mesh import (
     MeshFeature,
     MeshPolygon,
     MeshTriangles,
+    content,
     diff_manifests,
     read_property_table,
     tile_features,
@@ -90,7 +103,8 @@ def test_32_bit_indices_when_a_tile_has_more_than_65535_vertices(tmp_path: Path)
     fid = read_accessor(doc, binary, prim["attributes"]["_FEATURE_ID_0"])
     tri = idx.reshape(-1, 3)
     assert (fid[tri[:, 0]] == fid[tri[:, 1]]).all() and (fid[tri[:, 0]] == fid[tri[:, 2]]).all()
-    pos = read_accessor(doc, binary, prim["attributes"]["POSITION"]).astype(float)
+    ((_, matrix),) = mesh_nodes(doc)
+    pos = read_positions(doc, binary, prim, matrix)
     cr = np.cross(pos[tri[:, 1]] - pos[tri[:, 0]], pos[tri[:, 2]] - pos[tri[:, 0]])
     assert 0.5 * np.linalg.norm(cr, axis=1).sum() == pytest.approx(3000 * 24, rel=1e-4)
     if node_available():
@@ -191,9 +205,10 @@ def test_triangle_meshes_are_welded_per_flat_face_and_feature(tmp_path: Path) ->
     (tile,) = res.manifest["tiles"].values()
     doc, binary = read_glb((tmp_path / tile["uri"]).read_bytes())
     prim = doc["meshes"][0]["primitives"][0]
-    pos = read_accessor(doc, binary, prim["attributes"]["POSITION"]).astype(float)
+    ((_, matrix),) = mesh_nodes(doc)
+    pos = read_positions(doc, binary, prim, matrix)
     fid = read_accessor(doc, binary, prim["attributes"]["_FEATURE_ID_0"])
-    nrm = read_accessor(doc, binary, prim["attributes"]["NORMAL"])
+    nrm = read_accessor(doc, binary, prim["attributes"]["NORMAL"], dequantize=True)
     tri = read_accessor(doc, binary, prim["indices"]).reshape(-1, 3)
     assert len(pos) == 2 * 6 * 4 and len(tri) == 2 * 12
     assert np.bincount(fid.astype(int)).tolist() == [24, 24]
@@ -225,3 +240,164 @@ def test_layout_puts_higher_priority_features_first() -> None:
     without = build_quadtree(centres, sizes, np.full(n, 100), np.arange(n).astype(str), 100.0,
                              max_triangles=4000)
     assert (priority[without.features] == 0).all()  # by size alone the large ones lead
+
+
+def _input_enu(features: list[MeshFeature], manifest: dict) -> dict[str, np.ndarray]:
+    """Each feature's input vertices in the tileset's ENU frame, as the tiler computes them."""
+    frame = EnuFrame(**manifest["frame"])
+    out = {}
+    for f in features:
+        geo = np.concatenate([r for p in f.polygons for r in p.rings]
+                             + [m.positions for m in f.meshes])
+        out[f.id] = frame.from_ecef(geodetic_to_ecef(geo[:, 0], geo[:, 1], geo[:, 2]))
+    return out
+
+
+def _nodes(path: Path) -> list[tuple[dict, dict, np.ndarray, np.ndarray]]:
+    """Per mesh node of a tile: (node, POSITION accessor, ENU positions, feature row)."""
+    doc, binary = read_glb(path.read_bytes())
+    out = []
+    for node, matrix in mesh_nodes(doc):
+        prim = doc["meshes"][node["mesh"]]["primitives"][0]
+        enu = yup_to_zup(read_positions(doc, binary, prim, matrix))
+        fid = read_accessor(doc, binary, prim["attributes"]["_FEATURE_ID_0"]).astype(int)
+        out.append((node, doc["accessors"][prim["attributes"]["POSITION"]], enu, fid))
+    return out
+
+
+def _worst_axis_error(enu: np.ndarray, fid: np.ndarray, ids: list[str],
+                      source: dict[str, np.ndarray]) -> float:
+    """Largest per-axis distance from a written vertex to the nearest input vertex of its
+    feature (Chebyshev, so that the input vertex it came from is the one measured)."""
+    worst = 0.0
+    for row, gid in enumerate(ids):
+        if (fid == row).any():  # a node holds only some of the tile's features
+            d, _ = cKDTree(source[gid]).query(enu[fid == row], p=np.inf)
+            worst = max(worst, float(d.max()))
+    return worst
+
+
+def _glb_bytes(doc: dict, binary: bytes) -> bytes:
+    text = json.dumps(doc).encode()
+    text += b" " * (-len(text) % 4)
+    return b"".join([struct.pack("<III", GLB_MAGIC, 2, 28 + len(text) + len(binary)),
+                     struct.pack("<II", len(text), CHUNK_JSON), text,
+                     struct.pack("<II", len(binary), CHUNK_BIN), binary])
+
+
+def test_quantized_tile_structure_size_and_validity(tmp_path: Path, monkeypatch) -> None:
+    """A building-sized tile: KHR_mesh_quantization required, 16-bit positions (stride 8)
+    decoded by a uniform node scale and translation, 8-bit normals (stride 4), within half a
+    step of the input, valid, and smaller than with float32 positions."""
+    rng = np.random.default_rng(7)
+    feats = [MeshFeature(f"b{i}", {"n": i}, meshes=[_box_mesh(c)])
+             for i, c in enumerate(rng.uniform(-20, 20, (40, 3)) * [1, 1, 0.2])]
+    feats.append(MeshFeature("roof", {"n": 99}, _cube(np.array([3.0, -4.0, 9.0]), 5)))
+    res = tile_features(feats, tmp_path / "q")
+    (tile,) = res.manifest["tiles"].values()
+    path = tmp_path / "q" / tile["uri"]
+    doc, _ = read_glb(path.read_bytes())
+    assert "KHR_mesh_quantization" in doc["extensionsUsed"]
+    assert "KHR_mesh_quantization" in doc["extensionsRequired"]
+    ((node, acc, enu, fid),) = _nodes(path)
+    assert acc["componentType"] == 5123 and acc["normalized"] and acc["type"] == "VEC3"
+    assert set(node) == {"mesh", "translation", "scale"}
+    assert len(set(node["scale"])) == 1  # uniform: normals keep their directions
+    step = node["scale"][0] / 65535
+    assert 0 < step <= content.MAX_POSITION_STEP
+    rows = read_property_table(*read_glb(path.read_bytes()))
+    worst = _worst_axis_error(enu, fid, [r["id"] for r in rows],
+                              _input_enu(feats, res.manifest))
+    assert worst <= step / 2 + 1e-9
+
+    prim = doc["meshes"][0]["primitives"][0]
+    views = {name: doc["bufferViews"][doc["accessors"][a]["bufferView"]]
+             for name, a in prim["attributes"].items()}
+    nrm = doc["accessors"][prim["attributes"]["NORMAL"]]
+    assert nrm["componentType"] == 5120 and nrm["normalized"]
+    assert views["POSITION"]["byteStride"] == 8 and views["NORMAL"]["byteStride"] == 4
+    for name, a in prim["attributes"].items():  # glTF: 4-byte aligned attribute elements
+        assert views[name]["byteOffset"] % 4 == 0 and views[name].get("byteStride", 4) % 4 == 0
+        assert views[name]["byteLength"] >= views[name].get("byteStride", 0) * doc[
+            "accessors"][a]["count"]
+    n = acc["count"]
+    per_vertex = sum(v["byteLength"] for v in views.values()) / n
+    float32_vec3 = 3 * np.dtype(np.float32).itemsize  # POSITION and NORMAL before
+    before = per_vertex - views["POSITION"]["byteLength"] / n - views["NORMAL"]["byteLength"] / n \
+        + 2 * float32_vec3
+    assert per_vertex < before
+
+    # the same tile past the precision guard: float32 positions, a larger file
+    monkeypatch.setattr(content, "MAX_POSITION_STEP", 0.0)
+    plain = tile_features(feats, tmp_path / "f")
+    (ftile,) = plain.manifest["tiles"].values()
+    ((fnode, facc, _, _),) = _nodes(tmp_path / "f" / ftile["uri"])
+    assert facc["componentType"] == 5126 and "scale" not in fnode
+    assert ftile["vertices"] == tile["vertices"]  # welding does not depend on the storage
+    assert tile["bytes"] < ftile["bytes"]
+
+    if node_available():
+        assert not errors_of(validate_glb(path))
+        # the validator reads the quantized attributes: without the extension they are errors
+        doc, binary = read_glb(path.read_bytes())
+        for key in ("extensionsUsed", "extensionsRequired"):
+            doc[key].remove("KHR_mesh_quantization")
+            doc[key] or doc.pop(key)
+        assert errors_of(validate_glb(_glb_bytes(doc, binary)))
+
+
+def test_precision_guard_keeps_float32_for_large_boxes(tmp_path: Path) -> None:
+    """Past 65535 steps of MAX_POSITION_STEP a node keeps float32 positions (still with byte
+    normals, so the extension stays required); far-apart clusters are quantized each on its
+    own small box."""
+    limit = 65535 * content.MAX_POSITION_STEP
+    cases = {
+        "wide": [np.zeros(3), np.array([limit + 5.0, 0.0, 0.0])],  # one node, too wide
+        "far": [np.zeros(3), np.array([3 * content.CLUSTER_SIZE, 0.0, 0.0])],  # two nodes
+    }
+    for name, centres in cases.items():
+        feats = [MeshFeature(f"{name}{i}", {"n": i}, meshes=[_box_mesh(c)])
+                 for i, c in enumerate(centres)]
+        res = tile_features(feats, tmp_path / name)
+        (tile,) = res.manifest["tiles"].values()
+        path = tmp_path / name / tile["uri"]
+        doc, binary = read_glb(path.read_bytes())
+        assert "KHR_mesh_quantization" in doc["extensionsRequired"]
+        ids = [r["id"] for r in read_property_table(doc, binary)]
+        source = _input_enu(feats, res.manifest)
+        nodes = _nodes(path)
+        for node, acc, enu, fid in nodes:
+            side = float(np.ptp(enu, axis=0).max())
+            if name == "wide":
+                assert side > limit
+                assert acc["componentType"] == 5126 and "scale" not in node
+                # float32 relative to the node translation: half an ulp, with some margin
+                offset = yup_to_zup(np.array([node["translation"]]))[0]
+                bound = float(np.abs(enu - offset).max()) * 2.0 ** -23
+                assert _worst_axis_error(enu, fid, ids, source) <= bound
+            else:
+                assert side < limit
+                assert acc["componentType"] == 5123 and acc["normalized"]
+                step = node["scale"][0] / 65535
+                assert _worst_axis_error(enu, fid, ids, source) <= step / 2 + 1e-9
+        assert len(nodes) == (1 if name == "wide" else 2)
+        assert check_tileset(tmp_path / name / "tileset.json") == []
+        if node_available():
+            assert not errors_of(validate_glb(path))
+
+
+def test_normal_codes_are_unit_length_for_the_validator() -> None:
+    """Byte normals within NORMAL_LENGTH_TOLERANCE of unit length (the validator allows
+    0.00674) and within a degree of the input, including where plain rounding is too long."""
+    rng = np.random.default_rng(11)
+    nrm = rng.normal(size=(200_000, 3))
+    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+    plain = np.abs(np.linalg.norm(np.rint(nrm * 127), axis=1) / 127 - 1)
+    assert (plain > content.NORMAL_LENGTH_TOLERANCE).any()  # the case the search is for
+    codes = content.quantize_normals(nrm)
+    assert codes.dtype == np.int8 and (codes >= -127).all()
+    decoded = codes / 127.0
+    length = np.linalg.norm(decoded, axis=1)
+    assert np.abs(length - 1).max() <= content.NORMAL_LENGTH_TOLERANCE
+    cos = (decoded * nrm).sum(axis=1) / length
+    assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() < 1.0

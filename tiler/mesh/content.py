@@ -1,14 +1,41 @@
-"""One tile's glb: positions relative to the tile centre (node translation, no CESIUM_RTC),
-y-up, flat normals, per-vertex colours, ``_FEATURE_ID_0`` and a property table.
+"""One tile's glb: y-up positions placed by their node's transform (no CESIUM_RTC), flat
+normals, per-vertex colours, ``_FEATURE_ID_0`` and a property table.
 
 Opaque and translucent triangles (e.g. windows) go to two primitives sharing the vertex
 accessors, so a tile is at most two draw calls whatever the number of features.
+
+Vertex attributes are quantized with KHR_mesh_quantization (declared required: a client
+without it cannot read the tile at all): 20 bytes a vertex instead of 32 float32 ones, 24
+where positions stay float32:
+
+* POSITION: UNSIGNED_SHORT normalized (3 x 2 bytes, padded to a stride of 8, since glTF
+  wants every vertex attribute element on a 4-byte boundary). Codes span the node's
+  bounding box: the node ``translation`` is the box's minimum corner and its ``scale`` the
+  box's largest side, the same on the three axes, so the dequantization is the node
+  transform and normals are not bent by it (the extension's own advice). The step is
+  ``largest side / 65535``; a vertex moves by at most half a step on each axis.
+* Precision guard: a node whose step would exceed :data:`MAX_POSITION_STEP` (1 mm, i.e. a
+  box larger than 65.5 m) keeps float32 positions relative to the tile's (or cluster's)
+  centre, as before. 1 mm is the grid of the sources themselves (CityJSON files are
+  usually stored on a 1 mm grid, IFC models are drawn to the millimetre), so half a step
+  (0.5 mm on each axis, 0.9 mm at most in 3D) never moves a vertex by more than the
+  source's own rounding, well inside the 1 cm the round-trip checks allow. Building-sized
+  tiles (BIM models, single buildings) are quantized; tiles of whole districts span
+  hundreds of metres and mostly keep float32 positions.
+* NORMAL: BYTE normalized (3 x 1 byte, stride 4), whatever the positions: under half a
+  degree off, finer than flat shading needs.
+* COLOR_0 (normalized bytes) and ``_FEATURE_ID_0`` (float32, exact integers) as before.
+
+Far-apart features (:data:`CLUSTER_SIZE`) already go to nodes of their own; each node is
+quantized, or not, by its own box, so a far, small cluster is quantized even when the
+tile as a whole spans kilometres.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import product
 from typing import Any
 
 import numpy as np
@@ -29,6 +56,17 @@ def _material(translucent: bool) -> dict[str, Any]:
     if translucent:
         mat["alphaMode"] = "BLEND"
     return mat
+
+
+# Largest position quantization step (m) a node may have (see the module docstring): its
+# box may be at most 65535 steps wide.
+MAX_POSITION_STEP = 0.001
+_U16 = 65535
+
+# The Khronos validator rejects a normal whose decoded length is off 1 by more than 0.00674;
+# plain rounding to 1/127 can be off by up to sqrt(3) / 254 = 0.0068.
+NORMAL_LENGTH_TOLERANCE = 0.005
+_ROUNDINGS = np.array(list(product((0.0, 1.0), repeat=3)))  # floor + these: the 8 neighbours
 
 
 # Features more than this far apart (m) get their own glTF node and translation: float32
@@ -76,6 +114,37 @@ def weld(positions: np.ndarray, normals: np.ndarray, colors: np.ndarray, fid: np
     return first[order], rank[inverse.reshape(-1)][triangles]
 
 
+def quantize_positions(yup: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """``(codes, offset, scale)`` of y-up positions as UNSIGNED_SHORT normalized, decoded as
+    ``offset + scale * codes / 65535``; None when the step would exceed the guard."""
+    if not len(yup):
+        return None
+    lo = yup.min(axis=0)
+    side = float((yup.max(axis=0) - lo).max())
+    if not 0.0 < side <= MAX_POSITION_STEP * _U16:
+        return None
+    codes = np.clip(np.rint((yup - lo) * (_U16 / side)), 0, _U16).astype(np.uint16)
+    return codes, lo, side
+
+
+def quantize_normals(nrm: np.ndarray) -> np.ndarray:
+    """BYTE normalized codes of unit normals: the nearest rounding, except where its length
+    would be off 1 by more than :data:`NORMAL_LENGTH_TOLERANCE`; there, the rounding (up or
+    down per component) closest in direction among those of acceptable length. Rounding one
+    component the other way changes the length by at most 1/127, so one always qualifies."""
+    scaled = np.asarray(nrm, np.float64) * 127.0
+    codes = np.rint(scaled)
+    bad = np.flatnonzero(np.abs(np.linalg.norm(codes, axis=1) / 127.0 - 1.0)
+                         > NORMAL_LENGTH_TOLERANCE)
+    if len(bad):
+        cand = np.clip(np.floor(scaled[bad])[:, None, :] + _ROUNDINGS[None], -127, 127)
+        length = np.maximum(np.linalg.norm(cand, axis=2), 1e-9)
+        off = np.linalg.norm(cand / length[..., None] - nrm[bad][:, None, :], axis=2)
+        off[np.abs(length / 127.0 - 1.0) > NORMAL_LENGTH_TOLERANCE] += 4.0  # never preferred
+        codes[bad] = cand[np.arange(len(bad)), off.argmin(axis=1)]
+    return codes.astype(np.int8)
+
+
 @dataclass(frozen=True)
 class EncodedTile:
     glb: bytes
@@ -95,8 +164,9 @@ def tile_glb(
     """Encode a tile. ``positions`` / ``normals`` are local ENU (z-up), ``triangles`` index them.
 
     ``feature_rows[i]`` is the property-table row of vertex i (0 .. len(rows) - 1). Positions
-    are stored relative to ``centre`` (the node translation); features far from each other
-    (see :data:`CLUSTER_SIZE`) go to separate nodes, each relative to its own centre.
+    are quantized over their node's box, or, past the precision guard, stored as float32
+    relative to ``centre`` (the node translation); features far from each other (see
+    :data:`CLUSTER_SIZE`) go to separate nodes, each with its own box or centre.
     """
     b = GltfBuilder()
     n_features = len(rows)
@@ -124,17 +194,28 @@ def tile_glb(
         rel = zup_to_yup(positions[verts] - part_centre).astype(np.float32)
         nrm = zup_to_yup(nrm_all[verts]).astype(np.float32)
         nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
-        # Feature ids as float32 (exact up to 2**24): a tightly packed uint16 attribute would
-        # break glTF's 4-byte alignment of vertex attributes.
+        # Feature ids as float32 (exact up to 2**24): a uint16 attribute would be padded to
+        # the same 4 bytes, as glTF aligns every vertex attribute element to 4 bytes.
         fid = feature_rows[verts].astype(np.float32)
         part_colors = colors[verts]
+        # Welding compares the float32 positions whichever way they are stored, so that the
+        # vertices (and the counts reported) do not depend on the precision guard.
         keep, tris = weld(rel, nrm, part_colors, fid, tris)
         rel, nrm, fid, part_colors = rel[keep], nrm[keep], fid[keep], part_colors[keep]
         verts = verts[keep]
         n_vertices += len(verts)
+        quantized = quantize_positions(zup_to_yup(positions[verts]))
+        if quantized is None:
+            node: dict[str, Any] = {
+                "translation": [float(v) for v in zup_to_yup(part_centre[None])[0]]}
+            position = b.add_accessor(rel, with_bounds=True)
+        else:
+            codes, offset, side = quantized
+            node = {"translation": [float(v) for v in offset], "scale": [side] * 3}
+            position = b.add_accessor(codes, normalized=True, with_bounds=True)
         attributes = {
-            "POSITION": b.add_accessor(rel, with_bounds=True),
-            "NORMAL": b.add_accessor(nrm),
+            "POSITION": position,
+            "NORMAL": b.add_accessor(quantize_normals(nrm), normalized=True),
             "COLOR_0": b.add_accessor(np.ascontiguousarray(part_colors, np.uint8),
                                       normalized=True),
             "_FEATURE_ID_0": b.add_accessor(fid),
@@ -161,10 +242,11 @@ def tile_glb(
             })
         if not primitives:
             continue
-        nodes.append({"mesh": len(meshes),
-                      "translation": [float(v) for v in zup_to_yup(part_centre[None])[0]]})
+        nodes.append({"mesh": len(meshes), **node})
         meshes.append({"primitives": primitives})
     b.use_extension("EXT_mesh_features")
+    if meshes:  # byte normals at least
+        b.use_extension("KHR_mesh_quantization", required=True)
     add_property_table(b, rows)
     b.json["materials"] = materials
     b.json["meshes"] = meshes

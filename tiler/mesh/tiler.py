@@ -23,7 +23,9 @@ from .manifest import FORMAT, MANIFEST_NAME, ManifestDiff, diff_manifests
 from .triangulate import triangulate_polygons
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-BOX_PADDING = 0.01  # m: float32 rounding of positions never leaves the bounding box
+# m: neither float32 rounding nor quantization (half a step, at most 0.5 mm) of positions
+# leaves the bounding box
+BOX_PADDING = 0.01
 
 
 @dataclass
