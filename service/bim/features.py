@@ -23,6 +23,7 @@ from tiler.mesh import MeshFeature, MeshTriangles
 from .geometry import DEFAULT_RGBA, RGBA
 from .model import BimElement
 from .properties import ElementInfo
+from .spaces import BimSpace
 
 ENVELOPE_CLASSES = {"ifcroof", "ifccurtainwall", "ifcsite"}
 SHELL_CLASSES = {"ifcwall", "ifcslab", "ifcroof", "ifccolumn", "ifcbeam", "ifcfooting",
@@ -52,9 +53,26 @@ def palette(colours: Sequence[RGBA]) -> dict[str | None, RGBA]:
     return pal
 
 
-def mesh_features(elements: Sequence[BimElement], colours: Sequence[RGBA]
-                  ) -> list[MeshFeature]:
+def space_labels(spaces: Sequence[BimSpace]) -> dict[str, str]:
+    """GlobalId -> what people call the room: its number and its name."""
+    return {s.global_id: " ".join(p for p in (s.name, s.long_name) if p) or s.global_id
+            for s in spaces}
+
+
+def tile_row(element: BimElement, labels: dict[str, str]) -> dict[str, object]:
+    """The element's property-table row, with its rooms when the model has any."""
+    row = element.info.tile_row()
+    if labels:
+        row["space"] = labels.get(element.space_global_id or "", "")
+        row["bounds_spaces"] = "; ".join(labels[g] for g in element.bounded_space_global_ids
+                                         if g in labels)
+    return row
+
+
+def mesh_features(elements: Sequence[BimElement], colours: Sequence[RGBA],
+                  spaces: Sequence[BimSpace] = ()) -> list[MeshFeature]:
     names = [colour_class(c) for c in colours] + [colour_class(DEFAULT_RGBA)]
+    labels = space_labels(spaces)
     features = []
     for e in elements:
         g = e.geometry
@@ -62,6 +80,6 @@ def mesh_features(elements: Sequence[BimElement], colours: Sequence[RGBA]
         meshes = []
         for c in np.unique(colour):
             meshes.append(MeshTriangles(e.llh, g.faces[colour == c], names[int(c)]))
-        features.append(MeshFeature(e.info.global_id, e.info.tile_row(), meshes=meshes,
+        features.append(MeshFeature(e.info.global_id, tile_row(e, labels), meshes=meshes,
                                     priority=tile_priority(e.info)))
     return features

@@ -106,7 +106,7 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
     read_s = time.monotonic() - started
 
     try:
-        result = tile_features(mesh_features(bim.elements, bim.colours), tv.path,
+        result = tile_features(mesh_features(bim.elements, bim.colours, bim.spaces), tv.path,
                                max_triangles_per_tile=max_tri or DEFAULT_MAX_TRIANGLES,
                                palette=palette(bim.colours),
                                progress=lambda _, done, total: ctx.progress("tiles", done, total))

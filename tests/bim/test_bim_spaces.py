@@ -182,6 +182,28 @@ def test_doors_bound_the_rooms_they_open(ingested, live_server, db_url, path):
                    for f in features)
 
 
+@pytest.mark.parametrize("path, params, count", SAMPLES, ids=SAMPLE_IDS)
+def test_a_clicked_element_names_its_rooms_in_the_tiles(ingested, db_url, path, params,
+                                                        count):
+    run = ingested(path, **params)
+    _, tile_rows = tile_vertices(run.tileset_dir)
+    model = ifcopenshell.open(str(path))
+    label = {s.GlobalId: " ".join(p for p in (s.Name, s.LongName) if p)
+             for s in model.by_type("IfcSpace")}
+    inside, bounds = _element_spaces(db_url, run.dataset_id), _element_bounds(db_url,
+                                                                                run.dataset_id)
+    rows = {gid: found[0] for gid, found in tile_rows.items()}
+    assert set(rows) == set(inside)
+    if not count:  # a model without rooms gets no room columns
+        assert not any("space" in r or "bounds_spaces" in r for r in rows.values())
+        return
+    for gid, row in rows.items():
+        assert row["space"] == (label[inside[gid]] if inside[gid] else "")
+        assert row["bounds_spaces"] == "; ".join(label[g] for g in bounds[gid])
+    named = [r for r in rows.values() if r["space"]]
+    assert named and any(";" in r["bounds_spaces"] for r in rows.values())
+
+
 def _get(server, path: str, **params) -> httpx.Response:
     return httpx.get(f"{server.url}{path}", params=params, timeout=30)
 

@@ -4,9 +4,7 @@ holds every current tileset of the database, so tests sharing one would see each
 from __future__ import annotations
 
 import pytest
-
-# the one deployment origin these tests allow besides same-origin pages (CORS checks)
-ALLOWED_ORIGIN = "https://twin.example.gov"
+from helpers_dashboard import ALLOWED_ORIGIN
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ LIDAR = DATA / "lidar" / "pdal_autzen_trim.laz"  # Oregon Lambert (ft) in the fi
 CITY = DATA / "cim" / "rotterdam_subset.json"  # CityJSON, no CRS in the file: EPSG:7415
 IFC = DATA / "bim" / "AC20-FZK-Haus.ifc"  # IFC4, IfcSite georeferenced (Karlsruhe)
 TUS = {"Tus-Resumable": "1.0.0"}
+# the one deployment origin these tests allow besides same-origin pages (CORS checks)
+ALLOWED_ORIGIN = "https://twin.example.gov"
 
 
 def upload(server: Any, headers: dict[str, str], path: Path, **meta: str) -> tuple[int, int]:

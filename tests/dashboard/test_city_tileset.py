@@ -10,8 +10,13 @@ from urllib.parse import urljoin
 import httpx
 import numpy as np
 import pytest
-from conftest import ALLOWED_ORIGIN
-from helpers_dashboard import LIDAR, current_tilesets, ingest, ingest_samples
+from helpers_dashboard import (
+    ALLOWED_ORIGIN,
+    LIDAR,
+    current_tilesets,
+    ingest,
+    ingest_samples,
+)
 from pyproj import Transformer
 
 TO_LLH = Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
