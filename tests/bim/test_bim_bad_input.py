@@ -4,7 +4,7 @@ and a failed re-ingest leaves what was published before."""
 from __future__ import annotations
 
 import pytest
-from helpers_bim import FZK, HOUSE, edit_ifc, run_ingest
+from helpers_bim import FZK, HOUSE, edit_ifc, run_ingest, tile_vertices
 from sqlalchemy import text
 
 from service.bim.errors import IfcInputError
@@ -100,6 +100,41 @@ def test_element_whose_geometry_fails_is_reported_and_the_rest_loads(db_url, bim
         ids = {r[0] for r in conn.execute(text(
             "SELECT global_id FROM bim_elements WHERE dataset_id = :d"), {"d": run.dataset_id})}
     assert wall.GlobalId not in ids and len(ids) == report["elements"] >= 30
+
+
+def _flatten_first_wall(model) -> None:
+    """Give the first wall a body of two slivers 1e-11 m wide: the kernel meshes them, but
+    they have no area to draw."""
+    wall = model.by_type("IfcWallStandardCase")[0]
+    body = next(r for r in wall.Representation.Representations
+                if r.RepresentationIdentifier == "Body")
+    points = model.createIfcCartesianPointList3D(  # millimetres
+        [(0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (0.0, 1e-8, 0.0), (1.0, 1e-8, 0.0)])
+    body.Items = [model.createIfcTriangulatedFaceSet(points, None, None,
+                                                     [(1, 2, 3), (2, 4, 3)], None)]
+    body.RepresentationType = "Tessellation"
+    for void in list(wall.HasOpenings or ()):
+        model.remove(void)
+
+
+def test_element_without_surface_area_is_reported_and_kept_out(db_url, bim_settings,
+                                                               tmp_path):
+    import ifcopenshell
+
+    path = edit_ifc(HOUSE, tmp_path / "flatwall.ifc", _flatten_first_wall)
+    wall = ifcopenshell.open(str(path)).by_type("IfcWallStandardCase")[0]
+    run = run_ingest(db_url, bim_settings, path, anchor=ANCHOR)
+    assert run.status == "succeeded", run.job.error
+    report = run.job.report
+    assert [(f["global_id"], f["reason"]) for f in report["failed"]] == [
+        (wall.GlobalId, "geometry has no surface area")]
+    assert report["failed_count"] == 1
+    with sync_engine(db_url).connect() as conn:
+        ids = {r[0] for r in conn.execute(text(
+            "SELECT global_id FROM bim_elements WHERE dataset_id = :d"), {"d": run.dataset_id})}
+    _, tile_rows = tile_vertices(run.tileset_dir)
+    assert wall.GlobalId not in ids and wall.GlobalId not in tile_rows
+    assert ids == set(tile_rows) and len(ids) == report["elements"] >= 30
 
 
 def test_a_crash_of_the_geometry_kernel_costs_one_element(monkeypatch):
