@@ -114,7 +114,7 @@ INGEST_KINDS = {"lidar": "lidar", "city": None, "bim": "ifc"}
 @app.command()
 def ingest(
     kind: Annotated[str, typer.Argument(help="lidar (LAS/LAZ/COPC), city (CityJSON/CityGML) "
-                                             "or bim (IFC)")],
+                                             "or bim (IFC, .ifc or .ifczip)")],
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     crs: Annotated[str | None, typer.Option(help="CRS of the file, e.g. EPSG:4547; wins "
                                                  "over the file's own")] = None,

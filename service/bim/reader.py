@@ -38,8 +38,9 @@ def file_schema(path: Path) -> str:
         raise IfcInputError("the file is empty")
     if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(MAGIC):
         if head.lstrip()[:2] == b"PK":
-            raise IfcInputError("this is a ZIP archive (.ifczip?): unzip it and upload the "
-                                ".ifc STEP file inside")
+            # the ingest unpacks .ifczip first (archive.py); this is a caller that did not
+            raise IfcInputError("this is a ZIP archive (.ifczip?): unpack it first "
+                                "(service.bim.archive.unpacked_ifc)")
         if head.lstrip()[:1] == b"<":
             raise IfcInputError("this is XML (ifcXML?): only IFC STEP files (.ifc, starting "
                                 "with ISO-10303-21;) are read")

@@ -1,5 +1,5 @@
-"""Ingest of BIM models (IFC2X3, IFC4, IFC4X3): elements placed on the globe, as 3D Tiles
-with one pickable feature per element and as ``bim_elements`` rows.
+"""Ingest of BIM models (IFC2X3, IFC4, IFC4X3; .ifc, or zipped as .ifczip): elements placed on
+the globe, as 3D Tiles with one pickable feature per element and as ``bim_elements`` rows.
 
 Job params (or upload options): ``anchor`` (lon, lat, height, rotation; always wins over what
 the file says), ``crs`` (the projected CRS of an IfcMapConversion that names none),
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from geoalchemy2.shape import from_shape
@@ -68,6 +69,7 @@ def _dataset_footprint(elements) -> MultiPolygon:
 
 @job_handler("ingest_ifc")
 def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
+    from service.bim.archive import unpacked_ifc
     from service.bim.features import mesh_features, palette
     from service.bim.geometry import DEFAULT_GEOMETRY_LIBRARY, GEOMETRY_LIBRARIES, shared_pool
     from service.bim.georef import parse_anchor
@@ -92,10 +94,12 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
         version = side.submit(begin_version, ctx.bookkeeping, ctx.settings.tiles_dir,
                               f"bim-{row.id}", "bim", dataset_id=row.id, job_id=ctx.job_id)
         try:
-            bim = read_bim(row.source_path, pool=shared_pool(processes),
-                           anchor=parse_anchor(options.get("anchor")), crs=options.get("crs"),
-                           vertical=options.get("vertical"), progress=ctx.progress,
-                           geometry_library=library)
+            with unpacked_ifc(Path(row.source_path),  # .ifczip too
+                              ctx.settings.data_dir / "unpacked") as source:
+                bim = read_bim(source, pool=shared_pool(processes),
+                               anchor=parse_anchor(options.get("anchor")),
+                               crs=options.get("crs"), vertical=options.get("vertical"),
+                               progress=ctx.progress, geometry_library=library)
         except BaseException as exc:
             with contextlib.suppress(Exception):  # the version's own failure is not the news
                 fail_version(ctx.engine, version.result())

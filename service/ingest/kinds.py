@@ -15,6 +15,7 @@ _SUFFIXES: tuple[tuple[str, str], ...] = (
     (".gml", "citygml"),
     (".xml", "citygml"),
     (".ifc", "ifc"),
+    (".ifczip", "ifc"),
 )
 ALL_KINDS = ("lidar", "cityjson", "citygml", "ifc")
 
@@ -33,7 +34,7 @@ def kind_for(filename: str, declared: str | None = None) -> str:
             return kind
     raise Unprocessable(
         f"cannot tell what {filename!r} holds from its name: expected .las/.laz (LiDAR), "
-        ".json/.city.json/.city.jsonl (CityJSON), .gml (CityGML) or .ifc (IFC), "
+        ".json/.city.json/.city.jsonl (CityJSON), .gml (CityGML) or .ifc/.ifczip (IFC), "
         "or give the kind in the upload metadata"
     )
 

@@ -4,30 +4,13 @@ GlobalId, checked against what ifcopenshell reads from the same file."""
 
 from __future__ import annotations
 
-import base64
-
 import httpx
 import ifcopenshell
 import ifcopenshell.util.element as ue
 import pytest
-from helpers_bim import FZK, HOUSE
+from helpers_bim import FZK, HOUSE, upload
 
 from service.jobs.execute import run_job
-
-TUS = {"Tus-Resumable": "1.0.0"}
-
-
-def upload(server, headers, path, **meta: str) -> tuple[int, int]:
-    data = path.read_bytes()
-    meta = {"filename": path.name, **meta}
-    fields = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in meta.items())
-    r = httpx.post(f"{server.url}/uploads", headers=TUS | headers | {
-        "Upload-Length": str(len(data)), "Upload-Metadata": fields})
-    assert r.status_code == 201, r.text
-    done = httpx.patch(r.headers["Location"], content=data, headers=TUS | headers | {
-        "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
-    assert done.status_code == 204, done.text
-    return int(done.headers["Twinbase-Dataset-Id"]), int(done.headers["Twinbase-Job-Id"])
 
 
 @pytest.fixture
