@@ -221,7 +221,8 @@ def _tile_features(
     hi = np.full((n_feat, 3), -np.inf)
     np.minimum.at(lo, vfeat, pos)
     np.maximum.at(hi, vfeat, pos)
-    centres = (lo + hi) / 2
+    centres = np.zeros((n_feat, 3))  # a feature without vertices has no centre (inf - inf)
+    centres[used] = (lo[used] + hi[used]) / 2
     sizes = np.where(tri_count > 0, np.linalg.norm(hi - lo, axis=1), 0.0)
 
     half = root_half_size(centres[used]) if len(used) else 64.0
