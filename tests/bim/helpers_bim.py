@@ -16,7 +16,6 @@ FZK = DATA / "AC20-FZK-Haus.ifc"  # IFC4, IfcSite 49.1004 N 8.4365 E, true north
 DUPLEX = DATA / "Duplex_A.ifc"  # IFC2X3, IfcSite 41.874 N -87.639 E
 HOUSE = DATA / "IfcOpenHouse_IFC4.ifc"  # IFC4, millimetres, no georeferencing
 MAPCONV = DATA / "geolocation-mapconversion-angle.ifc"  # IfcMapConversion, unnamed CRS
-TUS = {"Tus-Resumable": "1.0.0"}
 
 
 @dataclass
@@ -30,24 +29,6 @@ class Ingest:
     @property
     def tileset_dir(self) -> Path:
         return self.settings.tiles_dir / f"bim-{self.dataset_id}"
-
-
-def upload(server, headers, path, **meta: str) -> tuple[int, int]:
-    """Upload a file through tus as a client does; return (dataset id, job id)."""
-    import base64
-
-    import httpx
-
-    data = path.read_bytes()
-    meta = {"filename": path.name, **meta}
-    fields = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in meta.items())
-    r = httpx.post(f"{server.url}/uploads", headers=TUS | headers | {
-        "Upload-Length": str(len(data)), "Upload-Metadata": fields})
-    assert r.status_code == 201, r.text
-    done = httpx.patch(r.headers["Location"], content=data, headers=TUS | headers | {
-        "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
-    assert done.status_code == 204, done.text
-    return int(done.headers["Twinbase-Dataset-Id"]), int(done.headers["Twinbase-Job-Id"])
 
 
 def run_ingest(db_url: str, settings, path: Path, dataset_id: int | None = None,

@@ -8,14 +8,15 @@ import httpx
 import ifcopenshell
 import ifcopenshell.util.element as ue
 import pytest
-from helpers_bim import FZK, HOUSE, upload
+from helpers_bim import FZK, HOUSE
+from helpers_tus import upload_file
 
 from service.jobs.execute import run_job
 
 
 @pytest.fixture
 def fzk(live_server, auth, db_url, settings):
-    dataset_id, job_id = upload(live_server, auth("operator"), FZK)
+    dataset_id, job_id = upload_file(live_server, auth("operator"), FZK)
     assert run_job(job_id, db_url, settings) == "succeeded"
     return live_server, dataset_id
 
@@ -27,7 +28,7 @@ def _get(server, path: str, **params) -> httpx.Response:
 def test_model_without_georeferencing_asks_for_an_anchor_then_loads(live_server, auth,
                                                                       db_url, settings):
     op = auth("operator")
-    dataset_id, job_id = upload(live_server, op, HOUSE)
+    dataset_id, job_id = upload_file(live_server, op, HOUSE)
     assert run_job(job_id, db_url, settings) == "failed"
     job = _get(live_server, f"/jobs/{job_id}").json()
     assert "anchor" in job["error"] and "/bim/datasets/{id}/ingest" in job["error"]

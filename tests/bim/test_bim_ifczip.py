@@ -8,7 +8,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers_bim import FZK, HOUSE, run_ingest, upload
+from helpers_bim import FZK, HOUSE, run_ingest
+from helpers_tus import upload_file
 from sqlalchemy import text
 
 from service.db import sync_engine
@@ -35,7 +36,7 @@ def test_ifczip_upload_loads_like_the_ifc_inside(live_server, auth, db_url, sett
                                                  tmp_path, ingested):
     archive = _zip(tmp_path / "AC20-FZK-Haus.ifczip", {"AC20-FZK-Haus.ifc": FZK.read_bytes()})
     assert archive.stat().st_size < FZK.stat().st_size / 4  # what the upload saves
-    dataset_id, job_id = upload(live_server, auth("operator"), archive)
+    dataset_id, job_id = upload_file(live_server, auth("operator"), archive)
     assert run_job(job_id, db_url, settings) == "succeeded"
 
     plain = ingested(FZK)

@@ -1,9 +1,8 @@
-"""Client-side helpers of the city tests: tus upload, the city tileset as a client reads it
+"""Client-side helpers of the city tests: the city tileset as a client reads it
 over HTTP, and the stored coordinates of objects."""
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,19 +18,6 @@ from tiler.glb import mesh_nodes, read_accessor, read_glb, read_positions
 from tiler.mesh import read_property_table
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cim"
-TUS = {"Tus-Resumable": "1.0.0"}
-
-
-def upload(server, headers: dict[str, str], data: bytes, **meta: str) -> tuple[int, int]:
-    """Upload ``data`` in one tus PATCH; return (dataset id, job id)."""
-    fields = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in meta.items())
-    r = httpx.post(f"{server.url}/uploads", headers=TUS | headers | {
-        "Upload-Length": str(len(data)), "Upload-Metadata": fields})
-    assert r.status_code == 201, r.text
-    done = httpx.patch(r.headers["Location"], content=data, headers=TUS | headers | {
-        "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
-    assert done.status_code == 204, done.text
-    return int(done.headers["Twinbase-Dataset-Id"]), int(done.headers["Twinbase-Job-Id"])
 
 
 def object_url(server, object_id: str) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import psycopg
 import pytest
-from helpers_city import DATA, object_url, upload
+from helpers_city import DATA, object_url
+from helpers_tus import upload
 
 from service.jobs.execute import run_job
 

@@ -5,7 +5,8 @@ API, and leaves a screenshot to look at (set TWINBASE_ARTIFACTS to keep a copy).
 from __future__ import annotations
 
 import httpx
-from helpers_city import DATA, object_url, upload
+from helpers_city import DATA, object_url
+from helpers_tus import upload
 
 from service.jobs.execute import run_job
 

@@ -20,10 +20,10 @@ from helpers_city import (
     read_city_tiles,
     stored_faces,
     to_ecef,
-    upload,
 )
 from helpers_gltf import errors_of, node_available, validate_glbs
 from helpers_tileset import check_tileset
+from helpers_tus import upload
 
 import service.ingest.city as city_job
 from service.cim.geometry import surface_area

@@ -4,11 +4,11 @@ around the city model."""
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
 import httpx
+from helpers_tus import upload_file
 
 from service.jobs.execute import run_job
 
@@ -16,29 +16,14 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 LIDAR = DATA / "lidar" / "pdal_autzen_trim.laz"  # Oregon Lambert (ft) in the file
 CITY = DATA / "cim" / "rotterdam_subset.json"  # CityJSON, no CRS in the file: EPSG:7415
 IFC = DATA / "bim" / "AC20-FZK-Haus.ifc"  # IFC4, IfcSite georeferenced (Karlsruhe)
-TUS = {"Tus-Resumable": "1.0.0"}
 # the one deployment origin these tests allow besides same-origin pages (CORS checks)
 ALLOWED_ORIGIN = "https://twin.example.gov"
-
-
-def upload(server: Any, headers: dict[str, str], path: Path, **meta: str) -> tuple[int, int]:
-    """Upload a file in one tus PATCH; return (dataset id, job id)."""
-    data = path.read_bytes()
-    meta = {"filename": path.name, **meta}
-    fields = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in meta.items())
-    r = httpx.post(f"{server.url}/uploads", headers=TUS | headers | {
-        "Upload-Length": str(len(data)), "Upload-Metadata": fields})
-    assert r.status_code == 201, r.text
-    done = httpx.patch(r.headers["Location"], content=data, headers=TUS | headers | {
-        "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}, timeout=60)
-    assert done.status_code == 204, done.text
-    return int(done.headers["Twinbase-Dataset-Id"]), int(done.headers["Twinbase-Job-Id"])
 
 
 def ingest(server: Any, headers: dict[str, str], db_url: str, settings: Any, path: Path,
            **meta: str) -> dict[str, Any]:
     """Upload and run the ingest job to its end; return the job as the API shows it."""
-    _, job_id = upload(server, headers, path, **meta)
+    _, job_id = upload_file(server, headers, path, **meta)
     status = run_job(job_id, db_url, settings)
     job = httpx.get(f"{server.url}/jobs/{job_id}").json()
     assert status == "succeeded", job.get("error")

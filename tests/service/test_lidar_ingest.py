@@ -4,30 +4,18 @@ nothing that was published."""
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
+from helpers_tus import upload
 from shapely.geometry import shape
 
 from service.jobs.execute import run_job
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "lidar"
 AUTZEN = DATA / "pdal_autzen_trim.laz"  # 110,000 points, Oregon Lambert (feet) in the file
-TUS = {"Tus-Resumable": "1.0.0"}
-
-
-def upload(server, headers, data: bytes, **meta: str) -> tuple[int, int]:
-    fields = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in meta.items())
-    r = httpx.post(f"{server.url}/uploads", headers=TUS | headers | {
-        "Upload-Length": str(len(data)), "Upload-Metadata": fields})
-    assert r.status_code == 201, r.text
-    done = httpx.patch(r.headers["Location"], content=data, headers=TUS | headers | {
-        "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
-    assert done.status_code == 204, done.text
-    return int(done.headers["Twinbase-Dataset-Id"]), int(done.headers["Twinbase-Job-Id"])
 
 
 @pytest.fixture
