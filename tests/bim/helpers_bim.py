@@ -31,6 +31,17 @@ class Ingest:
         return self.settings.tiles_dir / f"bim-{self.dataset_id}"
 
 
+def element_ids(db_url: str, dataset_id: int) -> set[str]:
+    """GlobalIds of the elements stored for a dataset."""
+    from sqlalchemy import text
+
+    from service.db import sync_engine
+
+    with sync_engine(db_url).connect() as conn:
+        return {r[0] for r in conn.execute(text(
+            "SELECT global_id FROM bim_elements WHERE dataset_id = :d"), {"d": dataset_id})}
+
+
 def run_ingest(db_url: str, settings, path: Path, dataset_id: int | None = None,
                **params: Any) -> Ingest:
     """Create a dataset for ``path`` (or reuse one) and run an ingest_ifc job to its end."""

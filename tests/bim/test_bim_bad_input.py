@@ -4,7 +4,7 @@ and a failed re-ingest leaves what was published before."""
 from __future__ import annotations
 
 import pytest
-from helpers_bim import FZK, HOUSE, edit_ifc, run_ingest, tile_vertices
+from helpers_bim import FZK, HOUSE, edit_ifc, element_ids, run_ingest, tile_vertices
 from sqlalchemy import text
 
 from service.bim.errors import IfcInputError
@@ -96,9 +96,7 @@ def test_element_whose_geometry_fails_is_reported_and_the_rest_loads(db_url, bim
     failed = report["failed"][0]
     assert failed["global_id"] == wall.GlobalId and failed["ifc_class"] == wall.is_a()
     assert "geometry failed" in failed["reason"] and "IfcPolyline" in failed["reason"]
-    with sync_engine(db_url).connect() as conn:
-        ids = {r[0] for r in conn.execute(text(
-            "SELECT global_id FROM bim_elements WHERE dataset_id = :d"), {"d": run.dataset_id})}
+    ids = element_ids(db_url, run.dataset_id)
     assert wall.GlobalId not in ids and len(ids) == report["elements"] >= 30
 
 
@@ -129,9 +127,7 @@ def test_element_without_surface_area_is_reported_and_kept_out(db_url, bim_setti
     assert [(f["global_id"], f["reason"]) for f in report["failed"]] == [
         (wall.GlobalId, "geometry has no surface area")]
     assert report["failed_count"] == 1
-    with sync_engine(db_url).connect() as conn:
-        ids = {r[0] for r in conn.execute(text(
-            "SELECT global_id FROM bim_elements WHERE dataset_id = :d"), {"d": run.dataset_id})}
+    ids = element_ids(db_url, run.dataset_id)
     _, tile_rows = tile_vertices(run.tileset_dir)
     assert wall.GlobalId not in ids and wall.GlobalId not in tile_rows
     assert ids == set(tile_rows) and len(ids) == report["elements"] >= 30

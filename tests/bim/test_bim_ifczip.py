@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers_bim import FZK, HOUSE, run_ingest
+from helpers_bim import FZK, HOUSE, element_ids, run_ingest
 from helpers_tus import upload_file
 from sqlalchemy import text
 
@@ -26,12 +26,6 @@ def _zip(dest: Path, members: dict[str, bytes]) -> Path:
     return dest
 
 
-def _element_ids(db_url: str, dataset_id: int) -> set[str]:
-    with sync_engine(db_url).connect() as conn:
-        return {r[0] for r in conn.execute(text(
-            "SELECT global_id FROM bim_elements WHERE dataset_id = :d"), {"d": dataset_id})}
-
-
 def test_ifczip_upload_loads_like_the_ifc_inside(live_server, auth, db_url, settings,
                                                  tmp_path, ingested):
     archive = _zip(tmp_path / "AC20-FZK-Haus.ifczip", {"AC20-FZK-Haus.ifc": FZK.read_bytes()})
@@ -40,7 +34,7 @@ def test_ifczip_upload_loads_like_the_ifc_inside(live_server, auth, db_url, sett
     assert run_job(job_id, db_url, settings) == "succeeded"
 
     plain = ingested(FZK)
-    assert _element_ids(db_url, dataset_id) == _element_ids(db_url, plain.dataset_id)
+    assert element_ids(db_url, dataset_id) == element_ids(db_url, plain.dataset_id)
     with sync_engine(db_url).connect() as conn:
         zipped, unzipped = (conn.execute(text(
             "SELECT stats, source_path FROM datasets WHERE id = :d"), {"d": d}).one()
