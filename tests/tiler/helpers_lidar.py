@@ -170,3 +170,36 @@ def _nearest(src: np.ndarray, got: np.ndarray, tol: float) -> np.ndarray:
         best_d[better] = d[better]
     assert (best >= 0).all(), f"{int((best < 0).sum())} tile points have no source point near"
     return best
+
+
+def write_variable_chunk_laz(src: Path, dst: Path, sizes: list[int]) -> Path:
+    """``src``'s points as LAZ with chunks of the given sizes (cycled until every point is
+    written): the layout COPC uses, without COPC's hierarchy. laspy writes fixed-size chunks
+    only, so the file is written by laspy and its points replaced through lazrs."""
+    import lazrs
+
+    las = laspy.read(src)
+    las.write(dst, do_compress=True, laz_backend=laspy.LazBackend.Lazrs)
+    pf = las.point_format
+    fixed = lazrs.LazVlr.new_for_compression(pf.id, pf.num_extra_bytes).record_data()
+    variable = lazrs.LazVlr.new_for_compression(pf.id, pf.num_extra_bytes, True)
+    raw = np.frombuffer(las.points.array.tobytes(), np.uint8)
+    step = pf.size
+    chunks, at, k = [], 0, 0
+    while at < len(las.points):
+        m = sizes[k % len(sizes)]
+        chunks.append(raw[at * step:(at + m) * step])
+        at, k = at + m, k + 1
+    with laspy.open(dst) as reader:
+        offset = reader.header.offset_to_point_data
+    with open(dst, "r+b") as fh:
+        head = fh.read(offset)
+        assert head.count(bytes(fixed)) == 1
+        fh.seek(0)
+        fh.write(head.replace(bytes(fixed), bytes(variable.record_data())))
+        fh.truncate(offset)
+        fh.seek(offset)
+        comp = lazrs.LasZipCompressor(fh, variable)
+        comp.compress_chunks(chunks)
+        comp.done()
+    return dst

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import math
 import multiprocessing
 import os
@@ -484,10 +485,51 @@ def _sample_ranges(info: SourceInfo, target: int) -> list[tuple[int, int]]:
         chunks = np.unique(np.linspace(0, n_chunks - 1, k).round().astype(np.int64))
         m = max(1, min(cs, -(-target // len(chunks))))
         return [(int(c) * cs, int(min(m, n - c * cs))) for c in chunks]
+    if info.chunks is not None:
+        return _variable_chunk_sample(info, target)
     k = 256 if info.compressed else 4096
     m = max(1, -(-target // k))
     starts = np.unique(np.linspace(0, n - m, k).round().astype(np.int64))
     return [(int(s), m) for s in starts]
+
+
+def _variable_chunk_sample(info: SourceInfo, target: int) -> list[tuple[int, int]]:
+    """Whole chunks (they are decoded whole anyway). COPC: the chunks of the top levels of its
+    octree, coarsest first: COPC writers put an even subsample of the whole survey there, which
+    is what the preview levels need. Other files: chunks evenly spread over the file."""
+    assert info.chunks is not None
+    counts = np.array([c[0] for c in info.chunks], np.int64)
+    first = info.chunk_starts()
+    if info.chunk_levels is not None:
+        levels = np.asarray(info.chunk_levels)
+        order = np.lexsort((np.arange(len(counts)), levels))
+        # whole levels only: part of a level covers part of the area
+        total = np.cumsum(counts[order])
+        lv_sorted = levels[order]
+        last_of_level = np.r_[lv_sorted[1:] != lv_sorted[:-1], True]
+        fits = last_of_level & (total <= max(target, int(counts[order][0])))
+        end = int(np.flatnonzero(fits)[-1]) + 1 if fits.any() else 1
+        pick = np.sort(order[:end])
+        return [(int(first[c]), int(counts[c])) for c in pick]
+    k = max(1, min(len(counts), -(-target // max(1, int(counts.mean())))))
+    pick = np.unique(np.linspace(0, len(counts) - 1, k).round().astype(np.int64))
+    m = max(1, -(-target // len(pick)))
+    return [(int(first[c]), int(min(m, counts[c]))) for c in pick]
+
+
+def _task_bounds(info: SourceInfo, step: int) -> list[int]:
+    """Where the distribute tasks start and end: whole LAZ chunks per task."""
+    n = info.point_count
+    if info.chunks is not None:
+        starts = info.chunk_starts()
+        cuts = [0]
+        for s in starts[1:-1]:
+            if s - cuts[-1] >= step:
+                cuts.append(int(s))
+        return [*cuts, n]
+    if info.compressed and info.laz_chunk_size:
+        step = max(1, step // info.laz_chunk_size) * info.laz_chunk_size
+    return [*range(0, n, step), n]
 
 
 def run(src: Path, out_dir: Path, *, crs: str | None, vertical: str | None,
@@ -594,12 +636,9 @@ def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToW
     stats.gps_min = gps_min
 
     def submit_distribute() -> list[Future]:
-        step = settings.task_points
-        if info.compressed and info.laz_chunk_size:
-            step = max(1, step // info.laz_chunk_size) * info.laz_chunk_size
-        return [ex.submit(distribute, plan, s, min(n, s + step),
-                          taken[(taken >= s) & (taken < s + step)])
-                for s in range(0, n, step)]
+        cuts = _task_bounds(info, settings.task_points)
+        return [ex.submit(distribute, plan, a, b, taken[(taken >= a) & (taken < b)])
+                for a, b in itertools.pairwise(cuts)]
 
     # with worker processes, the full pass starts now and the preview is written meanwhile;
     # in-process, the preview comes first

@@ -4,6 +4,12 @@ Everything that can be refused from the header and the file size is refused here
 point is decoded, so a bad upload fails in milliseconds with a reason the operator can act on.
 Point ranges are read by worker processes (LAZ decoding happens there, never in a process that
 forks afterwards: lazrs' parallel backend starts threads, and fork after threads deadlocks).
+
+LAZ with variable-size chunks (COPC, and any writer that closes chunks where it likes) is never
+read through ``seek``: lazrs 0.8 positions itself inside the chunk at ``index % points of that
+chunk``, right only when every chunk has the same size. On PDAL's lone-star.copc.laz that
+returned the points of another place in the file (or undecodable bytes) for 12% of the points.
+Such files are decoded chunk by chunk from their chunk table instead.
 """
 
 from __future__ import annotations
@@ -11,11 +17,13 @@ from __future__ import annotations
 import datetime as dt
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import laspy
+import lazrs
 import numpy as np
+from laspy.copc import load_octree_for_query
 from pyproj import CRS
 
 from tiler.crs import CrsError, horizontal_part, parse_crs
@@ -66,6 +74,16 @@ class SourceInfo:
     creation_date: dt.date | None
     laz_chunk_size: int | None  # None: variable-size chunks (COPC) or not compressed
     file_crs_wkt: str | None
+    laz_vlr: bytes | None = None  # the LASzip VLR's record data (compressed files)
+    # variable-size chunks only: (points, bytes) of each chunk, from the file's chunk table
+    chunks: tuple[tuple[int, int], ...] | None = None
+    # COPC only: the octree level of each chunk (a chunk is one node of the hierarchy)
+    chunk_levels: tuple[int, ...] | None = None
+
+    def chunk_starts(self) -> np.ndarray:
+        """Variable-size chunks: index of the first point of each chunk, then the count."""
+        assert self.chunks is not None
+        return np.r_[0, np.cumsum([c[0] for c in self.chunks], dtype=np.int64)]
 
 
 def _open(path: Path, gps: bool = False) -> laspy.LasReader:
@@ -102,9 +120,11 @@ def inspect_source(path: Path) -> SourceInfo:
         dims = set(pf.dimension_names)
         compressed = bool(pf.id & 0x80) or reader.header.are_points_compressed
         chunk = None
+        laz_vlr = None
         for v in h.vlrs:
             if v.record_id == LAZ_VLR_RECORD_ID and len(v.record_data_bytes()) >= 16:
-                (chunk,) = struct.unpack_from("<I", v.record_data_bytes(), 12)
+                laz_vlr = bytes(v.record_data_bytes())
+                (chunk,) = struct.unpack_from("<I", laz_vlr, 12)
                 if chunk == 0xFFFFFFFF:
                     chunk = None
         try:
@@ -129,6 +149,7 @@ def inspect_source(path: Path) -> SourceInfo:
             creation_date=h.creation_date,
             laz_chunk_size=chunk if compressed else None,
             file_crs_wkt=crs.to_wkt() if crs is not None else None,
+            laz_vlr=laz_vlr if compressed else None,
         )
         evlr_start = int(getattr(h, "start_of_first_evlr", 0) or 0)
         # LAS 1.3+ may keep waveform packets right after the points: they end the points too
@@ -138,6 +159,8 @@ def inspect_source(path: Path) -> SourceInfo:
     if count == 0:
         raise EmptyInputError(f"{path.name} holds no points (its header says 0): nothing to show")
     _check_size(info, size, evlr_start)
+    if info.compressed and info.laz_chunk_size is None and info.laz_vlr is not None:
+        info = _with_chunk_table(info, size)
     if not all(np.isfinite(info.mins + info.maxs)) or any(
             lo > hi for lo, hi in zip(info.mins, info.maxs, strict=True)):
         raise CorruptFileError(f"{path.name}: the header's bounds are not valid numbers; "
@@ -189,6 +212,49 @@ def _check_size(info: SourceInfo, size: int, evlr_start: int) -> None:
                 f"{name}: the header says {n} points but the file holds {n_chunks} compressed "
                 f"chunks of {info.laz_chunk_size} ({held} points); the header is wrong or "
                 "the file is damaged. Repair it, e.g. with 'lasinfo -repair', and upload again")
+
+
+def _with_chunk_table(info: SourceInfo, size: int) -> SourceInfo:
+    """Read the chunk table of a LAZ file with variable-size chunks (and, for COPC, the
+    octree level of each chunk) and check it against the header and the file size."""
+    name = info.path.name
+    assert info.laz_vlr is not None
+    try:
+        with open(info.path, "rb") as fh:
+            fh.seek(info.offset_to_points)
+            table = lazrs.read_chunk_table(fh, lazrs.LazVlr(info.laz_vlr))
+    except Exception as exc:  # lazrs raises its own error type, or OSError
+        raise CorruptFileError(
+            f"{name}: the table of its compressed chunks cannot be read ({exc}); files with "
+            "chunks of varying size (such as COPC) cannot be decoded without it. The file is "
+            "damaged or truncated: upload it again") from exc
+    chunks = tuple((int(p), int(b)) for p, b in table)
+    held = sum(p for p, _ in chunks)
+    if held != info.point_count:
+        raise PointCountMismatchError(
+            f"{name}: the header says {info.point_count} points but its {len(chunks)} "
+            f"compressed chunks hold {held}; the header is wrong or the file is damaged. "
+            "Repair it (e.g. 'pdal translate') and upload again")
+    end = info.offset_to_points + 8 + sum(b for _, b in chunks)
+    if end > size:
+        raise TruncatedFileError(
+            f"{name} is cut short: it is {size} bytes but its compressed points run to byte "
+            f"{end}; the upload is truncated, upload the file again")
+    return replace(info, chunks=chunks, chunk_levels=_copc_levels(info, chunks))
+
+
+def _copc_levels(info: SourceInfo, chunks: tuple[tuple[int, int], ...]) -> tuple[int, ...] | None:
+    """The hierarchy level of each chunk of a COPC file (None for other files, or when the
+    hierarchy cannot be read: the file is then read like any LAZ with variable chunks)."""
+    try:
+        with laspy.CopcReader.open(info.path) as reader:
+            nodes = load_octree_for_query(reader.source, reader.copc_info, reader.root_page)
+    except Exception:  # not COPC, or a hierarchy we cannot use: chunk order is enough
+        return None
+    offsets = info.offset_to_points + 8 + np.r_[0, np.cumsum([b for _, b in chunks])][:-1]
+    level_at = {int(nd.offset): int(nd.key.level) for nd in nodes if nd.point_count > 0}
+    levels = tuple(level_at.get(int(o), -1) for o in offsets)
+    return None if -1 in levels else levels
 
 
 def resolve_crs(info: SourceInfo, given: str | None) -> CRS:
@@ -261,6 +327,9 @@ def read_range(info: SourceInfo, start: int, stop: int, chunk: int,
                gps: bool = False) -> Iterator[PointBlock]:
     """Decode points ``start``..``stop`` in chunks of at most ``chunk`` points (GPS time only
     with ``gps``: the full pass does not need it)."""
+    if info.chunks is not None:
+        yield from _read_variable_chunks(info, start, stop, chunk, gps)
+        return
     name = info.path.name
     try:
         reader = _open(info.path, gps)
@@ -297,6 +366,48 @@ def read_range(info: SourceInfo, start: int, stop: int, chunk: int,
             raise TruncatedFileError(
                 f"{name} ends after about {pos} of {info.point_count} points ({exc}): the upload "
                 "is truncated") from exc
+
+
+def _read_variable_chunks(info: SourceInfo, start: int, stop: int, chunk: int,
+                          gps: bool) -> Iterator[PointBlock]:
+    """LAZ with variable-size chunks: decode whole chunks located by the chunk table (groups
+    of consecutive chunks up to ``chunk`` points per call) and cut out ``start``..``stop``."""
+    assert info.chunks is not None and info.laz_vlr is not None
+    name = info.path.name
+    counts = np.array([c[0] for c in info.chunks], np.int64)
+    first = info.chunk_starts()
+    byte_at = info.offset_to_points + 8 + np.r_[0, np.cumsum([c[1] for c in info.chunks])]
+    n_chunks = len(counts)
+    with laspy.open(info.path) as reader:
+        pf = reader.header.point_format
+    selection = (_SELECTION_GPS if gps else _SELECTION).to_lazrs()
+    k = max(0, int(np.searchsorted(first, start, side="right")) - 1)
+    with open(info.path, "rb") as fh:
+        while k < n_chunks and first[k] < stop:
+            j = k + 1  # chunks k..j-1 in one call: at least one, then up to ``chunk`` points
+            while j < n_chunks and first[j] < stop and first[j + 1] - first[k] <= chunk:
+                j += 1
+            fh.seek(int(byte_at[k]))
+            data = fh.read(int(byte_at[j] - byte_at[k]))
+            if len(data) < byte_at[j] - byte_at[k]:
+                raise TruncatedFileError(
+                    f"{name} ends inside compressed chunk {k + 1} of {n_chunks}: the upload "
+                    "is truncated, upload it again")
+            out = np.zeros(int(first[j] - first[k]) * pf.size, np.uint8)
+            try:
+                lazrs.decompress_points_with_chunk_table(data, info.laz_vlr, out,
+                                                         list(info.chunks[k:j]), selection)
+            except Exception as exc:  # lazrs.LazrsError: damaged compressed data
+                bad = (f"chunk {k + 1}" if j == k + 1 else f"chunks {k + 1}-{j}")
+                raise CorruptFileError(
+                    f"{name}: the compressed points are damaged in {bad} of {n_chunks} "
+                    f"(points {first[k]}-{first[j] - 1}) and cannot be decoded ({exc}); the "
+                    "file is corrupt, upload it again") from exc
+            pts = laspy.PackedPointRecord.from_buffer(out, pf)
+            a, b = int(max(start, first[k]) - first[k]), int(min(stop, first[j]) - first[k])
+            for s in range(a, b, chunk):
+                yield _block(pts[s:min(b, s + chunk)], int(first[k]) + s, info, gps)
+            k = j
 
 
 def read_rows(info: SourceInfo, ranges: list[tuple[int, int]]) -> PointBlock:
