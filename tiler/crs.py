@@ -43,6 +43,76 @@ class CrsError(ValueError):
     """A CRS that cannot be understood, or coordinates impossible for their CRS."""
 
 
+class ImplausiblePlacementError(CrsError):
+    """Coordinates that transform, but to a place no survey or model of a city can be."""
+
+
+# Ellipsoidal heights a city's data can have: the lowest land (Dead Sea shore, -430 m), the
+# geoid's deepest dip (-106 m), deep mines (about -4 km) and the highest peak (+8.8 km) all lie
+# well inside. Beyond this, the CRS label or the height unit is wrong.
+PLAUSIBLE_HEIGHT_M = (-12_000.0, 12_000.0)
+
+
+def check_placement(crs: CRS, lon: np.ndarray, lat: np.ndarray, h: np.ndarray | None = None,
+                    *, label: str | None = None, margin_deg: float = 2.0) -> None:
+    """Refuse coordinates impossible for ``crs`` once transformed to WGS 84.
+
+    ``lon``, ``lat`` (degrees) and ``h`` (ellipsoidal metres, optional) are the transformed
+    coordinates of the data, or of a sample of it (its bounds are enough). Refused: values
+    that did not transform (not finite), latitudes beyond 90 degrees, a place far outside the
+    CRS's area of use (pyproj ``CRS.area_of_use``, widened by ``margin_deg``), and heights far
+    from the Earth's surface (for a geocentric CRS: a distance from the Earth's centre no
+    survey has). Raises :class:`ImplausiblePlacementError` whose message names the likely
+    cause; callers add what the user can do (give the right CRS with the upload).
+    Every ingest kind calls this with what it has transformed.
+    """
+    label = label or crs_label(crs)
+    lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+    if lon.size == 0:
+        return
+    if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+        raise ImplausiblePlacementError(
+            f"coordinates cannot be transformed from {label}: they are outside what the CRS "
+            "can represent")
+    if np.abs(lat).max() > 90 or np.abs(lon).max() > 360:
+        raise ImplausiblePlacementError(
+            f"coordinates are impossible in {label}: latitude beyond 90°")
+    if h is not None:
+        _check_heights(crs, label, np.asarray(h, float))
+    area = crs.area_of_use
+    if area is not None:
+        w, s, e, n = area.bounds
+        if e < w:  # crosses the antimeridian: only latitude is checked
+            w, e = -180.0, 180.0
+        lo_lon, hi_lon = float(lon.min()), float(lon.max())
+        lo_lat, hi_lat = float(lat.min()), float(lat.max())
+        if (lo_lon < w - margin_deg or hi_lon > e + margin_deg
+                or lo_lat < s - margin_deg or hi_lat > n + margin_deg):
+            raise ImplausiblePlacementError(
+                f"coordinates land at lon {lo_lon:.3f}..{hi_lon:.3f}, lat {lo_lat:.3f}.."
+                f"{hi_lat:.3f}, outside where {label} is used ({w:.1f}..{e:.1f} E, "
+                f"{s:.1f}..{n:.1f} N): is the CRS right?"
+            )
+
+
+def _check_heights(crs: CRS, label: str, h: np.ndarray) -> None:
+    if not np.isfinite(h).all():
+        raise ImplausiblePlacementError(f"heights cannot be computed in {label}")
+    lo, hi = float(h.min()), float(h.max())
+    if PLAUSIBLE_HEIGHT_M[0] <= lo and hi <= PLAUSIBLE_HEIGHT_M[1]:
+        return
+    worst = lo if -lo > hi else hi
+    where = f"{abs(worst) / 1000:,.0f} km {'below' if worst < 0 else 'above'} the Earth's surface"
+    if horizontal_part(crs).is_geocentric:
+        raise ImplausiblePlacementError(
+            f"read as geocentric X, Y, Z (metres from the Earth's centre) they lie {where}, "
+            "where a survey is about 6,360 km from the centre. They look like map coordinates "
+            "(eastings and northings, e.g. UTM): the CRS label is probably wrong.")
+    raise ImplausiblePlacementError(
+        f"their heights lie {where}: the height unit or the vertical CRS is probably wrong "
+        "(or the CRS itself).")
+
+
 _URN = re.compile(r"urn:ogc:def:crs:EPSG:[^:]*:(\d+)$", re.I)
 _URL = re.compile(r"https?://www\.opengis\.net/def/crs/EPSG/[^/]+/(\d+)$", re.I)
 _COMPOUND_URL = re.compile(r"https?://www\.opengis\.net/def/crs-compound\?(.*)$", re.I)
@@ -78,7 +148,13 @@ def crs_label(crs: CRS) -> str:
         parts = [crs_label(sub) for sub in crs.sub_crs_list]
         if all(":" in p and len(p) < 20 for p in parts):
             return "+".join(parts)
-    return crs.name
+    if crs.name and crs.name.lower() not in ("unnamed", "unknown"):
+        return crs.name
+    # an unnamed CRS (a LAS writer's WKT): say what it is, and the code it resembles
+    like = crs.to_authority(min_confidence=70)
+    kind = crs.type_name[0].lower() + crs.type_name[1:]
+    datum = f" on {crs.datum.name}" if crs.datum is not None else ""
+    return f"an unnamed {kind}{datum}" + (f" (like {like[0]}:{like[1]})" if like else "")
 
 
 @lru_cache(maxsize=1)
@@ -196,32 +272,14 @@ class ToWgs84:
         h = z + geoid_undulation(lon, lat) if self.policy.orthometric else z.copy()
         return lon, lat, h
 
-    def check(self, lon: np.ndarray, lat: np.ndarray, margin_deg: float = 2.0) -> None:
-        """Refuse coordinates that are not finite or lie far outside the CRS's area of use.
+    def check(self, lon: np.ndarray, lat: np.ndarray, h: np.ndarray | None = None,
+              margin_deg: float = 2.0) -> None:
+        """Refuse coordinates impossible for this CRS: see :func:`check_placement`.
 
-        A wrong CRS (feet taken for metres, a false EPSG:4326 label) most often shows up here.
+        A wrong CRS (feet taken for metres, a false EPSG:4326 or EPSG:4978 label) most often
+        shows up here. Pass the heights too where they are known.
         """
-        lon, lat = np.asarray(lon), np.asarray(lat)
-        if lon.size == 0:
-            return
-        if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
-            raise CrsError(f"coordinates cannot be transformed from {self.label}: "
-                           "they are outside what the CRS can represent")
-        if np.abs(lat).max() > 90 or np.abs(lon).max() > 360:
-            raise CrsError(f"coordinates are impossible in {self.label}: latitude beyond 90°")
-        if self.area is not None:
-            w, s, e, n = self.area.bounds
-            if e < w:  # crosses the antimeridian: only latitude is checked
-                w, e = -180.0, 180.0
-            lo_lon, hi_lon = float(lon.min()), float(lon.max())
-            lo_lat, hi_lat = float(lat.min()), float(lat.max())
-            if (lo_lon < w - margin_deg or hi_lon > e + margin_deg
-                    or lo_lat < s - margin_deg or hi_lat > n + margin_deg):
-                raise CrsError(
-                    f"coordinates land at lon {lo_lon:.3f}..{hi_lon:.3f}, lat {lo_lat:.3f}.."
-                    f"{hi_lat:.3f}, outside where {self.label} is used ({w:.1f}..{e:.1f} E, "
-                    f"{s:.1f}..{n:.1f} N): is the CRS right?"
-                )
+        check_placement(self.crs, lon, lat, h, label=self.label, margin_deg=margin_deg)
 
 
 class FromWgs84:

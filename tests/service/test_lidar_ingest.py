@@ -159,3 +159,29 @@ def _content_uris(tile: dict) -> list[str]:
         stack.extend(node.get("children", []))
     return out
 
+
+
+def test_copc_with_a_false_geocentric_label_fails_then_tiles_with_the_crs_given(
+        live_server, op, db_url, big_settings):
+    """lone-star.copc.laz declares EPSG:4978 but holds UTM 12N coordinates: the job fails with
+    the likely cause and the way out, publishes nothing; uploaded again with ``crs`` it tiles
+    every point where it belongs (Lone Star Geyser, Yellowstone)."""
+    data = (DATA / "pdal_lone-star.copc.laz").read_bytes()
+    dataset_id, job_id = upload(live_server, op, data, filename="lone-star.copc.laz",
+                                survey="lone star")
+    assert run_job(job_id, db_url, big_settings) == "failed"
+    error = httpx.get(f"{live_server.url}/jobs/{job_id}").json()["error"]
+    assert "geocentric" in error and "below the Earth's surface" in error, error
+    assert "crs=" in error
+    assert httpx.get(f"{live_server.url}/datasets/{dataset_id}").json()["status"] == "failed"
+    assert httpx.get(f"{live_server.url}/tiles/survey-lone-star/tileset.json"
+                     ).status_code == 404
+
+    dataset_id, job_id = upload(live_server, op, data, filename="lone-star.copc.laz",
+                                survey="lone star", crs="EPSG:26912")
+    assert run_job(job_id, db_url, big_settings) == "succeeded"
+    ds = httpx.get(f"{live_server.url}/datasets/{dataset_id}").json()
+    assert ds["stats"]["points"] == 518_862 and ds["crs"] == "EPSG:26912"
+    lo, hi = ds["bounds3d"]["min"], ds["bounds3d"]["max"]
+    assert -110.9 < lo[0] < hi[0] < -110.7 and 44.3 < lo[1] < hi[1] < 44.5
+    assert 2000 < lo[2] < hi[2] < 2500  # metres above the ellipsoid, not 1,433 km below

@@ -157,3 +157,45 @@ def test_existing_tileset_is_not_overwritten(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         tile_point_cloud(AUTZEN, out)
     assert (out / "tileset.json").read_text() == '{"previous": true}'
+
+
+def _declaring(src: Path, dst: Path, crs: str | None, z_factor: float = 1.0) -> Path:
+    """A copy of a real file whose CRS records say ``crs`` (and heights times ``z_factor``)."""
+    las = laspy.read(src)
+    for v in [v for v in las.header.vlrs if v.user_id == "LASF_Projection"]:
+        las.header.vlrs.remove(v)
+    if crs is not None:
+        las.header.add_crs(CRS.from_user_input(crs))
+    if z_factor != 1.0:
+        z = np.asarray(las.z) * z_factor
+        las.header.offsets = np.array([*las.header.offsets[:2], 0.0])
+        las.header.scales = np.array([*las.header.scales[:2], 0.01])
+        las.z = z
+    las.write(dst)
+    return dst
+
+
+def test_geocentric_label_on_map_coordinates_is_refused(tmp_path: Path) -> None:
+    """PDAL's lone-star.copc.laz says EPSG:4978 (geocentric) but holds UTM 12N eastings and
+    northings: read as geocentric they lie 1,433 km below the surface. Refused, with the
+    likely cause and what to do; the same coordinates with the right CRS tile."""
+    msg = refused(tmp_path, DATA / "pdal_lone-star.copc.laz", ImpossibleCoordinatesError,
+                  "geocentric", "1,433 km below the Earth's surface",
+                  "label is probably wrong", "crs=")
+    assert "EPSG:4978" in msg  # the unnamed geocentric CRS of the file, recognised
+    # a real file rewritten to declare EPSG:4978 (Autzen's Oregon feet)
+    refused(tmp_path, _declaring(COLOR_LAS, tmp_path / "ecef.las", "EPSG:4978"),
+            ImpossibleCoordinatesError, "EPSG:4978", "geocentric", "below the Earth's surface")
+
+
+def test_coordinates_impossible_for_the_declared_crs_are_refused(tmp_path: Path) -> None:
+    # geographic: Autzen's feet are no degrees
+    refused(tmp_path, _declaring(COLOR_LAS, tmp_path / "deg.las", "EPSG:4326"),
+            ImpossibleCoordinatesError, "EPSG:4326", "latitude")
+    # far outside the CRS's area of use (UTM 12N metres: near the equator, not Arizona)
+    refused(tmp_path, _declaring(COLOR_LAS, tmp_path / "utm.las", "EPSG:26912"),
+            ImpossibleCoordinatesError, "EPSG:26912", "outside where", "crs=")
+    # the right CRS, heights a hundred times too large (18 km up)
+    refused(tmp_path, _declaring(COLOR_LAS, tmp_path / "high.las", None, 100.0),
+            ImpossibleCoordinatesError, "km above the Earth's surface", "height unit",
+            crs=AUTZEN_WKT)

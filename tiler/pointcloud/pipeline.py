@@ -235,7 +235,7 @@ def _checked_lonlat(to_wgs: ToWgs84, x: np.ndarray, y: np.ndarray, zm: np.ndarra
                 f"{info.path.name}: its coordinates cannot be placed on the Earth in "
                 f"{to_wgs.label} ({exc}); is the coordinate system right?") from exc
     try:
-        to_wgs.check(lon, lat)
+        to_wgs.check(lon, lat, h)
     except CrsError as exc:
         raise ImpossibleCoordinatesError(
             f"{info.path.name}: x {x.min():.2f}..{x.max():.2f}, y {y.min():.2f}..{y.max():.2f} "
