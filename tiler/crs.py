@@ -6,27 +6,33 @@ Two traps handled here once for every format:
 * axis order: many CRSs (EPSG:4326, EPSG:4490, the CGCS2000 Gauss-Kruger zones such as
   EPSG:4547) are defined latitude- or northing-first, while LAS, CityJSON and IFC store
   easting first. Every transformer is built with ``always_xy=True``.
-* heights: a vertical datum (NAP, 1985 National Height Datum, ...) gives orthometric heights.
-  PROJ has no national geoid grids offline, so orthometric heights are corrected with the
-  global EGM96 geoid (``egm96_15.gtx`` from Debian's ``proj-data``); the result records it.
+* heights: a vertical datum (NAP, NAVD88, 1985 National Height Datum, ...) gives orthometric
+  heights. They are made ellipsoidal with the datum's own geoid model when PROJ has its grid
+  offline, else with the global EGM96 geoid (``egm96_15.gtx`` from Debian's ``proj-data``;
+  PROJ's own data has no national grids); the height note records which.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from pyproj import CRS, Transformer
+from pyproj.enums import TransformDirection
 from pyproj.exceptions import CRSError as _PyprojCRSError
+from pyproj.transformer import TransformerGroup
 
 EGM96_GRID_NAMES = ("egm96_15.gtx", "us_nga_egm96_15.tif")
 
 
-def transform_arrays(tf: Transformer, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+def transform_arrays(tf: Transformer, *arrays: np.ndarray,
+                     direction: TransformDirection = TransformDirection.FORWARD
+                     ) -> tuple[np.ndarray, ...]:
     """``tf.transform`` on float arrays, size-1 arrays included.
 
     pyproj hands size-1 arrays to its scalar path, which converts them with ``float(array)``
@@ -34,9 +40,9 @@ def transform_arrays(tf: Transformer, *arrays: np.ndarray) -> tuple[np.ndarray, 
     """
     arrays = tuple(np.asarray(a, float) for a in arrays)
     if arrays[0].size == 1:
-        out = tf.transform(*(float(a.reshape(-1)[0]) for a in arrays))
+        out = tf.transform(*(float(a.reshape(-1)[0]) for a in arrays), direction=direction)
         return tuple(np.full(arrays[0].shape, v) for v in out)
-    return tuple(np.asarray(v) for v in tf.transform(*arrays))
+    return tuple(np.asarray(v) for v in tf.transform(*arrays, direction=direction))
 
 
 class CrsError(ValueError):
@@ -199,14 +205,21 @@ class HeightPolicy:
 
     orthometric: bool
     note: str
+    # PROJ's own transformation of the compound CRS to WGS 84 (EPSG:4979) when it applies a
+    # geoid grid PROJ has offline (the national model of the vertical datum); None: EGM96
+    proj: Transformer | None = field(default=None, compare=False)
+    z_unit_m: float = 1.0  # metres per unit of the vertical CRS (PROJ takes that unit)
 
 
 def height_policy(crs: CRS, vertical: str | None = None) -> HeightPolicy:
-    """Decide whether heights are orthometric.
+    """Decide whether heights are orthometric, and which geoid makes them ellipsoidal.
 
     ``vertical`` overrides: ``"ellipsoidal"`` or ``"orthometric"``. Otherwise a compound CRS
     with a vertical part (or a vertical datum) means orthometric; anything else is taken as
-    ellipsoidal, which is what drone GNSS records.
+    ellipsoidal, which is what drone GNSS records. Orthometric heights of a named vertical
+    datum go through the geoid model PROJ relates it to (NAVD88: GEOID18/99, NAP: NLGEO, ...)
+    when PROJ has that grid offline (its data or user directory); otherwise, and for
+    ``vertical="orthometric"`` without a vertical CRS, through EGM96. The note says which.
     """
     if vertical not in (None, "ellipsoidal", "orthometric"):
         raise CrsError(f"vertical must be 'ellipsoidal' or 'orthometric', not {vertical!r}")
@@ -216,7 +229,50 @@ def height_policy(crs: CRS, vertical: str | None = None) -> HeightPolicy:
         return HeightPolicy(False, "heights taken as ellipsoidal (WGS 84); no geoid applied")
     vname = _vertical_name(crs)
     src = f" ({vname})" if vname else ""
+    if crs.is_compound and not horizontal_part(crs).is_geocentric:
+        tf, used, missing = proj_geoid(crs)
+        if tf is not None:
+            return HeightPolicy(True, f"orthometric heights{src} + {used} = ellipsoidal",
+                                proj=tf, z_unit_m=_vertical_unit_m(crs))
+        if missing and "egm96" not in (vname or "").lower():
+            return HeightPolicy(True, f"orthometric heights{src} + EGM96 geoid (egm96_15) = "
+                                "ellipsoidal; the datum's own geoid model, which PROJ would "
+                                f"apply, is not available offline ({', '.join(missing)})")
     return HeightPolicy(True, f"orthometric heights{src} + EGM96 geoid (egm96_15) = ellipsoidal")
+
+
+@lru_cache(maxsize=32)
+def proj_geoid(crs: CRS) -> tuple[Transformer | None, str, tuple[str, ...]]:
+    """PROJ's best transformation of a compound CRS to WGS 84 ellipsoidal heights that
+    applies a geoid grid available offline: (transformer, what it applies, ()), or
+    (None, "", the grids PROJ would need) when it has none of them. PROJ's fallback of
+    taking the heights as ellipsoidal ("ballpark vertical transformation") does not count.
+    """
+    with warnings.catch_warnings():  # "best transformation is not available": handled here
+        warnings.simplefilter("ignore")
+        group = TransformerGroup(crs, "EPSG:4979", always_xy=True)
+    for tf in group.transformers:
+        if "ballpark vertical" in tf.description:
+            continue
+        grids = [g for op in (tf.operations or ()) for g in op.grids if g.available]
+        if grids:
+            names = ", ".join(sorted({g.short_name for g in grids}))
+            return tf, f"the geoid of {tf.description} (PROJ grid {names})", ()
+    # the grids of PROJ's preferred transformation with a geoid, which it would use if it had
+    # them (one that takes the heights as ellipsoidal lacks a horizontal grid only)
+    missing: tuple[str, ...] = ()
+    for op in group.unavailable_operations:
+        if "ballpark vertical" not in op.name:
+            missing = tuple(g.short_name for g in op.grids if not g.available)
+            break
+    return None, "", missing
+
+
+def _vertical_unit_m(crs: CRS) -> float:
+    for sub in crs.sub_crs_list if crs.is_compound else [crs]:
+        if sub.is_vertical and sub.axis_info:
+            return float(sub.axis_info[0].unit_conversion_factor or 1.0)
+    return 1.0
 
 
 def _has_vertical_datum(crs: CRS) -> bool:
@@ -268,6 +324,8 @@ class ToWgs84:
         x, y, z = (np.asarray(a, float) for a in (x, y, z))
         if self._geocentric:
             return transform_arrays(self._tf, x, y, z)
+        if self.policy.proj is not None:
+            return transform_arrays(self.policy.proj, x, y, z / self.policy.z_unit_m)
         lon, lat = transform_arrays(self._tf, x, y)
         h = z + geoid_undulation(lon, lat) if self.policy.orthometric else z.copy()
         return lon, lat, h
@@ -297,6 +355,10 @@ class FromWgs84:
         lon, lat, h = (np.asarray(a, float) for a in (lon, lat, h))
         if self._geocentric:
             return transform_arrays(self._tf, lon, lat, h)
+        if self.policy.proj is not None:
+            x, y, z = transform_arrays(self.policy.proj, lon, lat, h,
+                                       direction=TransformDirection.INVERSE)
+            return x, y, z * self.policy.z_unit_m
         x, y = transform_arrays(self._tf, lon, lat)
         z = h - geoid_undulation(lon, lat) if self.policy.orthometric else h.copy()
         return np.asarray(x), np.asarray(y), z

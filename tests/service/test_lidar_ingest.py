@@ -185,3 +185,19 @@ def test_copc_with_a_false_geocentric_label_fails_then_tiles_with_the_crs_given(
     lo, hi = ds["bounds3d"]["min"], ds["bounds3d"]["max"]
     assert -110.9 < lo[0] < hi[0] < -110.7 and 44.3 < lo[1] < hi[1] < 44.5
     assert 2000 < lo[2] < hi[2] < 2500  # metres above the ellipsoid, not 1,433 km below
+
+
+def test_vertical_datum_of_a_las_file_reaches_the_dataset(live_server, op, db_url, big_settings):
+    """pdal_4_6_crop.las declares NAVD88 heights in US survey feet: the dataset records the
+    compound CRS and which geoid made the heights ellipsoidal, and sits about 21 m lower
+    than the heights taken as ellipsoidal (7,077.92 ft = 2,157.3 m at the lowest point)."""
+    src = DATA / "pdal_4_6_crop.las"
+    dataset_id, job_id = upload(live_server, op, src.read_bytes(), filename=src.name,
+                                survey="4 6 crop")
+    assert run_job(job_id, db_url, big_settings) == "succeeded"
+    ds = httpx.get(f"{live_server.url}/datasets/{dataset_id}").json()
+    assert ds["crs"] == "EPSG:2903+EPSG:6360"
+    assert "NAVD88" in ds["height_note"] and "EGM96" in ds["height_note"]
+    assert "taken as ellipsoidal" not in ds["height_note"]
+    lowest = 7077.92 * 1200 / 3937
+    assert 19.5 < lowest - ds["bounds3d"]["min"][2] < 22.0

@@ -276,6 +276,71 @@ def test_orthometric_heights_through_geoid(tmp_path: Path) -> None:
     assert np.abs(g[:, 2] - (s["xyz"][m, 2] + n)).max() < 0.01
 
 
+@pytest.mark.skipif(egm96_grid() is None, reason="EGM96 grid (proj-data) not installed")
+def test_vertical_datum_declared_in_las_geokeys_is_honoured(tmp_path: Path) -> None:
+    """PDAL's 4_6_crop.las: New Mexico Central (US feet) with NAVD88 heights in US survey feet
+    in its GeoTIFF keys. Tiled heights are the orthometric heights made ellipsoidal with
+    the geoid PROJ has offline (EGM96 here: PROJ lacks NAVD88's GEOID grids), as an
+    independent pyproj transformation of every point says; the note names the geoid.
+    (Taken as ellipsoidal before, the points sat 20.66 m too high.)"""
+    src = DATA / "pdal_4_6_crop.las"
+    r = tile_point_cloud(src, tmp_path / "out", settings=SMALL)
+    assert r.crs == "EPSG:2903+EPSG:6360"
+    assert "NAVD88" in r.height_note and "EGM96 geoid (egm96_15)" in r.height_note
+    assert "us_noaa_g1999u06.tif" in r.height_note  # the national geoid PROJ would use
+    pts = check_output(src, tmp_path / "out", r)
+    s = source_points(src)
+    back = to_source(pts["ecef"], resolve_crs(inspect_source(src), None), 1200 / 3937)
+    m = match_to_source(s, back, 0.01, got=pts)
+    # expected, from the file's own CRS: PROJ turns NAVD88 feet into metres of a geoid
+    # height (EGM96 height: the geoid taken for NAVD88's), then EGM96 makes them ellipsoidal
+    compound = CRS.from_user_input("EPSG:2903+6360")
+    assert laspy.open(src).header.parse_crs().equals(compound.sub_crs_list[0])
+    lon, lat, height = Transformer.from_crs(compound, "EPSG:4326+5773", always_xy=True
+                                            ).transform(*s["xyz"].T)
+    geoid = Transformer.from_pipeline(
+        "+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad "
+        f"+step +proj=vgridshift +grids={egm96_grid()} +multiplier=1 "
+        "+step +proj=unitconvert +xy_in=rad +xy_out=deg")
+    _, _, h = geoid.transform(lon, lat, height)
+    g = ecef_to_geodetic(pts["ecef"])
+    assert np.abs(g[:, 2] - np.asarray(h)[m]).max() < 0.01
+    assert np.abs(g[:, 0] - np.asarray(lon)[m]).max() < 1e-7
+    assert np.abs(g[:, 1] - np.asarray(lat)[m]).max() < 1e-7
+    # the geoid lies about 21 m below the ellipsoid there: not the heights as given
+    assert 20 < (s["xyz"][m, 2] * 1200 / 3937 - g[:, 2]).mean() < 22
+
+
+def test_a_geoid_proj_has_offline_is_used_and_named(tmp_path: Path) -> None:
+    """Where PROJ has the geoid of the vertical datum offline, its transformation is used and
+    the note names its grid. PROJ's own data has no geoid grids, so the EGM96 grid of
+    proj-data is put in a PROJ data directory for a fresh process (PROJ knows it as
+    us_nga_egm96_15.tif, the grid of EGM96 height, EPSG:5773)."""
+    import subprocess
+    import sys
+
+    grid = egm96_grid()
+    if grid is None:
+        pytest.skip("EGM96 grid (proj-data) not installed")
+    shutil.copy(grid, tmp_path / grid.name)
+    code = f"""
+import numpy as np, pyproj
+pyproj.datadir.append_data_dir({str(tmp_path)!r})
+from tiler.crs import FromWgs84, ToWgs84, geoid_undulation
+to = ToWgs84("EPSG:32612+5773")
+assert to.policy.proj is not None, to.policy.note
+assert "us_nga_egm96_15.tif" in to.policy.note, to.policy.note
+x, y, z = np.array([515000.0, 515400.0]), np.array([4918000.0, 4918400.0]), np.array([10., 90.])
+lon, lat, h = to(x, y, z)
+assert np.abs(h - (z + geoid_undulation(lon, lat))).max() < 0.01, h
+back = FromWgs84("EPSG:32612+5773")(lon, lat, h)
+assert np.abs(np.column_stack(back) - np.column_stack([x, y, z])).max() < 1e-6
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_acquisition_time_falls_back_to_header_date(tmp_path: Path) -> None:
     # GPS week time (no absolute date) and a header date: the header date
     r = tile_point_cloud(DATA / "pdal_autzen_trim.laz", tmp_path / "a")

@@ -73,7 +73,9 @@ def tile_point_cloud(
     """Tile a LAS/LAZ/COPC file into ``out_dir`` (3D Tiles 1.1, glb content, ADD refinement).
 
     ``crs`` (EPSG code, WKT, URN) wins over the file's own CRS; ``vertical`` is
-    ``"ellipsoidal"`` or ``"orthometric"`` (EGM96 applied) and defaults to what the CRS says.
+    ``"ellipsoidal"`` or ``"orthometric"`` (the vertical datum's geoid where PROJ has its
+    grid offline, else EGM96) and defaults to what the CRS says (a vertical CRS in the file's
+    WKT or GeoTIFF keys: orthometric).
     ``progress(stage, done, total)`` reports points for the stages "reading", "tiling" and
     "writing". ``workers`` processes (spawned, never forked) share the work.
     """

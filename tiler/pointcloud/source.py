@@ -14,10 +14,12 @@ Such files are decoded chunk by chunk from their chunk table instead.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import laspy
@@ -25,6 +27,9 @@ import lazrs
 import numpy as np
 from laspy.copc import load_octree_for_query
 from pyproj import CRS
+from pyproj.crs import CompoundCRS, Datum, VerticalCRS
+from pyproj.database import Unit, get_units_map, query_crs_info
+from pyproj.enums import PJType
 
 from tiler.crs import CrsError, horizontal_part, parse_crs
 from tiler.errors import (
@@ -131,6 +136,9 @@ def inspect_source(path: Path) -> SourceInfo:
             crs = h.parse_crs()
         except Exception:
             crs = None
+        if crs is not None and not (crs.is_compound or crs.is_vertical):
+            with contextlib.suppress(Exception):  # keys PROJ cannot use: horizontal only
+                crs = _with_vertical_from_geokeys(crs, h)
         info = SourceInfo(
             path=path,
             compressed=compressed,
@@ -166,6 +174,88 @@ def inspect_source(path: Path) -> SourceInfo:
         raise CorruptFileError(f"{path.name}: the header's bounds are not valid numbers; "
                                "the file is damaged")
     return info
+
+
+# GeoTIFF keys of the vertical CRS (GeoTIFF 1.1): its EPSG code, datum and unit
+_VERTICAL_CS_KEY, _VERTICAL_DATUM_KEY, _VERTICAL_UNITS_KEY = 4096, 4098, 4099
+_USER_DEFINED = 32767
+
+
+def _with_vertical_from_geokeys(horizontal: CRS, header: laspy.LasHeader) -> CRS:
+    """The compound CRS a LAS file's GeoTIFF keys declare, or ``horizontal`` alone.
+
+    laspy's ``parse_crs`` reads the horizontal CRS only, so the vertical datum (NAVD88 in US
+    survey feet in PDAL's 4_6_crop.las) was lost and orthometric heights were taken as
+    ellipsoidal. Writers mix up the keys: 4_6_crop.las puts NAVD88's datum code (5103) in
+    the vertical CS key and the CRS code (5703) in the datum key, so both codes are tried
+    as a vertical CRS, then as a vertical datum; the unit key wins over the CRS's unit.
+    """
+    keys: dict[int, int] = {}
+    for vlr in header.vlrs:
+        for key in getattr(vlr, "geo_keys", None) or ():
+            if key.tiff_tag_location == 0:  # the value is in the key itself
+                keys[int(key.id)] = int(key.value_offset)
+    codes = [keys[k] for k in (_VERTICAL_CS_KEY, _VERTICAL_DATUM_KEY)
+             if 0 < keys.get(k, 0) < _USER_DEFINED]
+    if not codes:
+        return horizontal
+    vertical = None
+    for code in codes:
+        with contextlib.suppress(Exception):  # not a CRS code: tried as a datum below
+            c = CRS.from_epsg(code)
+            if c.is_vertical:
+                vertical = c
+                break
+    if vertical is None:
+        for code in codes:
+            with contextlib.suppress(Exception):
+                datum = Datum.from_epsg(code)
+                if datum.type_name == "Vertical Reference Frame":
+                    vertical = VerticalCRS(name=f"{datum.name} height", datum=datum)
+                    break
+    if vertical is None:
+        return horizontal
+    unit = _LINEAR_UNITS.get(str(keys.get(_VERTICAL_UNITS_KEY, "")))
+    have = vertical.axis_info[0].unit_conversion_factor if vertical.axis_info else 1.0
+    if unit is not None and abs(unit.conv_factor - have) > 1e-12:
+        vertical = _vertical_in_unit(vertical, unit)
+    hcode = horizontal.to_authority(min_confidence=90)
+    vcode = vertical.to_authority(min_confidence=90)
+    if vcode and hcode and vcode[0] == hcode[0] == "EPSG":
+        with contextlib.suppress(Exception):
+            return CRS.from_user_input(f"EPSG:{hcode[1]}+{vcode[1]}")
+    return CompoundCRS(name=f"{horizontal.name} + {vertical.name}",
+                       components=[horizontal, vertical])
+
+
+def _vertical_in_unit(vertical: CRS, unit: Unit) -> CRS:
+    """``vertical`` with heights in ``unit``: the registered CRS where EPSG has one (NAVD88
+    height in US survey feet is EPSG:6360), else one made here."""
+    datum = vertical.datum.name if vertical.datum is not None else ""
+    code = _registered_vertical(vertical.name.split(" (")[0], datum, unit.conv_factor)
+    if code is not None:
+        return CRS.from_epsg(code)
+    return VerticalCRS(
+        name=f"{vertical.name} ({unit.name})", datum=vertical.datum,
+        vertical_cs={"type": "CoordinateSystem", "subtype": "vertical", "axis": [{
+            "name": "Gravity-related height", "abbreviation": "H", "direction": "up",
+            "unit": {"type": "LinearUnit", "name": unit.name,
+                     "conversion_factor": unit.conv_factor}}]})
+
+
+@lru_cache(maxsize=32)
+def _registered_vertical(base: str, datum: str, unit_m: float) -> int | None:
+    for found in query_crs_info(auth_name="EPSG", pj_types=PJType.VERTICAL_CRS):
+        if not found.name.startswith(base) or found.deprecated:
+            continue
+        cand = CRS.from_epsg(int(found.code))
+        if (cand.datum is not None and cand.datum.name == datum and cand.axis_info
+                and abs(cand.axis_info[0].unit_conversion_factor - unit_m) < 1e-12):
+            return int(found.code)
+    return None
+
+
+_LINEAR_UNITS = {u.code: u for u in get_units_map(auth_name="EPSG", category="linear").values()}
 
 
 def _check_size(info: SourceInfo, size: int, evlr_start: int) -> None:
