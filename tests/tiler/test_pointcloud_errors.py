@@ -199,3 +199,32 @@ def test_coordinates_impossible_for_the_declared_crs_are_refused(tmp_path: Path)
     refused(tmp_path, _declaring(COLOR_LAS, tmp_path / "high.las", None, 100.0),
             ImpossibleCoordinatesError, "km above the Earth's surface", "height unit",
             crs=AUTZEN_WKT)
+
+
+def test_damaged_copc_is_refused(tmp_path: Path) -> None:
+    """COPC (variable-size chunks, read through its chunk table): cut short, a chunk
+    damaged, or a header point count that its chunks do not hold."""
+    copc = DATA / "pdal_lone-star.copc.laz"
+    data = copc.read_bytes()
+    cut = tmp_path / "cut.copc.laz"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    refused(tmp_path, cut, TruncatedFileError, "truncated", crs="EPSG:26912")
+    hdr = laspy.open(copc).header
+    bad = bytearray(data)
+    at = hdr.offset_to_point_data + 8 + 1438 + 100_000  # inside the second chunk
+    bad[at:at + 2000] = bytes(2000)
+    p = tmp_path / "bad.copc.laz"
+    p.write_bytes(bytes(bad))
+    # zeros decode (to points far outside the header's bounds), or fail to decode
+    refused(tmp_path, p, CorruptFileError, "damaged", crs="EPSG:26912")
+    noise = bytearray(data)
+    at = hdr.offset_to_point_data + 8 + 1438 + 100
+    noise[at:at + 150_000] = np.random.default_rng(1).integers(0, 256, 150_000, np.uint8
+                                                                ).tobytes()
+    p.write_bytes(bytes(noise))
+    refused(tmp_path, p, CorruptFileError, "damaged in chunk 2 of 15 (points 212-43073)",
+            "cannot be decoded", crs="EPSG:26912")
+    # LAS 1.4: the 64-bit point count at byte 247
+    lie = _patch(copc, tmp_path / "lie.copc.laz", 247, "<Q", 600_000)
+    refused(tmp_path, lie, PointCountMismatchError, "header says 600000 points",
+            "chunks hold 518862", crs="EPSG:26912")

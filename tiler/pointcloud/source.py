@@ -488,16 +488,33 @@ def _read_variable_chunks(info: SourceInfo, start: int, stop: int, chunk: int,
                 lazrs.decompress_points_with_chunk_table(data, info.laz_vlr, out,
                                                          list(info.chunks[k:j]), selection)
             except Exception as exc:  # lazrs.LazrsError: damaged compressed data
-                bad = (f"chunk {k + 1}" if j == k + 1 else f"chunks {k + 1}-{j}")
+                c = _first_bad_chunk(info, data, k, j, pf.size)
                 raise CorruptFileError(
-                    f"{name}: the compressed points are damaged in {bad} of {n_chunks} "
-                    f"(points {first[k]}-{first[j] - 1}) and cannot be decoded ({exc}); the "
-                    "file is corrupt, upload it again") from exc
+                    f"{name}: the compressed points are damaged in chunk {c + 1} of {n_chunks} "
+                    f"(points {first[c]}-{first[c + 1] - 1}) and cannot be decoded ({exc}); "
+                    "the file is corrupt, upload it again") from exc
             pts = laspy.PackedPointRecord.from_buffer(out, pf)
             a, b = int(max(start, first[k]) - first[k]), int(min(stop, first[j]) - first[k])
             for s in range(a, b, chunk):
                 yield _block(pts[s:min(b, s + chunk)], int(first[k]) + s, info, gps)
             k = j
+
+
+def _first_bad_chunk(info: SourceInfo, data: bytes, k: int, j: int, size: int) -> int:
+    """Decode chunks ``k``..``j-1`` (whose bytes are ``data``) one by one, so the error names
+    the damaged chunk."""
+    assert info.chunks is not None and info.laz_vlr is not None
+    at = 0
+    for c in range(k, j):
+        points, nbytes = info.chunks[c]
+        try:
+            lazrs.decompress_points_with_chunk_table(
+                data[at:at + nbytes], info.laz_vlr, np.empty(points * size, np.uint8),
+                [info.chunks[c]], _SELECTION.to_lazrs())
+        except Exception:
+            return c
+        at += nbytes
+    return k
 
 
 def read_rows(info: SourceInfo, ranges: list[tuple[int, int]]) -> PointBlock:
