@@ -3,8 +3,10 @@
 1. **Plan** (main process, milliseconds): header checks, CRS, local ENU frame, root cube,
    the fitted source -> ENU map.
 2. **Preview**: a worker decodes a sample spread over the whole file (every K-th stretch of
-   points, aligned to LAZ chunks). The coarse levels 0..P-1 are selected from it, written,
-   and published in a first ``tileset.json``: a dashboard sees the survey within seconds.
+   points, aligned to LAZ chunks; for COPC the nodes of the top levels of its octree, an
+   even subsample of the survey by construction). The coarse levels 0..P-1 are selected
+   from it, written, and published in a first ``tileset.json``: a dashboard sees the survey
+   within seconds.
    The sample points kept there are remembered by file index and skipped later (ADD: every
    point exactly once).
 3. **Distribute** (workers, one file range each): decode, map to ENU, quantise to integer
