@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from .errors import IfcInputError
+from .step_errors import ADVICE, locate_parse_error
 
 MAGIC = b"ISO-10303-21;"
 TRAILER = b"END-ISO-10303-21;"
@@ -67,10 +68,40 @@ def open_ifc(path: str | Path):  # -> ifcopenshell.file
     if not path.is_file():
         raise IfcInputError(f"no file at {path}")
     file_schema(path)
+    ifcopenshell.get_log()  # reading the log empties it: only this parse's lines remain
     try:
         model = ifcopenshell.open(str(path))
-    except Exception as exc:  # ifcopenshell raises its own Error and RuntimeError alike
-        raise IfcInputError(f"the IFC file cannot be parsed: {exc}") from exc
+    except Exception as exc:  # its own Error, RuntimeError, OverflowError for a huge #id
+        raise IfcInputError(_parse_error(path, exc, ifcopenshell.get_log())) from exc
+    log = ifcopenshell.get_log()
+    if "[error]" in log:
+        # ifcopenshell skips what it cannot read and carries on: an entity with a bad name
+        # or an unclosed parenthesis (which swallows the rest of the file) is simply gone,
+        # and the model would be published incomplete.
+        raise IfcInputError(_damaged(path, log))
     if not model.by_type("IfcProject"):
         raise IfcInputError("the file has no IfcProject: it is not a complete IFC model")
     return model
+
+
+def _parse_error(path: Path, exc: Exception, log: str) -> str:
+    """ifcopenshell says "Syntax error during parse, check logs": say where, and what to do."""
+    try:
+        found = locate_parse_error(path, log)
+    except (OSError, MemoryError):
+        found = None
+    if found is not None:
+        return found.message()
+    return f"the IFC file cannot be parsed: {exc}. {ADVICE}"
+
+
+def _damaged(path: Path, log: str) -> str:
+    errors = log.count("[error]")
+    try:
+        found = locate_parse_error(path, log, scan_first=True)
+    except (OSError, MemoryError):
+        found = None
+    where = f"{found.where()}: {found.what} (the line reads {found.text!r})" if found \
+        else log.split("\n", 1)[0][:300]
+    return (f"the IFC file is damaged: {where}; reading it gave {errors} error(s), and "
+            f"what could not be read would be missing from the model. {ADVICE}")
