@@ -354,3 +354,55 @@ def test_cityjson_geometry_without_surfaces_is_reported(tmp_path: Path) -> None:
     assert skipped["survey-points"].reason.startswith("LoD 1 MultiPoint: points")
     by_id = {o.id: o for o in result.objects}
     assert by_id[first].has_geometry and not by_id["survey-points"].has_geometry
+
+
+CITYGML3_RELIEF = """<?xml version="1.0" encoding="UTF-8"?>
+<core:CityModel xmlns:core="http://www.opengis.net/citygml/3.0"
+  xmlns:dem="http://www.opengis.net/citygml/relief/3.0"
+  xmlns:veg="http://www.opengis.net/citygml/vegetation/3.0"
+  xmlns:bldg="http://www.opengis.net/citygml/building/3.0"
+  xmlns:gml="http://www.opengis.net/gml/3.2">
+ <core:cityObjectMember>
+  <dem:ReliefFeature gml:id="terrain">
+   <dem:lod>1</dem:lod>
+   <dem:reliefComponent><dem:TINRelief gml:id="tin-patches"><dem:lod>1</dem:lod>
+    <dem:tin><gml:TriangulatedSurface srsName="urn:ogc:def:crs:EPSG::4547"><gml:patches>
+     <gml:Triangle><gml:exterior><gml:LinearRing><gml:posList>
+      505000 2510000 50 505010 2510000 51 505000 2510010 52 505000 2510000 50
+     </gml:posList></gml:LinearRing></gml:exterior></gml:Triangle>
+     <gml:Triangle><gml:exterior><gml:LinearRing><gml:posList>
+      505010 2510000 51 505010 2510010 53 505000 2510010 52 505010 2510000 51
+     </gml:posList></gml:LinearRing></gml:exterior></gml:Triangle>
+    </gml:patches></gml:TriangulatedSurface></dem:tin>
+   </dem:TINRelief></dem:reliefComponent>
+   <dem:reliefComponent><dem:TINRelief gml:id="tin-points"><dem:lod>1</dem:lod>
+    <dem:tin><gml:Tin><gml:controlPoint><gml:posList>
+      505000 2510000 50 505010 2510000 51 505000 2510010 52 505010 2510010 53
+    </gml:posList></gml:controlPoint></gml:Tin></dem:tin>
+   </dem:TINRelief></dem:reliefComponent>
+  </dem:ReliefFeature>
+ </core:cityObjectMember>
+ <core:cityObjectMember>
+  <veg:SolitaryVegetationObject gml:id="tree">
+   <core:lod2ImplicitRepresentation><core:ImplicitGeometry>
+    <core:referencePoint><gml:Point><gml:pos>505005 2510005 50</gml:pos></gml:Point>
+    </core:referencePoint></core:ImplicitGeometry></core:lod2ImplicitRepresentation>
+  </veg:SolitaryVegetationObject>
+ </core:cityObjectMember>
+</core:CityModel>
+"""
+
+
+def test_citygml3_relief_and_implicit_geometry(tmp_path: Path) -> None:
+    result = parse_city_file(_write(tmp_path, CITYGML3_RELIEF, "relief3.gml"))
+    by_id = {o.id: o for o in result.objects}
+    tin = by_id["tin-patches"]
+    assert tin.lod == "1" and len(tin.surfaces) == 2
+    assert [len(s.source_rings[0]) for s in tin.surfaces] == [3, 3]
+    skipped = {s.object_id: s.reason for s in result.report.skipped_geometry}
+    assert skipped == {
+        "tin-points": "tin: a gml:Tin of control points without triangles, which is not "
+                      "triangulated",
+        "tree": "lod2ImplicitRepresentation: implicit geometry (a shared template placed by "
+                "reference), which is not expanded"}
+    assert not by_id["tin-points"].has_geometry and not by_id["tree"].has_geometry
