@@ -2,17 +2,21 @@
 
 ifcopenshell reads a truncated file without complaint (it simply has fewer entities) and
 reports a wrong file as "Unable to parse IFC SPF header", so the header and the trailer are
-checked first and every refusal names what is wrong.
+checked first and every refusal names what is wrong. A damaged DATA section either stops it
+("Syntax error during parse, check logs") or is skipped with only a line in its log; both
+are refused with the line and entity where the damage is (see step_errors.py).
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 from .errors import IfcInputError
 from .step_errors import ADVICE, locate_parse_error
 
+_OPEN_LOCK = threading.Lock()
 MAGIC = b"ISO-10303-21;"
 TRAILER = b"END-ISO-10303-21;"
 _SCHEMA = re.compile(rb"FILE_SCHEMA\s*\(\s*\(\s*'([^']*)'", re.I)
@@ -68,12 +72,15 @@ def open_ifc(path: str | Path):  # -> ifcopenshell.file
     if not path.is_file():
         raise IfcInputError(f"no file at {path}")
     file_schema(path)
-    ifcopenshell.get_log()  # reading the log empties it: only this parse's lines remain
-    try:
-        model = ifcopenshell.open(str(path))
-    except Exception as exc:  # its own Error, RuntimeError, OverflowError for a huge #id
-        raise IfcInputError(_parse_error(path, exc, ifcopenshell.get_log())) from exc
-    log = ifcopenshell.get_log()
+    # ifcopenshell's log is one per process: opens are serialised so that the log read
+    # after one holds that parse's lines only (reading it empties it).
+    with _OPEN_LOCK:
+        ifcopenshell.get_log()
+        try:
+            model = ifcopenshell.open(str(path))
+        except Exception as exc:  # its own Error, RuntimeError, OverflowError for a huge #id
+            raise IfcInputError(_parse_error(path, exc, ifcopenshell.get_log())) from exc
+        log = ifcopenshell.get_log()
     if "[error]" in log:
         # ifcopenshell skips what it cannot read and carries on: an entity with a bad name
         # or an unclosed parenthesis (which swallows the rest of the file) is simply gone,
