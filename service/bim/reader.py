@@ -2,16 +2,21 @@
 
 ifcopenshell reads a truncated file without complaint (it simply has fewer entities) and
 reports a wrong file as "Unable to parse IFC SPF header", so the header and the trailer are
-checked first and every refusal names what is wrong.
+checked first and every refusal names what is wrong. A damaged DATA section either stops it
+("Syntax error during parse, check logs") or is skipped with only a line in its log; both
+are refused with the line and entity where the damage is (see step_errors.py).
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 from .errors import IfcInputError
+from .step_errors import ADVICE, locate_parse_error
 
+_OPEN_LOCK = threading.Lock()
 MAGIC = b"ISO-10303-21;"
 TRAILER = b"END-ISO-10303-21;"
 _SCHEMA = re.compile(rb"FILE_SCHEMA\s*\(\s*\(\s*'([^']*)'", re.I)
@@ -67,10 +72,43 @@ def open_ifc(path: str | Path):  # -> ifcopenshell.file
     if not path.is_file():
         raise IfcInputError(f"no file at {path}")
     file_schema(path)
-    try:
-        model = ifcopenshell.open(str(path))
-    except Exception as exc:  # ifcopenshell raises its own Error and RuntimeError alike
-        raise IfcInputError(f"the IFC file cannot be parsed: {exc}") from exc
+    # ifcopenshell's log is one per process: opens are serialised so that the log read
+    # after one holds that parse's lines only (reading it empties it).
+    with _OPEN_LOCK:
+        ifcopenshell.get_log()
+        try:
+            model = ifcopenshell.open(str(path))
+        except Exception as exc:  # its own Error, RuntimeError, OverflowError for a huge #id
+            raise IfcInputError(_parse_error(path, exc, ifcopenshell.get_log())) from exc
+        log = ifcopenshell.get_log()
+    if "[error]" in log:
+        # ifcopenshell skips what it cannot read and carries on: an entity with a bad name
+        # or an unclosed parenthesis (which swallows the rest of the file) is simply gone,
+        # and the model would be published incomplete.
+        raise IfcInputError(_damaged(path, log))
     if not model.by_type("IfcProject"):
         raise IfcInputError("the file has no IfcProject: it is not a complete IFC model")
     return model
+
+
+def _parse_error(path: Path, exc: Exception, log: str) -> str:
+    """ifcopenshell says "Syntax error during parse, check logs": say where, and what to do."""
+    try:
+        found = locate_parse_error(path, log)
+    except (OSError, MemoryError):
+        found = None
+    if found is not None:
+        return found.message()
+    return f"the IFC file cannot be parsed: {exc}. {ADVICE}"
+
+
+def _damaged(path: Path, log: str) -> str:
+    errors = log.count("[error]")
+    try:
+        found = locate_parse_error(path, log, scan_first=True)
+    except (OSError, MemoryError):
+        found = None
+    where = f"{found.where()}: {found.what} (the line reads {found.text!r})" if found \
+        else log.split("\n", 1)[0][:300]
+    return (f"the IFC file is damaged: {where}; reading it gave {errors} error(s), and "
+            f"what could not be read would be missing from the model. {ADVICE}")

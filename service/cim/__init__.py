@@ -5,7 +5,7 @@ lon / lat / ellipsoidal height plus a report; ``to_mesh_features`` turns them in
 input of :func:`tiler.mesh.tile_features`.
 """
 
-from .errors import CityCrsError, CityFileError, Problem
+from .errors import CityCrsError, CityFileError, Problem, SkippedGeometry
 from .model import CityObject, CityParseResult, ParseReport, Surface
 from .reader import iter_city_objects, parse_city_file
 
@@ -16,6 +16,7 @@ __all__ = [
     "CityParseResult",
     "ParseReport",
     "Problem",
+    "SkippedGeometry",
     "Surface",
     "iter_city_objects",
     "parse_city_file",

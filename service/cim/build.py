@@ -26,7 +26,7 @@ from tiler.mesh.rings import (
     ring_index,
 )
 
-from .errors import CityCrsError, Problem
+from .errors import CityCrsError, Problem, SkippedGeometry
 from .model import CityObject, ParseReport, Surface, lod_key
 
 # "drop_surface" (default): an invalid surface is dropped and reported, the object loads with
@@ -53,9 +53,15 @@ class RawObject:
     name: str | None = None
     geometries: dict[str, list[RawSurface]] = field(default_factory=dict)  # lod -> surfaces
     error: str | None = None  # a reading problem that makes the whole object unusable
+    # geometry the readers do not turn into surfaces (points, curves, ...): what and why
+    skipped: list[str] = field(default_factory=list)
 
     def add(self, lod: str | None, surface: RawSurface) -> None:
         self.geometries.setdefault("" if lod is None else str(lod), []).append(surface)
+
+    def skip(self, what: str) -> None:
+        if what not in self.skipped:
+            self.skipped.append(what)
 
 
 def _ring_problems(metric: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
@@ -147,6 +153,9 @@ def finish_batch(
         if raw.error:
             report.problems.append(Problem(raw.id, raw.error))
             continue
+        if raw.skipped:
+            report.skipped_geometry.append(SkippedGeometry(raw.id, raw.type,
+                                                           "; ".join(raw.skipped)))
         lods = per_object.get(oi, {})
         if oi in bad:
             k, why = bad[oi][0]

@@ -33,7 +33,8 @@ CITY_OBJECTS = frozenset({
     "Intersection", "WaterBody", "Bridge", "BridgePart", "BridgeInstallation",
     "BridgeConstructionElement", "BridgeConstructiveElement", "Tunnel", "TunnelPart",
     "TunnelInstallation", "PlantCover", "SolitaryVegetationObject", "CityFurniture", "LandUse",
-    "TINRelief", "ReliefFeature", "GenericCityObject", "GenericOccupiedSpace",
+    "TINRelief", "MassPointRelief", "BreaklineRelief", "RasterRelief", "PointCloudRelief",
+    "ReliefFeature", "GenericCityObject", "GenericOccupiedSpace",
     "GenericUnoccupiedSpace", "GenericLogicalSpace", "OtherConstruction", "HollowSpace",
 })
 SEMANTIC_SURFACES = frozenset({
@@ -43,9 +44,20 @@ SEMANTIC_SURFACES = frozenset({
     "TrafficArea", "AuxiliaryTrafficArea", "Marking", "HoleSurface", "GenericThematicSurface",
 })
 POLYGONS = frozenset({"Polygon", "PolygonPatch", "Triangle", "Rectangle"})
-# Geometry properties that hold no surfaces, or that need a template we do not expand.
+# Properties that hold no geometry of the object itself: appearances, addresses, the 2D
+# ``extent`` outline of a relief component, bounding boxes.
 SKIP = frozenset({"appearance", "Envelope", "address", "externalReference",
-                  "ImplicitGeometry", "TexCoordList", "surfaceDataMember"})
+                  "TexCoordList", "surfaceDataMember", "extent"})
+# GML geometry that has no surface to store or tile: reported, not silently dropped.
+NOT_SURFACES = {
+    "Point": "points", "MultiPoint": "points",
+    "LineString": "curves", "Curve": "curves", "MultiCurve": "curves",
+    "CompositeCurve": "curves", "OrientableCurve": "curves", "MultiLineString": "curves",
+    "ImplicitGeometry": "implicit geometry (a shared template placed by reference), which "
+                        "is not expanded",
+    "RectifiedGridCoverage": "a raster grid, which is not read",
+    "GridCoverage": "a raster grid, which is not read",
+}
 _LOD = re.compile(r"^lod(\d)(.*)$")
 NUMERIC = {"measuredHeight": float, "storeysAboveGround": int, "storeysBelowGround": int,
            "yearOfConstruction": int, "yearOfDemolition": int}
@@ -162,6 +174,15 @@ def _attributes(el: etree._Element, raw: RawObject) -> None:
                 raw.attributes[f"{name}_uom"] = child.get("uom")
 
 
+def _declared_lod(el: etree._Element) -> str | None:
+    """The ``lod`` property of objects whose geometry properties carry no LoD in their name
+    (relief: ``dem:lod`` beside ``dem:tin``)."""
+    for child in el:
+        if _local(child.tag) == "lod" and len(child) == 0 and (child.text or "").strip():
+            return child.text.strip()
+    return None
+
+
 def _object(el: etree._Element, parent: str | None, walk: _Walk, counter: list[int]) -> RawObject:
     oid = _id(el)
     if oid is None:
@@ -171,15 +192,21 @@ def _object(el: etree._Element, parent: str | None, walk: _Walk, counter: list[i
     walk.objects.append(raw)
     _attributes(el, raw)
     try:
-        _geometry(el, raw, None, None, False, walk, counter)
+        _geometry(el, raw, _declared_lod(el), None, False, walk, counter)
     except _BadGeometry as exc:
         raw.error = str(exc)
         raw.geometries.clear()
     return raw
 
 
+def _has_triangles(tin: etree._Element) -> bool:
+    return any(True for _ in tin.iter("{*}Triangle"))
+
+
 def _geometry(node: etree._Element, raw: RawObject, lod: str | None, semantic: str | None,
-              reverse: bool, walk: _Walk, counter: list[int]) -> None:
+              reverse: bool, walk: _Walk, counter: list[int], prop: str | None = None) -> None:
+    """Collect the polygons below ``node``. ``prop`` is the geometry property of the object
+    (or of its thematic surface) being walked, which is what a skipped geometry is named by."""
     for child in node:
         name = _local(child.tag)
         if not name or name in SKIP:
@@ -190,22 +217,30 @@ def _geometry(node: etree._Element, raw: RawObject, lod: str | None, semantic: s
         elif name in SEMANTIC_SURFACES:
             _geometry(child, raw, lod, name, reverse, walk, counter)
         elif name in POLYGONS:
-            if lod is not None:
-                kind = semantic or walk.linked.get(_id(child) or "")
-                raw.add(lod, RawSurface(_polygon_rings(child, reverse), kind))
+            # No LoD known (no lodN property above, no lod of the object): stored without
+            # one rather than lost.
+            kind = semantic or walk.linked.get(_id(child) or "")
+            raw.add(lod, RawSurface(_polygon_rings(child, reverse), kind))
+        elif name in NOT_SURFACES:
+            raw.skip(f"{prop or _local(node.tag)}: {NOT_SURFACES[name]}")
+        elif name == "Tin" and not _has_triangles(child):
+            # GML 3.2 TINs may hold only control points and break lines, to be triangulated
+            # by the reader; a Delaunay triangulation would ignore the break lines.
+            raw.skip(f"{prop or _local(node.tag)}: a gml:Tin of control points without "
+                     "triangles, which is not triangulated")
         elif m := _LOD.match(name):
-            if "Curve" in m.group(2) or "TerrainIntersection" in m.group(2) \
-                    or "Implicit" in m.group(2):
+            if "Curve" in m.group(2) or "TerrainIntersection" in m.group(2):
+                raw.skip(f"{name}: curves")
                 continue
-            _geometry(child, raw, m.group(1), semantic, reverse, walk, counter)
+            _geometry(child, raw, m.group(1), semantic, reverse, walk, counter, name)
         elif name == "OrientableSurface":
             flip = child.get("orientation") == "-"
-            _geometry(child, raw, lod, semantic, reverse ^ flip, walk, counter)
+            _geometry(child, raw, lod, semantic, reverse ^ flip, walk, counter, prop)
         else:
             if len(child) == 0 and child.get(XLINK) and name.endswith("Member") \
                     and semantic is None:
                 walk.unresolved_links += 1
-            _geometry(child, raw, lod, semantic, reverse, walk, counter)
+            _geometry(child, raw, lod, semantic, reverse, walk, counter, prop or name)
 
 
 def citygml_version(path: Path) -> str:

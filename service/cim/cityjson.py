@@ -18,6 +18,7 @@ SUPPORTED = ("1.0", "1.1", "2.0")
 _VERSION = re.compile(r"^(\d+\.\d+)(?:\.\d+)?$")
 SURFACE_TYPES = {"MultiSurface": 1, "CompositeSurface": 1, "Solid": 2, "MultiSolid": 3,
                  "CompositeSolid": 3}
+NON_SURFACE_TYPES = {"MultiPoint": "points", "MultiLineString": "lines"}
 
 
 @dataclass
@@ -136,6 +137,15 @@ def _instance(
     return tmpl, placed
 
 
+def _skip_reason(geom: dict[str, Any]) -> str:
+    kind = str(geom.get("type"))
+    lod = geom.get("lod")
+    what = f"LoD {lod} {kind}" if lod is not None else kind
+    if kind in NON_SURFACE_TYPES:
+        return f"{what}: {NON_SURFACE_TYPES[kind]}, no surface to store or tile"
+    return f"{what}: not a CityJSON geometry type this service reads"
+
+
 def _raw_object(
     oid: str, obj: dict[str, Any], verts: np.ndarray, header: CityJsonHeader
 ) -> RawObject:
@@ -156,7 +166,8 @@ def _raw_object(
             if geom.get("type") == "GeometryInstance":
                 geom, gverts = _instance(geom, header, verts)
             depth = SURFACE_TYPES.get(geom.get("type"))
-            if depth is None:  # MultiPoint, MultiLineString: no surfaces to tile or store
+            if depth is None:
+                raw.skip(_skip_reason(geom))
                 continue
             sem = geom.get("semantics") or {}
             kinds = [s.get("type") if isinstance(s, dict) else None

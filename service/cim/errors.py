@@ -23,3 +23,12 @@ class Problem(NamedTuple):
 
     object_id: str
     reason: str
+
+
+class SkippedGeometry(NamedTuple):
+    """Geometry of an object that is neither stored nor tiled (points, curves, implicit
+    geometry, rasters, ...), and why. The object itself loads, with the rest of its geometry."""
+
+    object_id: str
+    object_type: str
+    reason: str

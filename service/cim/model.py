@@ -113,6 +113,8 @@ class ParseReport:
     height_note: str | None = None  # which geoid was applied, if any
     source_crs: Any = None  # the pyproj CRS used (for read-back checks and exports)
     problems: list = field(default_factory=list)  # list[Problem]
+    # geometry read but neither stored nor tiled, one entry per object (list[SkippedGeometry])
+    skipped_geometry: list = field(default_factory=list)
     objects: int = 0
     surfaces: int = 0
 

@@ -4,8 +4,10 @@ history, then a new version of the one city tileset built from the stored rows.
 The load and the tile build share one transaction: if the file turns out to be unreadable
 halfway, has no CRS, or tiling fails, nothing is stored and no version is published. Objects
 with invalid geometry do not stop the load: they are listed in the job report with their id
-and reason. City ingests are serialised by an advisory lock, so two concurrent jobs never
-publish tilesets that each miss the other's objects.
+and reason, and so is every object some of whose geometry is neither stored nor tiled
+(points, curves, implicit geometry), with its type. City ingests are serialised by an
+advisory lock, so two concurrent jobs never publish tilesets that each miss the other's
+objects.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def ingest_city(ctx: JobContext) -> dict[str, Any]:
                      "objects": loaded.inserted, "with_geometry": loaded.with_geometry,
                      "superseded": loaded.superseded, "unchanged": loaded.unchanged,
                      "problems": len(report.problems),
+                     "skipped_geometry": len(report.skipped_geometry),
                      "by_type": summary["by_type"], "lods": summary["lods"],
                      "tileset": tile_stats and tile_stats["tileset"],
                      "tileset_version": tv and tv.version}
@@ -112,6 +115,8 @@ def _fail(ctx: JobContext, tv: TilesetVersion | None) -> None:
 def _parse_report(report: ParseReport, loaded: LoadResult) -> dict[str, Any]:
     problems = [{"object_id": p.object_id, "reason": p.reason}
                 for p in report.problems[:MAX_REPORTED_PROBLEMS]]
+    skipped = [{"object_id": s.object_id, "type": s.object_type, "reason": s.reason}
+               for s in report.skipped_geometry[:MAX_REPORTED_PROBLEMS]]
     return {
         "format": report.format, "format_version": report.version, "crs": report.crs,
         "crs_source": report.crs_source, "height_note": report.height_note,
@@ -119,6 +124,9 @@ def _parse_report(report: ParseReport, loaded: LoadResult) -> dict[str, Any]:
         "superseded": loaded.superseded, "unchanged": loaded.unchanged,
         "problem_count": len(report.problems),
         "problems": problems,
+        # objects loaded without some of their geometry (points, curves, implicit geometry)
+        "skipped_geometry_count": len(report.skipped_geometry),
+        "skipped_geometry": skipped,
     }
 
 

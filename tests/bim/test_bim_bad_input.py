@@ -49,6 +49,57 @@ def test_unknown_schema(db_url, bim_settings, tmp_path):
     _failed_with(db_url, bim_settings, path, "'IFC5X1' is not supported", anchor=ANCHOR)
 
 
+def _corrupt(tmp_path, entity: int, edit) -> tuple[object, int]:
+    """FZK-Haus with the line that defines ``#entity`` edited; returns the file and that
+    line's number (1-based), counted here apart from the code under test."""
+    lines = FZK.read_bytes().split(b"\n")
+    (number,) = [i for i, line in enumerate(lines) if line.startswith(b"#%d=" % entity)]
+    lines[number] = edit(lines[number])
+    path = tmp_path / f"damaged-{entity}.ifc"
+    path.write_bytes(b"\n".join(lines))
+    return path, number + 1
+
+
+def test_parse_error_names_line_entity_and_what_to_do(db_url, bim_settings, tmp_path):
+    # ifcopenshell refuses this one with "Syntax error during parse, check logs"
+    path, line = _corrupt(tmp_path, 35107, lambda t: t.replace(b"(#35106)", b"(#x35106)"))
+    run = run_ingest(db_url, bim_settings, path)
+    assert run.status == "failed"
+    error = run.job.error
+    assert f"line {line}, entity #35107" in error, error
+    assert "'x35106'" in error and "#35107= IFCFACE((#x35106));" in error
+    assert "export it again from the authoring tool" in error and "cut short" in error
+    assert "check logs" not in error and "internal error" not in error
+
+
+@pytest.mark.parametrize("entity, edit, what", [
+    # an unclosed parenthesis: ifcopenshell opened the file without error and dropped the
+    # 24,000 entities after it
+    (35107, lambda t: t.replace(b"((", b"(((", 1), "not closed"),
+    # an entity type the schema does not know: silently dropped, its users left dangling
+    (35107, lambda t: t.replace(b"IFCFACE", b"IFCFACEX"), "'IFCFACEX' not found"),
+    (19, lambda t: t.replace(b"= ", b"= @", 1), "unexpected character"),
+    (35107, lambda t: t.replace(b"#35107", b"#99999999999999999999"), "invalid instance name"),
+    (35107, lambda t: t.replace(b"(", b"(1.2.3e,", 1), "invalid token '1.2.3e'"),
+], ids=["unclosed-parenthesis", "unknown-entity", "stray-character", "huge-id", "bad-number"])
+def test_damaged_files_are_refused_with_the_line(tmp_path, entity, edit, what):
+    from service.bim.reader import open_ifc
+
+    path, line = _corrupt(tmp_path, entity, edit)
+    with pytest.raises(IfcInputError) as info:
+        open_ifc(path)
+    message = str(info.value)
+    assert f"line {line}" in message and what in message, message
+    assert "export it again" in message
+
+
+def test_intact_samples_pass_the_statement_scan():
+    from service.bim.step_errors import scan_data_section
+
+    for path in (FZK, HOUSE):
+        assert scan_data_section(path.read_bytes()) is None
+
+
 def test_model_without_geometry(db_url, bim_settings, tmp_path):
     def strip(model):
         for product in model.by_type("IfcProduct"):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import shapely
+from helpers_cim_variants import LOD4, TIN_ID, lod4_with_unsupported_relief
 
 from service.cim import CityCrsError, CityFileError, parse_city_file
 from service.cim.geometry import surface_area
@@ -289,3 +290,119 @@ def test_citygml_semantics_through_xlinks(tmp_path: Path) -> None:
     assert [s.semantic for s in b.surfaces] == ["RoofSurface"]
     assert b.height == 7.5 and b.attributes["measuredHeight_uom"] == "m"
     assert not result.problems
+
+
+
+
+def _file_triangles(path: Path) -> list[np.ndarray]:
+    """The triangles of the file's TINs, read with lxml apart from the reader."""
+    from lxml import etree
+
+    tree = etree.parse(str(path))
+    out = []
+    for pos in tree.iterfind(".//{*}Triangle/{*}exterior/{*}LinearRing/{*}posList"):
+        out.append(np.asarray(pos.text.split(), float).reshape(-1, 3)[:3])
+    return out
+
+
+def test_citygml_tin_relief_is_read_with_its_triangles() -> None:
+    result = parse_city_file(LOD4)
+    by_id = {o.id: o for o in result.objects}
+    tin = by_id[TIN_ID]
+    assert tin.type == "TINRelief" and tin.lod == "3"
+    assert by_id[tin.parent_id].type == "ReliefFeature"
+    want = _file_triangles(LOD4)
+    assert len(want) == 9 and len(tin.surfaces) == 9
+    for surface, triangle in zip(tin.surfaces, want, strict=True):
+        (ring,) = surface.source_rings
+        assert np.array_equal(ring, triangle)
+    assert tin.footprint is not None and tin.footprint.area > 0
+    # the relief is whole: nothing of it is reported as skipped or dropped
+    assert not result.report.skipped_geometry
+    assert all(p.object_id != TIN_ID for p in result.problems)
+
+
+def test_citygml_geometry_without_surfaces_is_reported(tmp_path: Path) -> None:
+    result = parse_city_file(lod4_with_unsupported_relief(tmp_path))
+    skipped = {s.object_id: s for s in result.report.skipped_geometry}
+    assert set(skipped) == {"mass-points", "break-lines"}
+    assert skipped["mass-points"].object_type == "MassPointRelief"
+    assert skipped["mass-points"].reason == "reliefPoints: points"
+    assert skipped["break-lines"].object_type == "BreaklineRelief"
+    assert skipped["break-lines"].reason == "ridgeOrValleyLines: curves"
+    # the objects still load (without geometry), and the TIN beside them is whole
+    by_id = {o.id: o for o in result.objects}
+    assert not by_id["mass-points"].has_geometry and not by_id["break-lines"].has_geometry
+    assert len(by_id[TIN_ID].surfaces) == 9
+    assert not any(p.object_id in skipped for p in result.problems)
+
+
+def test_cityjson_geometry_without_surfaces_is_reported(tmp_path: Path) -> None:
+    doc = json.loads((DATA / "rotterdam_subset.json").read_text())
+    first = next(iter(doc["CityObjects"]))
+    # a building with lines beside its surfaces, and an object with points only
+    doc["CityObjects"][first]["geometry"].append(
+        {"type": "MultiLineString", "lod": "0", "boundaries": [[0, 1]]})
+    doc["CityObjects"]["survey-points"] = {
+        "type": "GenericCityObject", "geometry": [
+            {"type": "MultiPoint", "lod": "1", "boundaries": [0, 1, 2]}]}
+    result = parse_city_file(_write(tmp_path, doc), "EPSG:7415")
+    skipped = {s.object_id: s for s in result.report.skipped_geometry}
+    assert set(skipped) == {first, "survey-points"}
+    assert skipped[first].object_type == "Building"
+    assert skipped[first].reason == "LoD 0 MultiLineString: lines, no surface to store or tile"
+    assert skipped["survey-points"].reason.startswith("LoD 1 MultiPoint: points")
+    by_id = {o.id: o for o in result.objects}
+    assert by_id[first].has_geometry and not by_id["survey-points"].has_geometry
+
+
+CITYGML3_RELIEF = """<?xml version="1.0" encoding="UTF-8"?>
+<core:CityModel xmlns:core="http://www.opengis.net/citygml/3.0"
+  xmlns:dem="http://www.opengis.net/citygml/relief/3.0"
+  xmlns:veg="http://www.opengis.net/citygml/vegetation/3.0"
+  xmlns:bldg="http://www.opengis.net/citygml/building/3.0"
+  xmlns:gml="http://www.opengis.net/gml/3.2">
+ <core:cityObjectMember>
+  <dem:ReliefFeature gml:id="terrain">
+   <dem:lod>1</dem:lod>
+   <dem:reliefComponent><dem:TINRelief gml:id="tin-patches"><dem:lod>1</dem:lod>
+    <dem:tin><gml:TriangulatedSurface srsName="urn:ogc:def:crs:EPSG::4547"><gml:patches>
+     <gml:Triangle><gml:exterior><gml:LinearRing><gml:posList>
+      505000 2510000 50 505010 2510000 51 505000 2510010 52 505000 2510000 50
+     </gml:posList></gml:LinearRing></gml:exterior></gml:Triangle>
+     <gml:Triangle><gml:exterior><gml:LinearRing><gml:posList>
+      505010 2510000 51 505010 2510010 53 505000 2510010 52 505010 2510000 51
+     </gml:posList></gml:LinearRing></gml:exterior></gml:Triangle>
+    </gml:patches></gml:TriangulatedSurface></dem:tin>
+   </dem:TINRelief></dem:reliefComponent>
+   <dem:reliefComponent><dem:TINRelief gml:id="tin-points"><dem:lod>1</dem:lod>
+    <dem:tin><gml:Tin><gml:controlPoint><gml:posList>
+      505000 2510000 50 505010 2510000 51 505000 2510010 52 505010 2510010 53
+    </gml:posList></gml:controlPoint></gml:Tin></dem:tin>
+   </dem:TINRelief></dem:reliefComponent>
+  </dem:ReliefFeature>
+ </core:cityObjectMember>
+ <core:cityObjectMember>
+  <veg:SolitaryVegetationObject gml:id="tree">
+   <core:lod2ImplicitRepresentation><core:ImplicitGeometry>
+    <core:referencePoint><gml:Point><gml:pos>505005 2510005 50</gml:pos></gml:Point>
+    </core:referencePoint></core:ImplicitGeometry></core:lod2ImplicitRepresentation>
+  </veg:SolitaryVegetationObject>
+ </core:cityObjectMember>
+</core:CityModel>
+"""
+
+
+def test_citygml3_relief_and_implicit_geometry(tmp_path: Path) -> None:
+    result = parse_city_file(_write(tmp_path, CITYGML3_RELIEF, "relief3.gml"))
+    by_id = {o.id: o for o in result.objects}
+    tin = by_id["tin-patches"]
+    assert tin.lod == "1" and len(tin.surfaces) == 2
+    assert [len(s.source_rings[0]) for s in tin.surfaces] == [3, 3]
+    skipped = {s.object_id: s.reason for s in result.report.skipped_geometry}
+    assert skipped == {
+        "tin-points": "tin: a gml:Tin of control points without triangles, which is not "
+                      "triangulated",
+        "tree": "lod2ImplicitRepresentation: implicit geometry (a shared template placed by "
+                "reference), which is not expanded"}
+    assert not by_id["tin-points"].has_geometry and not by_id["tree"].has_geometry

@@ -131,6 +131,50 @@ def test_stored_geometry_is_the_parsed_geometry(live_server, op, db_url, setting
         assert has_footprint and gtype == "ST_MultiPolygon" and ndims == 3
 
 
+def test_citygml_terrain_is_stored_and_tiled_and_skipped_geometry_reported(
+        live_server, op, db_url, settings, tmp_path):
+    from helpers_cim_variants import LOD4, TIN_ID, lod4_with_unsupported_relief
+
+    from service.cim import parse_city_file
+
+    _, job = ingest(live_server, op, db_url, settings, LOD4)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["report"]["skipped_geometry"] == [] == [
+        p for p in job["report"]["problems"] if p["object_id"] == TIN_ID]
+    # the 9 triangles of the TINRelief are stored, as read from the file
+    (tin,) = [o for o in parse_city_file(LOD4).objects if o.id == TIN_ID]
+    faces = stored_faces(db_url)
+    assert len(faces[TIN_ID]) == 9
+    for face, surface in zip(faces[TIN_ID], tin.surfaces, strict=True):
+        np.testing.assert_array_equal(face[0], surface.rings[0])
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT type, lod FROM city_objects WHERE object_id = %s",
+                            (TIN_ID,)).fetchone() == ("TINRelief", "3")
+    # and tiled: the relief is one feature, drawn with the 9 triangles on the stored vertices
+    tiles = read_city_tiles(live_server)
+    (tile, row_no), = [(t, i) for t in tiles.tiles for i, r in enumerate(t.rows)
+                       if r["id"] == TIN_ID]
+    assert tile.rows[row_no]["type"] == "TINRelief"
+    mine = tile.triangles[tile.feature[tile.triangles[:, 0]] == row_no]
+    assert len(mine) == 9
+    source = to_ecef(np.concatenate([face[0] for face in faces[TIN_ID]]))
+    assert nearest_distance(tile.ecef[mine.ravel()], source).max() < 0.01
+
+    # relief components with points and lines only: loaded, and listed with type and reason
+    variant = lod4_with_unsupported_relief(tmp_path)
+    _, job = ingest(live_server, op, db_url, settings, variant)
+    assert job["status"] == "succeeded", job["error"]
+    report = job["report"]
+    assert report["skipped_geometry_count"] == 2
+    assert sorted(report["skipped_geometry"], key=lambda s: s["object_id"]) == [
+        {"object_id": "break-lines", "type": "BreaklineRelief",
+         "reason": "ridgeOrValleyLines: curves"},
+        {"object_id": "mass-points", "type": "MassPointRelief",
+         "reason": "reliefPoints: points"}]
+    assert httpx.get(object_url(live_server, "mass-points")).status_code == 200
+    assert len(stored_faces(db_url)[TIN_ID]) == 9
+
+
 def test_reingest_supersedes_and_rewrites_only_affected_tiles(
         live_server, op, db_url, settings, monkeypatch):
     # a small triangle budget so the 16 buildings make several tiles

@@ -1,5 +1,6 @@
 """The city tileset over HTTP: it references the current version of every published tileset,
-its volumes contain theirs, it changes when one is republished, and it revalidates with 304;
+its volumes contain theirs, it and every tileset it references pass the official 3D Tiles
+validator, it changes when one is republished, and it revalidates with 304;
 tile responses carry the cache headers, Range, gzip for JSON only, and CORS per deployment."""
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from urllib.parse import urljoin
 import httpx
 import numpy as np
 import pytest
+from helpers_3dtiles_validator import assert_no_errors, flatten
 from helpers_dashboard import (
     ALLOWED_ORIGIN,
     LIDAR,
     current_tilesets,
     ingest,
     ingest_samples,
+    mirror,
 )
 from pyproj import Transformer
 
@@ -53,7 +56,7 @@ def _inside(points: np.ndarray, region: list[float]) -> bool:
 
 
 def test_city_tileset_references_every_current_tileset_and_contains_them(
-        live_server, op, db_url, settings):
+        live_server, op, db_url, settings, tmp_path):
     empty = _get(live_server, "/tiles/city/tileset.json")
     assert empty.status_code == 200 and empty.json()["root"]["children"] == []
 
@@ -87,6 +90,18 @@ def test_city_tileset_references_every_current_tileset_and_contains_them(
         assert child["geometricError"] == sub_doc["geometricError"]
         assert child["extras"]["kind"] == current[child["extras"]["tileset"]]["kind"]
         assert doc["geometricError"] >= child["geometricError"]
+
+    # the official CesiumGS validator: no error and no warning in any tileset of any kind,
+    # each on its own and through the city tileset that references them all
+    for name, t in current.items():
+        local = mirror(f"{live_server.url}/tiles/{name}/tileset.json", tmp_path / t["kind"])
+        report = assert_no_errors(local)
+        assert report["numWarnings"] == 0, (name, flatten(report["issues"]))
+    city = mirror(f"{live_server.url}/tiles/city/tileset.json", tmp_path / "city")
+    assert len(list((tmp_path / "city").rglob("*.glb"))) == sum(
+        len(list((tmp_path / t["kind"]).rglob("*.glb"))) for t in current.values())
+    report = assert_no_errors(city)
+    assert report["numWarnings"] == 0, flatten(report["issues"])
 
     # only some kinds, e.g. a dashboard with the point clouds switched off
     meshes = _get(live_server, "/tiles/city/tileset.json?kinds=mesh,bim").json()

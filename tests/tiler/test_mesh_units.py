@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_gltf import errors_of, node_available, validate_glb
+from helpers_gltf import errors_of, node_available, property_table_issues, validate_glb
 from helpers_tileset import check_tileset
 from scipy.spatial import cKDTree
 
@@ -135,6 +135,29 @@ def test_property_table_types_round_trip() -> None:
              doc["extensions"]["EXT_structural_metadata"]["propertyTables"][0]["properties"]
              .values()]
     assert all(v["byteOffset"] % 8 == 0 for v in views)
+
+
+def test_property_table_byte_lengths_when_every_string_is_empty() -> None:
+    # Delft's 3dfier output: names, parents and end dates empty in every object of a tile
+    rows = [{"id": "a", "name": None, "parent_id": "", "end": None, "kind": "x"},
+            {"id": "b", "name": None, "parent_id": "", "end": "", "kind": ""},
+            {"id": "c", "name": None, "parent_id": "", "end": None, "kind": "yz"}]
+    b = GltfBuilder()
+    add_property_table(b, rows)
+    doc, binary = read_glb(b.to_glb())
+    assert property_table_issues(doc, binary) == []
+    ext = doc["extensions"]["EXT_structural_metadata"]
+    props = ext["schema"]["classes"]["feature"]["properties"]
+    # no text at all: no column (a values view can be neither empty nor longer than the
+    # offsets say), and the class says what every row holds
+    assert set(ext["propertyTables"][0]["properties"]) == {"id", "kind"}
+    assert props["parent_id"] == {"name": "parent_id", "type": "STRING", "default": "",
+                                  "required": False}
+    assert "default" not in props["name"] and not props["name"]["required"]
+    assert read_property_table(doc, binary) == [
+        {"id": "a", "name": None, "parent_id": "", "end": None, "kind": "x"},
+        {"id": "b", "name": None, "parent_id": "", "end": None, "kind": ""},
+        {"id": "c", "name": None, "parent_id": "", "end": None, "kind": "yz"}]
 
 
 def test_pre_triangulated_meshes_and_translucent_classes(tmp_path: Path) -> None:

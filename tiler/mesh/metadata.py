@@ -103,10 +103,21 @@ def add_property_table(builder: GltfBuilder, rows: Sequence[dict[str, Any]]) -> 
         else:
             prop["type"] = "STRING"
             encoded = [_text(v).encode("utf-8") for v in values]
+            if not any(encoded):
+                # Zero bytes of text: a values view would have to be empty, which glTF
+                # forbids, and one spare byte breaks the rule that the view is exactly as
+                # long as the last string offset. The column is left out, which the
+                # extension allows for a property that is not required; readers then take
+                # the class's ``default`` ("" when every value was an empty string, none
+                # when some were missing).
+                if not missing:
+                    prop["default"] = ""
+                prop["required"] = False
+                class_props[ident] = prop
+                continue
             offsets = np.zeros(len(encoded) + 1, "<u4")
             np.cumsum([len(e) for e in encoded], out=offsets[1:])
-            # A buffer view may not be empty: all-empty columns get one unused byte.
-            column["values"] = builder.add_buffer_view(b"".join(encoded) or b"\x00", align=8)
+            column["values"] = builder.add_buffer_view(b"".join(encoded), align=8)
             column["stringOffsets"] = builder.add_buffer_view(offsets.tobytes(), align=8)
             column["stringOffsetType"] = "UINT32"
             if missing:
@@ -136,9 +147,13 @@ def read_property_table(doc: dict[str, Any], binary: bytes) -> list[dict[str, An
         v = doc["bufferViews"][i]
         return binary[v.get("byteOffset", 0): v.get("byteOffset", 0) + v["byteLength"]]
 
-    for ident, column in table["properties"].items():
-        prop = props[ident]
+    for ident, prop in props.items():
         name = prop.get("name", ident)
+        column = table["properties"].get(ident)
+        if column is None:  # left out of the table: every row has the default, or nothing
+            for row in rows:
+                row[name] = prop.get("default")
+            continue
         nodata = prop.get("noData")
         if prop["type"] == "STRING":
             data = view(column["values"])
