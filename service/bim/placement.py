@@ -107,7 +107,7 @@ class MapPlacement(Placement):
         return np.column_stack([lon, lat, h])
 
     def check(self, llh: np.ndarray) -> None:
-        self._to.check(llh[:, 0], llh[:, 1])
+        self._to.check(llh[:, 0], llh[:, 1], llh[:, 2])
 
     def from_wgs84(self, llh: np.ndarray) -> np.ndarray:
         llh = np.asarray(llh, float)

@@ -122,7 +122,7 @@ def finish_batch(
     xyz = np.concatenate(ring_arrays) if ring_arrays else np.zeros((0, 3))
     lon, lat, h = to_wgs(xyz[:, 0], xyz[:, 1], xyz[:, 2])
     try:
-        to_wgs.check(lon, lat)
+        to_wgs.check(lon, lat, h)
     except CrsError as exc:
         raise CityCrsError(str(exc)) from exc
     geo = np.column_stack([lon, lat, h])

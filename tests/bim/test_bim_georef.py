@@ -207,3 +207,20 @@ def test_model_in_map_coordinates_is_placed_by_the_crs_given(tmp_path):
     e, n = Transformer.from_crs(4326, 4547, always_xy=True).transform(
         (lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2)
     assert abs(e - 500_000) < 30 and abs(n - 2_510_000) < 30  # a house of about 10 m
+
+
+
+def test_orthogonal_height_far_off_the_earth_is_refused(tmp_path):
+    """An IfcMapConversion height written in millimetres (40,000 for 40 m) would float the
+    model 40 km up: refused by the placement check, not published."""
+    from service.bim.georef import check_on_globe
+
+    def edit(model):
+        mc = model.by_type("IfcMapConversion")[0]
+        mc.Eastings, mc.Northings, mc.OrthogonalHeight = 500_000.0, 2_510_000.0, 40_000.0
+        mc.TargetCRS.Name = "EPSG:4547"
+
+    placement = resolve(_open(edit_ifc(MAPCONV, tmp_path / "high.ifc", edit)))
+    llh = placement.to_wgs84(np.array([[0.0, 0.0, 0.0], [12.0, 7.0, 3.0]]))
+    with pytest.raises(IfcInputError, match="height"):
+        check_on_globe(placement, llh)

@@ -406,3 +406,12 @@ def test_citygml3_relief_and_implicit_geometry(tmp_path: Path) -> None:
         "tree": "lod2ImplicitRepresentation: implicit geometry (a shared template placed by "
                 "reference), which is not expanded"}
     assert not by_id["tin-points"].has_geometry and not by_id["tree"].has_geometry
+
+
+def test_map_coordinates_under_a_geocentric_label_are_refused(tmp_path: Path) -> None:
+    """Rotterdam's RD New coordinates declared as EPSG:4978 would sit thousands of km deep."""
+    doc = json.loads((DATA / "rotterdam_subset.json").read_text())
+    doc.setdefault("metadata", {})["referenceSystem"] = \
+        "https://www.opengis.net/def/crs/EPSG/0/4978"
+    with pytest.raises(CityCrsError, match="geocentric"):
+        parse_city_file(_write(tmp_path, doc), None)
