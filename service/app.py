@@ -15,6 +15,7 @@ from service.compression import TextGZipMiddleware
 from service.db import make_async_engine
 from service.errors import install_error_handlers
 from service.features import router as features_router
+from service.guard import GuardMiddleware
 from service.layers import router as layers_router
 from service.lowalt.api import router as lowalt_router
 from service.observe import ObserveMiddleware
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.state.settings = settings
     app.state.database_url = url
     install_error_handlers(app)
+    # innermost: the key and the body's size are checked before a route reads the body
+    app.add_middleware(GuardMiddleware, settings=settings)
     # gzip for JSON and the dashboard's text files only (tiles are binary; see the module)
     app.add_middleware(TextGZipMiddleware)
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -70,11 +71,15 @@ def revoke_key(conn: Connection, name: str) -> None:
         raise NotFound(f"no active key named {name!r}")
 
 
-def presented_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip() or None
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None
+
+
+def presented_key(request: Request) -> str | None:
+    return key_from_headers(request.headers)
 
 
 async def principal_for(engine: AsyncEngine, key: str) -> Principal | None:

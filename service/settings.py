@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     port: int = 8000
     max_upload_bytes: int = Field(50 * 1024**3, description="largest upload accepted (413 above)")
     upload_expiry_hours: int = 72
+    max_body_bytes: int = Field(
+        4 * 1024**2, description="largest request body of a write (413 above); a batch of "
+        "10,000 telemetry reports is about 2 MB")
+    max_batch_body_bytes: int = Field(
+        64 * 1024**2, description="largest layer batch body under /layers/ (413 above)")
     read_requires_key: bool = Field(False, description="tiles and layers need a viewer key")
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     in_process_worker: bool | None = Field(
