@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from service import __version__
 from service.compression import TextGZipMiddleware
 from service.db import make_async_engine
+from service.edge import HeadMiddleware, PublicUrlMiddleware
 from service.errors import install_error_handlers
 from service.features import router as features_router
 from service.guard import GuardMiddleware
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.add_middleware(GuardMiddleware, settings=settings)
     # gzip for JSON and the dashboard's text files only (tiles are binary; see the module)
     app.add_middleware(TextGZipMiddleware)
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                        allow_methods=["*"], allow_headers=["*"],
                        expose_headers=["Location", "Upload-Offset", "Upload-Length",
@@ -80,6 +82,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
                                        "Twinbase-Tileset-Version", "Twinbase-Tilesets",
                                        "Content-Crs"])
     app.add_middleware(ObserveMiddleware)
+    if settings.public_url:
+        app.add_middleware(PublicUrlMiddleware, public_url=settings.public_url)
     # OGC API - Features first: its landing page is the service's "/" (links to /docs,
     # /health, /ready, /datasets, /jobs, /tiles and /uploads included), and its item and
     # tile routes are the hottest, so they are matched before the rest

@@ -62,7 +62,23 @@ def create_key(conn: Connection, name: str, role: str) -> str:
     return key
 
 
-def revoke_key(conn: Connection, name: str) -> None:
+def revoke_key(conn: Connection, name: str, *, by: str | None = None) -> None:
+    """Revoke the key ``name`` (``by``: the name of the key asking, over the API).
+
+    A key cannot revoke itself, and the last active admin key stays: without one, keys
+    could only be managed from the server's command line again."""
+    if by is not None and by == name:
+        raise Conflict(f"a key cannot revoke itself ({name!r}); revoke it with another "
+                       "admin key, or with `twinbase keys revoke` on the server")
+    # the active admin keys first, always in the same order, so two admins revoking each
+    # other at once are serialised (the second sees one admin left) instead of deadlocking
+    admins = conn.execute(
+        select(api_keys.c.name).where(api_keys.c.role == "admin",
+                                      api_keys.c.revoked_at.is_(None))
+        .order_by(api_keys.c.id).with_for_update()).scalars().all()
+    if name in admins and len(admins) == 1:
+        raise Conflict(f"{name!r} is the last active admin key; create another admin key "
+                       "before revoking it")
     result = conn.execute(
         update(api_keys).where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
         .values(revoked_at=func.now())

@@ -24,10 +24,10 @@ import logging
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.auth import key_from_headers, principal_for
+from service.edge import route_takes
 from service.errors import problem
 from service.settings import Settings
 
@@ -65,14 +65,6 @@ def body_cap(settings: Settings, method: str, path: str) -> int | None:
     return settings.max_body_bytes
 
 
-def _routed(scope: Scope) -> bool:
-    """Whether a route takes this method at this path."""
-    app = scope.get("app")
-    router = getattr(app, "router", None)
-    return router is not None and any(
-        route.matches(scope)[0] == Match.FULL for route in router.routes)
-
-
 class GuardMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -80,7 +72,7 @@ class GuardMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS \
-                or not _routed(scope):
+                or not route_takes(scope):
             # reads, and writes to no route (the router answers those 404 or 405)
             await self.app(scope, receive, send)
             return
