@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service import __version__
+from service import __version__, api_doc
 from service.compression import TextGZipMiddleware
 from service.db import make_async_engine
 from service.edge import HeadMiddleware, PublicUrlMiddleware
@@ -94,5 +94,6 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
 
     app.include_router(lowalt_router)
     app.include_router(dashboard.router)
+    api_doc.install(app)
 
     return app

@@ -137,6 +137,7 @@ def require(roles: frozenset[str], what: str):
             )
         return principal
 
+    dependency.required_roles = roles  # type: ignore[attr-defined]  # read by the API doc
     return dependency
 
 
