@@ -65,6 +65,12 @@ def body_cap(settings: Settings, method: str, path: str) -> int | None:
     return settings.max_body_bytes
 
 
+def _route_path(scope: Scope) -> str:
+    """The path the routes see: without the root path (TWINBASE_PUBLIC_URL's prefix)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root + "/") else path
+
+
 class GuardMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -77,7 +83,7 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        path = scope["path"]
+        path = _route_path(scope)
         key = key_from_headers(headers)
         if key is None:
             await self._refuse(scope, receive, send, 401, "unauthorized",

@@ -236,6 +236,17 @@ def test_links_use_the_public_url_not_the_host_header(settings, db_url, auth,
             "Upload-Metadata": "filename YS5sYXM="})
         assert up.status_code == 201, up.text
         assert up.headers["location"].startswith("https://twin.example.org/base/uploads/")
+        # the proxy strips /base: the routes' own body limits still apply under the prefix
+        # (a 5 MiB tus chunk is bounded by its upload, not by the 4 MiB JSON cap)
+        big = client.post("/uploads", headers=auth("operator") | {
+            "Tus-Resumable": "1.0.0", "Upload-Length": str(6 * 2**20),
+            "Upload-Metadata": "filename YS5sYXM="})
+        chunk = client.patch(big.headers["location"].removeprefix("https://twin.example.org/base"),
+                             content=b"\0" * (5 * 2**20), headers=auth("operator") | {
+                                 "Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+                                 "Content-Type": "application/offset+octet-stream"})
+        assert chunk.status_code == 204, chunk.text
+        assert chunk.headers["upload-offset"] == str(5 * 2**20)
         assert "evil" not in client.get("/collections", headers=evil).text
     # without the setting, links follow the request (as before)
     with live_server_factory(create_app(settings, db_url, in_process_worker=False)) as srv:
