@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service import __version__
+from service import __version__, api_doc
 from service.compression import TextGZipMiddleware
 from service.db import make_async_engine
+from service.edge import HeadMiddleware, PublicUrlMiddleware
 from service.errors import install_error_handlers
 from service.features import router as features_router
+from service.guard import GuardMiddleware
 from service.layers import router as layers_router
 from service.lowalt.api import router as lowalt_router
 from service.observe import ObserveMiddleware
@@ -66,8 +68,11 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.state.settings = settings
     app.state.database_url = url
     install_error_handlers(app)
+    # innermost: the key and the body's size are checked before a route reads the body
+    app.add_middleware(GuardMiddleware, settings=settings)
     # gzip for JSON and the dashboard's text files only (tiles are binary; see the module)
     app.add_middleware(TextGZipMiddleware)
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                        allow_methods=["*"], allow_headers=["*"],
                        expose_headers=["Location", "Upload-Offset", "Upload-Length",
@@ -77,6 +82,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
                                        "Twinbase-Tileset-Version", "Twinbase-Tilesets",
                                        "Content-Crs"])
     app.add_middleware(ObserveMiddleware)
+    if settings.public_url:
+        app.add_middleware(PublicUrlMiddleware, public_url=settings.public_url)
     # OGC API - Features first: its landing page is the service's "/" (links to /docs,
     # /health, /ready, /datasets, /jobs, /tiles and /uploads included), and its item and
     # tile routes are the hottest, so they are matched before the rest
@@ -87,5 +94,6 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
 
     app.include_router(lowalt_router)
     app.include_router(dashboard.router)
+    api_doc.install(app)
 
     return app

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -61,7 +62,23 @@ def create_key(conn: Connection, name: str, role: str) -> str:
     return key
 
 
-def revoke_key(conn: Connection, name: str) -> None:
+def revoke_key(conn: Connection, name: str, *, by: str | None = None) -> None:
+    """Revoke the key ``name`` (``by``: the name of the key asking, over the API).
+
+    A key cannot revoke itself, and the last active admin key stays: without one, keys
+    could only be managed from the server's command line again."""
+    if by is not None and by == name:
+        raise Conflict(f"a key cannot revoke itself ({name!r}); revoke it with another "
+                       "admin key, or with `twinbase keys revoke` on the server")
+    # the active admin keys first, always in the same order, so two admins revoking each
+    # other at once are serialised (the second sees one admin left) instead of deadlocking
+    admins = conn.execute(
+        select(api_keys.c.name).where(api_keys.c.role == "admin",
+                                      api_keys.c.revoked_at.is_(None))
+        .order_by(api_keys.c.id).with_for_update()).scalars().all()
+    if name in admins and len(admins) == 1:
+        raise Conflict(f"{name!r} is the last active admin key; create another admin key "
+                       "before revoking it")
     result = conn.execute(
         update(api_keys).where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
         .values(revoked_at=func.now())
@@ -70,11 +87,15 @@ def revoke_key(conn: Connection, name: str) -> None:
         raise NotFound(f"no active key named {name!r}")
 
 
-def presented_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip() or None
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None
+
+
+def presented_key(request: Request) -> str | None:
+    return key_from_headers(request.headers)
 
 
 async def principal_for(engine: AsyncEngine, key: str) -> Principal | None:
@@ -116,6 +137,7 @@ def require(roles: frozenset[str], what: str):
             )
         return principal
 
+    dependency.required_roles = roles  # type: ignore[attr-defined]  # read by the API doc
     return dependency
 
 

@@ -56,6 +56,16 @@ def serve(
     # uvicorn re-raises the SIGTERM it handled once it has stopped; exiting through Python
     # (not by the signal's default action) lets the embedded cluster below stop too
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    sock = None
+    if workers == 1:
+        from service.serve_workers import PortTaken, listening_socket
+
+        # before the database and the app start: a taken port is an error at once
+        try:
+            sock = listening_socket(host, port)
+        except PortTaken as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
     with database(settings) as url:
         if samples and settings.load_samples:
             from service.samples import queue_samples
@@ -87,7 +97,11 @@ def serve(
 
             api = create_app(settings, url, in_process_worker=in_process)
             settle_heap()
-            uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
+            server = uvicorn.Server(uvicorn.Config(api, log_level="warning",
+                                                   access_log=False))
+            server.run(sockets=[sock])
+            if not server.started:  # the app's start-up failed (uvicorn logged why)
+                raise typer.Exit(3)
 
 
 def _exit_cleanly(signum: int, _frame: object) -> None:

@@ -119,7 +119,7 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = f"nothing at {request.url.path}"
         if exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
-        return problem(exc.status_code, detail, None, request.url.path,
+        return problem(exc.status_code, detail, getattr(exc, "slug", None), request.url.path,
                        getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)

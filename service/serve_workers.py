@@ -94,6 +94,24 @@ def reserve_port(host: str, port: int) -> socket.socket:
     return keeper
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The one API process's socket (``serve`` without --workers): bound before anything
+    starts, so a taken port ends the command at once instead of after the app's start-up
+    (where uvicorn logged EADDRINUSE and the process hung on its job worker and pools).
+    Raises PortTaken."""
+    family, addr = _address(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        raise PortTaken(f"cannot bind {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(False)
+    return sock
+
+
 def worker_socket(host: str, port: int) -> socket.socket:
     """A worker's own socket on the shared port: bound, not yet listening."""
     family, addr = _address(host, port)

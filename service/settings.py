@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,9 +21,18 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("var"), description="uploads, tiles and the embedded cluster")
     pg_dir: Path | None = Field(None, description="embedded cluster directory (default: derived)")
     host: str = "127.0.0.1"
+    public_url: str | None = Field(
+        None, description="the service's address as clients reach it, e.g. "
+        "https://twin.example.org (a path is the prefix a proxy strips): every absolute link "
+        "is built from it instead of the request's Host header")
     port: int = 8000
     max_upload_bytes: int = Field(50 * 1024**3, description="largest upload accepted (413 above)")
     upload_expiry_hours: int = 72
+    max_body_bytes: int = Field(
+        4 * 1024**2, description="largest request body of a write (413 above); a batch of "
+        "10,000 telemetry reports is about 2 MB")
+    max_batch_body_bytes: int = Field(
+        64 * 1024**2, description="largest layer batch body under /layers/ (413 above)")
     read_requires_key: bool = Field(False, description="tiles and layers need a viewer key")
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     in_process_worker: bool | None = Field(
@@ -39,6 +49,17 @@ class Settings(BaseSettings):
     load_samples: bool = Field(True, description="ingest data/ samples into an empty database")
     samples_dir: Path = Path("data")
     log_level: str = "info"
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query \
+                    or parts.fragment:
+                raise ValueError("TWINBASE_PUBLIC_URL must be http(s)://host[:port][/prefix], "
+                                 f"not {value!r}")
+        return value or None
 
     @property
     def uploads_dir(self) -> Path:

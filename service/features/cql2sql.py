@@ -15,6 +15,7 @@ collection's 2D indexed geometry), and all temporal predicates over instants and
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from typing import Any
 
@@ -58,6 +59,13 @@ _SQL_TYPE = {"integer": "bigint", "number": "double precision", "string": "text"
              "boolean": "boolean", "datetime": "timestamptz", "date": "date"}
 MAX_DEPTH = 50
 MAX_NODES = 2_000
+MAX_TEXT_NESTING = 64
+MAX_JSON_NESTING = 128
+# cql2-text tokens that matter for nesting: string literals (with '' inside), parentheses,
+# commas, operator characters and words; everything else (numbers, spaces) is skipped
+_TEXT_TOKEN = re.compile(r"'[^']*(?:''[^']*)*'?|[(),]|[-+*/%^=<>!|]|[A-Za-z_][A-Za-z0-9_.:]*")
+_WORD_OPERATORS = frozenset({"not", "like", "in", "is", "between", "div"})
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]')
 
 
 def parse(text: str, lang: str | None) -> dict[str, Any]:
@@ -67,8 +75,16 @@ def parse(text: str, lang: str | None) -> dict[str, Any]:
         raise BadRequest("filter is too long (over 20000 characters)")
     try:
         if lang in ("cql2-text", "cql-text"):  # GDAL 3.6 says cql-text for the same syntax
+            if text_nesting(text) > MAX_TEXT_NESTING:
+                raise BadRequest(
+                    f"filter nests too deeply (over {MAX_TEXT_NESTING} levels of parentheses, "
+                    "NOT, signs or chained operators); simplify it, e.g. use IN for a list of "
+                    "values")
             expr = cql2.parse_text(text)
         elif lang in ("cql2-json", "cql-json"):
+            if json_nesting(text) > MAX_JSON_NESTING:
+                raise BadRequest(f"filter nests too deeply (over {MAX_JSON_NESTING} levels of "
+                                 "JSON arrays and objects); simplify it")
             expr = cql2.parse_json(text)
         else:
             raise BadRequest(f"filter-lang {lang!r} is not supported; use cql2-text or "
@@ -82,6 +98,61 @@ def parse(text: str, lang: str | None) -> dict[str, Any]:
     if not isinstance(tree, dict) and not isinstance(tree, bool):
         raise BadRequest("filter must be a boolean expression")
     return tree
+
+
+def text_nesting(text: str) -> int:
+    """An upper bound on how deep the cql2 parser recurses on ``text``, in one linear pass.
+
+    The parser (cql2, Rust) recurses once per parenthesis, per prefix operator (unary minus,
+    NOT) and per operator of a chain it folds into a left-deep tree (``1+1+...``,
+    ``1=1=...``), and overflows the thread's stack, killing the process, at about 1,500
+    nested parentheses or 3,000 to 9,000 operators; its depth check comes only after
+    parsing. So the depth is bounded here before the parser sees the text: a group's depth is
+    its parent's depth at its opening parenthesis plus one, and every operator counts one more
+    until a comma, AND or OR starts a new operand (the parser keeps AND and OR lists flat).
+    Parentheses and words inside string literals do not count. Over-counting is harmless:
+    the bound only has to stay far below the depth that overflows and far above any real
+    filter's.
+    """
+    deepest = depth = ops = 0
+    opened: list[tuple[int, int]] = []
+    for match in _TEXT_TOKEN.finditer(text):
+        token = match.group()
+        first = token[0]
+        if first == "'":
+            continue
+        if first == "(":
+            opened.append((depth, ops))
+            depth, ops = depth + ops + 1, 0
+        elif first == ")":
+            if opened:
+                depth, ops = opened.pop()
+        elif first == ",":
+            ops = 0
+        elif first.isalpha() or first == "_":
+            word = token.lower()
+            if word in ("and", "or"):
+                ops = 0
+            elif word in _WORD_OPERATORS:
+                ops += 1
+        else:
+            ops += 1
+        deepest = max(deepest, depth + ops)
+    return deepest
+
+
+def json_nesting(text: str) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (strings skipped), in one
+    linear pass: cql2 turns deep JSON into a deep expression tree, refused before parsing."""
+    deepest = depth = 0
+    for match in _JSON_TOKEN.finditer(text):
+        first = match.group()[0]
+        if first in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif first in "]}":
+            depth -= 1
+    return deepest
 
 
 class Compiler:

@@ -69,9 +69,20 @@ def items_path(c: Collection) -> dict[str, Any]:
     }}
 
 
+GENERIC_PATHS = ("/collections/{collectionId}/items",
+                 "/collections/{collectionId}/items/{featureId}",
+                 "/collections/{collectionId}/tiles/WebMercatorQuad/{z}/{x}/{y}")
+
+
 def api_document(base_doc: dict[str, Any], collections: list[Collection]) -> dict[str, Any]:
+    """``base_doc`` with the items, item and tile paths (kept when it has them already)
+    and one items path per collection."""
     doc = copy.deepcopy(base_doc)
     paths = doc.setdefault("paths", {})
+    if all(p in paths for p in GENERIC_PATHS):
+        for c in collections:
+            paths[f"/collections/{c.id}/items"] = items_path(c)
+        return doc
     cid = {"name": "collectionId", "in": "path", "required": True, "schema": {"type": "string"}}
     paths["/collections/{collectionId}/items"] = {"get": {
         "summary": "Features of a collection (GeoJSON)", "operationId": "getFeatures",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 
+from service.auth import Reader
 from service.db import current_revision, head_revision
 from service.errors import ServiceUnavailable
 from service.observe import metrics_payload
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
 
 
@@ -24,7 +28,11 @@ async def ready(request: Request) -> dict[str, object]:
             await conn.execute(text("SELECT 1"))
             revision = await current_revision(conn)
     except Exception as exc:
-        raise ServiceUnavailable(f"database unreachable: {type(exc).__name__}: {exc}") from exc
+        # the driver's message names hosts, ports, users and databases: the log has it
+        log.warning("readiness check: the database did not answer: %s: %s",
+                    type(exc).__name__, exc)
+        raise ServiceUnavailable("the database is unreachable; the server log says why") \
+            from exc
     head = head_revision()
     if revision != head:
         raise ServiceUnavailable(f"database schema is at {revision}, code expects {head}: "
@@ -32,7 +40,8 @@ async def ready(request: Request) -> dict[str, object]:
     return {"status": "ready", "database": "ok", "migration": revision}
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics() -> Response:
+@router.get("/metrics", summary="Prometheus metrics (needs a key when reads do)",
+            response_class=Response)
+async def metrics(_: Reader) -> Response:
     body, content_type = metrics_payload()
     return Response(body, media_type=content_type)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -44,7 +45,9 @@ async def list_keys(request: Request, principal: Admin) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-@router.delete("/{name}", status_code=204, summary="Revoke a key")
+@router.delete("/{name}", status_code=204,
+               summary="Revoke a key (not the caller's own, nor the last admin key: 409)")
 async def revoke(name: str, request: Request, principal: Admin) -> None:
-    await asyncio.to_thread(_in_transaction, request, revoke_key, name)
+    await asyncio.to_thread(_in_transaction, request, partial(revoke_key, by=principal.name),
+                            name)
     request.state.audit_detail = {"key": name}
