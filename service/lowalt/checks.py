@@ -29,8 +29,8 @@ async def drone_class(conn: AsyncConnection, drone_id: int) -> str:
 
 
 async def validate_route(conn: AsyncConnection, route: RouteVolume, klass: str,
-                         s: LowAltSettings, ground: GroundModel | None = None
-                         ) -> dict[str, Any]:
+                         s: LowAltSettings, ground: GroundModel | None = None,
+                         approving: bool = False) -> dict[str, Any]:
     fr = route.frame
     obstacles = await load_obstacles(conn, route.corridor_m.buffer(s.clearance_h_m + 1.0),
                                      fr, s.obstacle_types)
@@ -40,7 +40,7 @@ async def validate_route(conn: AsyncConnection, route: RouteVolume, klass: str,
         ground = await load_ground(conn, route.corridor_m, fr, s)
     version = await city_model_version(conn)
     result = await anyio.to_thread.run_sync(validate, route, obstacles, zones, ground, klass,
-                                            s, datetime.now(UTC))
+                                            s, datetime.now(UTC), approving)
     result["checked"]["city_model_version"] = version
     return result
 

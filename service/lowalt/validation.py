@@ -4,6 +4,8 @@ Rules (margins from ``LowAltSettings``):
 
 * ``volume``: the reservation starts no earlier than now (with a small grace), at most
   ``max_days_ahead`` ahead, and lasts at most ``max_window_hours``; refused otherwise.
+  Approval checks the route again with every other rule, but of these only that its window
+  has not ended: a suspended flight may be approved again while its window runs.
 * ``height_limit``: the top of the volume (centre line + vertical half-height) is at most
   120 m above ground (50 m for micro drones). Above it the route is in controlled airspace:
   it needs approval, it is not refused.
@@ -65,12 +67,17 @@ def _point(route: RouteVolume, xyz: np.ndarray) -> list[float]:
     return [round(float(lon[0]), 7), round(float(lat[0]), 7), round(float(xyz[2]), 2)]
 
 
-def check_volume(route: RouteVolume, s: LowAltSettings, now: datetime) -> list[dict]:
+def check_volume(route: RouteVolume, s: LowAltSettings, now: datetime,
+                 approving: bool = False) -> list[dict]:
     out = []
 
     def bad(msg: str) -> None:
         out.append({"rule": "volume", "severity": "refuse", "message": msg})
 
+    if approving:
+        if route.end <= now:
+            bad(f"the time window ended at {route.end.isoformat()}")
+        return out
     if route.end <= route.start:
         bad("the time window ends before it starts")
     if route.start < now - timedelta(seconds=s.past_grace_s):
@@ -238,12 +245,12 @@ def check_zones(route: RouteVolume, zones: list[Zone], pts: np.ndarray, fr: np.n
 
 def validate(route: RouteVolume, obstacles: Obstacles, zones: list[Zone],
              ground: GroundModel, drone_class: str, s: LowAltSettings,
-             now: datetime) -> dict[str, Any]:
+             now: datetime, approving: bool = False) -> dict[str, Any]:
     """Every violation of one route, the verdict, and what it was checked against."""
     pts, fr = sample(route.xyz, s.sample_step_m)
     g, src = ground.at_xy(pts[:, 0], pts[:, 1])
     limit = height_limit(drone_class, s)
-    violations = (check_volume(route, s, now)
+    violations = (check_volume(route, s, now, approving)
                   + check_height(route, pts, fr, g, limit, s)
                   + check_buildings(route, obstacles, s)
                   + check_zones(route, zones, pts, fr, g, s.sample_step_m))
