@@ -43,7 +43,7 @@ async def _volume(conn: AsyncConnection, body: RouteIn, s: LowAltSettings
                                        .model_copy(update={"coordinates": [
                                            [*c[:2], 0.0] for c in body.geometry.coordinates]})})
         area = route_volume(flat, s)
-        ground = await load_ground(conn, area.corridor_m, area.frame, s)
+        ground = await load_ground(conn, area.tube_m(), area.frame, s)
         ground_fn = ground.at_lonlat
     return route_volume(body, s, ground_fn), klass
 

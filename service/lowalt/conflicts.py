@@ -57,8 +57,7 @@ def search_params(route: RouteVolume, s: LowAltSettings, self_id: int | None
     margin = timedelta(seconds=s.time_margin_s)
     lo, hi = route.alt_band
     # grown like the exact test's reach (half a sample step more), so both agree
-    area = route.frame.geom_to_lonlat(route.corridor_m.buffer(
-        s.separation_h_m + s.conflict_step_m / 2, quad_segs=4))
+    area = route.frame.geom_to_lonlat(route.tube_m(s.separation_h_m + s.conflict_step_m / 2))
     return {"self": self_id or 0, "t0": route.start - margin, "t1": route.end + margin,
             "lo": lo - s.separation_v_m, "hi": hi + s.separation_v_m,
             "area": shapely.to_wkb(area)}

@@ -3,7 +3,8 @@
 Each report is checked against the drone's route at that time: its active route, else an
 approved route whose window (widened by the time margin) holds the report. Flags:
 
-* ``outside_corridor``: farther from the centre line than the corridor's half-width;
+* ``outside_corridor``: outside the filed corridor polygon (what the operator promised to
+  stay in), or farther from the centre line than the half-width;
 * ``outside_altitude_band``: more than the vertical half-height above or below the centre
   line at the nearest point;
 * ``outside_time_window``: flying on an active route outside its window;
@@ -26,13 +27,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.errors import Unprocessable
-from service.lowalt.geo import frame, nearest_on_polyline
+from service.lowalt.geo import frame, grow, nearest_on_polyline, outer_radius
 from service.lowalt.ground import load_ground
 from service.lowalt.schemas import TelemetryIn, check_in_area
 from service.lowalt.settings import LowAltSettings
 
 _ROUTES_SQL = text(
     "SELECT id, drone_id, status, half_width_m, vertical_half_m, ST_AsBinary(geom) AS wkb,"
+    " ST_AsBinary(corridor) AS corridor_wkb,"
     " lower(time_window) AS t0, upper(time_window) AS t1 FROM drone_routes"
     " WHERE drone_id = ANY(:ids) AND status IN ('approved', 'active')"
     " AND (status = 'active' OR time_window && tstzrange(:t0, :t1, '[]'))"
@@ -79,6 +81,7 @@ def conformance(points: list[TelemetryIn], routes: list[Any], s: LowAltSettings,
     for r in routes:
         by_drone.setdefault(r.drone_id, []).append(r)
     lines: dict[int, np.ndarray] = {}
+    areas: dict[int, shapely.Geometry] = {}
     out = []
     for p in points:
         widened = [SimpleNamespace(**{**vars(r), "t0": r.t0 - margin, "t1": r.t1 + margin})
@@ -88,9 +91,16 @@ def conformance(points: list[TelemetryIn], routes: list[Any], s: LowAltSettings,
             if route.id not in lines:
                 ll = shapely.get_coordinates(shapely.from_wkb(route.wkb), include_z=True)
                 lines[route.id] = fr.xyz(ll)
+                # the default corridor's polygon lies inside the circle of its half-width by
+                # up to 0.5 %: grown by as much, a point on the tube's edge is inside
+                area = fr.geom_to_metric(shapely.from_wkb(route.corridor_wkb))
+                areas[route.id] = grow(area, route.half_width_m * (
+                    outer_radius(1.0, 8) - 1.0) + 0.01)
+                shapely.prepare(areas[route.id])
             x, y = fr.to_metric(np.array([p.lon]), np.array([p.lat]))
             d, zc, _ = nearest_on_polyline(np.column_stack([x, y]), lines[route.id])
-            if d[0] > route.half_width_m:
+            if d[0] > route.half_width_m or not shapely.contains_xy(areas[route.id], x[0],
+                                                                     y[0]):
                 flags.append("outside_corridor")
             if abs(p.h - zc[0]) > route.vertical_half_m:
                 flags.append("outside_altitude_band")

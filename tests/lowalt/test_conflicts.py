@@ -147,3 +147,17 @@ def test_far_apart_routes_approve_in_parallel(api, auth):
 
     with ThreadPoolExecutor(len(outs)) as pool:
         assert list(pool.map(go, [o["id"] for o in outs])) == [200] * 4
+
+
+def test_route_inside_an_approved_corridor_conflicts(api, auth):
+    w = auth("operator")
+    here = Local(90)
+    ring = [here.ll(x, y) for x, y in ((-20, 10), (300, -330), (620, 10), (-20, 10))]
+    a = file(api, w, route_body(drone(api, w), here.line(
+        [(0, 0, 60), (300, -300, 60), (600, 0, 60)]),
+        corridor={"type": "Polygon", "coordinates": [ring]}))
+    assert _approve(api, w, a["id"]).status_code == 200
+    # entirely inside A's triangle, 170 m and more from A's centre line, same height and time
+    b = file(api, w, route_body(drone(api, w), here.line([(250, -20, 60), (350, -20, 60)])))
+    assert [c["route_id"] for c in b["validation"]["conflicts"]] == [a["id"]]
+    assert _approve(api, w, b["id"]).status_code == 409

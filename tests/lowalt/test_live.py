@@ -212,3 +212,23 @@ def test_dashboard_stream_reader_sends_the_key_and_resumes(settings, db_url, aut
     # nothing from before the resume point comes again ("silent" events carry no id)
     again = [e for e in got["events"] if e["connection"] == 2 and e["type"] == "state"]
     assert all(int(e["lastEventId"]) > int(resumed) for e in again), got
+
+
+def test_outside_corridor_follows_the_filed_polygon(api, auth):
+    w = auth("operator")
+    here = Local(15)
+    d = drone(api, w)
+    t0 = datetime.now(UTC) - timedelta(seconds=30)
+    ring = [here.ll(x, y) for x, y in ((-20, 10), (300, -330), (620, 10), (-20, 10))]
+    out = file(api, w, {**route_body(d, here.line([(0, 0, 60), (300, -300, 60),
+                                                   (600, 0, 60)]),
+                                     corridor={"type": "Polygon", "coordinates": [ring]}),
+                        "start_time": t0.isoformat(),
+                        "end_time": (t0 + timedelta(minutes=30)).isoformat()})
+    assert api.post(f"/drone-routes/{out['id']}/approve", headers=w).status_code == 200
+    # inside the triangle, 198 m from the line: where the operator said it would be
+    r = api.post("/telemetry/one", json=_point(here, d, 300, -20, 60), headers=w)
+    assert r.json()["flagged"] == [], r.text
+    # 15 m from the line's start but outside the triangle (its top edge is at y = 10)
+    r = api.post("/telemetry/one", json=_point(here, d, 0, 15, 60), headers=w)
+    assert r.json()["flagged"][0]["flags"] == ["outside_corridor"], r.text

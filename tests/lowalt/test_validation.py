@@ -172,3 +172,46 @@ def test_listing_and_geojson(api, auth):
     assert f["id"] == out["id"] and f["geometry"]["type"] == "LineString"
     assert f["properties"]["corridor"]["type"] == "Polygon"
     assert len(f["geometry"]["coordinates"][0]) == 3
+
+
+def _v_corridor(here: Local) -> tuple[dict, dict]:
+    """A V-shaped line and the triangle around it: the triangle's top edge is 219 m from
+    the line at its middle, while every vertex of it is at most 30 m from the line."""
+    line = here.line([(0, 0, 60), (300, -300, 60), (600, 0, 60)])
+    ring = [here.ll(x, y) for x, y in ((-20, 10), (300, -330), (620, 10), (-20, 10))]
+    return line, {"type": "Polygon", "coordinates": [ring]}
+
+
+def test_checks_cover_all_of_a_filed_corridor(api, auth, city):
+    w = auth("operator")
+    here = Local(24)
+    line, triangle = _v_corridor(here)
+    # a 93 m building inside the triangle, 184 m from the line: inside the filed corridor
+    city.building(here, "in-the-v", (280, -60, 320, -20), height=93)
+    d = drone(api, w)
+    out = api.post("/drone-routes/validate", json=route_body(d, line, corridor=triangle),
+                   headers=w).json()
+    assert out["verdict"] == "refused", out
+    [hit] = [v for v in out["violations"] if v["rule"] == "building_clearance"]
+    assert hit["city_object"] == "in-the-v"
+    margins = out["checked"]["margins"]
+    assert 219 <= margins["half_width_m"] < 221, margins
+    # the same line with its default 10 m corridor passes the building
+    plain = api.post("/drone-routes/validate", json=route_body(d, line), headers=w).json()
+    assert plain["verdict"] == "accepted", plain["violations"]
+
+
+def test_corridor_wider_than_its_half_width_is_refused(api, auth, city):
+    w = auth("operator")
+    here = Local(27)
+    line, triangle = _v_corridor(here)
+    d = drone(api, w)
+    before = city.count("drone_routes")
+    r = api.post("/drone-routes", json=route_body(d, line, corridor=triangle, half_width_m=40),
+                 headers=w)
+    assert r.status_code == 422, r.text
+    assert "reaches 219" in r.json()["detail"] and "half_width_m" in r.json()["detail"]
+    assert city.count("drone_routes") == before
+    # a half-width that holds it is taken, and is what is stored
+    out = file(api, w, route_body(d, line, corridor=triangle, half_width_m=230))
+    assert out["properties"]["half_width_m"] == 230
