@@ -1,16 +1,19 @@
 """4D conflict check against routes that hold airspace (approved and active).
 
-Two routes conflict when their reservations overlap in time (each widened by
-``time_margin_s``) and somewhere their corridors come closer than ``separation_h_m``
-horizontally while their volumes are less than ``separation_v_m`` apart vertically.
+Two routes conflict when their reservations overlap in time with each window widened by
+``time_margin_s`` (so windows less than twice the margin apart conflict) and somewhere their
+tubes (centre line +- half-width, which hold the filed corridors) come closer than
+``separation_h_m`` horizontally while their volumes are less than ``separation_v_m`` apart
+vertically.
 
 One index scan (the partial GiST index over corridor, time window and altitude band of
-approved/active routes) finds the candidates: the time window widened by the margin, the
-altitude band widened by the vertical separation, the corridor grown by the horizontal
-separation. The exact test then runs on those few: the new route is sampled every
-``conflict_step_m`` and, for each sample and each segment of a candidate, the part of the
-segment within reach is solved for (a quadratic), and the candidate's heights along it are
-compared. Sampling can only make the test stricter: the reach is grown by half a step.
+approved/active routes) finds the candidates: the time window widened by twice the margin
+(its own and the candidate's), the altitude band widened by the vertical separation, this
+route's tube grown by the horizontal separation against the stored corridors. The exact
+test then runs on those few: the new route is sampled every ``conflict_step_m`` and, for
+each sample and each segment of a candidate, the part of the segment within reach is solved
+for (a quadratic), and the candidate's heights along it are compared. Sampling can only
+make the test stricter: the reach is grown by half a step.
 """
 
 from __future__ import annotations
@@ -52,9 +55,14 @@ class Candidate:
     end: datetime
 
 
+def time_reach(s: LowAltSettings) -> timedelta:
+    """How far apart two windows may start to conflict: both are widened by the margin."""
+    return timedelta(seconds=2 * s.time_margin_s)
+
+
 def search_params(route: RouteVolume, s: LowAltSettings, self_id: int | None
                   ) -> dict[str, Any]:
-    margin = timedelta(seconds=s.time_margin_s)
+    margin = time_reach(s)
     lo, hi = route.alt_band
     # grown like the exact test's reach (half a sample step more), so both agree
     area = route.frame.geom_to_lonlat(route.tube_m(s.separation_h_m + s.conflict_step_m / 2))
@@ -155,7 +163,7 @@ def brute_force(route: RouteVolume, all_routes: list[Candidate], s: LowAltSettin
                 ) -> list[dict[str, Any]]:
     """The same answer without any index: time, altitude and the exact test on every route
     (the baseline the benchmark compares with)."""
-    margin = timedelta(seconds=s.time_margin_s)
+    margin = time_reach(s)
     lo, hi = route.alt_band
     keep = [c for c in all_routes
             if c.start < route.end + margin and c.end > route.start - margin

@@ -19,7 +19,8 @@ class LowAltSettings(BaseSettings):
     clearance_v_m: float = Field(10.0, description="vertical clearance from buildings")
     separation_h_m: float = Field(30.0, description="horizontal separation of corridors")
     separation_v_m: float = Field(10.0, description="vertical separation of volumes")
-    time_margin_s: float = Field(120.0, description="time windows widened by this much")
+    time_margin_s: float = Field(120.0, description="each time window widened by this much: two "
+                                "flights conflict when less than twice this apart")
     max_days_ahead: float = Field(30.0, description="latest start of a filed route")
     max_window_hours: float = Field(24.0, description="longest reservation of one route")
     past_grace_s: float = Field(300.0, description="a start this far in the past is allowed")
