@@ -17,7 +17,17 @@ router = APIRouter(tags=["low altitude"])
 Settings = Annotated[LowAltSettings, Depends(lowalt_settings)]
 
 
-@router.post("/telemetry", status_code=201, summary="Telemetry in a batch (all or nothing)")
+_TELEMETRY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "a report stamped more than 5 s (``clock_ahead_s``) ahead of the "
+                         "server clock (problem+json with point, ahead_s, server_time); "
+                         "nothing was stored"},
+    422: {"description": "unknown drone, naive time, position outside the metric CRS's "
+                         "area, or values out of range; nothing was stored"},
+}
+
+
+@router.post("/telemetry", status_code=201, summary="Telemetry in a batch (all or nothing)",
+             responses=_TELEMETRY_ERRORS)
 async def telemetry_batch(body: TelemetryBatch, request: Request, _: Writer, s: Settings
                           ) -> dict[str, Any]:
     async with request.app.state.engine.begin() as conn:
@@ -26,7 +36,8 @@ async def telemetry_batch(body: TelemetryBatch, request: Request, _: Writer, s: 
     return out
 
 
-@router.post("/telemetry/one", status_code=201, summary="One telemetry report")
+@router.post("/telemetry/one", status_code=201, summary="One telemetry report",
+             responses=_TELEMETRY_ERRORS)
 async def telemetry_one(body: TelemetryIn, request: Request, _: Writer, s: Settings
                         ) -> dict[str, Any]:
     async with request.app.state.engine.begin() as conn:

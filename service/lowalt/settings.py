@@ -42,6 +42,9 @@ class LowAltSettings(BaseSettings):
     plan_margin_m: float = Field(400.0, description="search area around start and goal")
     plan_max_cells: int = Field(600_000, description="largest planning grid (cells x levels)")
     plan_default_agl_m: float = Field(30.0, description="start/goal height when none given")
+    clock_ahead_s: float = Field(
+        5.0, description="reports stamped further ahead of the server clock are refused "
+                         "(ASTM F3548-21: participants' clocks within 5 s)")
     silent_after_s: float = Field(15.0, description="a drone this long without a report")
     stream_poll_s: float = Field(1.0, description="how often the live stream looks")
     stream_keepalive_s: float = Field(15.0, description="comment line on an idle stream")

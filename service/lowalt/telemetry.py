@@ -11,13 +11,17 @@ approved route whose window (widened by the time margin) holds the report. Flags
 * ``no_approved_route``: no active or approved route at all.
 
 ``silent`` is not stored: it is read-time (no report received for ``silent_after_s``).
-A batch is all or nothing: one unknown drone and nothing is stored. Re-sent reports (same
-drone and time) replace the earlier ones. ``drone_state`` keeps the newest report per drone.
+A batch is all or nothing: one unknown drone and nothing is stored. A report stamped more than
+``clock_ahead_s`` (5 s, the F3548 clock bound) ahead of the server clock is refused with
+400: kept, it would stay the newest report while the real ones arrive, and hide them. A
+state stamped that far ahead (stored before this check) is replaced by the next report.
+Re-sent reports (same drone and time) replace the earlier ones. ``drone_state`` keeps the
+newest report per drone.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,7 +30,7 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.errors import Unprocessable
+from service.errors import BadRequest, Unprocessable
 from service.lowalt.geo import frame, grow, nearest_on_polyline, outer_radius
 from service.lowalt.ground import load_ground
 from service.lowalt.schemas import TelemetryIn, check_in_area
@@ -58,6 +62,7 @@ _STATE_SQL = text(
     " battery_pct = EXCLUDED.battery_pct, route_id = EXCLUDED.route_id,"
     " flags = EXCLUDED.flags, height_agl_m = EXCLUDED.height_agl_m, received_at = now(),"
     " seq = nextval('drone_state_seq') WHERE drone_state.t <= EXCLUDED.t"
+    " OR drone_state.t > now() + make_interval(secs => :ahead)"
 )
 
 
@@ -113,6 +118,17 @@ async def ingest(conn: AsyncConnection, points: list[TelemetryIn], s: LowAltSett
     for i, p in enumerate(points):
         if p.t.tzinfo is None:
             raise Unprocessable(f"point {i}: t needs a time zone", point=i)
+    now = datetime.now(UTC)
+    ahead = [(i, (p.t - now).total_seconds()) for i, p in enumerate(points)
+             if p.t > now + timedelta(seconds=s.clock_ahead_s)]
+    if ahead:
+        i, by = ahead[0]
+        raise BadRequest(
+            f"point {i}: t {points[i].t.isoformat()} is {by:.1f} s ahead of the server clock "
+            f"({now.isoformat()}); at most {s.clock_ahead_s:g} s is accepted: check the "
+            f"drone's or the ground station's clock; nothing was stored",
+            point=i, ahead_s=round(by, 3), server_time=now.isoformat(),
+            future_points=len(ahead))
     check_in_area(np.array([p.lon for p in points]), np.array([p.lat for p in points]),
                   s.metric_crs)
     ids = sorted({p.drone_id for p in points})
@@ -145,6 +161,7 @@ async def ingest(conn: AsyncConnection, points: list[TelemetryIn], s: LowAltSett
     g, _ = ground.at_xy(x, y)
     for r, gz in zip(latest, g, strict=True):
         r["agl"] = round(float(r["h"] - gz), 2)
+        r["ahead"] = s.clock_ahead_s
     await conn.execute(_STATE_SQL, latest)
     flagged = [{"drone_id": r["drone_id"], "t": r["t"].isoformat(), "flags": r["flags"]}
                for r in rows if r["flags"]]

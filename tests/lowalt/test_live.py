@@ -232,3 +232,42 @@ def test_outside_corridor_follows_the_filed_polygon(api, auth):
     # 15 m from the line's start but outside the triangle (its top edge is at y = 10)
     r = api.post("/telemetry/one", json=_point(here, d, 0, 15, 60), headers=w)
     assert r.json()["flagged"][0]["flags"] == ["outside_corridor"], r.text
+
+
+def test_a_report_from_the_future_is_refused_and_cannot_freeze_the_state(api, auth, city):
+    from sqlalchemy import text
+
+    w = auth("operator")
+    here = Local(18)
+    d = drone(api, w)
+    now = datetime.now(UTC)
+    assert api.post("/telemetry/one", json=_point(here, d, 0, 0, 60, now),
+                    headers=w).status_code == 201
+    before = city.count("drone_telemetry")
+    hour = _point(here, d, 500, 0, 60, now + timedelta(hours=1))
+    for path, body in (("/telemetry/one", hour),
+                       ("/telemetry", {"points": [_point(here, d, 10, 0, 60), hour]})):
+        r = api.post(path, json=body, headers=w)
+        assert r.status_code == 400, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert "ahead of the server clock" in r.json()["detail"]
+        assert 3590 < r.json()["ahead_s"] < 3610
+    assert city.count("drone_telemetry") == before
+    # within the 5 s clock bound is fine
+    skew = _point(here, d, 20, 0, 60, datetime.now(UTC) + timedelta(seconds=3))
+    assert api.post("/telemetry/one", json=skew, headers=w).status_code == 201
+    # a state stamped an hour ahead (as stored before the bound) gives way to the next report
+    with city.engine.begin() as conn:
+        conn.execute(text("UPDATE drone_state SET t = now() + interval '1 hour'"
+                          " WHERE drone_id = :d"), {"d": d})
+    stream = SSE(api.base_url.join("/drones-live/stream").__str__())
+    try:
+        time.sleep(0.5)
+        later = _point(here, d, 300, 0, 60, datetime.now(UTC) + timedelta(seconds=4))
+        assert api.post("/telemetry/one", json=later, headers=w).status_code == 201
+        state = {f["id"]: f for f in api.get("/drones-live").json()["features"]}[d]
+        assert abs(state["geometry"]["coordinates"][0] - later["lon"]) < 1e-9
+        stream.wait_for(lambda k, e: k == "state" and e["id"] == d
+                        and abs(e["geometry"]["coordinates"][0] - later["lon"]) < 1e-9)
+    finally:
+        stream.close()
