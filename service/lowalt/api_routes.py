@@ -95,8 +95,10 @@ async def list_routes(request: Request, _: Reader,
     return {"type": "FeatureCollection", "features": feats, "numberReturned": len(feats)}
 
 
-@router.post("/plan", summary="Plan a 3D path from start to goal that avoids buildings and "
-             "zones with the margins and stays under the height limit")
+@router.post("/plan", summary="Plan a 3D path from start to goal that avoids buildings, "
+             "zones and approved flights of equal or higher priority in its window (4D) with "
+             "the margins and stays under the height limit; the answer has the same "
+             "validation and conflicts as /validate")
 async def plan(body: PlanIn, request: Request, _: Planner, s: Settings) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
         return await plan_route(conn, body, s)

@@ -80,6 +80,18 @@ def candidates_from_rows(rows, frame: Frame) -> list[Candidate]:
     return out
 
 
+async def load_flights(conn: AsyncConnection, area_m: shapely.Geometry, frame: Frame,
+                       start: datetime, end: datetime, s: LowAltSettings
+                       ) -> list[Candidate]:
+    """Approved and active flights whose corridor meets an area at any height, and whose
+    window meets [start, end] when both are widened by the margin (what planning avoids)."""
+    margin = time_reach(s)
+    rows = (await conn.execute(CANDIDATES_SQL, {
+        "self": 0, "t0": start - margin, "t1": end + margin, "lo": -1e9, "hi": 1e9,
+        "area": shapely.to_wkb(frame.geom_to_lonlat(area_m))})).all()
+    return candidates_from_rows(rows, frame)
+
+
 async def load_candidates(conn: AsyncConnection, route: RouteVolume, s: LowAltSettings,
                           self_id: int | None = None) -> list[Candidate]:
     rows = (await conn.execute(CANDIDATES_SQL, search_params(route, s, self_id))).all()

@@ -1,4 +1,5 @@
-"""Planning as a service: load the area's city model, zones and ground, search, validate."""
+"""Planning as a service: load the area's city model, zones, ground and the approved flights
+of the window, search, validate, check conflicts."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import shapely
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.errors import Unprocessable
-from service.lowalt.checks import drone_class
+from service.lowalt.checks import drone_class, find_conflicts
 from service.lowalt.citymodel import city_model_version, load_obstacles, load_zones
+from service.lowalt.conflicts import load_flights
 from service.lowalt.geo import corridor_polygon, frame
 from service.lowalt.ground import load_ground
 from service.lowalt.planning import NoPath, PlanProblem, plan
@@ -64,25 +66,39 @@ async def plan_route(conn: AsyncConnection, body: PlanIn, s: LowAltSettings
     obstacles = await load_obstacles(conn, box, fr, s.obstacle_types)
     zones = await load_zones(conn, box, fr, body.start_time, body.end_time)
     version = await city_model_version(conn)
+    # flights this one would have to yield to: equal or higher priority (what approval
+    # refuses); lower ones are listed as yielding, as /validate does
+    flights = [c for c in await load_flights(conn, box, fr, body.start_time, body.end_time, s)
+               if c.priority >= body.priority]
     limit = height_limit(klass, s)
     problem = PlanProblem(np.array([sx[0], sy[0], start[2]]), np.array([sx[1], sy[1], goal[2]]),
-                          hw, vh, limit, obstacles, zones, ground, s)
+                          hw, vh, limit, obstacles, zones, ground, s, flights)
 
-    def search() -> tuple[RouteVolume, dict[str, Any], dict[str, Any]]:
+    def search() -> tuple[list[tuple[RouteVolume, dict[str, Any]]], dict[str, Any]]:
         path, raw, stats = plan(problem)
-        result = None
+        result, passed = None, []
         for candidate in (path, raw):
             vol = volume_from_path(candidate, body, hw, vh, s)
             result = validate(vol, obstacles, zones, ground, klass, s, now)
             if result["verdict"] == "accepted":
-                return vol, result, stats
-        raise NoPath("no path: the planned path did not pass validation",
-                     violations=result["violations"] if result else [])
+                passed.append((vol, result))
+        if not passed:
+            raise NoPath("no path: the planned path did not pass validation",
+                         violations=result["violations"] if result else [])
+        return passed, stats
 
     try:
-        vol, result, stats = await anyio.to_thread.run_sync(search)
+        passed, stats = await anyio.to_thread.run_sync(search)
     except NoPath as e:
         raise Unprocessable(e.reason, **e.extra) from e
+    for vol, result in passed:
+        result["conflicts"] = await find_conflicts(conn, vol, s)
+        if not any(c["blocking"] for c in result["conflicts"]):
+            break
+    else:
+        raise Unprocessable("no path: the planned path conflicts with approved flights",
+                            conflicts=[c for c in result["conflicts"] if c["blocking"]])
+    stats["flights_avoided"] = len(flights)
     result["checked"]["city_model_version"] = version
     coords = [[round(float(x), 8), round(float(y), 8), round(float(z), 2)]
               for x, y, z in vol.lonlatz]
