@@ -35,6 +35,7 @@ from scipy.sparse.csgraph import dijkstra
 
 from service.lowalt.citymodel import Obstacles, Zone
 from service.lowalt.conflicts import Candidate, tube_clash
+from service.lowalt.geo import grow as grow_area
 from service.lowalt.ground import GroundModel
 from service.lowalt.settings import LowAltSettings
 
@@ -151,7 +152,7 @@ def build_grid(pb: PlanProblem) -> Grid:
     for zone in pb.zones:
         if zone.zone_type not in AVOID_ZONES:
             continue
-        inside = shapely.contains_xy(zone.geom_m.buffer(hw + grow, quad_segs=4), gx, gy)
+        inside = shapely.contains_xy(grow_area(zone.geom_m, hw + grow), gx, gy)
         base = g if zone.height_reference == "agl" else np.zeros_like(g)
         fl, ce = zone.floor_m + base, zone.ceiling_m + base
         for li, z in enumerate(levels):

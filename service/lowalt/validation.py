@@ -14,10 +14,16 @@ Rules (margins from ``LowAltSettings``):
   footprint, the volume must keep ``clearance_v`` above its top (or below its underside,
   for bridges). Obstacles are prisms from the city model (footprint, lowest and highest
   point), so a pitched roof counts as its ridge: conservative, never optimistic.
-  This test is exact per segment: each segment is clipped to the footprint grown by the
-  horizontal margin, and the heights along the clipped part are solved for analytically.
+  Each segment is clipped to the footprint grown by the horizontal margin, and the heights
+  along the clipped part are solved for analytically. The grown footprint's round corners
+  are polygons around the true circles (radius / cos(pi / 32)), never inside them: a corner
+  may count up to 0.5 % farther than it is, never nearer.
 * ``zone``: overlap in space, altitude and time with a prohibited zone is refused, with a
-  needs-authorisation zone needs approval, with a conditional zone is a notice.
+  needs-authorisation zone needs approval, with a conditional zone is a notice. The centre
+  line is tested at samples at most ``sample_step_m`` apart, so the zone is grown by half a
+  step (``zone_margin_m`` in the answer's margins, 2.5 m by default) beyond the half-width:
+  a crossing between two samples is never missed, and a route that passes a zone closer than
+  half-width + 2.5 m counts as entering it.
 
 Each violation has ``rule``, ``severity`` (refuse | needs_approval | notice), ``message``,
 ``from_fraction``/``to_fraction`` along the route (horizontal length), ``point`` (lon, lat,
@@ -33,7 +39,7 @@ import numpy as np
 import shapely
 
 from service.lowalt.citymodel import Obstacles, Zone
-from service.lowalt.geo import fractions_of, sample
+from service.lowalt.geo import fractions_of, grow, sample
 from service.lowalt.ground import SOURCES, GroundModel
 from service.lowalt.schemas import RouteVolume
 from service.lowalt.settings import LowAltSettings
@@ -130,7 +136,7 @@ def _clash_parts(xyz: np.ndarray, obs: Obstacles, reach: float, vh: float, cv: f
     if seg_i.size == 0:
         return empty
     ub, inv = np.unique(obs_i, return_inverse=True)
-    regions = shapely.buffer(obs.footprints[ub], reach, quad_segs=8)[inv]
+    regions = grow(obs.footprints[ub], reach)[inv]
     d = b2 - a2
     l2 = (d * d).sum(1)
     flat = l2[seg_i] < 1e-12
@@ -220,7 +226,7 @@ def check_zones(route: RouteVolume, zones: list[Zone], pts: np.ndarray, fr: np.n
     out = []
     vh = route.vertical_half
     for z in zones:
-        region = z.geom_m.buffer(route.half_width + step / 2, quad_segs=4)
+        region = grow(z.geom_m, route.half_width + step / 2)
         inside = shapely.contains_xy(region, pts[:, 0], pts[:, 1])
         base = ground if z.height_reference == "agl" else 0.0
         floor, ceiling = z.floor_m + base, z.ceiling_m + base
@@ -264,7 +270,8 @@ def validate(route: RouteVolume, obstacles: Obstacles, zones: list[Zone],
             "height_limit_m": limit,
             "margins": {"clearance_h_m": s.clearance_h_m, "clearance_v_m": s.clearance_v_m,
                         "half_width_m": route.half_width,
-                        "vertical_half_m": route.vertical_half},
+                        "vertical_half_m": route.vertical_half,
+                        "zone_margin_m": s.sample_step_m / 2},
             "height_agl_m": {"min": round(float(agl.min()), 2),
                              "max": round(float(agl.max()), 2)},
             "ground_source": {name: int(n) for name, n in zip(SOURCES, counts, strict=True)
