@@ -30,6 +30,10 @@ from service.lowalt.geo import Frame, grow
 from service.lowalt.settings import LowAltSettings
 
 SOURCES = ("city_model", "lidar_survey", "egm96_sea_level")
+SEA_LEVEL_NOTE = (
+    "no ground is known here (no city object within the ground radius, no LiDAR survey): "
+    "height above ground is measured from sea level (the EGM96 geoid), so it overstates "
+    "the height wherever the terrain is above the sea")
 
 _CITY_SQL = text(
     "SELECT ST_X(p) AS lon, ST_Y(p) AS lat, z FROM ("

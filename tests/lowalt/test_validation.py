@@ -256,3 +256,17 @@ def test_zone_margin_is_stated(api, auth):
     clear = api.post("/drone-routes/validate", json=route_body(
         d, here.line([(0, 7, 60), (1000, 7, 60)])), headers=w).json()
     assert clear["verdict"] == "accepted", clear["violations"]
+
+
+def test_ground_from_sea_level_is_said(api, auth, city):
+    w = auth("operator")
+    here = Local(36)
+    d = drone(api, w)
+    out = api.post("/drone-routes/validate", json=route_body(
+        d, here.line([(0, 0, 60), (300, 0, 60)])), headers=w).json()
+    assert out["checked"]["ground_source"] == {"egm96_sea_level": out["checked"]["samples"]}
+    assert "sea level" in out["checked"]["ground_note"]
+    city.building(here, "ground-here", (100, 40, 140, 80), height=10)
+    out = api.post("/drone-routes/validate", json=route_body(
+        d, here.line([(0, 0, 60), (300, 0, 60)])), headers=w).json()
+    assert "ground_note" not in out["checked"]
