@@ -121,7 +121,9 @@ async def list_routes(request: Request, _: Reader,
              "validation and conflicts as /validate",
              description="`route` is a body to file as is, `validation` what /validate says "
                          "of it (" + _VALIDATION_DOC + "), `plan` the search figures "
-                         "(flights_avoided: the approved flights it planned around).",
+                         "(flights_avoided: the approved flights it planned around; "
+                         "departure_delay_s and a note when those flights blocked every way "
+                         "and it departs later, at most max_delay_s).",
              responses={422: {"description": "no path: the start, the goal or every way is "
                                              "blocked (blocked_by names what), or the path "
                                              "would conflict with approved flights"}})

@@ -98,11 +98,9 @@ async def load_candidates(conn: AsyncConnection, route: RouteVolume, s: LowAltSe
     return candidates_from_rows(rows, route.frame)
 
 
-def tube_clash(pts: np.ndarray, line: np.ndarray, reach: float, vsep: float
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For sample points (n, 3) against a polyline (m, 3): whether each point has part of
-    the line within ``reach`` horizontally and less than ``vsep`` away vertically there,
-    with the horizontal distance and the vertical gap."""
+def _within_reach(pts: np.ndarray, line: np.ndarray, reach: float):
+    """Per point (n, 2+) and segment of the polyline (m, 3): whether part of the segment is
+    within ``reach`` horizontally, and the lowest and highest height of that part."""
     p = pts[:, None, :2]
     a, d = line[None, :-1, :2], line[None, 1:, :2] - line[None, :-1, :2]
     za, dz = line[None, :-1, 2], line[None, 1:, 2] - line[None, :-1, 2]
@@ -119,7 +117,23 @@ def tube_clash(pts: np.ndarray, line: np.ndarray, reach: float, vsep: float
     t1 = np.where(flat, 1.0, np.clip(r1, 0.0, 1.0))
     near = np.where(flat, c <= 0, (disc >= 0) & (r1 >= 0.0) & (r0 <= 1.0))
     z0, z1 = za + t0 * dz, za + t1 * dz
-    zlo, zhi = np.minimum(z0, z1), np.maximum(z0, z1)
+    return near, np.minimum(z0, z1), np.maximum(z0, z1), a, d, b, l2s, p
+
+
+def heights_within_reach(pts: np.ndarray, line: np.ndarray, reach: float
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """For points (n, 2+): the lowest and highest height of the polyline's parts within
+    ``reach`` horizontally (+inf, -inf where none is)."""
+    near, zlo, zhi = _within_reach(pts, line, reach)[:3]
+    return (np.where(near, zlo, np.inf).min(axis=1), np.where(near, zhi, -np.inf).max(axis=1))
+
+
+def tube_clash(pts: np.ndarray, line: np.ndarray, reach: float, vsep: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For sample points (n, 3) against a polyline (m, 3): whether each point has part of
+    the line within ``reach`` horizontally and less than ``vsep`` away vertically there,
+    with the horizontal distance and the vertical gap."""
+    near, zlo, zhi, a, d, b, l2s, p = _within_reach(pts, line, reach)
     pz = pts[:, 2][:, None]
     gap = np.where(pz < zlo, zlo - pz, np.where(pz > zhi, pz - zhi, 0.0))
     gap = np.where(near, gap, np.inf)

@@ -34,7 +34,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from service.lowalt.citymodel import Obstacles, Zone
-from service.lowalt.conflicts import Candidate, tube_clash
+from service.lowalt.conflicts import Candidate, heights_within_reach
 from service.lowalt.geo import grow as grow_area
 from service.lowalt.ground import GroundModel
 from service.lowalt.settings import LowAltSettings
@@ -61,6 +61,7 @@ class PlanProblem:
     ground: GroundModel
     settings: LowAltSettings
     flights: list[Candidate] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -103,6 +104,48 @@ class Grid:
 
 
 def build_grid(pb: PlanProblem) -> Grid:
+    """The grid with every voxel a drone may not be in; the part that does not depend on
+    the time window (ground, height limit, buildings) is kept in ``pb.cache``, so trying a
+    later departure recomputes only zones and flights."""
+    if "static" not in pb.cache:
+        pb.cache["static"] = _static_grid(pb)
+    x0, y0, cell, nx, ny, k0, nlev, dz, gx, gy, g, levels, grow, static, why = \
+        pb.cache["static"]
+    s = pb.settings
+    vh, hw = pb.vertical_half, pb.half_width
+    blocked = static.copy()
+    why = dict(why)
+    zmask = np.zeros_like(blocked)
+    for zone in pb.zones:
+        if zone.zone_type not in AVOID_ZONES:
+            continue
+        inside = shapely.contains_xy(grow_area(zone.geom_m, hw + grow), gx, gy)
+        base = g if zone.height_reference == "agl" else np.zeros_like(g)
+        fl, ce = zone.floor_m + base, zone.ceiling_m + base
+        for li, z in enumerate(levels):
+            zmask[li] |= inside & (z - vh - 1.0 < ce) & (z + vh + 1.0 > fl)
+    why["zone"] = zmask
+    blocked |= zmask
+    fmask = np.zeros_like(blocked)
+    for c in pb.flights:
+        # the conflict check's reach and vertical separation, and the cell's spare
+        reach = hw + c.half_width + s.separation_h_m + s.conflict_step_m / 2 + grow
+        vsep = vh + c.vertical_half + s.separation_v_m + 1.0
+        lo, hi = c.xyz[:, :2].min(0) - reach, c.xyz[:, :2].max(0) + reach
+        near = np.flatnonzero((gx >= lo[0]) & (gx <= hi[0]) & (gy >= lo[1]) & (gy <= hi[1]))
+        if near.size == 0:
+            continue
+        # the flight's heights near each cell, from the lowest to the highest of its parts
+        # within reach (a level between two such parts counts as blocked too)
+        zlo, zhi = heights_within_reach(np.column_stack([gx[near], gy[near]]), c.xyz, reach)
+        fmask[:, near] |= (levels[:, None] > zlo[None, :] - vsep) \
+            & (levels[:, None] < zhi[None, :] + vsep)
+    why["flights"] = fmask
+    blocked |= fmask
+    return Grid(x0, y0, cell, nx, ny, float(pb.start[2]), dz, k0, nlev, ~blocked, why)
+
+
+def _static_grid(pb: PlanProblem) -> tuple:
     s = pb.settings
     vh, hw = pb.vertical_half, pb.half_width
     x0 = min(pb.start[0], pb.goal[0]) - s.plan_margin_m
@@ -148,33 +191,7 @@ def build_grid(pb: PlanProblem) -> Grid:
             bmask[li, ci[m]] = True
     why["building_clearance"] = bmask
     blocked |= bmask
-    zmask = np.zeros_like(blocked)
-    for zone in pb.zones:
-        if zone.zone_type not in AVOID_ZONES:
-            continue
-        inside = shapely.contains_xy(grow_area(zone.geom_m, hw + grow), gx, gy)
-        base = g if zone.height_reference == "agl" else np.zeros_like(g)
-        fl, ce = zone.floor_m + base, zone.ceiling_m + base
-        for li, z in enumerate(levels):
-            zmask[li] |= inside & (z - vh - 1.0 < ce) & (z + vh + 1.0 > fl)
-    why["zone"] = zmask
-    blocked |= zmask
-    fmask = np.zeros_like(blocked)
-    for c in pb.flights:
-        # the conflict check's reach and vertical separation, and the cell's spare
-        reach = hw + c.half_width + s.separation_h_m + s.conflict_step_m / 2 + grow
-        vsep = vh + c.vertical_half + s.separation_v_m + 1.0
-        lo, hi = c.xyz[:, :2].min(0) - reach, c.xyz[:, :2].max(0) + reach
-        near = np.flatnonzero((gx >= lo[0]) & (gx <= hi[0]) & (gy >= lo[1]) & (gy <= hi[1]))
-        if near.size == 0:
-            continue
-        for li, z in enumerate(levels):
-            pts = np.column_stack([gx[near], gy[near], np.full(near.size, z)])
-            hit, _, _ = tube_clash(pts, c.xyz, reach, vsep)
-            fmask[li, near[hit]] = True
-    why["flights"] = fmask
-    blocked |= fmask
-    return Grid(x0, y0, cell, nx, ny, float(pb.start[2]), dz, k0, nlev, ~blocked, why)
+    return x0, y0, cell, nx, ny, k0, nlev, dz, gx, gy, g, levels, grow, blocked, why
 
 
 def _graph(grid: Grid):

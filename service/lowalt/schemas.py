@@ -112,6 +112,12 @@ class PlanIn(Strict):
     vertical_half_m: float | None = Field(None, gt=0, le=200)
     priority: int = Field(0, ge=0, le=9)
     name: str | None = Field(None, max_length=200)
+    max_delay_s: float = Field(
+        3600, ge=0, le=86_400,
+        description="how much later than start_time the plan may depart when approved "
+                    "flights block every way in the window asked for (the answer's route "
+                    "has the window it found, plan.departure_delay_s says by how much); "
+                    "0: never later")
 
 
 class TelemetryIn(Strict):

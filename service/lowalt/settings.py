@@ -41,6 +41,8 @@ class LowAltSettings(BaseSettings):
     plan_cell_m: float = Field(10.0, description="horizontal cell of the planning grid")
     plan_margin_m: float = Field(400.0, description="search area around start and goal")
     plan_max_cells: int = Field(600_000, description="largest planning grid (cells x levels)")
+    plan_max_shifts: int = Field(
+        6, description="later departures planning tries when approved flights block the way")
     plan_default_agl_m: float = Field(30.0, description="start/goal height when none given")
     clock_ahead_s: float = Field(
         5.0, description="reports stamped further ahead of the server clock are refused "
