@@ -70,3 +70,39 @@ def test_unchanged_world_still_approves(api, auth):
     r = _approve(api, w, out["id"])
     assert r.status_code == 200, r.text
     assert r.json()["validation"]["verdict"] == "accepted"
+
+
+def test_a_suspended_flight_is_approved_again_while_its_window_runs(api, auth, city):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
+
+    w = auth("operator")
+    here = Local(12)
+    t0 = datetime.now(UTC) - timedelta(seconds=30)
+    out = file(api, w, {**route_body(drone(api, w), here.line([(0, 0, 60), (500, 0, 60)])),
+                        "start_time": t0.isoformat(),
+                        "end_time": (t0 + timedelta(minutes=30)).isoformat()})
+    rid = out["id"]
+    assert _approve(api, w, rid).status_code == 200
+    for status in ("active", "suspended"):
+        assert api.post(f"/drone-routes/{rid}/status", json={"status": status},
+                        headers=w).status_code == 200
+    # twenty minutes into its window (a filing would be refused as starting in the past)
+    with city.engine.begin() as conn:
+        conn.execute(text("UPDATE drone_routes SET time_window = tstzrange(now() - interval"
+                          " '20 minutes', now() + interval '10 minutes') WHERE id = :id"),
+                     {"id": rid})
+    r = _approve(api, w, rid)
+    assert r.status_code == 200, r.text
+    # once its window is over, it cannot be approved again
+    assert api.post(f"/drone-routes/{rid}/status", json={"status": "suspended"},
+                    headers=w).status_code == 200
+    with city.engine.begin() as conn:
+        conn.execute(text("UPDATE drone_routes SET time_window = tstzrange(now() - interval"
+                          " '40 minutes', now() - interval '10 minutes') WHERE id = :id"),
+                     {"id": rid})
+    r = _approve(api, w, rid)
+    assert r.status_code == 409, r.text
+    assert r.json()["violations"][0]["rule"] == "volume"
+    assert "ended" in r.json()["detail"]
