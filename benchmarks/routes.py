@@ -21,7 +21,8 @@ Measured in this one run:
   median of runs; the baseline reads every building and tests each one (no spatial index),
   with the same exact test where a building is within reach. Answers must agree.
 * ``plan_ms``: planning a 2 km route across the dense block (reads, search, smoothing and
-  validation of the result), median of runs.
+  validation of the result) around the approved flights of its window, departing later
+  where they block every way (``plan_departure_delay_s``), median of runs.
 
     uv run python benchmarks/routes.py [--queries 300] [--keep DIR]
 """
@@ -274,7 +275,9 @@ async def bench_plan(engine, starts: list[tuple[float, float]], s: LowAltSetting
             "plan_length_m": out["plan"]["length_m"], "plan_straight_m":
             out["plan"]["straight_m"], "plan_voxels": out["plan"]["voxels"],
             "plan_obstacles": out["validation"]["checked"]["obstacles"],
-            "plan_waypoints": len(out["route"]["geometry"]["coordinates"])}
+            "plan_waypoints": len(out["route"]["geometry"]["coordinates"]),
+            "plan_flights_avoided": out["plan"]["flights_avoided"],
+            "plan_departure_delay_s": out["plan"]["departure_delay_s"]}
 
 
 async def run(url: str, args: argparse.Namespace, ox: float, oy: float,

@@ -17,7 +17,27 @@ router = APIRouter(tags=["low altitude"])
 Settings = Annotated[LowAltSettings, Depends(lowalt_settings)]
 
 
-@router.post("/telemetry", status_code=201, summary="Telemetry in a batch (all or nothing)")
+_TELEMETRY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "a report stamped more than 5 s (``clock_ahead_s``) ahead of the "
+                         "server clock (problem+json with point, ahead_s, server_time); "
+                         "nothing was stored"},
+    422: {"description": "unknown drone, naive time, position outside the metric CRS's "
+                         "area, or values out of range; nothing was stored"},
+}
+
+
+_TELEMETRY_DOC = (
+    "Reports stamped more than 5 s (`clock_ahead_s`, the ASTM F3548-21 clock bound) ahead of "
+    "the server clock are refused with 400. The answer: `stored`, `drones`, `flagged` (each "
+    "report's flags: outside_corridor, outside_altitude_band, outside_time_window, "
+    "no_approved_route, above_height_limit: over 120 m above ground, 50 m for micro drones, "
+    "off a route approved with an authorisation) and `latest` per drone: height_agl_m, "
+    "ground_reference (city_model, lidar_survey or egm96_sea_level) and ground_note where "
+    "no ground is known and sea level is used.")
+
+
+@router.post("/telemetry", status_code=201, summary="Telemetry in a batch (all or nothing)",
+             description=_TELEMETRY_DOC, responses=_TELEMETRY_ERRORS)
 async def telemetry_batch(body: TelemetryBatch, request: Request, _: Writer, s: Settings
                           ) -> dict[str, Any]:
     async with request.app.state.engine.begin() as conn:
@@ -26,14 +46,18 @@ async def telemetry_batch(body: TelemetryBatch, request: Request, _: Writer, s: 
     return out
 
 
-@router.post("/telemetry/one", status_code=201, summary="One telemetry report")
+@router.post("/telemetry/one", status_code=201, summary="One telemetry report",
+             description=_TELEMETRY_DOC, responses=_TELEMETRY_ERRORS)
 async def telemetry_one(body: TelemetryIn, request: Request, _: Writer, s: Settings
                         ) -> dict[str, Any]:
     async with request.app.state.engine.begin() as conn:
         return await ingest(conn, [body], s)
 
 
-@router.get("/drones-live", summary="Latest state of every drone, with conformance flags")
+@router.get("/drones-live", summary="Latest state of every drone, with conformance flags",
+            description="GeoJSON features; properties include flags, conforming, "
+                        "height_agl_m, ground_reference and, where sea level stood in for "
+                        "the ground, ground_note.")
 async def drones_live(request: Request, _: Reader, s: Settings) -> dict[str, Any]:
     return await all_states(request.app.state.engine, s)
 

@@ -22,6 +22,23 @@ Planner = Annotated[Principal, Depends(require(PLAN_ROLES, "checking and plannin
 Settings = Annotated[LowAltSettings, Depends(lowalt_settings)]
 
 
+_VALIDATION_DOC = (
+    "The answer: `verdict` (accepted, needs_approval, refused), `violations` (rule, severity, "
+    "message, from_fraction/to_fraction, point, and the city object or zone), `conflicts` "
+    "with approved and active flights (each window widened by `time_margin_s`, 120 s: "
+    "flights less than 240 s apart conflict), and `checked`: what was checked, with "
+    "`margins` (clearance_h_m, clearance_v_m, half_width_m: the tube that holds the filed "
+    "corridor, vertical_half_m, zone_margin_m: zones count from half-width + half the "
+    "sampling step), `height_agl_m`, `ground_source` (samples per ground: city_model, "
+    "lidar_survey, egm96_sea_level) and `ground_note` where sea level stood in for the "
+    "ground.")
+_ROUTE_422 = {422: {"description": "not a flight: too few points, absurd heights, a window "
+                                   "in the past or too long, a corridor that is not a "
+                                   "valid polygon around the line or reaches farther than "
+                                   "half_width_m or 500 m (with corridor_reach_m), an "
+                                   "unknown drone; nothing was stored"}}
+
+
 class ApproveIn(Strict):
     authorisation: str | None = Field(
         None, max_length=200,
@@ -43,7 +60,7 @@ async def _volume(conn: AsyncConnection, body: RouteIn, s: LowAltSettings
                                        .model_copy(update={"coordinates": [
                                            [*c[:2], 0.0] for c in body.geometry.coordinates]})})
         area = route_volume(flat, s)
-        ground = await load_ground(conn, area.corridor_m, area.frame, s)
+        ground = await load_ground(conn, area.tube_m(), area.frame, s)
         ground_fn = ground.at_lonlat
     return route_volume(body, s, ground_fn), klass
 
@@ -64,7 +81,8 @@ def _reject_insane(result: dict[str, Any]) -> None:
 
 
 @router.post("/validate", summary="Check a route without filing it: every violation, "
-             "where it is, and the conflicts it would have now")
+             "where it is, and the conflicts it would have now",
+             description=_VALIDATION_DOC, responses=_ROUTE_422)
 async def validate(body: RouteIn, request: Request, _: Planner, s: Settings
                    ) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
@@ -72,7 +90,9 @@ async def validate(body: RouteIn, request: Request, _: Planner, s: Settings
     return result
 
 
-@router.post("", status_code=201, summary="File a route (validated; status planned)")
+@router.post("", status_code=201, summary="File a route (validated; status planned)",
+             description="The route as GeoJSON with its `validation`. " + _VALIDATION_DOC,
+             responses=_ROUTE_422)
 async def file_route(body: RouteIn, request: Request, who: Writer, s: Settings
                      ) -> dict[str, Any]:
     async with request.app.state.engine.begin() as conn:
@@ -95,8 +115,18 @@ async def list_routes(request: Request, _: Reader,
     return {"type": "FeatureCollection", "features": feats, "numberReturned": len(feats)}
 
 
-@router.post("/plan", summary="Plan a 3D path from start to goal that avoids buildings and "
-             "zones with the margins and stays under the height limit")
+@router.post("/plan", summary="Plan a 3D path from start to goal that avoids buildings, "
+             "zones and approved flights of equal or higher priority in its window (4D) with "
+             "the margins and stays under the height limit; the answer has the same "
+             "validation and conflicts as /validate",
+             description="`route` is a body to file as is, `validation` what /validate says "
+                         "of it (" + _VALIDATION_DOC + "), `plan` the search figures "
+                         "(flights_avoided: the approved flights it planned around; "
+                         "departure_delay_s and a note when those flights blocked every way "
+                         "and it departs later, at most max_delay_s).",
+             responses={422: {"description": "no path: the start, the goal or every way is "
+                                             "blocked (blocked_by names what), or the path "
+                                             "would conflict with approved flights"}})
 async def plan(body: PlanIn, request: Request, _: Planner, s: Settings) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
         return await plan_route(conn, body, s)
@@ -131,8 +161,22 @@ async def conflicts(route_id: int, request: Request, _: Reader, s: Settings
             "blocking": sum(1 for c in found if c["blocking"])}
 
 
-@router.post("/{route_id}/approve", summary="Approve: refused with the conflicts listed when "
-             "an equal or higher priority route holds the airspace")
+@router.post("/{route_id}/approve", summary="Approve: validated again against the city "
+             "model and zones of now; refused with the violations or the conflicts listed",
+             description="Inside one transaction holding the route's row and airspace cells: "
+                         "the route is validated again (zones declared and buildings surveyed "
+                         "since filing count), then checked for conflicts with approved and "
+                         "active flights; the answer carries that `validation`, which is "
+                         "stored with the route. " + _VALIDATION_DOC,
+             responses={
+                 403: {"description": "the route needs an authority's approval (height "
+                                      "limit or an authorisation zone): an admin key and "
+                                      "an `authorisation` reference"},
+                 409: {"description": "not planned or suspended; fails validation now "
+                                      "(`violations`); conflicts with an approved or "
+                                      "active flight of equal or higher priority "
+                                      "(`conflicts`); or the drone holds another route "
+                                      "then"}})
 async def approve(route_id: int, request: Request, who: Writer, s: Settings,
                   body: ApproveIn | None = None) -> dict[str, Any]:
     auth = body.authorisation if body else None

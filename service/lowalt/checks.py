@@ -29,18 +29,17 @@ async def drone_class(conn: AsyncConnection, drone_id: int) -> str:
 
 
 async def validate_route(conn: AsyncConnection, route: RouteVolume, klass: str,
-                         s: LowAltSettings, ground: GroundModel | None = None
-                         ) -> dict[str, Any]:
+                         s: LowAltSettings, ground: GroundModel | None = None,
+                         approving: bool = False) -> dict[str, Any]:
     fr = route.frame
-    obstacles = await load_obstacles(conn, route.corridor_m.buffer(s.clearance_h_m + 1.0),
+    obstacles = await load_obstacles(conn, route.tube_m(s.clearance_h_m + 1.0),
                                      fr, s.obstacle_types)
-    zones = await load_zones(conn, route.corridor_m.buffer(s.sample_step_m), fr,
-                             route.start, route.end)
+    zones = await load_zones(conn, route.tube_m(s.sample_step_m), fr, route.start, route.end)
     if ground is None:
-        ground = await load_ground(conn, route.corridor_m, fr, s)
+        ground = await load_ground(conn, route.tube_m(), fr, s)
     version = await city_model_version(conn)
     result = await anyio.to_thread.run_sync(validate, route, obstacles, zones, ground, klass,
-                                            s, datetime.now(UTC))
+                                            s, datetime.now(UTC), approving)
     result["checked"]["city_model_version"] = version
     return result
 

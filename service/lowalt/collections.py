@@ -17,10 +17,15 @@ if get("drones_live") is None:
         title="Drones, live",
         description="Latest report of every drone (lon, lat, ellipsoidal height) with its "
                     "conformance flags: outside_corridor, outside_altitude_band, "
-                    "outside_time_window, no_approved_route, silent (no report for 15 s).",
+                    "outside_time_window, no_approved_route, above_height_limit (higher "
+                    "above ground than 120 m, 50 m for micro drones, off an authorised "
+                    "route), silent (no report for 15 s). ground_reference says what "
+                    "height_agl_m is measured from: city_model, lidar_survey, or "
+                    "egm96_sea_level where no ground is known.",
         source=(
             "(SELECT s.drone_id AS id, d.serial, d.operator, d.class AS drone_class, s.t,"
             " s.geom, s.speed_ms, s.track_deg, s.battery_pct, s.route_id, s.height_agl_m,"
+            " s.ground_source AS ground_reference,"
             " s.received_at, s.flags || CASE WHEN " + _SILENT + " THEN ARRAY['silent']"
             " ELSE '{}'::text[] END AS flags,"
             " (cardinality(s.flags) = 0 AND NOT (" + _SILENT + ")) AS conforming"
@@ -39,6 +44,8 @@ if get("drones_live") is None:
             Prop("battery_pct", "number", title="Battery (%)"),
             Prop("route_id", "integer", title="Route flown"),
             Prop("height_agl_m", "number", title="Height above ground (m)"),
+            Prop("ground_reference", "string", title="Ground the height is measured from",
+                 enum=("city_model", "lidar_survey", "egm96_sea_level")),
             Prop("received_at", "datetime", title="Received"),
             Prop("conforming", "boolean", title="No flags"),
             Prop("flags", "array", title="Conformance flags", queryable=False,

@@ -1,16 +1,19 @@
 """4D conflict check against routes that hold airspace (approved and active).
 
-Two routes conflict when their reservations overlap in time (each widened by
-``time_margin_s``) and somewhere their corridors come closer than ``separation_h_m``
-horizontally while their volumes are less than ``separation_v_m`` apart vertically.
+Two routes conflict when their reservations overlap in time with each window widened by
+``time_margin_s`` (so windows less than twice the margin apart conflict) and somewhere their
+tubes (centre line +- half-width, which hold the filed corridors) come closer than
+``separation_h_m`` horizontally while their volumes are less than ``separation_v_m`` apart
+vertically.
 
 One index scan (the partial GiST index over corridor, time window and altitude band of
-approved/active routes) finds the candidates: the time window widened by the margin, the
-altitude band widened by the vertical separation, the corridor grown by the horizontal
-separation. The exact test then runs on those few: the new route is sampled every
-``conflict_step_m`` and, for each sample and each segment of a candidate, the part of the
-segment within reach is solved for (a quadratic), and the candidate's heights along it are
-compared. Sampling can only make the test stricter: the reach is grown by half a step.
+approved/active routes) finds the candidates: the time window widened by twice the margin
+(its own and the candidate's), the altitude band widened by the vertical separation, this
+route's tube grown by the horizontal separation against the stored corridors. The exact
+test then runs on those few: the new route is sampled every ``conflict_step_m`` and, for
+each sample and each segment of a candidate, the part of the segment within reach is solved
+for (a quadratic), and the candidate's heights along it are compared. Sampling can only
+make the test stricter: the reach is grown by half a step.
 """
 
 from __future__ import annotations
@@ -52,13 +55,17 @@ class Candidate:
     end: datetime
 
 
+def time_reach(s: LowAltSettings) -> timedelta:
+    """How far apart two windows may start to conflict: both are widened by the margin."""
+    return timedelta(seconds=2 * s.time_margin_s)
+
+
 def search_params(route: RouteVolume, s: LowAltSettings, self_id: int | None
                   ) -> dict[str, Any]:
-    margin = timedelta(seconds=s.time_margin_s)
+    margin = time_reach(s)
     lo, hi = route.alt_band
     # grown like the exact test's reach (half a sample step more), so both agree
-    area = route.frame.geom_to_lonlat(route.corridor_m.buffer(
-        s.separation_h_m + s.conflict_step_m / 2, quad_segs=4))
+    area = route.frame.geom_to_lonlat(route.tube_m(s.separation_h_m + s.conflict_step_m / 2))
     return {"self": self_id or 0, "t0": route.start - margin, "t1": route.end + margin,
             "lo": lo - s.separation_v_m, "hi": hi + s.separation_v_m,
             "area": shapely.to_wkb(area)}
@@ -73,17 +80,27 @@ def candidates_from_rows(rows, frame: Frame) -> list[Candidate]:
     return out
 
 
+async def load_flights(conn: AsyncConnection, area_m: shapely.Geometry, frame: Frame,
+                       start: datetime, end: datetime, s: LowAltSettings
+                       ) -> list[Candidate]:
+    """Approved and active flights whose corridor meets an area at any height, and whose
+    window meets [start, end] when both are widened by the margin (what planning avoids)."""
+    margin = time_reach(s)
+    rows = (await conn.execute(CANDIDATES_SQL, {
+        "self": 0, "t0": start - margin, "t1": end + margin, "lo": -1e9, "hi": 1e9,
+        "area": shapely.to_wkb(frame.geom_to_lonlat(area_m))})).all()
+    return candidates_from_rows(rows, frame)
+
+
 async def load_candidates(conn: AsyncConnection, route: RouteVolume, s: LowAltSettings,
                           self_id: int | None = None) -> list[Candidate]:
     rows = (await conn.execute(CANDIDATES_SQL, search_params(route, s, self_id))).all()
     return candidates_from_rows(rows, route.frame)
 
 
-def tube_clash(pts: np.ndarray, line: np.ndarray, reach: float, vsep: float
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For sample points (n, 3) against a polyline (m, 3): whether each point has part of
-    the line within ``reach`` horizontally and less than ``vsep`` away vertically there,
-    with the horizontal distance and the vertical gap."""
+def _within_reach(pts: np.ndarray, line: np.ndarray, reach: float):
+    """Per point (n, 2+) and segment of the polyline (m, 3): whether part of the segment is
+    within ``reach`` horizontally, and the lowest and highest height of that part."""
     p = pts[:, None, :2]
     a, d = line[None, :-1, :2], line[None, 1:, :2] - line[None, :-1, :2]
     za, dz = line[None, :-1, 2], line[None, 1:, 2] - line[None, :-1, 2]
@@ -100,7 +117,23 @@ def tube_clash(pts: np.ndarray, line: np.ndarray, reach: float, vsep: float
     t1 = np.where(flat, 1.0, np.clip(r1, 0.0, 1.0))
     near = np.where(flat, c <= 0, (disc >= 0) & (r1 >= 0.0) & (r0 <= 1.0))
     z0, z1 = za + t0 * dz, za + t1 * dz
-    zlo, zhi = np.minimum(z0, z1), np.maximum(z0, z1)
+    return near, np.minimum(z0, z1), np.maximum(z0, z1), a, d, b, l2s, p
+
+
+def heights_within_reach(pts: np.ndarray, line: np.ndarray, reach: float
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """For points (n, 2+): the lowest and highest height of the polyline's parts within
+    ``reach`` horizontally (+inf, -inf where none is)."""
+    near, zlo, zhi = _within_reach(pts, line, reach)[:3]
+    return (np.where(near, zlo, np.inf).min(axis=1), np.where(near, zhi, -np.inf).max(axis=1))
+
+
+def tube_clash(pts: np.ndarray, line: np.ndarray, reach: float, vsep: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For sample points (n, 3) against a polyline (m, 3): whether each point has part of
+    the line within ``reach`` horizontally and less than ``vsep`` away vertically there,
+    with the horizontal distance and the vertical gap."""
+    near, zlo, zhi, a, d, b, l2s, p = _within_reach(pts, line, reach)
     pz = pts[:, 2][:, None]
     gap = np.where(pz < zlo, zlo - pz, np.where(pz > zhi, pz - zhi, 0.0))
     gap = np.where(near, gap, np.inf)
@@ -156,7 +189,7 @@ def brute_force(route: RouteVolume, all_routes: list[Candidate], s: LowAltSettin
                 ) -> list[dict[str, Any]]:
     """The same answer without any index: time, altitude and the exact test on every route
     (the baseline the benchmark compares with)."""
-    margin = timedelta(seconds=s.time_margin_s)
+    margin = time_reach(s)
     lo, hi = route.alt_band
     keep = [c for c in all_routes
             if c.start < route.end + margin and c.end > route.start - margin

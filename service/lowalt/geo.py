@@ -8,6 +8,7 @@ EPSG:4547 is northing-first, and getting that wrong moves a city by thousands of
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -125,3 +126,46 @@ def corridor_polygon(xyz: np.ndarray, half_width: float) -> shapely.Polygon:
     if isinstance(poly, shapely.MultiPolygon):  # cannot happen for a connected line
         poly = max(poly.geoms, key=lambda g: g.area)
     return poly
+
+
+def outer_radius(radius: float, quad_segs: int) -> float:
+    """The radius to buffer with so that the polygon (``quad_segs`` segments per quarter
+    circle) contains the true circle: GEOS puts the vertices on the circle, so the edges
+    cut inside it by up to 1 - cos(pi / (4 * quad_segs)) of the radius (0.5 % at 8)."""
+    return radius / math.cos(math.pi / (4 * quad_segs))
+
+
+def grow(geom: BaseGeometry, distance: float, quad_segs: int = 8) -> BaseGeometry:
+    """Everything within ``distance`` of the geometry, and a little more: never less."""
+    return shapely.buffer(geom, outer_radius(distance, quad_segs), quad_segs=quad_segs)
+
+
+def tube(xyz: np.ndarray, half_width: float, extra: float = 0.0,
+         quad_segs: int = 8) -> BaseGeometry:
+    """The horizontal area a check treats as the route's: every point within
+    ``half_width + extra`` of the centre line (a circle for a vertical route)."""
+    line = shapely.LineString(xyz[:, :2])
+    return grow(line, half_width + extra, quad_segs)
+
+
+def reach_from_line(area: BaseGeometry, xyz: np.ndarray, max_points: int = 50_000) -> float:
+    """How far the area reaches from the centre line: an upper bound on the largest
+    horizontal distance of any of its points to the line.
+
+    The farthest point lies on the outer boundary, but not necessarily at a vertex (the
+    middle of an edge across a V-shaped line is farther than both ends), so the boundary
+    is sampled every ``step`` m; a point between samples is within ``step / 2`` of one and
+    distance moves by at most as much, hence the sampled maximum plus ``step / 2``.
+    """
+    rings = [area.exterior] if isinstance(area, shapely.Polygon) else \
+        [g.exterior for g in shapely.get_parts(area)]
+    perimeter = sum(r.length for r in rings)
+    step = max(0.25, perimeter / max_points)
+    pts = shapely.points(np.vstack([shapely.get_coordinates(shapely.segmentize(r, step))
+                                    for r in rings]))
+    a = xyz[:, :2]
+    segs = shapely.linestrings(np.stack([a[:-1], a[1:]], axis=1)) if len(a) > 1 else \
+        shapely.points(a)
+    _, dist = shapely.STRtree(segs).query_nearest(pts, return_distance=True,
+                                                  all_matches=False)
+    return float(dist.max()) + step / 2

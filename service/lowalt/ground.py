@@ -26,10 +26,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.lowalt.citymodel import PIECES
-from service.lowalt.geo import Frame
+from service.lowalt.geo import Frame, grow
 from service.lowalt.settings import LowAltSettings
 
 SOURCES = ("city_model", "lidar_survey", "egm96_sea_level")
+SEA_LEVEL_NOTE = (
+    "no ground is known here (no city object within the ground radius, no LiDAR survey): "
+    "height above ground is measured from sea level (the EGM96 geoid), so it overstates "
+    "the height wherever the terrain is above the sea")
 
 _CITY_SQL = text(
     "SELECT ST_X(p) AS lon, ST_Y(p) AS lat, z FROM ("
@@ -105,7 +109,7 @@ class GroundModel:
 async def load_ground(conn: AsyncConnection, area_m: shapely.Geometry, frame: Frame,
                       settings: LowAltSettings) -> GroundModel:
     """The ground model for everything within ``ground_radius_m`` of a metric area."""
-    area_ll = frame.geom_to_lonlat(area_m.buffer(settings.ground_radius_m, quad_segs=2))
+    area_ll = frame.geom_to_lonlat(grow(area_m, settings.ground_radius_m, quad_segs=2))
     wkb = shapely.to_wkb(area_ll)
     rows = (await conn.execute(_CITY_SQL, {"types": list(settings.ground_types),
                                            "area": wkb})).all()

@@ -18,11 +18,13 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.lowalt.ground import SEA_LEVEL_NOTE, SOURCES
 from service.lowalt.settings import LowAltSettings
 
 _STATE_COLUMNS = (
     "s.drone_id, d.serial, d.operator, d.class AS drone_class, s.t, s.speed_ms, s.track_deg,"
-    " s.battery_pct, s.route_id, s.flags, s.height_agl_m, s.received_at, s.seq,"
+    " s.battery_pct, s.route_id, s.flags, s.height_agl_m, s.ground_source, s.received_at,"
+    " s.seq,"
     " ST_X(s.geom) AS lon, ST_Y(s.geom) AS lat, ST_Z(s.geom) AS h,"
     " extract(epoch FROM now() - s.received_at)::float8 AS age_s"
 )
@@ -50,6 +52,8 @@ def state_feature(row: Any, silent_after: float) -> dict[str, Any]:
             "class": row.drone_class, "t": row.t.isoformat(), "speed_ms": row.speed_ms,
             "track_deg": row.track_deg, "battery_pct": row.battery_pct,
             "route_id": row.route_id, "height_agl_m": row.height_agl_m,
+            "ground_reference": row.ground_source,
+            **({"ground_note": SEA_LEVEL_NOTE} if row.ground_source == SOURCES[2] else {}),
             "received_at": row.received_at.isoformat(), "age_s": round(row.age_s, 2),
             "flags": flags, "conforming": not flags,
         },

@@ -1,7 +1,8 @@
 """Approval serialisation: transaction-scoped advisory locks on a spatial grid.
 
-An approval locks every cell (``lock_cell_m`` square, in the metric CRS) that its corridor,
-grown by the horizontal separation, touches, then checks conflicts and commits. Two routes
+An approval locks every cell (``lock_cell_m`` square, in the metric CRS) that its tube (the
+area within its half-width of the centre line, which holds its corridor), grown by the
+horizontal separation, touches, then checks conflicts and commits. Two routes
 that could conflict have corridors within the separation of each other, so a point of one
 lies in the other's grown corridor and in its own: they share a cell and their approvals
 run one after the other; the second one's conflict query starts after the first committed
@@ -30,7 +31,7 @@ _LOCK_SQL = text("SELECT k, pg_advisory_xact_lock(k)::text AS held"
 
 def cell_keys(route: RouteVolume, s: LowAltSettings) -> list[int]:
     # the conflict check's reach: routes it can find conflicting share a cell with this one
-    area = route.corridor_m.buffer(s.separation_h_m + s.conflict_step_m / 2, quad_segs=4)
+    area = route.tube_m(s.separation_h_m + s.conflict_step_m / 2)
     c = s.lock_cell_m
     x0, y0, x1, y1 = area.bounds
     ix = np.arange(math.floor(x0 / c), math.floor(x1 / c) + 1)

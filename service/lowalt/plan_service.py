@@ -1,9 +1,10 @@
-"""Planning as a service: load the area's city model, zones and ground, search, validate."""
+"""Planning as a service: load the area's city model, zones, ground and the approved flights
+of the window, search, validate, check conflicts."""
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,8 +14,9 @@ import shapely
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.errors import Unprocessable
-from service.lowalt.checks import drone_class
+from service.lowalt.checks import drone_class, find_conflicts
 from service.lowalt.citymodel import city_model_version, load_obstacles, load_zones
+from service.lowalt.conflicts import load_flights, time_reach
 from service.lowalt.geo import corridor_polygon, frame
 from service.lowalt.ground import load_ground
 from service.lowalt.planning import NoPath, PlanProblem, plan
@@ -30,10 +32,30 @@ def _position(p: list[float], what: str) -> np.ndarray:
 
 
 def volume_from_path(path_m: np.ndarray, body: PlanIn, hw: float, vh: float,
-                     s: LowAltSettings) -> RouteVolume:
+                     s: LowAltSettings, window: Any = None) -> RouteVolume:
     fr = frame(s.metric_crs)
+    w = window or body
     return RouteVolume(fr.lonlatz(path_m), path_m, hw, vh, corridor_polygon(path_m, hw),
-                       body.start_time, body.end_time, body.priority, fr)
+                       w.start_time, w.end_time, body.priority, fr)
+
+
+def _search(problem: PlanProblem, body: PlanIn, window: Any, klass: str, now: datetime,
+            s: LowAltSettings) -> tuple[list[tuple[RouteVolume, dict[str, Any]]],
+                                        dict[str, Any]]:
+    """Plan, then validate the smoothed and the raw path: those that pass, best first."""
+    path, raw, stats = plan(problem)
+    result, passed = None, []
+    for candidate in (path, raw):
+        vol = volume_from_path(candidate, body, problem.half_width, problem.vertical_half, s,
+                               window)
+        result = validate(vol, problem.obstacles, problem.zones, problem.ground, klass, s,
+                          now)
+        if result["verdict"] == "accepted":
+            passed.append((vol, result))
+    if not passed:
+        raise NoPath("no path: the planned path did not pass validation",
+                     violations=result["violations"] if result else [])
+    return passed, stats
 
 
 async def plan_route(conn: AsyncConnection, body: PlanIn, s: LowAltSettings
@@ -62,34 +84,62 @@ async def plan_route(conn: AsyncConnection, body: PlanIn, s: LowAltSettings
         if not -500 <= p[2] <= 10_000:
             raise Unprocessable(f"{('start', 'goal')[k]} height {p[2]:g} m is absurd")
     obstacles = await load_obstacles(conn, box, fr, s.obstacle_types)
-    zones = await load_zones(conn, box, fr, body.start_time, body.end_time)
     version = await city_model_version(conn)
     limit = height_limit(klass, s)
-    problem = PlanProblem(np.array([sx[0], sy[0], start[2]]), np.array([sx[1], sy[1], goal[2]]),
-                          hw, vh, limit, obstacles, zones, ground, s)
-
-    def search() -> tuple[RouteVolume, dict[str, Any], dict[str, Any]]:
-        path, raw, stats = plan(problem)
-        result = None
-        for candidate in (path, raw):
-            vol = volume_from_path(candidate, body, hw, vh, s)
-            result = validate(vol, obstacles, zones, ground, klass, s, now)
-            if result["verdict"] == "accepted":
-                return vol, result, stats
-        raise NoPath("no path: the planned path did not pass validation",
-                     violations=result["violations"] if result else [])
-
-    try:
-        vol, result, stats = await anyio.to_thread.run_sync(search)
-    except NoPath as e:
-        raise Unprocessable(e.reason, **e.extra) from e
+    duration = body.end_time - body.start_time
+    latest = now + timedelta(days=s.max_days_ahead)
+    depart = body.start_time
+    for attempt in range(s.plan_max_shifts + 1):
+        window = SimpleNamespace(start_time=depart, end_time=depart + duration)
+        zones = await load_zones(conn, box, fr, window.start_time, window.end_time)
+        # flights this one would have to yield to: equal or higher priority (what approval
+        # refuses); lower ones are listed as yielding, as /validate does
+        flights = [c for c in await load_flights(conn, box, fr, window.start_time,
+                                                  window.end_time, s)
+                   if c.priority >= body.priority]
+        if attempt == 0:
+            problem = PlanProblem(np.array([sx[0], sy[0], start[2]]),
+                                  np.array([sx[1], sy[1], goal[2]]), hw, vh, limit,
+                                  obstacles, zones, ground, s, flights)
+        else:  # the grid of buildings and ground is kept; zones and flights change
+            problem.zones, problem.flights = zones, flights
+        try:
+            passed, stats = await anyio.to_thread.run_sync(
+                _search, problem, body, window, klass, now, s)
+            for vol, result in passed:
+                result["conflicts"] = await find_conflicts(conn, vol, s)
+                if not any(c["blocking"] for c in result["conflicts"]):
+                    break
+            else:
+                raise NoPath("no path: the planned path conflicts with approved flights",
+                             conflicts=[c for c in result["conflicts"] if c["blocking"]])
+            break
+        except NoPath as e:
+            # Approved flights may block every way in this window: depart when the first of
+            # them (with both margins) is gone, as long as the caller allows the delay.
+            later = min((c.end for c in flights), default=None)
+            if later is not None:
+                later += time_reach(s)
+            if (later is None or attempt == s.plan_max_shifts or later > latest
+                    or (later - body.start_time).total_seconds() > body.max_delay_s):
+                extra = {**e.extra, "flights_in_the_way": len(flights)} if flights \
+                    else e.extra
+                raise Unprocessable(e.reason, **extra) from e
+            depart = max(later, depart + timedelta(seconds=1))
+    shift = (depart - body.start_time).total_seconds()
+    stats["flights_avoided"] = len(flights)
+    stats["departure_delay_s"] = round(shift, 1)
+    if shift > 0:
+        stats["note"] = (f"departs {shift:.0f} s after the start_time asked for: approved "
+                         "flights blocked every way in that window")
     result["checked"]["city_model_version"] = version
     coords = [[round(float(x), 8), round(float(y), 8), round(float(z), 2)]
               for x, y, z in vol.lonlatz]
     filing = {"drone_id": body.drone_id, "name": body.name,
               "geometry": {"type": "LineString", "coordinates": coords},
               "half_width_m": hw, "vertical_half_m": vh,
-              "start_time": body.start_time.isoformat(), "end_time": body.end_time.isoformat(),
+              "start_time": window.start_time.isoformat(),
+              "end_time": window.end_time.isoformat(),
               "priority": body.priority}
     stats["length_m"] = round(vol.length_m, 1)
     stats["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)

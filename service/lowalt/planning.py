@@ -5,7 +5,10 @@ The search area (start and goal grown by ``plan_margin_m``) is cut into square c
 the start's height so the start lies on a level. A voxel is blocked when a drone's volume
 there (centre +- half-width horizontally, +- vertical half-height) would break a rule the
 validator checks: building clearance, a prohibited or needs-authorisation zone active in
-the window, the height limit above ground, or the ground itself. Blocked regions are grown
+the window, the height limit above ground, the ground itself, or an approved or active flight
+of equal or higher priority whose window (both widened by the time margin) meets this one:
+within the conflict check's horizontal and vertical separation of its tube (the fourth
+dimension: a flight at another time blocks nothing). Blocked regions are grown
 by the cell's half-diagonal plus a quarter cell, so any point on a path between free voxel
 centres keeps the real margins.
 
@@ -14,7 +17,8 @@ level and climbs between levels), then any-angle smoothing in the spirit of Thet
 each kept point, go straight to the farthest later point that is in line of sight through
 free voxels. Level spacing at most twice the vertical half-height makes the line-of-sight
 test between levels conservative: a volume between two levels lies inside their union.
-The result is validated like any filed route before it is returned.
+The result is validated, and checked for conflicts, like any filed route before it is
+returned.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from service.lowalt.citymodel import Obstacles, Zone
+from service.lowalt.conflicts import Candidate, heights_within_reach
+from service.lowalt.geo import grow as grow_area
 from service.lowalt.ground import GroundModel
 from service.lowalt.settings import LowAltSettings
 
@@ -54,6 +60,8 @@ class PlanProblem:
     zones: list[Zone]
     ground: GroundModel
     settings: LowAltSettings
+    flights: list[Candidate] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -96,6 +104,48 @@ class Grid:
 
 
 def build_grid(pb: PlanProblem) -> Grid:
+    """The grid with every voxel a drone may not be in; the part that does not depend on
+    the time window (ground, height limit, buildings) is kept in ``pb.cache``, so trying a
+    later departure recomputes only zones and flights."""
+    if "static" not in pb.cache:
+        pb.cache["static"] = _static_grid(pb)
+    x0, y0, cell, nx, ny, k0, nlev, dz, gx, gy, g, levels, grow, static, why = \
+        pb.cache["static"]
+    s = pb.settings
+    vh, hw = pb.vertical_half, pb.half_width
+    blocked = static.copy()
+    why = dict(why)
+    zmask = np.zeros_like(blocked)
+    for zone in pb.zones:
+        if zone.zone_type not in AVOID_ZONES:
+            continue
+        inside = shapely.contains_xy(grow_area(zone.geom_m, hw + grow), gx, gy)
+        base = g if zone.height_reference == "agl" else np.zeros_like(g)
+        fl, ce = zone.floor_m + base, zone.ceiling_m + base
+        for li, z in enumerate(levels):
+            zmask[li] |= inside & (z - vh - 1.0 < ce) & (z + vh + 1.0 > fl)
+    why["zone"] = zmask
+    blocked |= zmask
+    fmask = np.zeros_like(blocked)
+    for c in pb.flights:
+        # the conflict check's reach and vertical separation, and the cell's spare
+        reach = hw + c.half_width + s.separation_h_m + s.conflict_step_m / 2 + grow
+        vsep = vh + c.vertical_half + s.separation_v_m + 1.0
+        lo, hi = c.xyz[:, :2].min(0) - reach, c.xyz[:, :2].max(0) + reach
+        near = np.flatnonzero((gx >= lo[0]) & (gx <= hi[0]) & (gy >= lo[1]) & (gy <= hi[1]))
+        if near.size == 0:
+            continue
+        # the flight's heights near each cell, from the lowest to the highest of its parts
+        # within reach (a level between two such parts counts as blocked too)
+        zlo, zhi = heights_within_reach(np.column_stack([gx[near], gy[near]]), c.xyz, reach)
+        fmask[:, near] |= (levels[:, None] > zlo[None, :] - vsep) \
+            & (levels[:, None] < zhi[None, :] + vsep)
+    why["flights"] = fmask
+    blocked |= fmask
+    return Grid(x0, y0, cell, nx, ny, float(pb.start[2]), dz, k0, nlev, ~blocked, why)
+
+
+def _static_grid(pb: PlanProblem) -> tuple:
     s = pb.settings
     vh, hw = pb.vertical_half, pb.half_width
     x0 = min(pb.start[0], pb.goal[0]) - s.plan_margin_m
@@ -141,18 +191,7 @@ def build_grid(pb: PlanProblem) -> Grid:
             bmask[li, ci[m]] = True
     why["building_clearance"] = bmask
     blocked |= bmask
-    zmask = np.zeros_like(blocked)
-    for zone in pb.zones:
-        if zone.zone_type not in AVOID_ZONES:
-            continue
-        inside = shapely.contains_xy(zone.geom_m.buffer(hw + grow, quad_segs=4), gx, gy)
-        base = g if zone.height_reference == "agl" else np.zeros_like(g)
-        fl, ce = zone.floor_m + base, zone.ceiling_m + base
-        for li, z in enumerate(levels):
-            zmask[li] |= inside & (z - vh - 1.0 < ce) & (z + vh + 1.0 > fl)
-    why["zone"] = zmask
-    blocked |= zmask
-    return Grid(x0, y0, cell, nx, ny, float(pb.start[2]), dz, k0, nlev, ~blocked, why)
+    return x0, y0, cell, nx, ny, k0, nlev, dz, gx, gy, g, levels, grow, blocked, why
 
 
 def _graph(grid: Grid):

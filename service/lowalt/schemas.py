@@ -19,7 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from pyproj import CRS
 
 from service.errors import Unprocessable
-from service.lowalt.geo import Frame, corridor_polygon, frame, horizontal_lengths
+from service.lowalt.geo import (
+    Frame,
+    corridor_polygon,
+    frame,
+    horizontal_lengths,
+    reach_from_line,
+    tube,
+)
 from service.lowalt.settings import LowAltSettings
 
 # ellipsoidal heights a drone can have: the Dead Sea shore is at about -430 m, and
@@ -27,6 +34,10 @@ from service.lowalt.settings import LowAltSettings
 MIN_H, MAX_H = -500.0, 10_000.0
 MAX_POINTS = 10_000
 MAX_LENGTH_M = 300_000.0
+MAX_HALF_WIDTH_M = 500.0
+# a corridor drawn by another tool's buffer may put its vertices a little outside the circle
+# (1 / cos(pi / 32) is 0.5 % at 8 segments a quarter): such a corridor still matches its width
+CORRIDOR_TOLERANCE = 1.01
 
 Position = list[float]
 
@@ -74,10 +85,18 @@ class RouteIn(Strict):
     geometry: LineGeometry
     height_reference: Literal["wgs84", "agl"] = Field(
         "wgs84", description="Z of the coordinates: WGS 84 ellipsoidal, or above ground")
-    half_width_m: float | None = Field(None, gt=0, le=500)
+    half_width_m: float | None = Field(
+        None, gt=0, le=MAX_HALF_WIDTH_M,
+        description="horizontal half-width of the corridor (m); default 10, or the reach of "
+                    "`corridor` when one is given")
     vertical_half_m: float | None = Field(None, gt=0, le=200)
     corridor: PolygonGeometry | None = Field(
-        None, description="horizontal corridor; default: the line buffered by half_width_m")
+        None, description="horizontal corridor; default: the line buffered by half_width_m. "
+                          "Every check uses a tube around the line that holds all of it: "
+                          "its half-width is the corridor's reach (the largest distance of "
+                          "any of its points from the line, not only its vertices). A "
+                          "corridor reaching farther than a given half_width_m (1 % + 0.5 m "
+                          "tolerance) or than 500 m is refused with 422")
     start_time: datetime
     end_time: datetime
     priority: int = Field(0, ge=0, le=9)
@@ -93,6 +112,12 @@ class PlanIn(Strict):
     vertical_half_m: float | None = Field(None, gt=0, le=200)
     priority: int = Field(0, ge=0, le=9)
     name: str | None = Field(None, max_length=200)
+    max_delay_s: float = Field(
+        3600, ge=0, le=86_400,
+        description="how much later than start_time the plan may depart when approved "
+                    "flights block every way in the window asked for (the answer's route "
+                    "has the window it found, plan.departure_delay_s says by how much); "
+                    "0: never later")
 
 
 class TelemetryIn(Strict):
@@ -132,6 +157,11 @@ class RouteVolume:
     def alt_band(self) -> tuple[float, float]:
         return (float(self.xyz[:, 2].min() - self.vertical_half),
                 float(self.xyz[:, 2].max() + self.vertical_half))
+
+    def tube_m(self, extra: float = 0.0) -> shapely.Geometry:
+        """Everything within half-width + ``extra`` of the centre line (holds the corridor):
+        the area every check and search uses."""
+        return tube(self.xyz, self.half_width, extra)
 
     @property
     def corridor_ll(self) -> shapely.Polygon:
@@ -234,9 +264,23 @@ def route_volume(body: RouteIn, settings: LowAltSettings, ground=None) -> RouteV
             raise Unprocessable("corridor is not a valid polygon with an area")
         if not corridor.buffer(0.01).covers(shapely.LineString(xyz[:, :2])):
             raise Unprocessable("corridor does not contain the route's centre line")
-        # the checks treat the volume as a tube around the line: make it cover the corridor
-        hw = max(hw, float(shapely.hausdorff_distance(
-            corridor.exterior, shapely.LineString(xyz[:, :2]))))
+        # The checks treat the volume as a tube around the line, and the corridor is what
+        # the operator promised to stay in: the tube must hold all of it, so its half-width
+        # is at least the corridor's true reach (not a distance at vertices only).
+        reach = reach_from_line(corridor, xyz)
+        if reach > MAX_HALF_WIDTH_M:
+            raise Unprocessable(
+                f"corridor reaches {reach:.0f} m from the centre line; at most "
+                f"{MAX_HALF_WIDTH_M:g} m is allowed (file the route in parts)",
+                corridor_reach_m=round(reach, 2))
+        given = body.half_width_m
+        if given is not None and reach > given * CORRIDOR_TOLERANCE + 0.5:
+            raise Unprocessable(
+                f"corridor reaches {reach:.1f} m from the centre line, but half_width_m says "
+                f"{given:g} m: give a corridor within {given:g} m of the line, or leave "
+                f"half_width_m out (the checks then use the corridor's reach)",
+                corridor_reach_m=round(reach, 2))
+        hw = max(hw, reach)
     else:
         corridor = corridor_polygon(xyz, hw)
     return RouteVolume(pts, xyz, hw, vh, corridor, body.start_time, body.end_time,

@@ -19,7 +19,8 @@ class LowAltSettings(BaseSettings):
     clearance_v_m: float = Field(10.0, description="vertical clearance from buildings")
     separation_h_m: float = Field(30.0, description="horizontal separation of corridors")
     separation_v_m: float = Field(10.0, description="vertical separation of volumes")
-    time_margin_s: float = Field(120.0, description="time windows widened by this much")
+    time_margin_s: float = Field(120.0, description="each time window widened by this much: two "
+                                "flights conflict when less than twice this apart")
     max_days_ahead: float = Field(30.0, description="latest start of a filed route")
     max_window_hours: float = Field(24.0, description="longest reservation of one route")
     past_grace_s: float = Field(300.0, description="a start this far in the past is allowed")
@@ -40,7 +41,12 @@ class LowAltSettings(BaseSettings):
     plan_cell_m: float = Field(10.0, description="horizontal cell of the planning grid")
     plan_margin_m: float = Field(400.0, description="search area around start and goal")
     plan_max_cells: int = Field(600_000, description="largest planning grid (cells x levels)")
+    plan_max_shifts: int = Field(
+        6, description="later departures planning tries when approved flights block the way")
     plan_default_agl_m: float = Field(30.0, description="start/goal height when none given")
+    clock_ahead_s: float = Field(
+        5.0, description="reports stamped further ahead of the server clock are refused "
+                         "(ASTM F3548-21: participants' clocks within 5 s)")
     silent_after_s: float = Field(15.0, description="a drone this long without a report")
     stream_poll_s: float = Field(1.0, description="how often the live stream looks")
     stream_keepalive_s: float = Field(15.0, description="comment line on an idle stream")

@@ -10,7 +10,7 @@ from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.errors import Conflict, Forbidden, NotFound, Unprocessable
-from service.lowalt.checks import find_conflicts
+from service.lowalt.checks import drone_class, find_conflicts, validate_route
 from service.lowalt.geo import frame
 from service.lowalt.locks import lock_airspace
 from service.lowalt.schemas import RouteVolume
@@ -137,19 +137,29 @@ async def load_volume(conn: AsyncConnection, route_id: int, s: LowAltSettings,
 async def approve(conn: AsyncConnection, route_id: int, s: LowAltSettings, by: str,
                   role: str, authorisation: str | None) -> dict[str, Any]:
     """Approve inside the caller's transaction: lock the route and its airspace cells,
-    check conflicts, then mark it approved. Raises Conflict with the conflicts listed."""
+    validate it again against the city model and zones of now (a zone declared or a
+    building surveyed since filing counts), check conflicts, then mark it approved with
+    that validation. Raises Conflict with the violations or conflicts listed."""
     row, vol = await load_volume(conn, route_id, s, for_update=True)
     if row.status not in ("planned", "suspended"):
         raise Conflict(f"route {route_id} is {row.status}; only planned or suspended routes "
                        "can be approved", route_status=row.status)
-    if row.verdict == "refused":
-        raise Conflict(f"route {route_id} failed validation; change it and file it again")
-    if row.verdict == "needs_approval" and (role != "admin" or not authorisation):
+    cells = await lock_airspace(conn, vol, s)
+    klass = await drone_class(conn, row.drone_id)
+    result = await validate_route(conn, vol, klass, s, approving=True)
+    if result["verdict"] == "refused":
+        refused = [v for v in result["violations"] if v["severity"] == "refuse"]
+        raise Conflict(
+            f"route {route_id} fails validation against the current city model and airspace "
+            f"zones ({'; '.join(v['message'] for v in refused[:3])}); change it and file it "
+            "again", violations=refused)
+    if result["verdict"] == "needs_approval" and (role != "admin" or not authorisation):
         raise Forbidden(
             f"route {route_id} needs an authority's approval (controlled airspace or an "
-            "authorisation zone): an admin key and an 'authorisation' reference")
-    cells = await lock_airspace(conn, vol, s)
+            "authorisation zone): an admin key and an 'authorisation' reference",
+            violations=[v for v in result["violations"] if v["severity"] == "needs_approval"])
     conflicts = await find_conflicts(conn, vol, s, self_id=route_id)
+    result["conflicts"] = conflicts
     blocking = [c for c in conflicts if c["blocking"]]
     if blocking:
         raise Conflict(
@@ -159,15 +169,21 @@ async def approve(conn: AsyncConnection, route_id: int, s: LowAltSettings, by: s
         async with conn.begin_nested():
             await conn.execute(text(
                 "UPDATE drone_routes SET status = 'approved', approved_by = :by,"
-                " approved_at = now(), authorisation = :auth, updated_at = now()"
-                " WHERE id = :id"), {"by": by, "auth": authorisation, "id": route_id})
+                " approved_at = now(), authorisation = :auth, updated_at = now(),"
+                " verdict = :verdict, validation = CAST(:validation AS jsonb),"
+                " city_model_version = :version, validated_at = now()"
+                " WHERE id = :id"),
+                {"by": by, "auth": authorisation, "id": route_id,
+                 "verdict": result["verdict"],
+                 "validation": json.dumps(result, default=str),
+                 "version": result["checked"].get("city_model_version")})
     except exc.IntegrityError as e:
         if "drone_routes_drone_id_time_window_excl" in str(e.orig) or "exclu" in str(e.orig):
             raise Conflict(f"drone {row.drone_id} already holds an approved or active route "
                            "in that time window") from e
         raise
     return {"route_id": route_id, "status": "approved", "locked_cells": cells,
-            "yielding": [c for c in conflicts if not c["blocking"]]}
+            "yielding": [c for c in conflicts if not c["blocking"]], "validation": result}
 
 
 async def set_status(conn: AsyncConnection, route_id: int, status: str) -> str:

@@ -107,6 +107,7 @@ drone_state = Table(
     Column("height_agl_m", Float),
     Column("received_at", DateTime(timezone=True)),
     Column("seq", BigInteger, nullable=False),
+    Column("ground_source", Text),
 )
 
 __all__ = ["DRONE_CLASSES", "LIVE_STATUSES", "ROUTE_STATUSES", "ZONE_TYPES",

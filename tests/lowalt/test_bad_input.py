@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from helpers_lowalt import GROUND, Local, drone, route_body, window
 
@@ -90,7 +92,8 @@ def test_bad_telemetry_batch_stores_nothing(api, auth, city):
     w = auth("operator")
     d = drone(api, w)
     lon, lat = HERE.ll(0, 0)
-    good = {"drone_id": d, "t": window()["start_time"], "lon": lon, "lat": lat, "h": 60}
+    good = {"drone_id": d, "t": datetime.now(UTC).isoformat(), "lon": lon, "lat": lat,
+            "h": 60}
     before = city.count("drone_telemetry")
     for bad in ({**good, "drone_id": 424242}, {**good, "h": 1e6}, {**good, "lat": 95},
                 {**good, "t": "2030-01-01T00:00:00"}, {**good, "speed_ms": -1}):

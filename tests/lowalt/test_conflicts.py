@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from threading import Barrier
 
 from helpers_lowalt import Local, drone, file, route_body, window
@@ -47,8 +48,8 @@ def test_separation_in_height_time_and_space(api, auth):
     assert above["validation"]["conflicts"] == []
     close = file(api, w, route_body(drone(api, w), here.line([(*p, 79) for p in cross])))
     assert len(close["validation"]["conflicts"]) == 1
-    # after A's window plus the 2-minute margin: free; within the margin: not
-    after = window(start_min=10 + 30 + 3, minutes=20)
+    # both windows are widened by the 2-minute margin: 5 minutes after A is free, 1 is not
+    after = window(start_min=10 + 30 + 5, minutes=20)
     later = file(api, w, {**route_body(drone(api, w), here.line([(*p, 60) for p in cross])),
                           **after})
     assert later["validation"]["conflicts"] == []
@@ -147,3 +148,34 @@ def test_far_apart_routes_approve_in_parallel(api, auth):
 
     with ThreadPoolExecutor(len(outs)) as pool:
         assert list(pool.map(go, [o["id"] for o in outs])) == [200] * 4
+
+
+def test_route_inside_an_approved_corridor_conflicts(api, auth):
+    w = auth("operator")
+    here = Local(90)
+    ring = [here.ll(x, y) for x, y in ((-20, 10), (300, -330), (620, 10), (-20, 10))]
+    a = file(api, w, route_body(drone(api, w), here.line(
+        [(0, 0, 60), (300, -300, 60), (600, 0, 60)]),
+        corridor={"type": "Polygon", "coordinates": [ring]}))
+    assert _approve(api, w, a["id"]).status_code == 200
+    # entirely inside A's triangle, 170 m and more from A's centre line, same height and time
+    b = file(api, w, route_body(drone(api, w), here.line([(250, -20, 60), (350, -20, 60)])))
+    assert [c["route_id"] for c in b["validation"]["conflicts"]] == [a["id"]]
+    assert _approve(api, w, b["id"]).status_code == 409
+
+
+def test_time_margin_widens_both_windows(api, auth):
+    """120 s on each window: flights 132 s and 216 s apart conflict, 250 s apart do not."""
+    w = auth("operator")
+    here = Local(95)
+    a = file(api, w, route_body(drone(api, w), here.line([(0, 0, 60), (1000, 0, 60)])))
+    assert _approve(api, w, a["id"]).status_code == 200
+    a_end = datetime.fromisoformat(a["properties"]["end_time"])
+    cross = here.line([(500, -500, 60), (500, 500, 60)])
+    for gap, conflicts in ((132, True), (216, True), (250, False)):
+        t0 = a_end + timedelta(seconds=gap)
+        b = file(api, w, {**route_body(drone(api, w), cross), "start_time": t0.isoformat(),
+                          "end_time": (t0 + timedelta(minutes=10)).isoformat()})
+        found = [c["route_id"] for c in b["validation"]["conflicts"]]
+        assert found == ([a["id"]] if conflicts else []), (gap, found)
+        assert _approve(api, w, b["id"]).status_code == (409 if conflicts else 200), gap

@@ -212,3 +212,112 @@ def test_dashboard_stream_reader_sends_the_key_and_resumes(settings, db_url, aut
     # nothing from before the resume point comes again ("silent" events carry no id)
     again = [e for e in got["events"] if e["connection"] == 2 and e["type"] == "state"]
     assert all(int(e["lastEventId"]) > int(resumed) for e in again), got
+
+
+def test_outside_corridor_follows_the_filed_polygon(api, auth):
+    w = auth("operator")
+    here = Local(15)
+    d = drone(api, w)
+    t0 = datetime.now(UTC) - timedelta(seconds=30)
+    ring = [here.ll(x, y) for x, y in ((-20, 10), (300, -330), (620, 10), (-20, 10))]
+    out = file(api, w, {**route_body(d, here.line([(0, 0, 60), (300, -300, 60),
+                                                   (600, 0, 60)]),
+                                     corridor={"type": "Polygon", "coordinates": [ring]}),
+                        "start_time": t0.isoformat(),
+                        "end_time": (t0 + timedelta(minutes=30)).isoformat()})
+    assert api.post(f"/drone-routes/{out['id']}/approve", headers=w).status_code == 200
+    # inside the triangle, 198 m from the line: where the operator said it would be
+    r = api.post("/telemetry/one", json=_point(here, d, 300, -20, 60), headers=w)
+    assert r.json()["flagged"] == [], r.text
+    # 15 m from the line's start but outside the triangle (its top edge is at y = 10)
+    r = api.post("/telemetry/one", json=_point(here, d, 0, 15, 60), headers=w)
+    assert r.json()["flagged"][0]["flags"] == ["outside_corridor"], r.text
+
+
+def test_a_report_from_the_future_is_refused_and_cannot_freeze_the_state(api, auth, city):
+    from sqlalchemy import text
+
+    w = auth("operator")
+    here = Local(18)
+    d = drone(api, w)
+    now = datetime.now(UTC)
+    assert api.post("/telemetry/one", json=_point(here, d, 0, 0, 60, now),
+                    headers=w).status_code == 201
+    before = city.count("drone_telemetry")
+    hour = _point(here, d, 500, 0, 60, now + timedelta(hours=1))
+    for path, body in (("/telemetry/one", hour),
+                       ("/telemetry", {"points": [_point(here, d, 10, 0, 60), hour]})):
+        r = api.post(path, json=body, headers=w)
+        assert r.status_code == 400, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert "ahead of the server clock" in r.json()["detail"]
+        assert 3590 < r.json()["ahead_s"] < 3610
+    assert city.count("drone_telemetry") == before
+    # within the 5 s clock bound is fine
+    skew = _point(here, d, 20, 0, 60, datetime.now(UTC) + timedelta(seconds=3))
+    assert api.post("/telemetry/one", json=skew, headers=w).status_code == 201
+    # a state stamped an hour ahead (as stored before the bound) gives way to the next report
+    with city.engine.begin() as conn:
+        conn.execute(text("UPDATE drone_state SET t = now() + interval '1 hour'"
+                          " WHERE drone_id = :d"), {"d": d})
+    stream = SSE(api.base_url.join("/drones-live/stream").__str__())
+    try:
+        time.sleep(0.5)
+        later = _point(here, d, 300, 0, 60, datetime.now(UTC) + timedelta(seconds=4))
+        assert api.post("/telemetry/one", json=later, headers=w).status_code == 201
+        state = {f["id"]: f for f in api.get("/drones-live").json()["features"]}[d]
+        assert abs(state["geometry"]["coordinates"][0] - later["lon"]) < 1e-9
+        stream.wait_for(lambda k, e: k == "state" and e["id"] == d
+                        and abs(e["geometry"]["coordinates"][0] - later["lon"]) < 1e-9)
+    finally:
+        stream.close()
+
+
+def test_over_the_true_height_limit_is_flagged_with_its_ground(api, auth, live_server):
+    w = auth("operator")
+    here = Local(21)
+    d = drone(api, w)
+    stream = SSE(live_server.url + "/drones-live/stream")
+    try:
+        time.sleep(0.5)
+        r = api.post("/telemetry/one", json=_point(here, d, 0, 0, 130), headers=w)
+        assert r.status_code == 201, r.text
+        out = r.json()
+        assert set(out["flagged"][0]["flags"]) == {"no_approved_route", "above_height_limit"}
+        # no city model or survey here: the answer says the height is over sea level
+        [latest] = out["latest"]
+        assert abs(latest["height_agl_m"] - 130) < 1  # the geoid 21 km from ORIGIN
+        assert latest["ground_reference"] == "egm96_sea_level"
+        assert "sea level" in latest["ground_note"]
+        _, event = stream.wait_for(lambda k, e: k == "state" and e["id"] == d)
+        props = event["properties"]
+        assert "above_height_limit" in props["flags"] and not props["conforming"]
+        assert props["ground_reference"] == "egm96_sea_level" and props["ground_note"]
+        # 119 m is under the limit
+        r = api.post("/telemetry/one", json=_point(here, d, 10, 0, 119), headers=w)
+        assert r.json()["flagged"][0]["flags"] == ["no_approved_route"]
+        state = {f["id"]: f for f in api.get("/drones-live").json()["features"]}[d]
+        assert state["properties"]["flags"] == ["no_approved_route"]
+    finally:
+        stream.close()
+    items = api.get("/collections/drones_live/items", params={"limit": 1000}).json()
+    [f] = [f for f in items["features"] if f["id"] == d]
+    assert f["properties"]["ground_reference"] == "egm96_sea_level"
+
+
+def test_an_authorised_flight_above_120m_is_not_flagged(api, auth):
+    w, admin = auth("operator"), auth("admin")
+    here = Local(24)
+    d = drone(api, w)
+    t0 = datetime.now(UTC) - timedelta(seconds=30)
+    out = file(api, w, {**route_body(d, here.line([(0, 0, 150), (1000, 0, 150)])),
+                        "start_time": t0.isoformat(),
+                        "end_time": (t0 + timedelta(minutes=30)).isoformat()})
+    assert out["validation"]["verdict"] == "needs_approval"
+    assert api.post(f"/drone-routes/{out['id']}/approve", json={"authorisation": "SZ-9"},
+                    headers=admin).status_code == 200
+    r = api.post("/telemetry/one", json=_point(here, d, 100, 0, 150), headers=w)
+    assert r.json()["flagged"] == [], r.text
+    # off the route, the permit does not hold
+    r = api.post("/telemetry/one", json=_point(here, d, 200, 60, 150), headers=w)
+    assert set(r.json()["flagged"][0]["flags"]) == {"outside_corridor", "above_height_limit"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import numpy as np
 from helpers_lowalt import GROUND, Local, drone, window
 
@@ -90,3 +92,57 @@ def test_no_path_is_said_clearly(api, auth, city):
     r = _plan(api, w, d, here, (0, 0, 30), (0, 1000, 30))
     assert r.status_code == 422
     assert "no way from the start to the goal" in r.json()["detail"]
+
+
+def test_plan_avoids_approved_flights_in_its_window(api, auth):
+    w = auth("operator")
+    here = Local(130)
+    # an approved flight across the straight way from start to goal, at the plan's height
+    a = api.post("/drone-routes", json={
+        "drone_id": drone(api, w), **window(),
+        "geometry": here.line([(500, -300, 30), (500, 300, 30)])}, headers=w).json()
+    assert api.post(f"/drone-routes/{a['id']}/approve", headers=w).status_code == 200
+    d = drone(api, w)
+    r = _plan(api, w, d, here, (0, 0, 30), (1000, 0, 30))
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["validation"]["conflicts"] == []
+    assert out["plan"]["flights_avoided"] == 1
+    filed = api.post("/drone-routes", json=out["route"], headers=w)
+    assert filed.status_code == 201 and filed.json()["validation"]["conflicts"] == []
+    assert api.post(f"/drone-routes/{filed.json()['id']}/approve",
+                    headers=w).status_code == 200
+    # another time: the flight is not in the way, the path stays low and straight
+    later = window(start_min=120)
+    r = _plan(api, w, drone(api, w), here, (0, 0, 30), (1000, 0, 30), **later)
+    assert r.status_code == 200, r.text
+    coords = np.array(r.json()["route"]["geometry"]["coordinates"])
+    assert np.allclose(coords[:, 2], GROUND + 30, atol=0.01)
+    assert r.json()["plan"]["flights_avoided"] == 0
+
+
+def test_plan_departs_later_when_flights_block_the_start(api, auth):
+    w = auth("operator")
+    here = Local(140)
+    # an approved flight right over the start, at the plan's height, for 30 minutes
+    a = api.post("/drone-routes", json={
+        "drone_id": drone(api, w), **window(),
+        "geometry": here.line([(-500, 0, 30), (500, 0, 30)])}, headers=w).json()
+    assert api.post(f"/drone-routes/{a['id']}/approve", headers=w).status_code == 200
+    d = drone(api, w)
+    r = _plan(api, w, d, here, (0, 0, 30), (0, 800, 30), max_delay_s=0)
+    assert r.status_code == 422, r.text
+    assert "flights" in r.json()["detail"] and r.json()["flights_in_the_way"] == 1
+    r = _plan(api, w, d, here, (0, 0, 30), (0, 800, 30))
+    assert r.status_code == 200, r.text
+    out = r.json()
+    a_end = datetime.fromisoformat(a["properties"]["end_time"])
+    start = datetime.fromisoformat(out["route"]["start_time"])
+    assert start == a_end + timedelta(seconds=240), (start, a_end)
+    assert out["plan"]["departure_delay_s"] > 1800
+    assert "approved flights blocked every way" in out["plan"]["note"]
+    assert out["validation"]["conflicts"] == []
+    filed = api.post("/drone-routes", json=out["route"], headers=w)
+    assert filed.status_code == 201, filed.text
+    assert api.post(f"/drone-routes/{filed.json()['id']}/approve",
+                    headers=w).status_code == 200

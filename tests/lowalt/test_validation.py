@@ -172,3 +172,101 @@ def test_listing_and_geojson(api, auth):
     assert f["id"] == out["id"] and f["geometry"]["type"] == "LineString"
     assert f["properties"]["corridor"]["type"] == "Polygon"
     assert len(f["geometry"]["coordinates"][0]) == 3
+
+
+def _v_corridor(here: Local) -> tuple[dict, dict]:
+    """A V-shaped line and the triangle around it: the triangle's top edge is 219 m from
+    the line at its middle, while every vertex of it is at most 30 m from the line."""
+    line = here.line([(0, 0, 60), (300, -300, 60), (600, 0, 60)])
+    ring = [here.ll(x, y) for x, y in ((-20, 10), (300, -330), (620, 10), (-20, 10))]
+    return line, {"type": "Polygon", "coordinates": [ring]}
+
+
+def test_checks_cover_all_of_a_filed_corridor(api, auth, city):
+    w = auth("operator")
+    here = Local(24)
+    line, triangle = _v_corridor(here)
+    # a 93 m building inside the triangle, 184 m from the line: inside the filed corridor
+    city.building(here, "in-the-v", (280, -60, 320, -20), height=93)
+    d = drone(api, w)
+    out = api.post("/drone-routes/validate", json=route_body(d, line, corridor=triangle),
+                   headers=w).json()
+    assert out["verdict"] == "refused", out
+    [hit] = [v for v in out["violations"] if v["rule"] == "building_clearance"]
+    assert hit["city_object"] == "in-the-v"
+    margins = out["checked"]["margins"]
+    assert 219 <= margins["half_width_m"] < 221, margins
+    # the same line with its default 10 m corridor passes the building
+    plain = api.post("/drone-routes/validate", json=route_body(d, line), headers=w).json()
+    assert plain["verdict"] == "accepted", plain["violations"]
+
+
+def test_corridor_wider_than_its_half_width_is_refused(api, auth, city):
+    w = auth("operator")
+    here = Local(27)
+    line, triangle = _v_corridor(here)
+    d = drone(api, w)
+    before = city.count("drone_routes")
+    r = api.post("/drone-routes", json=route_body(d, line, corridor=triangle, half_width_m=40),
+                 headers=w)
+    assert r.status_code == 422, r.text
+    assert "reaches 219" in r.json()["detail"] and "half_width_m" in r.json()["detail"]
+    assert city.count("drone_routes") == before
+    # a half-width that holds it is taken, and is what is stored
+    out = file(api, w, route_body(d, line, corridor=triangle, half_width_m=230))
+    assert out["properties"]["half_width_m"] == 230
+
+
+def test_clearance_at_a_footprint_corner_is_never_short(api, auth, city):
+    """A line passing a corner 24.9 m away (needs 10 + 15 = 25 m), where the buffer polygon
+    of 8 segments per quarter circle cuts 0.5 % inside the circle."""
+    import math
+
+    w = auth("operator")
+    here = Local(30)
+    city.building(here, "corner", (480, -20, 520, 20), height=80)
+    a = math.pi / 32  # the middle of the first segment of the corner's arc
+    px, py = 520 + 24.9 * math.cos(a), 20 + 24.9 * math.sin(a)
+    tx, ty = -math.sin(a), math.cos(a)
+    line = here.line([(px - 400 * tx, py - 400 * ty, 40), (px + 400 * tx, py + 400 * ty, 40)])
+    d = drone(api, w)
+    out = api.post("/drone-routes/validate", json=route_body(d, line), headers=w).json()
+    assert rules(out) == ["building_clearance"], out
+    assert 24.8 < out["violations"][0]["horizontal_m"] < 25
+    # 25.2 m off the corner is clear
+    px, py = 520 + 25.2 * math.cos(a), 20 + 25.2 * math.sin(a)
+    line = here.line([(px - 400 * tx, py - 400 * ty, 40), (px + 400 * tx, py + 400 * ty, 40)])
+    out = api.post("/drone-routes/validate", json=route_body(d, line), headers=w).json()
+    assert out["verdict"] == "accepted", out["violations"]
+
+
+def test_zone_margin_is_stated(api, auth):
+    w, admin = auth("operator"), auth("admin")
+    here = Local(33)
+    r = api.post("/airspace-zones", json={
+        "name": "school", "zone_type": "prohibited", "geometry": here.polygon(0, 20, 1000, 120),
+        "floor_m": 0, "ceiling_m": 300}, headers=admin)
+    assert r.status_code == 201, r.text
+    d = drone(api, w)
+    # the corridor's edge is 1.5 m from the zone: inside the stated 2.5 m margin
+    near = api.post("/drone-routes/validate", json=route_body(
+        d, here.line([(0, 8.5, 60), (1000, 8.5, 60)])), headers=w).json()
+    assert near["checked"]["margins"]["zone_margin_m"] == 2.5
+    assert rules(near) == ["zone"]
+    clear = api.post("/drone-routes/validate", json=route_body(
+        d, here.line([(0, 7, 60), (1000, 7, 60)])), headers=w).json()
+    assert clear["verdict"] == "accepted", clear["violations"]
+
+
+def test_ground_from_sea_level_is_said(api, auth, city):
+    w = auth("operator")
+    here = Local(36)
+    d = drone(api, w)
+    out = api.post("/drone-routes/validate", json=route_body(
+        d, here.line([(0, 0, 60), (300, 0, 60)])), headers=w).json()
+    assert out["checked"]["ground_source"] == {"egm96_sea_level": out["checked"]["samples"]}
+    assert "sea level" in out["checked"]["ground_note"]
+    city.building(here, "ground-here", (100, 40, 140, 80), height=10)
+    out = api.post("/drone-routes/validate", json=route_body(
+        d, here.line([(0, 0, 60), (300, 0, 60)])), headers=w).json()
+    assert "ground_note" not in out["checked"]
