@@ -12,10 +12,12 @@ from sqlalchemy import select
 from service.db import bookkeeping_engine, sync_engine
 from service.ingest.datasets import start_ingest
 from service.jobs import store
-from service.jobs.context import JobContext, JobFailed
+from service.jobs.cleanup import discard_failed_sources, fail_job_in
+from service.jobs.context import AttemptLost, JobContext, JobFailed
 from service.jobs.registry import handler_for
 from service.models import jobs
 from service.settings import Settings, get_settings
+from service.tilesets import VersionAbandoned, remove_version_files
 
 log = logging.getLogger(__name__)
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
@@ -39,7 +41,7 @@ def run_job(job_id: int, database_url: str, settings: Settings | None = None) ->
         return status or "missing"
     ctx = JobContext(job_id=job_id, kind=row.kind, dataset_id=row.dataset_id,
                      params=dict(row.params or {}), engine=engine, settings=settings,
-                     bookkeeping=bookkeeping, dataset=dataset)
+                     bookkeeping=bookkeeping, dataset=dataset, attempt=row.attempts)
     handler = handler_for(row.kind)
     try:
         if handler is None:
@@ -53,29 +55,40 @@ def run_job(job_id: int, database_url: str, settings: Settings | None = None) ->
         if ctx.succeeded:  # the handler stored its outcome with its data
             return "succeeded"
         ctx.report.update(report)
+    except (AttemptLost, VersionAbandoned) as exc:
+        return _lost(job_id, ctx, exc)
     except JobFailed as exc:
-        _fail(engine, job_id, str(exc), ctx)
-        return "failed"
+        return _fail(engine, job_id, str(exc), ctx)
     except Exception as exc:  # a bug or an environment problem; keep the trace in the log
         log.error("job %s (%s) crashed:\n%s", job_id, row.kind, traceback.format_exc())
-        _fail(engine, job_id, f"internal error: {type(exc).__name__}: {exc}", ctx)
-        return "failed"
+        return _fail(engine, job_id, f"internal error: {type(exc).__name__}: {exc}", ctx)
     with engine.begin() as conn:
-        conn.execute(store.succeed(job_id, ctx.report, last))
+        if conn.execute(store.succeed(job_id, ctx.attempt, ctx.report, last)).first() is None:
+            return _lost(job_id, ctx, "its success came after the job was taken from it")
     return "succeeded"
 
 
-def _fail(engine, job_id: int, message: str, ctx: JobContext) -> None:
+def _lost(job_id: int, ctx: JobContext, why: object) -> str:
+    """The reaper took the job from this attempt (see AttemptLost): its work is dropped,
+    and the job's row, dataset and tiles are left to the attempt that owns it now."""
+    log.warning("job %s: attempt %s was given up for dead while it ran (%s); what it made "
+                "was discarded, the job's state is the reaper's", job_id, ctx.attempt, why)
+    return "lost"
+
+
+def _fail(engine, job_id: int, message: str, ctx: JobContext) -> str:
     if ctx.succeeded:  # what failed came after the outcome was committed; nothing to undo
         log.error("job %s failed after it succeeded: %s", job_id, message)
-        return
-    log.warning("job %s failed: %s", job_id, message)
+        return "succeeded"
     with engine.begin() as conn:
-        conn.execute(store.fail(job_id, message, ctx.report))
-    if ctx.dataset_id is not None and ctx.kind.startswith("ingest"):
-        from service.ingest.datasets import mark_dataset_failed
-
-        mark_dataset_failed(engine, ctx.dataset_id, message)
+        hidden = fail_job_in(conn, job_id, message, report=ctx.report, attempt=ctx.attempt)
+    if hidden is None:
+        return _lost(job_id, ctx, message)
+    log.warning("job %s failed: %s", job_id, message)
+    remove_version_files(ctx.settings.tiles_dir, hidden)
+    if ctx.dataset_id is not None:
+        discard_failed_sources(engine, ctx.settings, dataset_id=ctx.dataset_id)
+    return "failed"
 
 
 def _status(engine, job_id: int) -> str | None:

@@ -19,10 +19,13 @@ from sqlalchemy import func, select, text, update
 
 from service.db import sync_engine
 from service.jobs import store
+from service.jobs.cleanup import discard_failed_sources, fail_job_in
 from service.jobs.queue import QUEUE, make_queue
 from service.jobs.registry import prepare_worker_process
+from service.jobs.submit import new_queue_entry
 from service.models import jobs, uploads
 from service.settings import Settings
+from service.tilesets import abandon_job_versions, abandon_orphan_versions, remove_version_files
 from service.uploads.storage import part_path
 
 log = logging.getLogger(__name__)
@@ -35,31 +38,58 @@ async def reap_stalled(queue: procrastinate.App, settings: Settings, url: str) -
             seconds_since_heartbeat=settings.stalled_after_seconds, queue=QUEUE
         )
     )
-    engine = sync_engine(url)
     handled = 0
     for qjob in stalled:
-        with engine.begin() as conn:
-            row = conn.execute(
-                select(jobs.c.id, jobs.c.attempts, jobs.c.max_attempts, jobs.c.stage,
-                       jobs.c.status)
-                .where(jobs.c.queue_job_id == qjob.id).with_for_update()
-            ).first()
-            if row is None or row.status != "running":
-                # our row already settled (or never existed): just settle the queue's copy
-                await _finish(queue, qjob, "failed")
-                continue
-            what = (f"the worker running this job stopped responding (killed or crashed) "
-                    f"during stage '{row.stage}', attempt {row.attempts} of {row.max_attempts}")
-            if row.attempts < row.max_attempts:
-                conn.execute(store.requeue_after_loss(row.id, what))
-                await queue.job_manager.retry_job(qjob)
-                log.warning("job %s: %s; retrying", row.id, what)
-            else:
-                conn.execute(store.fail(row.id, what + "; no attempts left"))
-                await _finish(queue, qjob, "failed")
-                log.error("job %s: %s; failed", row.id, what)
+        assert qjob.id is not None
+        outcome = await asyncio.to_thread(_take_from_silent_worker, url, settings, qjob.id)
+        if outcome is None:
+            # our row already settled, or moved to a new queue entry when it was requeued
+            # (or never existed): just settle the queue's copy
+            await _finish(queue, qjob, "failed")
+            continue
+        if outcome == "failed":
+            await _finish(queue, qjob, "failed")
+        # requeued: the silent worker's entry is left to it. Alive after all (say the
+        # database was away), it ends the entry itself when its attempt returns; dead, the
+        # next pass settles the entry through the branch above.
         handled += 1
     return handled
+
+
+def _take_from_silent_worker(url: str, settings: Settings, queue_job_id: int) -> str | None:
+    """Take the job of queue entry ``queue_job_id`` from its silent worker's attempt:
+    requeue it on a new queue entry while it has attempts left, else fail it. In the same
+    transaction its unfinished tileset versions are hidden, and they are deleted after:
+    should the attempt be alive after all, its outcome writes and its publication are
+    fenced by the attempt number (store.owned), so what it made is dropped. Returns
+    'requeued', 'failed' or None when the row was not running on this entry."""
+    with sync_engine(url).begin() as conn:
+        row = conn.execute(
+            select(jobs.c.id, jobs.c.attempts, jobs.c.max_attempts, jobs.c.stage,
+                   jobs.c.status)
+            .where(jobs.c.queue_job_id == queue_job_id).with_for_update()
+        ).first()
+        if row is None or row.status != "running":
+            return None
+        what = (f"the worker running this job stopped responding (killed or crashed) "
+                f"during stage '{row.stage}', attempt {row.attempts} of {row.max_attempts}")
+        if row.attempts < row.max_attempts:
+            conn.execute(store.requeue_after_loss(row.id, what))
+            hidden = abandon_job_versions(conn, row.id)
+            # A new entry, not procrastinate's retry of the old one: the silent worker, if
+            # it is only slow, ends its own entry when its attempt returns, which would
+            # end the retry with it and strand the job.
+            conn.execute(store.link_queue_job(row.id, new_queue_entry(conn, row.id)))
+            outcome = "requeued"
+            log.warning("job %s: %s; retrying", row.id, what)
+        else:
+            hidden = fail_job_in(conn, row.id, what + "; no attempts left") or []
+            outcome = "failed"
+            log.error("job %s: %s; failed", row.id, what)
+    remove_version_files(settings.tiles_dir, hidden)
+    if outcome == "failed":
+        discard_failed_sources(sync_engine(url), settings)
+    return outcome
 
 
 async def _finish(queue: procrastinate.App, qjob: pjobs.Job, status: str) -> None:
@@ -70,36 +100,48 @@ async def _finish(queue: procrastinate.App, qjob: pjobs.Job, status: str) -> Non
         )
 
 
+_LOST_FROM_QUEUE = ("the queue lost this job (its queue entry ended without running it to "
+                    "the end); submit it again")
+
+
 def fail_orphans(url: str, settings: Settings) -> int:
     """Jobs queued or running in our table whose queue entry is gone or ended: fail them."""
-    with sync_engine(url).begin() as conn:
-        result = conn.execute(
+    engine = sync_engine(url)
+    with engine.begin() as conn:
+        ids = conn.execute(
             text(
                 """
-                UPDATE jobs SET status = 'failed', finished_at = now(), updated_at = now(),
-                    error = 'the queue lost this job (its queue entry ended without running '
-                            || 'it to the end); submit it again'
+                SELECT id FROM jobs
                 WHERE status IN ('queued', 'running') AND queue_job_id IS NOT NULL
                   AND updated_at < now() - make_interval(secs => :grace)
                   AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs q
                                   WHERE q.id = jobs.queue_job_id
                                     AND q.status IN ('todo', 'doing'))
+                FOR UPDATE SKIP LOCKED
                 """
             ),
             {"grace": settings.stalled_after_seconds},
-        )
-        lost = result.rowcount
-    return lost + fail_dead_inline(url)
+        ).scalars().all()
+        hidden: list[str] = []
+        lost = 0
+        for job_id in ids:
+            paths = fail_job_in(conn, job_id, _LOST_FROM_QUEUE,
+                                from_status=("queued", "running"))
+            if paths is not None:
+                hidden += paths
+                lost += 1
+    remove_version_files(settings.tiles_dir, hidden)
+    return lost + fail_dead_inline(url, settings)
 
 
-def fail_dead_inline(url: str) -> int:
+def fail_dead_inline(url: str, settings: Settings | None = None) -> int:
     """Jobs run inline by a CLI process (no queue job) whose process is gone."""
     host = socket.gethostname()
     lost = 0
     engine = sync_engine(url)
     with engine.connect() as conn:
         rows = conn.execute(
-            select(jobs.c.id, jobs.c.worker, jobs.c.stage)
+            select(jobs.c.id, jobs.c.worker, jobs.c.stage, jobs.c.attempts)
             .where(jobs.c.status == "running", jobs.c.queue_job_id.is_(None))
         ).all()
     for row in rows:
@@ -107,9 +149,13 @@ def fail_dead_inline(url: str) -> int:
         if worker_host != host or not pid.isdigit() or _alive(int(pid)):
             continue
         with engine.begin() as conn:
-            conn.execute(store.fail(row.id, f"the process running this job (pid {pid}) "
-                                            f"ended during stage '{row.stage}'"))
-        lost += 1
+            hidden = fail_job_in(conn, row.id, f"the process running this job (pid {pid}) "
+                                               f"ended during stage '{row.stage}'",
+                                 attempt=row.attempts)
+        if hidden is not None:
+            if settings is not None:
+                remove_version_files(settings.tiles_dir, hidden)
+            lost += 1
     return lost
 
 
@@ -140,6 +186,9 @@ async def _reaper_loop(queue: procrastinate.App, settings: Settings, url: str) -
         try:
             await reap_stalled(queue, settings, url)
             await asyncio.to_thread(fail_orphans, url, settings)
+            await asyncio.to_thread(abandon_orphan_versions, sync_engine(url),
+                                    settings.tiles_dir)
+            await asyncio.to_thread(discard_failed_sources, sync_engine(url), settings)
             await asyncio.to_thread(expire_uploads, url, settings)
         except Exception:
             log.exception("reaper pass failed")
