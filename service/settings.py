@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     port: int = 8000
     max_upload_bytes: int = Field(50 * 1024**3, description="largest upload accepted (413 above)")
     upload_expiry_hours: int = 72
+    upload_free_reserve_bytes: int = Field(
+        1024**3, description="disk space uploads must leave free (507 for an upload that would "
+        "not): tiles, spill files and the embedded database share the disk")
     read_requires_key: bool = Field(False, description="tiles and layers need a viewer key")
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     in_process_worker: bool | None = Field(

@@ -45,6 +45,8 @@ class JobContext:
     _last_write: float = 0.0
     _stage: str = ""
     _writer: _ProgressWriter | None = None
+    _final: bool = False  # the last transaction has begun: no more progress writes
+    _held: Progress | None = None  # progress not yet written when it began
 
     def __post_init__(self) -> None:
         if self.bookkeeping is None:  # a context made outside run_job: durable writes
@@ -54,6 +56,8 @@ class JobContext:
         """Record stage and items done; written at most every ``min_interval`` seconds,
         and always when the stage changes, so a busy loop can call it freely. The write
         happens on a background thread: the job never waits for the database here."""
+        if self._final:
+            return
         now = time.monotonic()
         if stage == self._stage and now - self._last_write < self.min_interval:
             return
@@ -74,6 +78,10 @@ class JobContext:
         """Start the handler's last transaction by locking the job's row for this attempt;
         :class:`AttemptLost` (the transaction is then rolled back) when the attempt no
         longer owns the job."""
+        # the progress writer updates the same row on its own connection: were it stopped
+        # later (in succeed_in), it would wait for this lock, and this transaction for it
+        self._held = self.close(write_pending=False)
+        self._final = True
         if conn.execute(store.owned(self.job_id, self.attempt)).first() is None:
             raise AttemptLost(f"job {self.job_id}: attempt {self.attempt} no longer owns it")
 
@@ -83,7 +91,7 @@ class JobContext:
         waits for the disk is saved. The handler's return value is then not stored.
         :class:`AttemptLost` when the attempt no longer owns the job: the transaction, and
         the publication in it, is rolled back."""
-        last = self.close(write_pending=False)
+        last = self.close(write_pending=False) or self._held
         self.report.update(report)
         if conn.execute(store.succeed(self.job_id, self.attempt, self.report, last)
                         ).first() is None:

@@ -26,6 +26,7 @@ from service.jobs.submit import new_queue_entry
 from service.models import jobs, uploads
 from service.settings import Settings
 from service.tilesets import abandon_job_versions, abandon_orphan_versions, remove_version_files
+from service.uploads.space import remove_orphan_parts
 from service.uploads.storage import part_path
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ async def _reaper_loop(queue: procrastinate.App, settings: Settings, url: str) -
                                     settings.tiles_dir)
             await asyncio.to_thread(discard_failed_sources, sync_engine(url), settings)
             await asyncio.to_thread(expire_uploads, url, settings)
+            await asyncio.to_thread(remove_orphan_parts, sync_engine(url), settings.uploads_dir)
         except Exception:
             log.exception("reaper pass failed")
         await asyncio.sleep(max(1.0, settings.heartbeat_seconds))
