@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import traceback
 
 from sqlalchemy import select
@@ -21,6 +22,16 @@ from service.tilesets import VersionAbandoned, remove_version_files
 
 log = logging.getLogger(__name__)
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
+# (job id, attempt) of the attempts running in this process. The reaper here skips them:
+# its own worker's heartbeat goes stale whenever the database is away, yet these attempts
+# are plainly alive and may publish once it is back.
+_RUNNING: set[tuple[int, int]] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def running_here(job_id: int, attempt: int) -> bool:
+    with _RUNNING_LOCK:
+        return (job_id, attempt) in _RUNNING
 
 
 def run_job(job_id: int, database_url: str, settings: Settings | None = None) -> str:
@@ -42,10 +53,21 @@ def run_job(job_id: int, database_url: str, settings: Settings | None = None) ->
     ctx = JobContext(job_id=job_id, kind=row.kind, dataset_id=row.dataset_id,
                      params=dict(row.params or {}), engine=engine, settings=settings,
                      bookkeeping=bookkeeping, dataset=dataset, attempt=row.attempts)
-    handler = handler_for(row.kind)
+    with _RUNNING_LOCK:
+        _RUNNING.add((job_id, ctx.attempt))
+    try:
+        return _run(ctx, engine, row.kind)
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard((job_id, ctx.attempt))
+
+
+def _run(ctx: JobContext, engine, kind: str) -> str:
+    job_id = ctx.job_id
+    handler = handler_for(kind)
     try:
         if handler is None:
-            raise JobFailed(f"no handler for job kind {row.kind!r}")
+            raise JobFailed(f"no handler for job kind {kind!r}")
         try:  # the claim wrote stage 'starting'
             report = handler(ctx) or {}
         except BaseException:
@@ -60,7 +82,7 @@ def run_job(job_id: int, database_url: str, settings: Settings | None = None) ->
     except JobFailed as exc:
         return _fail(engine, job_id, str(exc), ctx)
     except Exception as exc:  # a bug or an environment problem; keep the trace in the log
-        log.error("job %s (%s) crashed:\n%s", job_id, row.kind, traceback.format_exc())
+        log.error("job %s (%s) crashed:\n%s", job_id, kind, traceback.format_exc())
         return _fail(engine, job_id, f"internal error: {type(exc).__name__}: {exc}", ctx)
     with engine.begin() as conn:
         if conn.execute(store.succeed(job_id, ctx.attempt, ctx.report, last)).first() is None:

@@ -20,6 +20,7 @@ from sqlalchemy import func, select, text, update
 from service.db import sync_engine
 from service.jobs import store
 from service.jobs.cleanup import discard_failed_sources, fail_job_in
+from service.jobs.execute import running_here
 from service.jobs.queue import QUEUE, make_queue
 from service.jobs.registry import prepare_worker_process
 from service.jobs.submit import new_queue_entry
@@ -48,6 +49,8 @@ async def reap_stalled(queue: procrastinate.App, settings: Settings, url: str) -
             # (or never existed): just settle the queue's copy
             await _finish(queue, qjob, "failed")
             continue
+        if outcome == "alive":  # running in this process: only the heartbeat was late
+            continue
         if outcome == "failed":
             await _finish(queue, qjob, "failed")
         # requeued: the silent worker's entry is left to it. Alive after all (say the
@@ -63,7 +66,8 @@ def _take_from_silent_worker(url: str, settings: Settings, queue_job_id: int) ->
     transaction its unfinished tileset versions are hidden, and they are deleted after:
     should the attempt be alive after all, its outcome writes and its publication are
     fenced by the attempt number (store.owned), so what it made is dropped. Returns
-    'requeued', 'failed' or None when the row was not running on this entry."""
+    'requeued', 'failed', 'alive' when the attempt runs in this very process, or None when
+    the row was not running on this entry."""
     with sync_engine(url).begin() as conn:
         row = conn.execute(
             select(jobs.c.id, jobs.c.attempts, jobs.c.max_attempts, jobs.c.stage,
@@ -72,6 +76,8 @@ def _take_from_silent_worker(url: str, settings: Settings, queue_job_id: int) ->
         ).first()
         if row is None or row.status != "running":
             return None
+        if running_here(row.id, row.attempts):
+            return "alive"
         what = (f"the worker running this job stopped responding (killed or crashed) "
                 f"during stage '{row.stage}', attempt {row.attempts} of {row.max_attempts}")
         if row.attempts < row.max_attempts:

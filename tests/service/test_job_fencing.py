@@ -8,7 +8,10 @@ stages by a lock the attempt needs: that is the interleaving a database outage p
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -27,8 +30,29 @@ from service.jobs.submit import submit_job
 from service.jobs.worker import fail_orphans, reap_stalled
 from service.models import datasets, jobs, tilesets
 
+ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parents[1] / "data" / "lidar"
 AUTZEN = DATA / "pdal_autzen_trim.laz"  # 110,000 points
+
+
+class Attempt:
+    """run_job in a process of its own, as in another worker: the reaper of this process
+    knows nothing of it."""
+
+    def __init__(self, db_url: str, settings, job_id: int) -> None:
+        code = ("import sys\nfrom service.jobs.execute import run_job\n"
+                "from service.settings import Settings\n"
+                "print('outcome', run_job(int(sys.argv[1]), sys.argv[2], Settings()))")
+        env = dict(os.environ, DATABASE_URL=db_url, TWINBASE_DATA_DIR=str(settings.data_dir))
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(job_id), db_url],
+                                     cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+
+    def outcome(self, timeout: float = 120) -> str:
+        out, _ = self.proc.communicate(timeout=timeout)
+        lines = [line for line in out.splitlines() if line.startswith("outcome ")]
+        assert lines, out[-3000:]
+        return lines[-1].split()[1]
 
 
 def _silent_worker_takes(db_url: str, queue_job_id: int) -> None:
@@ -94,10 +118,7 @@ def test_an_attempt_given_up_for_dead_publishes_nothing_and_the_retry_owns_the_j
     # which this connection holds. Meanwhile its worker counts as dead.
     blocker = psycopg.connect(db_url)
     blocker.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
-    outcome: dict[str, str] = {}
-    attempt = threading.Thread(
-        target=lambda: outcome.setdefault("first", run_job(job_id, db_url, settings)))
-    attempt.start()
+    attempt = Attempt(db_url, settings, job_id)
     try:
         def waiting_for_lock() -> bool:
             with psycopg.connect(db_url) as conn:
@@ -109,21 +130,22 @@ def test_an_attempt_given_up_for_dead_publishes_nothing_and_the_retry_owns_the_j
 
         assert _reap(db_url, settings) == 1
         requeued = _job(db_url, job_id)
-        assert requeued.status == "queued" and requeued.attempts == 1
-        assert "stopped responding" in requeued.report["last_loss"]
-        # the retry runs from a new queue entry: the silent worker's own entry may still
-        # be ended by that worker (it is only slow), which must not end the retry
-        assert requeued.queue_job_id != first_entry
-        assert _queue_status(db_url, requeued.queue_job_id) == "todo"
-        assert not version_dir.exists()  # the abandoned attempt's files are gone
+        abandoned_files_left = version_dir.exists()
     finally:
         blocker.rollback()
         blocker.close()
-        attempt.join(120)
+        first = attempt.outcome()
 
     # the old attempt went on and finished its work: nothing of it may show
-    assert outcome["first"] == "lost"
+    assert first == "lost"
+    assert requeued.status == "queued" and requeued.attempts == 1
+    assert "stopped responding" in requeued.report["last_loss"]
+    assert not abandoned_files_left  # the reaper removed the abandoned attempt's files
     assert not (settings.tiles_dir / name / "v1").exists()
+    # the retry runs from a new queue entry: the silent worker's own entry may still be
+    # ended by that worker (it is only slow), which must not end the retry
+    assert requeued.queue_job_id != first_entry
+    assert _queue_status(db_url, requeued.queue_job_id) == "todo"
     with sync_engine(db_url).connect() as conn:
         versions = conn.execute(select(tilesets.c.version, tilesets.c.status,
                                        tilesets.c.is_current)
@@ -158,14 +180,10 @@ def test_a_success_recorded_after_the_reaper_took_the_job_is_refused(db_url, set
         job_id = submit_job(conn, "selfcheck", params={"steps": 40, "step_seconds": 0.05})
     entry = _job(db_url, job_id).queue_job_id
     _silent_worker_takes(db_url, entry)
-    outcome: dict[str, str] = {}
-    attempt = threading.Thread(
-        target=lambda: outcome.setdefault("first", run_job(job_id, db_url, settings)))
-    attempt.start()
+    attempt = Attempt(db_url, settings, job_id)
     _wait(lambda: _job(db_url, job_id).items_done >= 2, what="the attempt to count")
     assert _reap(db_url, settings) == 1
-    attempt.join(60)
-    assert outcome["first"] == "lost"
+    assert attempt.outcome() == "lost"
     row = _job(db_url, job_id)
     # the old attempt's later progress did not write over the requeued row either
     assert row.status == "queued" and row.stage == "requeued"
@@ -208,3 +226,22 @@ def test_the_last_transaction_of_a_lost_attempt_rolls_back_its_publication(db_ur
     assert tuple(owner) == ("running", 2)
     with pytest.raises(AttemptLost), engine.begin() as conn:
         ctx.hold(conn)
+
+
+def test_the_reaper_leaves_alone_an_attempt_running_in_its_own_process(db_url, settings):
+    """One process (the embedded default: the API with its job worker) whose heartbeat went
+    stale while the database was away: its attempt is alive, and must not be given up."""
+    with sync_engine(db_url).begin() as conn:
+        job_id = submit_job(conn, "selfcheck", params={"steps": 30, "step_seconds": 0.05})
+    _silent_worker_takes(db_url, _job(db_url, job_id).queue_job_id)
+    outcome: dict[str, str] = {}
+    attempt = threading.Thread(
+        target=lambda: outcome.setdefault("first", run_job(job_id, db_url, settings)))
+    attempt.start()
+    _wait(lambda: _job(db_url, job_id).items_done >= 2, what="the attempt to count")
+    assert _reap(db_url, settings) == 0
+    assert _job(db_url, job_id).status == "running"
+    attempt.join(60)
+    assert outcome["first"] == "succeeded"
+    done = _job(db_url, job_id)
+    assert done.status == "succeeded" and done.attempts == 1 and done.report == {"steps": 30}
