@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 
 import procrastinate
@@ -214,24 +215,63 @@ def _warm_ifc_geometry() -> None:
 
 async def run_worker(settings: Settings, url: str, *, install_signal_handlers: bool = True,
                      queue: procrastinate.App | None = None) -> None:
-    """Run until cancelled (or a signal, when the worker owns the process)."""
+    """Run until cancelled (or SIGINT / SIGTERM, when the worker owns the process): the jobs
+    running then are finished first."""
     queue = queue or make_queue(url, settings)
     if settings.warm_start:
         prepare_worker_process()
         asyncio.get_running_loop().run_in_executor(None, _warm_ifc_geometry)
+    stop = asyncio.Event()
+    if install_signal_handlers:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     async with queue.open_async():
         reaper = asyncio.create_task(_reaper_loop(queue, settings, url))
         try:
-            await queue.run_worker_async(
-                queues=[QUEUE],
-                concurrency=settings.worker_concurrency,
-                update_heartbeat_interval=settings.heartbeat_seconds,
-                stalled_worker_timeout=settings.stalled_after_seconds,
-                install_signal_handlers=install_signal_handlers,
-                listen_notify=True,
-                fetch_job_polling_interval=2.0,
-            )
+            while not await _work_until_stopped(queue, settings, stop):
+                # procrastinate's worker ends itself when a side task fails, as its heartbeat
+                # does while the database is away: start it again, or the jobs queued after
+                # the outage would wait for a restart of the whole service
+                log.warning("the job worker stopped on its own (was the database away?); "
+                            "starting it again")
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(1.0, settings.heartbeat_seconds))
         finally:
             reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
+
+
+async def _work_until_stopped(queue: procrastinate.App, settings: Settings,
+                              stop: asyncio.Event) -> bool:
+    """One run of procrastinate's worker; True when it ended because ``stop`` was set."""
+    if stop.is_set():
+        return True
+    work = asyncio.create_task(queue.run_worker_async(
+        queues=[QUEUE],
+        concurrency=settings.worker_concurrency,
+        update_heartbeat_interval=settings.heartbeat_seconds,
+        stalled_worker_timeout=settings.stalled_after_seconds,
+        install_signal_handlers=False,  # ours above: a stop must be told from a failure
+        listen_notify=True,
+        fetch_job_polling_interval=2.0,
+    ))
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        work.cancel()  # procrastinate then stops gracefully: running jobs end first
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await work
+        raise
+    finally:
+        stopping.cancel()
+    if not work.done():  # a signal: stop as a cancelled worker does
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await work
+        return True
+    if not work.cancelled() and work.exception() is not None:
+        log.warning("the job worker failed: %r", work.exception())
+    return stop.is_set()
