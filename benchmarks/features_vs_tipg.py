@@ -120,6 +120,10 @@ def wrk(url: str, connections: int, duration: int) -> dict[str, float]:
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99}
 
 
+def _ratio(ours: float, theirs: float) -> float | None:
+    return round(ours / theirs, 2) if theirs else None
+
+
 def check(url: str) -> int:
     with urllib.request.urlopen(url, timeout=60) as r:
         body = r.read()
@@ -205,8 +209,9 @@ def run(args: argparse.Namespace, url: str, *, load: bool) -> None:
                 row[f"{server}_rps"] = round(best["rps"], 1)
                 row[f"{server}_p50_ms"] = round(best["p50_ms"], 1)
                 row[f"{server}_p99_ms"] = round(best["p99_ms"], 1)
-            row["ratio"] = round(row["twinbase_rps"] / row["tipg_rps"], 2)
-            row["ratio_c1"] = round(row["twinbase_rps_c1"] / row["tipg_rps_c1"], 2)
+            # a server that finished no request in the time has no ratio (None), not a crash
+            row["ratio"] = _ratio(row["twinbase_rps"], row["tipg_rps"])
+            row["ratio_c1"] = _ratio(row["twinbase_rps_c1"], row["tipg_rps_c1"])
             results[name] = row
             print(name, json.dumps(row), file=sys.stderr, flush=True)
     finally:
@@ -218,7 +223,8 @@ def run(args: argparse.Namespace, url: str, *, load: bool) -> None:
         "embedded_database": not args.database_url,
         "load_avg_after": [round(v, 2) for v in os.getloadavg()],
         "requests": results,
-        "min_ratio": min(r["ratio"] for r in results.values()),
+        "min_ratio": min((r["ratio"] for r in results.values() if r["ratio"] is not None),
+                         default=None),
     }
     print(json.dumps(summary))
 
