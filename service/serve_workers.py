@@ -38,7 +38,6 @@ connection.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import select
@@ -48,6 +47,8 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+
+from tiler.lifetime import end_with_parent
 
 log = logging.getLogger("twinbase.serve")
 
@@ -274,14 +275,10 @@ def serve_workers(host: str, port: int, workers: int, *, jobs: bool) -> int:
 
 # -- one API worker process ---------------------------------------------------------------------
 
-PR_SET_PDEATHSIG = 1
-
-
 def _end_with_parent(parent: int) -> None:
     """SIGTERM to this process when the supervisor dies (Linux), and exit if it already
     has (the request is only heard from the moment it is made)."""
-    with contextlib.suppress(OSError, AttributeError, TypeError):
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # libc is linked in
+    end_with_parent(signal.SIGTERM)
     if os.getppid() != parent:
         sys.exit(0)
 

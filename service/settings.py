@@ -33,6 +33,9 @@ class Settings(BaseSettings):
         "10,000 telemetry reports is about 2 MB")
     max_batch_body_bytes: int = Field(
         64 * 1024**2, description="largest layer batch body under /layers/ (413 above)")
+    upload_free_reserve_bytes: int = Field(
+        1024**3, description="disk space uploads must leave free (507 for an upload that would "
+        "not): tiles, spill files and the embedded database share the disk")
     read_requires_key: bool = Field(False, description="tiles and layers need a viewer key")
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     in_process_worker: bool | None = Field(

@@ -14,14 +14,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Engine, func, insert, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    and_,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from service.citytileset import AGGREGATE_NAME
-from service.models import tilesets
+from service.models import jobs, tilesets
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
 VERSION_ATTEMPTS = 5
+UNFINISHED = ("building", "preview")
+
+
+class VersionAbandoned(Exception):
+    """The version was given up (its job's attempt was taken for dead and its files
+    removed): it can no longer be shown or published."""
 
 
 def slug_name(prefix: str, label: str) -> str:
@@ -92,9 +109,12 @@ def mark_preview(engine: Engine, tv: TilesetVersion, stats: dict[str, Any]) -> b
         conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(tv.name))))
         has_current = conn.execute(select(tilesets.c.id).where(
             tilesets.c.name == tv.name, tilesets.c.is_current)).first() is not None
-        conn.execute(update(tilesets).where(tilesets.c.id == tv.id).values(
+        changed = conn.execute(update(tilesets).where(
+            tilesets.c.id == tv.id, tilesets.c.status == "building").values(
             status="preview", is_current=not has_current, stats=stats,
-            published_at=func.now()))
+            published_at=func.now()).returning(tilesets.c.id)).first()
+        if changed is None:
+            raise VersionAbandoned(f"{tv.name} v{tv.version} was abandoned")
     return not has_current
 
 
@@ -110,9 +130,12 @@ def publish_in(conn: Connection, tv: TilesetVersion, stats: dict[str, Any]) -> N
     conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(tv.name))))
     conn.execute(update(tilesets).where(tilesets.c.name == tv.name, tilesets.c.is_current,
                                         tilesets.c.id != tv.id).values(is_current=False))
-    conn.execute(update(tilesets).where(tilesets.c.id == tv.id).values(
-        status="published", is_current=True, stats=stats, published_at=func.now()))
-
+    changed = conn.execute(update(tilesets).where(
+        tilesets.c.id == tv.id, tilesets.c.status.in_(UNFINISHED)).values(
+        status="published", is_current=True, stats=stats, published_at=func.now())
+        .returning(tilesets.c.id)).first()
+    if changed is None:  # the caller's transaction is rolled back: nothing was switched
+        raise VersionAbandoned(f"{tv.name} v{tv.version} was abandoned")
 
 
 def fail_version(engine: Engine, tv: TilesetVersion) -> None:
@@ -121,3 +144,36 @@ def fail_version(engine: Engine, tv: TilesetVersion) -> None:
         conn.execute(update(tilesets).where(tilesets.c.id == tv.id).values(
             status="failed", is_current=False))
     shutil.rmtree(tv.path, ignore_errors=True)
+
+
+def abandon_job_versions(conn: Connection, job_id: int) -> list[str]:
+    """Hide the unfinished versions (building or preview) a job's attempt made, in the
+    caller's transaction (the one that takes the job from that attempt); their paths
+    under the tiles directory come back for :func:`remove_version_files` after commit."""
+    return list(conn.execute(
+        update(tilesets).where(tilesets.c.job_id == job_id,
+                               tilesets.c.status.in_(UNFINISHED))
+        .values(status="failed", is_current=False).returning(tilesets.c.path)).scalars())
+
+
+def abandon_orphan_versions(engine: Engine, tiles_dir: Path) -> int:
+    """Unfinished versions whose job is no longer running (its worker was killed, the job
+    was requeued or failed meanwhile, the server restarted): a preview would otherwise
+    stay current, and its files on disk, for ever. Returns how many were removed."""
+    with engine.begin() as conn:
+        paths = list(conn.execute(
+            update(tilesets).where(
+                tilesets.c.status.in_(UNFINISHED), tilesets.c.job_id.is_not(None),
+                ~exists().where(and_(jobs.c.id == tilesets.c.job_id,
+                                     jobs.c.status == "running")))
+            .values(status="failed", is_current=False).returning(tilesets.c.path)).scalars())
+    remove_version_files(tiles_dir, paths)
+    return len(paths)
+
+
+def remove_version_files(tiles_dir: Path, paths: list[str]) -> None:
+    root = tiles_dir.resolve()
+    for rel in paths:
+        path = (tiles_dir / rel).resolve()
+        if path.is_relative_to(root) and path != root:  # paths are ours, but never outside
+            shutil.rmtree(path, ignore_errors=True)

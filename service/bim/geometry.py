@@ -35,12 +35,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import get_context, parent_process
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import shapely
+
+from tiler.lifetime import alive, end_with_parent
 
 from .footprint import plan_footprint
 
@@ -307,6 +309,12 @@ def _child_init() -> None:
     # Ctrl-C on `twinbase serve` reaches the whole process group; the parent stops the
     # children itself, without a traceback from each.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # a worker killed outright must not leave its geometry processes behind (spawned: the
+    # worker is their parent)
+    end_with_parent(signal.SIGKILL)
+    parent = parent_process()
+    if parent is not None and not alive(parent.pid):  # gone before the request was made
+        os._exit(0)
 
 
 def _prefetch(path: str) -> None:

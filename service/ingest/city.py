@@ -26,7 +26,7 @@ from service.ingest.datasets import load_dataset
 from service.jobs.context import JobContext, JobFailed
 from service.jobs.registry import job_handler
 from service.models import datasets
-from service.tilesets import TilesetVersion, begin_version, fail_version, publish
+from service.tilesets import TilesetVersion, begin_version, fail_version, publish_in
 
 MAX_TRIANGLES_PER_TILE = 100_000
 MAX_REPORTED_PROBLEMS = 1000  # the report stays readable; the count says how many there were
@@ -69,20 +69,23 @@ def ingest_city(ctx: JobContext) -> dict[str, Any]:
                      "tileset": tile_stats and tile_stats["tileset"],
                      "tileset_version": tv and tv.version}
             ctx.progress("publishing", 1, 1)
+            # the objects, the dataset, the switch of the city tileset and the job's
+            # success commit together, and only while this attempt owns the job
+            ctx.hold(conn)
             conn.execute(update(datasets).where(datasets.c.id == row.id).values(
                 status="ready", crs=report.crs, height_note=report.height_note, stats=stats,
                 footprint=summary["footprint"], bounds3d=summary["bounds3d"],
                 updated_at=func.now()))
+            if tv is not None and tile_stats is not None:
+                publish_in(conn, tv, tile_stats)
+            ctx.succeed_in(conn, {"tiles": tile_stats, "load_s": loaded_s,
+                                  "total_s": round(time.monotonic() - started, 3)})
     except CityFileError as exc:
         _fail(ctx, tv)
         raise JobFailed(str(exc)) from exc
     except BaseException:
         _fail(ctx, tv)
         raise
-    if tv is not None and tile_stats is not None:
-        publish(ctx.engine, tv, tile_stats)
-    ctx.report.update({"tiles": tile_stats, "load_s": loaded_s,
-                       "total_s": round(time.monotonic() - started, 3)})
     return ctx.report
 
 

@@ -139,6 +139,7 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
         # transaction: a reader never sees the new elements with the old tiles, or the
         # reverse, nor a finished job whose data is not there
         with ctx.engine.begin() as conn:
+            ctx.hold(conn)  # first: the reaper locks the job's row before the versions
             in_buildings = replace_elements(conn, row.id, elements, spaces=bim.spaces)
             stats["in_cim_buildings"] = in_buildings
             conn.execute(update(datasets).where(datasets.c.id == row.id).values(

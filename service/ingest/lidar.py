@@ -19,7 +19,7 @@ from service.ingest.datasets import load_dataset
 from service.jobs.context import JobContext, JobFailed
 from service.jobs.registry import job_handler
 from service.models import datasets, jobs
-from service.tilesets import begin_version, fail_version, mark_preview, publish, slug_name
+from service.tilesets import begin_version, fail_version, mark_preview, publish_in, slug_name
 
 
 def _multipolygon(geom: Polygon | MultiPolygon) -> MultiPolygon:
@@ -72,17 +72,27 @@ def ingest_lidar(ctx: JobContext) -> dict[str, Any]:
         "tileset": f"/tiles/{tv.name}/tileset.json",
     }
     ctx.progress("publishing", result.points, result.points)
-    with ctx.engine.begin() as conn:
-        conn.execute(update(datasets).where(datasets.c.id == row.id).values(
-            status="ready", crs=result.crs, height_note=result.height_note, stats=stats,
-            footprint=from_shape(_multipolygon(result.footprint), srid=4326),
-            bounds3d=_bounds(result.bounds), acquired_at=result.acquired_at, updated_at=func.now()))
-    publish(ctx.engine, tv, stats)
-    return {"points": result.points, "tileset": tv.name, "version": tv.version,
-            "first_view_s": first_view.get("job_s"), "tiles": result.tiles,
-            "crs": result.crs, "height_note": result.height_note,
-            "first_view_since_upload_s": first_view.get("since_upload_s"),
-            "tiling_s": round(time.monotonic() - started, 3)}
+    report = {"points": result.points, "tileset": tv.name, "version": tv.version,
+              "first_view_s": first_view.get("job_s"), "tiles": result.tiles,
+              "crs": result.crs, "height_note": result.height_note,
+              "first_view_since_upload_s": first_view.get("since_upload_s"),
+              "tiling_s": round(time.monotonic() - started, 3)}
+    try:
+        # the survey's row, the switch to the new version and the job's success in one
+        # transaction, owned by this attempt: an attempt given up for dead publishes nothing
+        with ctx.engine.begin() as conn:
+            ctx.hold(conn)
+            conn.execute(update(datasets).where(datasets.c.id == row.id).values(
+                status="ready", crs=result.crs, height_note=result.height_note, stats=stats,
+                footprint=from_shape(_multipolygon(result.footprint), srid=4326),
+                bounds3d=_bounds(result.bounds), acquired_at=result.acquired_at,
+                updated_at=func.now()))
+            publish_in(conn, tv, stats)
+            ctx.succeed_in(conn, report)
+    except BaseException:
+        fail_version(ctx.engine, tv)
+        raise
+    return ctx.report
 
 
 def _bounds(b: tuple[float, ...]) -> dict[str, list[float]]:

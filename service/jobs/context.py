@@ -22,6 +22,12 @@ class JobFailed(Exception):
     """A job that cannot succeed, with the reason shown to the user as is (not retried)."""
 
 
+class AttemptLost(Exception):
+    """This attempt no longer owns its job: the reaper took it for dead (its worker was
+    silent, e.g. while the database was away) and requeued or failed the job. What the
+    attempt made must not be published, and its outcome must not be recorded."""
+
+
 @dataclass
 class JobContext:
     job_id: int
@@ -31,6 +37,7 @@ class JobContext:
     engine: Engine
     settings: Settings
     bookkeeping: Engine | None = None  # for writes a crash may lose (db.bookkeeping_engine)
+    attempt: int = 0  # the claim's attempt number: the fencing token of every write below
     dataset: Any = None  # the dataset row, marked as ingesting when the job was claimed
     report: dict[str, Any] = field(default_factory=dict)
     succeeded: bool = False
@@ -38,6 +45,8 @@ class JobContext:
     _last_write: float = 0.0
     _stage: str = ""
     _writer: _ProgressWriter | None = None
+    _final: bool = False  # the last transaction has begun: no more progress writes
+    _held: Progress | None = None  # progress not yet written when it began
 
     def __post_init__(self) -> None:
         if self.bookkeeping is None:  # a context made outside run_job: durable writes
@@ -47,12 +56,14 @@ class JobContext:
         """Record stage and items done; written at most every ``min_interval`` seconds,
         and always when the stage changes, so a busy loop can call it freely. The write
         happens on a background thread: the job never waits for the database here."""
+        if self._final:
+            return
         now = time.monotonic()
         if stage == self._stage and now - self._last_write < self.min_interval:
             return
         self._stage, self._last_write = stage, now
         if self._writer is None:
-            self._writer = _ProgressWriter(self.bookkeeping, self.job_id)
+            self._writer = _ProgressWriter(self.bookkeeping, self.job_id, self.attempt)
         self._writer.post(stage, int(done), int(total) if total is not None else None)
 
     def close(self, write_pending: bool = True) -> Progress | None:
@@ -63,13 +74,28 @@ class JobContext:
         writer, self._writer = self._writer, None
         return writer.close(write_pending) if writer is not None else None
 
+    def hold(self, conn: Connection) -> None:
+        """Start the handler's last transaction by locking the job's row for this attempt;
+        :class:`AttemptLost` (the transaction is then rolled back) when the attempt no
+        longer owns the job."""
+        # the progress writer updates the same row on its own connection: were it stopped
+        # later (in succeed_in), it would wait for this lock, and this transaction for it
+        self._held = self.close(write_pending=False)
+        self._final = True
+        if conn.execute(store.owned(self.job_id, self.attempt)).first() is None:
+            raise AttemptLost(f"job {self.job_id}: attempt {self.attempt} no longer owns it")
+
     def succeed_in(self, conn: Connection, report: dict[str, Any]) -> None:
         """Record the job's success inside the handler's last transaction: the job reads
         'succeeded' exactly when what it wrote becomes visible, and a separate commit that
-        waits for the disk is saved. The handler's return value is then not stored."""
-        last = self.close(write_pending=False)
+        waits for the disk is saved. The handler's return value is then not stored.
+        :class:`AttemptLost` when the attempt no longer owns the job: the transaction, and
+        the publication in it, is rolled back."""
+        last = self.close(write_pending=False) or self._held
         self.report.update(report)
-        conn.execute(store.succeed(self.job_id, self.report, last))
+        if conn.execute(store.succeed(self.job_id, self.attempt, self.report, last)
+                        ).first() is None:
+            raise AttemptLost(f"job {self.job_id}: attempt {self.attempt} no longer owns it")
         self.succeeded = True
 
 
@@ -81,9 +107,9 @@ class _ProgressWriter(threading.Thread):
 
     GAP = 0.1
 
-    def __init__(self, engine: Engine, job_id: int) -> None:
+    def __init__(self, engine: Engine, job_id: int, attempt: int) -> None:
         super().__init__(name=f"job-{job_id}-progress", daemon=True)
-        self.engine, self.job_id = engine, job_id
+        self.engine, self.job_id, self.attempt = engine, job_id, attempt
         self._pending: Progress | None = None
         self._write_pending = True
         self._closing = False
@@ -133,7 +159,8 @@ class _ProgressWriter(threading.Thread):
         with self.engine.begin() as conn:
             conn.execute(
                 update(jobs)
-                .where(jobs.c.id == self.job_id, jobs.c.status == "running")
+                .where(jobs.c.id == self.job_id, jobs.c.status == "running",
+                       jobs.c.attempts == self.attempt)
                 .values(stage=stage, items_done=done, items_total=total,
                         progress=fraction, updated_at=func.now())
             )

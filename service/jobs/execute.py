@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import traceback
 
 from sqlalchemy import select
@@ -12,13 +13,25 @@ from sqlalchemy import select
 from service.db import bookkeeping_engine, sync_engine
 from service.ingest.datasets import start_ingest
 from service.jobs import store
-from service.jobs.context import JobContext, JobFailed
+from service.jobs.cleanup import discard_failed_sources, fail_job_in
+from service.jobs.context import AttemptLost, JobContext, JobFailed
 from service.jobs.registry import handler_for
 from service.models import jobs
 from service.settings import Settings, get_settings
+from service.tilesets import VersionAbandoned, remove_version_files
 
 log = logging.getLogger(__name__)
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
+# (job id, attempt) of the attempts running in this process. The reaper here skips them:
+# its own worker's heartbeat goes stale whenever the database is away, yet these attempts
+# are plainly alive and may publish once it is back.
+_RUNNING: set[tuple[int, int]] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def running_here(job_id: int, attempt: int) -> bool:
+    with _RUNNING_LOCK:
+        return (job_id, attempt) in _RUNNING
 
 
 def run_job(job_id: int, database_url: str, settings: Settings | None = None) -> str:
@@ -39,11 +52,22 @@ def run_job(job_id: int, database_url: str, settings: Settings | None = None) ->
         return status or "missing"
     ctx = JobContext(job_id=job_id, kind=row.kind, dataset_id=row.dataset_id,
                      params=dict(row.params or {}), engine=engine, settings=settings,
-                     bookkeeping=bookkeeping, dataset=dataset)
-    handler = handler_for(row.kind)
+                     bookkeeping=bookkeeping, dataset=dataset, attempt=row.attempts)
+    with _RUNNING_LOCK:
+        _RUNNING.add((job_id, ctx.attempt))
+    try:
+        return _run(ctx, engine, row.kind)
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard((job_id, ctx.attempt))
+
+
+def _run(ctx: JobContext, engine, kind: str) -> str:
+    job_id = ctx.job_id
+    handler = handler_for(kind)
     try:
         if handler is None:
-            raise JobFailed(f"no handler for job kind {row.kind!r}")
+            raise JobFailed(f"no handler for job kind {kind!r}")
         try:  # the claim wrote stage 'starting'
             report = handler(ctx) or {}
         except BaseException:
@@ -53,29 +77,40 @@ def run_job(job_id: int, database_url: str, settings: Settings | None = None) ->
         if ctx.succeeded:  # the handler stored its outcome with its data
             return "succeeded"
         ctx.report.update(report)
+    except (AttemptLost, VersionAbandoned) as exc:
+        return _lost(job_id, ctx, exc)
     except JobFailed as exc:
-        _fail(engine, job_id, str(exc), ctx)
-        return "failed"
+        return _fail(engine, job_id, str(exc), ctx)
     except Exception as exc:  # a bug or an environment problem; keep the trace in the log
-        log.error("job %s (%s) crashed:\n%s", job_id, row.kind, traceback.format_exc())
-        _fail(engine, job_id, f"internal error: {type(exc).__name__}: {exc}", ctx)
-        return "failed"
+        log.error("job %s (%s) crashed:\n%s", job_id, kind, traceback.format_exc())
+        return _fail(engine, job_id, f"internal error: {type(exc).__name__}: {exc}", ctx)
     with engine.begin() as conn:
-        conn.execute(store.succeed(job_id, ctx.report, last))
+        if conn.execute(store.succeed(job_id, ctx.attempt, ctx.report, last)).first() is None:
+            return _lost(job_id, ctx, "its success came after the job was taken from it")
     return "succeeded"
 
 
-def _fail(engine, job_id: int, message: str, ctx: JobContext) -> None:
+def _lost(job_id: int, ctx: JobContext, why: object) -> str:
+    """The reaper took the job from this attempt (see AttemptLost): its work is dropped,
+    and the job's row, dataset and tiles are left to the attempt that owns it now."""
+    log.warning("job %s: attempt %s was given up for dead while it ran (%s); what it made "
+                "was discarded, the job's state is the reaper's", job_id, ctx.attempt, why)
+    return "lost"
+
+
+def _fail(engine, job_id: int, message: str, ctx: JobContext) -> str:
     if ctx.succeeded:  # what failed came after the outcome was committed; nothing to undo
         log.error("job %s failed after it succeeded: %s", job_id, message)
-        return
-    log.warning("job %s failed: %s", job_id, message)
+        return "succeeded"
     with engine.begin() as conn:
-        conn.execute(store.fail(job_id, message, ctx.report))
-    if ctx.dataset_id is not None and ctx.kind.startswith("ingest"):
-        from service.ingest.datasets import mark_dataset_failed
-
-        mark_dataset_failed(engine, ctx.dataset_id, message)
+        hidden = fail_job_in(conn, job_id, message, report=ctx.report, attempt=ctx.attempt)
+    if hidden is None:
+        return _lost(job_id, ctx, message)
+    log.warning("job %s failed: %s", job_id, message)
+    remove_version_files(ctx.settings.tiles_dir, hidden)
+    if ctx.dataset_id is not None:
+        discard_failed_sources(engine, ctx.settings, dataset_id=ctx.dataset_id)
+    return "failed"
 
 
 def _status(engine, job_id: int) -> str | None:

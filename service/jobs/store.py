@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Insert, Integer, Update, cast, func, insert, literal, update
+from sqlalchemy import Insert, Integer, Select, Update, cast, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from service.models import jobs
@@ -27,7 +27,11 @@ def link_queue_job(job_id: int, queue_job_id: int) -> Update:
 
 
 def claim(job_id: int, worker: str) -> Update:
-    """queued -> running, counting the attempt; no row back when the job is not queued."""
+    """queued -> running, counting the attempt; no row back when the job is not queued.
+
+    The attempt number it returns is the attempt's fencing token: every write of an
+    attempt's outcome or progress names it, and the reaper's requeue (or a later claim)
+    makes it stale, so an attempt that was given up for dead cannot record anything."""
     return (
         update(jobs)
         .where(jobs.c.id == job_id, jobs.c.status == "queued")
@@ -38,29 +42,46 @@ def claim(job_id: int, worker: str) -> Update:
     )
 
 
-def succeed(job_id: int, report: dict[str, Any],
+def owned(job_id: int, attempt: int) -> Select:
+    """The job's row, locked, while ``attempt`` still owns it (no row once it does not).
+    Taken first in an attempt's last transaction: the reaper, which locks the same row
+    to requeue or fail the job, then waits for that transaction, or it for the reaper."""
+    return (select(jobs.c.id)
+            .where(jobs.c.id == job_id, jobs.c.status == "running",
+                   jobs.c.attempts == attempt)
+            .with_for_update())
+
+
+def succeed(job_id: int, attempt: int, report: dict[str, Any],
             last: tuple[str, int, int | None] | None = None) -> Update:
-    """running -> succeeded; ``last`` is the job's last progress (stage, done, total) when it
-    was not written on its own: a finished job has done all of its items."""
+    """running -> succeeded, for the attempt that owns the job (a row back then);
+    ``last`` is the job's last progress (stage, done, total) when it was not written on
+    its own: a finished job has done all of its items."""
     total = (func.coalesce(literal(last[2], Integer), jobs.c.items_total) if last is not None
              else jobs.c.items_total)
     done = literal(last[1], Integer) if last is not None else jobs.c.items_done
     return (
         update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status == "running")
+        .where(jobs.c.id == job_id, jobs.c.status == "running", jobs.c.attempts == attempt)
         .values(status="succeeded", stage="done", progress=1.0, report=_merged(report),
                 items_total=total, items_done=func.coalesce(total, done),
                 finished_at=func.now(), updated_at=func.now())
+        .returning(jobs.c.id)
     )
 
 
 def fail(job_id: int, error: str, report: dict[str, Any] | None = None,
-         from_status: tuple[str, ...] = ("running",)) -> Update:
+         from_status: tuple[str, ...] = ("running",), attempt: int | None = None) -> Update:
+    """-> failed; with ``attempt``, only while that attempt owns the job. The dataset id
+    comes back when the job changed."""
     values: dict[str, Any] = {"status": "failed", "error": error, "finished_at": func.now(),
                               "updated_at": func.now()}
     if report is not None:
         values["report"] = _merged(report)
-    return update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(from_status)).values(values)
+    stmt = update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(from_status))
+    if attempt is not None:
+        stmt = stmt.where(jobs.c.attempts == attempt)
+    return stmt.values(values).returning(jobs.c.dataset_id, jobs.c.kind)
 
 
 def requeue_after_loss(job_id: int, note: str) -> Update:

@@ -27,6 +27,11 @@ def _args(job_id: int) -> dict[str, str]:
     return {"args": json.dumps({"job_id": job_id})}
 
 
+def new_queue_entry(conn: Connection, job_id: int) -> int:
+    """A new queue entry for job ``job_id`` in the caller's transaction; its id."""
+    return conn.execute(_ENQUEUE, _args(job_id)).scalar_one()
+
+
 def submit_job(conn: Connection, kind: str, *, dataset_id: int | None = None,
                params: dict[str, Any] | None = None, created_by: str | None = None,
                max_attempts: int = 3, enqueue: bool = True) -> int:
@@ -34,8 +39,7 @@ def submit_job(conn: Connection, kind: str, *, dataset_id: int | None = None,
                                         created_by=created_by,
                                         max_attempts=max_attempts)).scalar_one()
     if enqueue:
-        queue_id = conn.execute(_ENQUEUE, _args(job_id)).scalar_one()
-        conn.execute(store.link_queue_job(job_id, queue_id))
+        conn.execute(store.link_queue_job(job_id, new_queue_entry(conn, job_id)))
     return job_id
 
 

@@ -42,6 +42,7 @@ from service.jobs.submit import submit_job_async
 from service.models import datasets, uploads
 from service.uploads import storage
 from service.uploads.names import safe_filename
+from service.uploads.space import InsufficientStorage, ensure_room, is_disk_full
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination,checksum,expiration"
@@ -87,7 +88,8 @@ async def tus_options() -> Response:
                  "Headers: `Tus-Resumable: 1.0.0`, `Upload-Length: <bytes>`, `Upload-Metadata:"
                  " filename <b64>,sha256 <b64 of hex>,crs <b64>,kind <b64>`. Answers 201 with"
                  " `Location`; send the bytes with PATCH. 413 over the size limit, 422 for a"
-                 " kind that cannot be ingested."))
+                 " kind that cannot be ingested, 507 when the server's disk cannot hold the"
+                 " file (beside the free space it keeps in reserve)."))
 async def create_upload(request: Request, principal: Writer) -> Response:
     _check_version(request)
     settings = request.app.state.settings
@@ -114,6 +116,7 @@ async def create_upload(request: Request, principal: Writer) -> Response:
     upload_id = secrets.token_hex(16)
     expires = datetime.now(UTC) + timedelta(hours=settings.upload_expiry_hours)
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    ensure_room(settings.uploads_dir, length, settings.upload_free_reserve_bytes)
     storage.part_path(settings.uploads_dir, upload_id).touch(mode=0o640)
     async with request.app.state.engine.begin() as conn:
         await conn.execute(insert(uploads).values(
@@ -170,7 +173,9 @@ async def upload_status(upload_id: str, request: Request, principal: Writer) -> 
                   "`Upload-Offset` must equal the server's (HEAD tells it, 409 otherwise). "
                   "Optional `Upload-Checksum: sha1|sha256|md5 <base64>` per chunk (460 on "
                   "mismatch, the chunk is discarded). When the last byte arrives the whole "
-                  "file's SHA-256 is checked and the dataset and its ingest job are created."))
+                  "file's SHA-256 is checked and the dataset and its ingest job are created. "
+                  "507 when the disk cannot hold the rest of the file: the upload is then "
+                  "failed and its bytes freed, so send it again once space is freed."))
 async def upload_patch(upload_id: str, request: Request, principal: Writer) -> Response:
     _check_version(request)
     settings = request.app.state.settings
@@ -195,6 +200,8 @@ async def upload_patch(upload_id: str, request: Request, principal: Writer) -> R
         hasher = CHECKSUM_ALGOS[checksum[0]]() if checksum else None
         remaining = row.length - offset
         try:
+            # before a byte is written: the rest of the file must fit beside the reserve
+            ensure_room(settings.uploads_dir, remaining, settings.upload_free_reserve_bytes)
             written, overflow = await storage.append_stream(fd, request.stream(), remaining,
                                                             hasher)
         except ClientDisconnect:
@@ -203,6 +210,16 @@ async def upload_patch(upload_id: str, request: Request, principal: Writer) -> R
             if checksum:
                 os.ftruncate(fd, offset)
             return Response(status_code=400, headers=_tus_headers())
+        except InsufficientStorage:
+            await _refuse_for_space(request, upload_id, part)
+            raise
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            await _refuse_for_space(request, upload_id, part)
+            raise InsufficientStorage(
+                "the server's disk filled up while this chunk was written; the upload was "
+                "discarded: upload the file again once space is freed") from exc
         if overflow:
             os.ftruncate(fd, offset)
             raise PayloadTooLarge(f"this chunk goes past the declared Upload-Length of "
@@ -231,6 +248,16 @@ async def upload_delete(upload_id: str, request: Request, principal: Writer) -> 
                            .values(status="cancelled"))
     storage.part_path(request.app.state.settings.uploads_dir, upload_id).unlink(missing_ok=True)
     return Response(status_code=204, headers=_tus_headers())
+
+
+async def _refuse_for_space(request: Request, upload_id: str, part: Path) -> None:
+    """An upload the disk cannot hold is failed and its partial file freed: it could not be
+    completed, and what it holds would keep the disk full for everyone until it expired."""
+    async with request.app.state.engine.begin() as conn:
+        await conn.execute(update(uploads).where(uploads.c.id == upload_id,
+                                                 uploads.c.status == "receiving")
+                           .values(status="failed"))
+    part.unlink(missing_ok=True)
 
 
 def _parse_checksum(header: str | None) -> tuple[str, bytes] | None:

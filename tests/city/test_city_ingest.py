@@ -189,16 +189,16 @@ def test_reingest_supersedes_and_rewrites_only_affected_tiles(
     changed = sorted(doc["CityObjects"])[3]
     doc["CityObjects"][changed]["attributes"]["status"] = "gesloopt"
     seen_during_publish: dict[str, object] = {}
-    real_publish = city_job.publish
+    real_publish = city_job.publish_in
 
-    def publish_and_look(engine, tv, stats):
+    def publish_and_look(conn, tv, stats):
         # the new version is complete on disk, the old one is what clients still get
         r = httpx.get(f"{live_server.url}/tiles/cim/tileset.json")
         seen_during_publish["version"] = r.headers["Twinbase-Tileset-Version"]
         seen_during_publish["same"] = r.json() == before.tileset
-        real_publish(engine, tv, stats)
+        real_publish(conn, tv, stats)
 
-    monkeypatch.setattr(city_job, "publish", publish_and_look)
+    monkeypatch.setattr(city_job, "publish_in", publish_and_look)
     _, second = ingest(live_server, op, db_url, settings, ROTTERDAM,
                        data=json.dumps(doc).encode(), crs="EPSG:7415")
     assert second["status"] == "succeeded", second["error"]

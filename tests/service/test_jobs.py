@@ -4,6 +4,7 @@ failure with a reason when attempts run out."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -146,3 +147,35 @@ def test_warm_start_prepares_the_worker_before_the_first_job(db_url, tmp_path):
         job_id = submit(db_url, {"steps": 2, "step_seconds": 0.01})
         done = wait_for(db_url, job_id, lambda r: r.status in ("succeeded", "failed"))
     assert done.status == "succeeded", done.error
+
+
+def test_a_worker_goes_on_taking_jobs_after_the_database_was_away(tmp_path):
+    """Its heartbeat fails while the database is down (longer than the connection pool's
+    30 s wait, after which procrastinate's worker ends itself); once the database is back,
+    jobs run again without a restart of the worker."""
+    import tempfile
+
+    from service import db
+    from service.embedded_pg import EmbeddedPostgres
+
+    base = Path(tempfile.mkdtemp(prefix="twinbase-test-outage-"))
+    os.chmod(base, 0o755)  # the cluster runs as the postgres user when we are root
+    pg = EmbeddedPostgres(base / "cluster")
+    pg.start()
+    try:
+        url = pg.url
+        db.upgrade(url)
+        log = tmp_path / "worker.log"
+        with worker_process(url, log) as proc:
+            before = submit(url, {"steps": 2, "step_seconds": 0.01})
+            wait_for(url, before, lambda r: r.status == "succeeded")
+            pg.stop()
+            time.sleep(36)
+            pg.start()
+            assert proc.poll() is None, log.read_text()[-3000:]
+            after = submit(url, {"steps": 2, "step_seconds": 0.01})
+            row = wait_for(url, after, lambda r: r.status in ("succeeded", "failed"), 60)
+            assert row.status == "succeeded", row.error
+    finally:
+        pg.destroy()
+        shutil.rmtree(base, ignore_errors=True)

@@ -247,3 +247,65 @@ def test_expired_uploads_are_refused_and_their_bytes_freed(live_server, op, sett
     assert patch(location, op, 300, b"x" * 300).status_code == 410
     assert expire_uploads(db_url, settings) >= 1
     assert not (settings.uploads_dir / f"{upload_id}.part").exists()
+
+
+def test_an_upload_the_disk_cannot_hold_is_refused_before_its_bytes_fill_it(
+        live_server, op, settings):
+    """The disk's state is set through the free space the server keeps in reserve: a
+    reserve that leaves 100 MB stands for a disk with 100 MB left."""
+    from service.uploads.space import free_bytes
+
+    settings.max_upload_bytes = 10 * 1024**3
+    declared = 200 * 1024**2
+    disk = settings.data_dir.parent  # the file system the uploads go to
+    settings.upload_free_reserve_bytes = free_bytes(disk) - 100 * 1024**2
+    refused = create(live_server, op, declared, filename="big.laz")
+    assert refused.status_code == 507, refused.text
+    problem = refused.json()
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert "cannot hold" in problem["detail"] and problem["needed_bytes"] == declared
+    assert not list(settings.uploads_dir.glob("*.part"))
+
+    # space enough when it starts; the disk fills while it is on its way
+    settings.upload_free_reserve_bytes = 0
+    location = create(live_server, op, declared, filename="big.laz").headers["Location"]
+    assert patch(location, op, 0, b"x" * 1024**2).status_code == 204
+    upload_id = location.rsplit("/", 1)[1]
+    assert (settings.uploads_dir / f"{upload_id}.part").stat().st_size == 1024**2
+    settings.upload_free_reserve_bytes = free_bytes(disk) - 100 * 1024**2
+    late = patch(location, op, 1024**2, b"x" * 1024**2)
+    assert late.status_code == 507, late.text
+    assert late.json()["needed_bytes"] == declared - 1024**2
+    # the upload cannot complete: it is failed, and what it held is freed at once
+    assert not (settings.uploads_dir / f"{upload_id}.part").exists()
+    status = httpx.get(location, headers=op).json()
+    assert status["status"] == "failed" and status["offset"] == 0
+    settings.upload_free_reserve_bytes = 0
+    assert patch(location, op, 0, b"x" * 1024).status_code == 409
+
+
+def test_partial_files_nothing_receives_into_are_freed(live_server, op, settings, db_url):
+    import os
+
+    from service.db import sync_engine
+    from service.uploads.space import remove_orphan_parts
+
+    alive = create(live_server, op, 1000, filename="alive.laz").headers["Location"]
+    assert patch(alive, op, 0, b"x" * 300).status_code == 204
+    failed = create(live_server, op, 1000, filename="failed.laz").headers["Location"]
+    assert patch(failed, op, 0, b"x" * 300).status_code == 204
+    failed_id = failed.rsplit("/", 1)[1]
+    with psycopg.connect(db_url) as conn:
+        conn.execute("UPDATE uploads SET status = 'failed' WHERE id = %s", (failed_id,))
+    # a crash between the file and its row: no row at all, old
+    stray = settings.uploads_dir / f"{'e' * 32}.part"
+    stray.write_bytes(b"y" * 500)
+    os.utime(stray, (time.time() - 3600, time.time() - 3600))
+    # ... and one that may be an upload being created this moment
+    fresh = settings.uploads_dir / f"{'d' * 32}.part"
+    fresh.write_bytes(b"z")
+
+    assert remove_orphan_parts(sync_engine(db_url), settings.uploads_dir) == 2
+    left = {p.name for p in settings.uploads_dir.glob("*.part")}
+    assert left == {f"{alive.rsplit('/', 1)[1]}.part", fresh.name}
+    assert patch(alive, op, 300, b"x" * 700).status_code == 204  # untouched, completes

@@ -34,6 +34,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections import defaultdict
@@ -52,6 +53,7 @@ from tiler.errors import (
     PointCountMismatchError,
 )
 from tiler.frames import EnuFrame, ecef_to_geodetic, geodetic_to_ecef
+from tiler.lifetime import end_with, end_with_parent
 from tiler.pointcloud import octree
 from tiler.pointcloud.assemble import NodeInfo, NodeKey, build_tileset
 from tiler.pointcloud.content import points_glb
@@ -136,7 +138,13 @@ class CellResult:
 
 # --- worker set-up ---------------------------------------------------------------------
 
-def _worker_init() -> None:
+def _worker_init(creator: int) -> None:
+    # A worker process killed outright left its pool processes behind, blocked for ever on
+    # a task pipe that they hold open themselves. Under forkserver their parent is the
+    # server, which does not end either while they hold its pipe: they watch the process
+    # that made the pool. SIGKILL: they hold nothing worth a clean-up.
+    end_with_parent(signal.SIGKILL)  # their parent is the creator under spawn
+    end_with(creator, signal.SIGKILL)
     # Fresh pages cost ~2 ms per MB on this kind of VM (measured: filling a new 128 MB array
     # took 254 ms, a reused one 8 ms); keep freed memory in the heap for the next chunk.
     with contextlib.suppress(OSError, AttributeError):
@@ -174,7 +182,8 @@ def _make_executor(workers: int, inline: bool) -> Executor:
     saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
     os.environ.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     try:
-        ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
+        ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(os.getpid(),))
         # start every worker now, while the environment above is set; they boot (~0.6 s of
         # imports) while this process plans
         for _ in range(workers):
