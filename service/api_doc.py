@@ -72,6 +72,11 @@ def _add_errors(op: dict[str, Any], method: str, key_use: str | None) -> None:
     if "422" in responses:  # FastAPI's HTTPValidationError: ours is a problem document
         responses["422"] = _problem("The request does not validate (the detail names the "
                                     "fields)")
+    # a route that declares an error status with a description only still answers it with
+    # a problem document (every error goes through service.errors)
+    for status, response in responses.items():
+        if status[0] in "45" and "content" not in response:
+            response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_REF}}
 
 
 def build(app: FastAPI, doc: dict[str, Any]) -> dict[str, Any]:
