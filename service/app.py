@@ -20,6 +20,7 @@ from service.lowalt.api import router as lowalt_router
 from service.observe import ObserveMiddleware
 from service.routers import bim, city, dashboard, datasets, health, jobs, keys, tiles
 from service.settings import Settings, get_settings
+from service.textguard import NulGuardMiddleware
 from service.uploads import tus
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.state.settings = settings
     app.state.database_url = url
     install_error_handlers(app)
+    app.add_middleware(NulGuardMiddleware)  # innermost: its 400s are logged and counted
     # gzip for JSON and the dashboard's text files only (tiles are binary; see the module)
     app.add_middleware(TextGZipMiddleware)
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,

@@ -58,11 +58,23 @@ def run_job(job_id: int, database_url: str, settings: Settings | None = None) ->
         return "failed"
     except Exception as exc:  # a bug or an environment problem; keep the trace in the log
         log.error("job %s (%s) crashed:\n%s", job_id, row.kind, traceback.format_exc())
-        _fail(engine, job_id, f"internal error: {type(exc).__name__}: {exc}", ctx)
+        _fail(engine, job_id, _reason(exc), ctx)
         return "failed"
     with engine.begin() as conn:
         conn.execute(store.succeed(job_id, ctx.report, last))
     return "succeeded"
+
+
+def _reason(exc: Exception) -> str:
+    """What a job's error says when it did not fail on purpose: a full disk or an
+    unavailable database is the server's state, which an operator can fix and retry."""
+    from service.faults import translate
+
+    typed = translate(exc)
+    if typed is not None and typed.status >= 500:
+        detail = typed.detail.split(";")[0]
+        return f"{detail} ({type(exc).__name__}: {exc}); submit the job again once it is fixed"
+    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 def _fail(engine, job_id: int, message: str, ctx: JobContext) -> None:
