@@ -14,6 +14,7 @@ from service import __version__
 from service.compression import TextGZipMiddleware
 from service.db import make_async_engine
 from service.errors import install_error_handlers
+from service.faults import ContainUnexpected
 from service.features import router as features_router
 from service.layers import router as layers_router
 from service.lowalt.api import router as lowalt_router
@@ -67,7 +68,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.state.settings = settings
     app.state.database_url = url
     install_error_handlers(app)
-    app.add_middleware(NulGuardMiddleware)  # innermost: its 400s are logged and counted
+    app.add_middleware(ContainUnexpected)  # a 500 keeps the client's connection open
+    app.add_middleware(NulGuardMiddleware)  # inside the ones below: its 400s are logged
     # gzip for JSON and the dashboard's text files only (tiles are binary; see the module)
     app.add_middleware(TextGZipMiddleware)
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,

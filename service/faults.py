@@ -13,9 +13,12 @@ All of them are recognised here, by SQLSTATE where there is one, so a new route 
 from __future__ import annotations
 
 import errno
+import logging
 import re
 import traceback
 from collections.abc import Iterator
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import (
     BadRequest,
@@ -23,7 +26,10 @@ from service.errors import (
     InsufficientStorage,
     ServiceUnavailable,
     TwinbaseError,
+    problem,
 )
+
+log = logging.getLogger(__name__)
 
 # seconds a client should wait before retrying while the database is unavailable: a
 # restart of PostgreSQL takes about a second, a failover a few
@@ -155,3 +161,35 @@ def handled_types() -> tuple[type[BaseException], ...]:
 
     return (OSError, SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError,
             psycopg.Error)
+
+
+class ContainUnexpected:
+    """Answer an unexpected exception with the 500 problem here, inside the app, rather than
+    in Starlette's outermost ``ServerErrorMiddleware``: that one answers and then re-raises,
+    and the server closes the connection, so the next request a client sends on it (kept
+    alive) gets no answer at all. Exceptions of the framework's own signalling, and any
+    raised after the response started, pass on unchanged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started or type(exc).__module__.split(".", 1)[0] in ("starlette", "fastapi"):
+                raise
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            response = problem(500, "internal error; the server log has the details",
+                               "internal", scope.get("path"))
+            await response(scope, receive, send)

@@ -7,7 +7,7 @@ arithmetic on it. Normalising to UTC where an instant enters turns that into a 4
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import AfterValidator
@@ -30,3 +30,25 @@ def to_utc(moment: datetime) -> datetime:
 
 # a request parameter or body field: an instant beyond the range is a 422 naming it
 UtcDatetime = Annotated[datetime, AfterValidator(to_utc)]
+
+
+# far enough from the calendar's ends that windows, margins and time steps computed from an
+# instant (minutes to days) cannot overflow either
+_ROOM = timedelta(days=366)
+EARLIEST = datetime.min.replace(tzinfo=UTC) + _ROOM
+LATEST = datetime.max.replace(tzinfo=UTC) - _ROOM
+
+
+def to_utc_with_room(moment: datetime) -> datetime:
+    """Aware instants in UTC; a naive one is left naive for its route to refuse or read."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return moment
+    moment = to_utc(moment)
+    if not EARLIEST <= moment <= LATEST:
+        raise InstantOutOfRange(f"{moment.isoformat()} is too close to the calendar's ends "
+                                f"(years {EARLIEST.year} to {LATEST.year} are accepted)")
+    return moment
+
+
+# an instant the service computes with (flight windows, telemetry)
+WorkingDatetime = Annotated[datetime, AfterValidator(to_utc_with_room)]

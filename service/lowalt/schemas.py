@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pyproj import CRS
 
 from service.errors import Unprocessable
+from service.instants import WorkingDatetime
 from service.lowalt.geo import Frame, corridor_polygon, frame, horizontal_lengths
 from service.lowalt.settings import LowAltSettings
 
@@ -61,8 +62,8 @@ class ZoneIn(Strict):
     floor_m: float = Field(ge=-500, le=20_000)
     ceiling_m: float = Field(ge=-500, le=20_000)
     height_reference: Literal["agl", "wgs84"] = "agl"
-    valid_from: datetime | None = None
-    valid_to: datetime | None = None
+    valid_from: WorkingDatetime | None = None
+    valid_to: WorkingDatetime | None = None
     reason: str | None = Field(None, max_length=2000)
     authority: str | None = Field(None, max_length=200)
     conditions: str | None = Field(None, max_length=2000)
@@ -78,8 +79,8 @@ class RouteIn(Strict):
     vertical_half_m: float | None = Field(None, gt=0, le=200)
     corridor: PolygonGeometry | None = Field(
         None, description="horizontal corridor; default: the line buffered by half_width_m")
-    start_time: datetime
-    end_time: datetime
+    start_time: WorkingDatetime
+    end_time: WorkingDatetime
     priority: int = Field(0, ge=0, le=9)
 
 
@@ -87,8 +88,8 @@ class PlanIn(Strict):
     drone_id: int
     start: Position = Field(description="[lon, lat] or [lon, lat, h] (h ellipsoidal)")
     goal: Position
-    start_time: datetime
-    end_time: datetime
+    start_time: WorkingDatetime
+    end_time: WorkingDatetime
     half_width_m: float | None = Field(None, gt=0, le=500)
     vertical_half_m: float | None = Field(None, gt=0, le=200)
     priority: int = Field(0, ge=0, le=9)
@@ -97,7 +98,7 @@ class PlanIn(Strict):
 
 class TelemetryIn(Strict):
     drone_id: int
-    t: datetime
+    t: WorkingDatetime
     lon: float = Field(ge=-180, le=180)
     lat: float = Field(ge=-90, le=90)
     h: float = Field(ge=MIN_H, le=MAX_H, description="WGS 84 ellipsoidal height (m)")
@@ -119,8 +120,8 @@ class RouteVolume:
     half_width: float
     vertical_half: float
     corridor_m: shapely.Polygon
-    start: datetime
-    end: datetime
+    start: WorkingDatetime
+    end: WorkingDatetime
     priority: int
     frame: Frame
 

@@ -335,3 +335,42 @@ def test_a_patch_after_a_cancel_creates_no_file(live_server, admin, settings):
         "Upload-Offset": "4", "Content-Type": "application/offset+octet-stream"})
     _problem(r, 410)
     assert not part.exists()
+
+
+# -- instants a route computes with ---------------------------------------------------------
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z",
+                                  "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"])
+def test_flight_times_at_the_calendar_ends_are_refused(live_server, admin, when):
+    drone = httpx.post(f"{live_server.url}/drones", headers=admin, json={
+        "serial": f"ends-{when}-{id(admin)}", "operator": "x", "class": "light"}).json()
+    line = {"type": "LineString", "coordinates": [[114.25, 22.72, 80], [114.255, 22.723, 90]]}
+    route = {"drone_id": drone["id"], "geometry": line, "start_time": "2026-05-01T10:00:00Z",
+             "end_time": "2026-05-01T10:30:00Z"}
+    for field in ("start_time", "end_time"):
+        for path in ("/drone-routes/validate", "/drone-routes"):
+            r = httpx.post(live_server.url + path, headers=admin, json=route | {field: when})
+            assert field in _problem(r, 422)["detail"]
+    r = httpx.post(f"{live_server.url}/telemetry/one", headers=admin, json={
+        "drone_id": drone["id"], "t": when, "lon": 114.25, "lat": 22.72, "h": 80})
+    assert "t" in _problem(r, 422)["errors"][0]["loc"]
+
+
+# -- an unexpected error keeps the connection -----------------------------------------------
+
+def test_a_500_leaves_the_kept_alive_connection_usable(settings, db_url, live_server_factory):
+    """Any defect still left answers a problem document, and the client's next request on
+    the same connection is answered (it used to find the connection closed)."""
+    from service.app import create_app
+
+    app = create_app(settings, db_url, in_process_worker=False)
+
+    async def defect() -> None:
+        raise RuntimeError("a defect")
+
+    app.add_api_route("/defect", defect)
+    with live_server_factory(app) as server, httpx.Client(base_url=server.url) as client:
+        for _ in range(3):
+            body = _problem(client.get("/defect"), 500)
+            assert body["type"].endswith("/internal")
+            assert client.get("/health").status_code == 200
