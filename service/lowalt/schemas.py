@@ -28,6 +28,9 @@ from service.lowalt.settings import LowAltSettings
 MIN_H, MAX_H = -500.0, 10_000.0
 MAX_POINTS = 10_000
 MAX_LENGTH_M = 300_000.0
+# a corridor narrower than GNSS positioning is no corridor; a width of 1e-320 m buffered the
+# line into an empty polygon, and the airspace lock's cells became NaN
+MIN_HALF_M = 0.5
 
 Position = list[float]
 
@@ -75,8 +78,8 @@ class RouteIn(Strict):
     geometry: LineGeometry
     height_reference: Literal["wgs84", "agl"] = Field(
         "wgs84", description="Z of the coordinates: WGS 84 ellipsoidal, or above ground")
-    half_width_m: float | None = Field(None, gt=0, le=500)
-    vertical_half_m: float | None = Field(None, gt=0, le=200)
+    half_width_m: float | None = Field(None, ge=MIN_HALF_M, le=500)
+    vertical_half_m: float | None = Field(None, ge=MIN_HALF_M, le=200)
     corridor: PolygonGeometry | None = Field(
         None, description="horizontal corridor; default: the line buffered by half_width_m")
     start_time: WorkingDatetime
@@ -90,8 +93,8 @@ class PlanIn(Strict):
     goal: Position
     start_time: WorkingDatetime
     end_time: WorkingDatetime
-    half_width_m: float | None = Field(None, gt=0, le=500)
-    vertical_half_m: float | None = Field(None, gt=0, le=200)
+    half_width_m: float | None = Field(None, ge=MIN_HALF_M, le=500)
+    vertical_half_m: float | None = Field(None, ge=MIN_HALF_M, le=200)
     priority: int = Field(0, ge=0, le=9)
     name: str | None = Field(None, max_length=200)
 

@@ -374,3 +374,16 @@ def test_a_500_leaves_the_kept_alive_connection_usable(settings, db_url, live_se
             body = _problem(client.get("/defect"), 500)
             assert body["type"].endswith("/internal")
             assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("field", ["half_width_m", "vertical_half_m"])
+def test_a_corridor_narrower_than_half_a_metre_is_refused(live_server, admin, field):
+    """A denormal width (1e-320) passed ``> 0``, was filed, and its approval answered 500."""
+    drone = httpx.post(f"{live_server.url}/drones", headers=admin, json={
+        "serial": f"thin-{field}-{id(admin)}", "operator": "x", "class": "light"}).json()
+    line = {"type": "LineString", "coordinates": [[114.25, 22.72, 80], [114.255, 22.723, 90]]}
+    route = {"drone_id": drone["id"], "geometry": line, "start_time": "2027-05-01T10:00:00Z",
+             "end_time": "2027-05-01T10:30:00Z", field: 1e-320}
+    for path in ("/drone-routes/validate", "/drone-routes"):
+        r = httpx.post(live_server.url + path, headers=admin, json=route)
+        assert field in _problem(r, 422)["detail"]
