@@ -15,6 +15,7 @@ from service.compression import TextGZipMiddleware
 from service.db import make_async_engine
 from service.edge import HeadMiddleware, PublicUrlMiddleware
 from service.errors import install_error_handlers
+from service.faults import ContainUnexpected
 from service.features import router as features_router
 from service.guard import GuardMiddleware
 from service.layers import router as layers_router
@@ -22,6 +23,7 @@ from service.lowalt.api import router as lowalt_router
 from service.observe import ObserveMiddleware
 from service.routers import bim, city, dashboard, datasets, health, jobs, keys, tiles
 from service.settings import Settings, get_settings
+from service.textguard import NulGuardMiddleware
 from service.uploads import tus
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,9 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.state.settings = settings
     app.state.database_url = url
     install_error_handlers(app)
-    # innermost: the key and the body's size are checked before a route reads the body
+    app.add_middleware(ContainUnexpected)  # a 500 keeps the client's connection open
+    app.add_middleware(NulGuardMiddleware)  # inside the ones below: its 400s are logged
+    # outside those: the key and the body's size are checked before a route reads the body
     app.add_middleware(GuardMiddleware, settings=settings)
     # gzip for JSON and the dashboard's text files only (tiles are binary; see the module)
     app.add_middleware(TextGZipMiddleware)

@@ -88,6 +88,10 @@ class ServiceUnavailable(TwinbaseError):
     status, slug = 503, "unavailable"
 
 
+class InsufficientStorage(TwinbaseError):
+    status, slug = 507, "insufficient-storage"
+
+
 def problem(status: int, detail: str, slug: str | None = None, instance: str | None = None,
             headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     try:
@@ -132,6 +136,21 @@ def install_error_handlers(app: FastAPI) -> None:
         summary = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5])
         return problem(422, f"invalid request: {summary}", "validation", request.url.path,
                        errors=errors)
+
+    from service.faults import handled_types, translate
+
+    async def _translated(request: Request, exc: Exception) -> JSONResponse:
+        # database, driver and disk failures: the client's 400, or the server's 503 / 507
+        typed = translate(exc)
+        if typed is None:
+            return await _unexpected(request, exc)
+        if typed.status >= 500:
+            log.warning("%s %s: %s (%s: %s)", request.method, request.url.path, typed.detail,
+                        type(exc).__name__, exc)
+        return await _typed(request, typed)
+
+    for failure in handled_types():
+        app.add_exception_handler(failure, _translated)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -6,11 +6,16 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time
+from functools import lru_cache
+
+from pyproj import Transformer
+from pyproj.exceptions import ProjError
 
 from service.errors import BadRequest
 from service.features.crs import Crs, parse_crs
 from service.features.registry import Collection
+from service.instants import to_utc
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 10_000
@@ -88,7 +93,27 @@ def parse_bbox(value: str | None, bbox_crs: str | None) -> tuple[BBox, Crs] | No
         raise BadRequest(f"bbox {value!r} is outside longitude -180..180, latitude -90..90"
                          + (" (EPSG:4326 is latitude first; CRS84 is the lon/lat default)"
                             if crs.north_first else ""))
+    if crs.srid not in (4326, 4490):
+        _check_projected(value, crs, ((x1, y1), (x1, y2), (x2, y1), (x2, y2)))
     return BBox(x1, y1, x2, y2, z1, z2), crs
+
+
+@lru_cache(maxsize=8)
+def _to_lonlat(srid: int) -> Transformer:
+    return Transformer.from_crs(srid, 4326, always_xy=True)
+
+
+def _check_projected(value: str, crs: Crs, corners: tuple[tuple[float, float], ...]) -> None:
+    """The corners must lie in the projection's domain: the database transforms the box,
+    and PROJ refuses points outside it (far beyond the zone of a Gauss-Kruger CRS)."""
+    xs, ys = zip(*corners, strict=True)
+    try:
+        lon, lat = _to_lonlat(crs.srid).transform(xs, ys, errcheck=True)
+    except ProjError:
+        lon = lat = (math.inf,)
+    if not all(math.isfinite(v) for v in (*lon, *lat)):
+        raise BadRequest(f"bbox {value!r} lies outside the domain of EPSG:{crs.srid}; its "
+                         "coordinates are metres (northing first) near the CRS's zone")
 
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -101,12 +126,16 @@ def parse_instant(text: str, what: str = "datetime") -> tuple[datetime, datetime
         if _DATE.match(text):
             day = date.fromisoformat(text)
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return start, start + timedelta(days=1) - timedelta(microseconds=1)
+            return start, datetime.combine(day, time.max, tzinfo=UTC)
         moment = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
     except ValueError:
         raise BadRequest(f"{what} {text!r} is not an RFC 3339 date-time or date") from None
     if moment.tzinfo is None:
         raise BadRequest(f"{what} {text!r} needs a time zone (e.g. Z)")
+    try:
+        moment = to_utc(moment)
+    except ValueError as exc:
+        raise BadRequest(f"{what} {text!r}: {exc}") from None
     return moment, moment
 
 

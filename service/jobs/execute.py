@@ -83,11 +83,23 @@ def _run(ctx: JobContext, engine, kind: str) -> str:
         return _fail(engine, job_id, str(exc), ctx)
     except Exception as exc:  # a bug or an environment problem; keep the trace in the log
         log.error("job %s (%s) crashed:\n%s", job_id, kind, traceback.format_exc())
-        return _fail(engine, job_id, f"internal error: {type(exc).__name__}: {exc}", ctx)
+        return _fail(engine, job_id, _reason(exc), ctx)
     with engine.begin() as conn:
         if conn.execute(store.succeed(job_id, ctx.attempt, ctx.report, last)).first() is None:
             return _lost(job_id, ctx, "its success came after the job was taken from it")
     return "succeeded"
+
+
+def _reason(exc: Exception) -> str:
+    """What a job's error says when it did not fail on purpose: a full disk or an
+    unavailable database is the server's state, which an operator can fix and retry."""
+    from service.faults import translate
+
+    typed = translate(exc)
+    if typed is not None and typed.status >= 500:
+        detail = typed.detail.split(";")[0]
+        return f"{detail} ({type(exc).__name__}: {exc}); submit the job again once it is fixed"
+    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 def _lost(job_id: int, ctx: JobContext, why: object) -> str:

@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from service.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from service.ids import INT64_MAX
+from service.instants import to_utc
 
 MAX_ROWS = 200_000
 MAX_BYTES = 64 * 1024 * 1024
@@ -80,7 +82,7 @@ def _convert(field: Field, raw: Any) -> Any:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
         if value.tzinfo is None:
             raise ValueError("needs a time zone (e.g. Z or +08:00)")
-        return value
+        return to_utc(value)
     if isinstance(raw, bool):
         raise ValueError("must be a number, not true/false")
     if isinstance(raw, str):
@@ -91,6 +93,8 @@ def _convert(field: Field, raw: Any) -> Any:
         if float(raw) != int(raw):
             raise ValueError("must be a whole number")
         raw = int(raw)
+        if not -INT64_MAX <= raw <= INT64_MAX:
+            raise ValueError("is beyond a 64-bit integer")
     else:
         raw = float(raw)
     if field.min is not None and raw < field.min:
@@ -124,7 +128,7 @@ def validate(rows: list[Any], fields: tuple[Field, ...]) -> tuple[list[dict[str,
                 continue
             try:
                 out[field.name] = _convert(field, value)
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, OverflowError) as exc:
                 reasons.append(f"{field.name}={value!r}: {exc}")
         if reasons:
             errors.append({"row": n, "reasons": reasons})

@@ -70,11 +70,33 @@ def _number(props: dict[str, Any], name: str, lo: float, hi: float,
     return float(value)
 
 
+def _properties(feature: Any, reasons: list[str]) -> dict[str, Any]:
+    props = feature.get("properties") if isinstance(feature, dict) else None
+    if props is None:
+        return {}
+    if not isinstance(props, dict):
+        reasons.append(f"properties must be an object, not {type(props).__name__}")
+        return {}
+    return props
+
+
+def _unique_codes(rows: list[dict[str, Any]], errors: list[dict[str, Any]]) -> None:
+    """A code twice in one request: the upsert could not tell which one should win."""
+    first: dict[str, int] = {}
+    for row in rows:
+        n = first.setdefault(row["code"], row["_row"])
+        if n != row["_row"]:
+            errors.append({"row": row["_row"], "reasons": [
+                f"code {row['code']!r} is also in feature {n}; send each code once"]})
+    rows[:] = [r for r in rows if first[r["code"]] == r["_row"]]
+    errors.sort(key=lambda e: e["row"])
+
+
 def segment_rows(features: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     rows, errors = [], []
     for n, f in enumerate(features, start=1):
         reasons: list[str] = []
-        props = (f.get("properties") if isinstance(f, dict) else None) or {}
+        props = _properties(f, reasons)
         wkt = _geometry(f, "LineString", reasons)
         road_class = props.get("road_class")
         if road_class not in ROAD_CLASSES:
@@ -92,7 +114,9 @@ def segment_rows(features: list[Any]) -> tuple[list[dict[str, Any]], list[dict[s
         }
         if row["free_flow_kmh"] is None and row["speed_limit_kmh"] is not None:
             row["free_flow_kmh"] = row["speed_limit_kmh"]  # no probe data yet: the limit
+        row["_row"] = n
         (errors.append({"row": n, "reasons": reasons}) if reasons else rows.append(row))
+    _unique_codes(rows, errors)
     return rows, errors
 
 
@@ -100,7 +124,7 @@ def station_rows(features: list[Any]) -> tuple[list[dict[str, Any]], list[dict[s
     rows, errors = [], []
     for n, f in enumerate(features, start=1):
         reasons: list[str] = []
-        props = (f.get("properties") if isinstance(f, dict) else None) or {}
+        props = _properties(f, reasons)
         wkt = _geometry(f, "Point", reasons)
         body_type = props.get("body_type")
         if body_type in ("reservoir", "lake_reservoir"):
@@ -110,6 +134,7 @@ def station_rows(features: list[Any]) -> tuple[list[dict[str, Any]], list[dict[s
         row = {"code": _text(props, "code", reasons, True),
                "name": _text(props, "name", reasons, True),
                "water_body": _text(props, "water_body", reasons, True),
-               "body_type": body_type, "wkt": wkt}
+               "body_type": body_type, "wkt": wkt, "_row": n}
         (errors.append({"row": n, "reasons": reasons}) if reasons else rows.append(row))
+    _unique_codes(rows, errors)
     return rows, errors

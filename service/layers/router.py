@@ -12,6 +12,7 @@ from service.auth import Reader, Writer
 from service.errors import BadRequest, NotFound
 from service.features.engine import read_engine
 from service.features.params import parse_bbox, parse_instant
+from service.ids import Id
 from service.layers import batch, features_in, gb3838, gbt33171, traffic, water
 
 router = APIRouter(prefix="/layers", tags=["layers"])
@@ -24,7 +25,11 @@ def _time(value: str | None, what: str, default: datetime | None) -> datetime | 
 
 def _window(start: str | None, end: str | None, default_days: int) -> tuple[datetime, datetime]:
     b = _time(end, "end", datetime.now(UTC))
-    a = _time(start, "start", b - timedelta(days=default_days))
+    try:
+        a = _time(start, "start", b - timedelta(days=default_days))
+    except OverflowError:
+        raise BadRequest(f"end {end!r} leaves no room for the default window of "
+                         f"{default_days} days before it; give start") from None
     if a >= b:
         raise BadRequest("start must be before end")
     if b - a > MAX_WINDOW:
@@ -75,7 +80,7 @@ async def post_traffic(request: Request, principal: Writer) -> dict[str, Any]:
 
 @router.get("/traffic/segments/{segment_id}/series",
             summary="A segment's observations, raw or per 5 min / 1 h / 1 day, with levels")
-async def traffic_series(segment_id: int, request: Request, _: Reader,
+async def traffic_series(segment_id: Id, request: Request, _: Reader,
                          start: str | None = None, end: str | None = None,
                          interval: str = Query("raw", pattern="^(raw|5min|1h|1d)$"),
                          limit: int = Query(5000, ge=1, le=50_000)) -> dict[str, Any]:
@@ -162,7 +167,7 @@ async def water_latest(request: Request, _: Reader,
 
 @router.get("/water/stations/{station_id}/assessment",
             summary="GB 3838-2002 class of a station over a period (single-factor rule)")
-async def water_assessment(station_id: int, request: Request, _: Reader,
+async def water_assessment(station_id: Id, request: Request, _: Reader,
                            start: str | None = None, end: str | None = None) -> dict[str, Any]:
     a, b = _time(start, "start", None), _time(end, "end", None)
     if a and b and a >= b:
@@ -176,7 +181,7 @@ async def water_assessment(station_id: int, request: Request, _: Reader,
 
 @router.get("/water/stations/{station_id}/observations",
             summary="A station's samples, newest first, each with its class")
-async def water_observations(station_id: int, request: Request, _: Reader,
+async def water_observations(station_id: Id, request: Request, _: Reader,
                              start: str | None = None, end: str | None = None,
                              limit: int = Query(500, ge=1, le=10_000)) -> dict[str, Any]:
     a, b = _time(start, "start", None), _time(end, "end", None)

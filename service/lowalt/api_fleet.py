@@ -11,6 +11,7 @@ from sqlalchemy import exc, text
 
 from service.auth import ADMIN_ROLES, Principal, Reader, Writer, require
 from service.errors import Conflict, NotFound, Unprocessable
+from service.ids import Id
 from service.lowalt.schemas import DroneIn, ZoneIn, aware, polygon_from
 
 router = APIRouter(tags=["low altitude"])
@@ -60,7 +61,7 @@ async def list_drones(request: Request, _: Reader,
 
 
 @router.get("/drones/{drone_id}", summary="One drone")
-async def get_drone(drone_id: int, request: Request, _: Reader) -> dict[str, Any]:
+async def get_drone(drone_id: Id, request: Request, _: Reader) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
         row = (await conn.execute(text(f"SELECT {_DRONE_COLS} FROM drones WHERE id = :id"),
                                   {"id": drone_id})).first()
@@ -113,7 +114,7 @@ async def list_zones(request: Request, _: Reader,
 
 
 @router.get("/airspace-zones/{zone_id}", summary="One airspace zone")
-async def get_zone(zone_id: int, request: Request, _: Reader) -> dict[str, Any]:
+async def get_zone(zone_id: Id, request: Request, _: Reader) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
         row = (await conn.execute(text(f"SELECT {_ZONE_COLS} FROM airspace_zones"
                                        " WHERE id = :id"), {"id": zone_id})).first()

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import StreamingResponse
 
 from service.auth import Reader, Writer
+from service.ids import header_int
 from service.lowalt.live import all_states, stream
 from service.lowalt.schemas import TelemetryBatch, TelemetryIn
 from service.lowalt.settings import LowAltSettings, lowalt_settings
@@ -67,7 +68,7 @@ async def drones_live(request: Request, _: Reader, s: Settings) -> dict[str, Any
 async def drones_live_stream(request: Request, _: Reader, s: Settings,
                              last_event_id: Annotated[str | None, Header()] = None
                              ) -> StreamingResponse:
-    last = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    last = header_int(last_event_id, "Last-Event-ID") if last_event_id else None
     return StreamingResponse(
         stream(request.app.state.engine, s, last, request.is_disconnected),
         media_type="text/event-stream",

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.auth import PLAN_ROLES, Principal, Reader, Writer, require
 from service.errors import Unprocessable
+from service.ids import Id
 from service.lowalt import store
 from service.lowalt.checks import drone_class, find_conflicts, validate_route
 from service.lowalt.ground import load_ground
@@ -108,7 +109,7 @@ async def file_route(body: RouteIn, request: Request, who: Writer, s: Settings
 @router.get("", summary="Routes as GeoJSON, newest first")
 async def list_routes(request: Request, _: Reader,
                       status: str | None = Query(None, description="planned, approved, ..."),
-                      drone_id: int | None = None,
+                      drone_id: Id | None = None,
                       limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
         feats = await store.list_routes(conn, status, drone_id, limit)
@@ -133,13 +134,13 @@ async def plan(body: PlanIn, request: Request, _: Planner, s: Settings) -> dict[
 
 
 @router.get("/{route_id}", summary="One route with its validation result")
-async def get_route(route_id: int, request: Request, _: Reader) -> dict[str, Any]:
+async def get_route(route_id: Id, request: Request, _: Reader) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
         return await store.get_route(conn, route_id)
 
 
 @router.put("/{route_id}", summary="Change a route: validated again, back to planned")
-async def change_route(route_id: int, body: RouteIn, request: Request, _: Writer,
+async def change_route(route_id: Id, body: RouteIn, request: Request, _: Writer,
                        s: Settings) -> dict[str, Any]:
     async with request.app.state.engine.begin() as conn:
         vol, result = await _check(conn, body, s, self_id=route_id)
@@ -152,7 +153,7 @@ async def change_route(route_id: int, body: RouteIn, request: Request, _: Writer
 
 @router.get("/{route_id}/conflicts", summary="Approved and active routes this one conflicts "
             "with now")
-async def conflicts(route_id: int, request: Request, _: Reader, s: Settings
+async def conflicts(route_id: Id, request: Request, _: Reader, s: Settings
                     ) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
         row, vol = await store.load_volume(conn, route_id, s)
@@ -177,7 +178,7 @@ async def conflicts(route_id: int, request: Request, _: Reader, s: Settings
                                       "active flight of equal or higher priority "
                                       "(`conflicts`); or the drone holds another route "
                                       "then"}})
-async def approve(route_id: int, request: Request, who: Writer, s: Settings,
+async def approve(route_id: Id, request: Request, who: Writer, s: Settings,
                   body: ApproveIn | None = None) -> dict[str, Any]:
     auth = body.authorisation if body else None
     async with request.app.state.engine.begin() as conn:
@@ -188,7 +189,7 @@ async def approve(route_id: int, request: Request, who: Writer, s: Settings,
 
 @router.post("/{route_id}/status", summary="Activate, suspend, retire (or re-plan a "
              "suspended route)")
-async def set_status(route_id: int, body: StatusIn, request: Request, _: Writer
+async def set_status(route_id: Id, body: StatusIn, request: Request, _: Writer
                      ) -> dict[str, Any]:
     async with request.app.state.engine.begin() as conn:
         before = await store.set_status(conn, route_id, body.status)

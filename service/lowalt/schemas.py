@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pyproj import CRS
 
 from service.errors import Unprocessable
+from service.instants import WorkingDatetime
 from service.lowalt.geo import (
     Frame,
     corridor_polygon,
@@ -38,6 +39,9 @@ MAX_HALF_WIDTH_M = 500.0
 # a corridor drawn by another tool's buffer may put its vertices a little outside the circle
 # (1 / cos(pi / 32) is 0.5 % at 8 segments a quarter): such a corridor still matches its width
 CORRIDOR_TOLERANCE = 1.01
+# a corridor narrower than GNSS positioning is no corridor; a width of 1e-320 m buffered the
+# line into an empty polygon, and the airspace lock's cells became NaN
+MIN_HALF_M = 0.5
 
 Position = list[float]
 
@@ -72,8 +76,8 @@ class ZoneIn(Strict):
     floor_m: float = Field(ge=-500, le=20_000)
     ceiling_m: float = Field(ge=-500, le=20_000)
     height_reference: Literal["agl", "wgs84"] = "agl"
-    valid_from: datetime | None = None
-    valid_to: datetime | None = None
+    valid_from: WorkingDatetime | None = None
+    valid_to: WorkingDatetime | None = None
     reason: str | None = Field(None, max_length=2000)
     authority: str | None = Field(None, max_length=200)
     conditions: str | None = Field(None, max_length=2000)
@@ -86,10 +90,10 @@ class RouteIn(Strict):
     height_reference: Literal["wgs84", "agl"] = Field(
         "wgs84", description="Z of the coordinates: WGS 84 ellipsoidal, or above ground")
     half_width_m: float | None = Field(
-        None, gt=0, le=MAX_HALF_WIDTH_M,
+        None, ge=MIN_HALF_M, le=MAX_HALF_WIDTH_M,
         description="horizontal half-width of the corridor (m); default 10, or the reach of "
                     "`corridor` when one is given")
-    vertical_half_m: float | None = Field(None, gt=0, le=200)
+    vertical_half_m: float | None = Field(None, ge=MIN_HALF_M, le=200)
     corridor: PolygonGeometry | None = Field(
         None, description="horizontal corridor; default: the line buffered by half_width_m. "
                           "Every check uses a tube around the line that holds all of it: "
@@ -97,8 +101,8 @@ class RouteIn(Strict):
                           "any of its points from the line, not only its vertices). A "
                           "corridor reaching farther than a given half_width_m (1 % + 0.5 m "
                           "tolerance) or than 500 m is refused with 422")
-    start_time: datetime
-    end_time: datetime
+    start_time: WorkingDatetime
+    end_time: WorkingDatetime
     priority: int = Field(0, ge=0, le=9)
 
 
@@ -106,10 +110,10 @@ class PlanIn(Strict):
     drone_id: int
     start: Position = Field(description="[lon, lat] or [lon, lat, h] (h ellipsoidal)")
     goal: Position
-    start_time: datetime
-    end_time: datetime
-    half_width_m: float | None = Field(None, gt=0, le=500)
-    vertical_half_m: float | None = Field(None, gt=0, le=200)
+    start_time: WorkingDatetime
+    end_time: WorkingDatetime
+    half_width_m: float | None = Field(None, ge=MIN_HALF_M, le=500)
+    vertical_half_m: float | None = Field(None, ge=MIN_HALF_M, le=200)
     priority: int = Field(0, ge=0, le=9)
     name: str | None = Field(None, max_length=200)
     max_delay_s: float = Field(
@@ -122,7 +126,7 @@ class PlanIn(Strict):
 
 class TelemetryIn(Strict):
     drone_id: int
-    t: datetime
+    t: WorkingDatetime
     lon: float = Field(ge=-180, le=180)
     lat: float = Field(ge=-90, le=90)
     h: float = Field(ge=MIN_H, le=MAX_H, description="WGS 84 ellipsoidal height (m)")
@@ -144,8 +148,8 @@ class RouteVolume:
     half_width: float
     vertical_half: float
     corridor_m: shapely.Polygon
-    start: datetime
-    end: datetime
+    start: WorkingDatetime
+    end: WorkingDatetime
     priority: int
     frame: Frame
 

@@ -44,6 +44,7 @@ from sqlalchemy.types import UserDefinedType
 
 from service.auth import Reader, Writer
 from service.errors import BadRequest, NotFound, Unprocessable
+from service.ids import Id
 from service.ingest.ifc_store import bim_elements as el
 from service.ingest.ifc_store import bim_spaces as sp
 from service.jobs.submit import submit_job_async
@@ -256,7 +257,7 @@ async def _page(request: Request, query: Select, limit: int, offset: int,
 @router.get("/elements", summary="BIM elements by class, storey, property values and space")
 async def list_elements(
     request: Request, _: Reader,
-    dataset: int | None = Query(None, description="only this model (dataset id)"),
+    dataset: Id | None = Query(None, description="only this model (dataset id)"),
     ifc_class: list[str] | None = Query(None, alias="class", description=(
         "IFC class, subtypes included: class=IfcWall finds IfcWallStandardCase too, and "
         "class=IfcWindow the members and plates of windows modelled as assemblies; repeat "
@@ -309,7 +310,7 @@ async def list_elements(
 
 @router.get("/elements/{global_id}", summary="One element by IFC GlobalId, with its sets")
 async def get_element(global_id: str, request: Request, _: Reader,
-                      dataset: int | None = Query(None, description=(
+                      dataset: Id | None = Query(None, description=(
                           "the model; default: the newest model holding this GlobalId"))
                       ) -> dict[str, Any]:
     query = _select(True).where(el.c.global_id == global_id)
@@ -369,7 +370,7 @@ def _of_element(value: str, relation: str) -> ColumnElement[bool]:
 @router.get("/spaces", summary="BIM spaces (rooms) by model, storey, name and element")
 async def list_spaces(
     request: Request, _: Reader,
-    dataset: int | None = Query(None, description="only this model (dataset id)"),
+    dataset: Id | None = Query(None, description="only this model (dataset id)"),
     storey: str | None = Query(None, description="storey name (any case) or GlobalId"),
     name: str | None = Query(None, description=(
         "name or long name contains (any case): the room number or what the room is")),
@@ -423,7 +424,7 @@ async def list_spaces(
 
 @router.get("/datasets/{dataset_id}",
             summary="A model's classes, storeys, number of spaces and placement")
-async def model_summary(dataset_id: int, request: Request, _: Reader) -> dict[str, Any]:
+async def model_summary(dataset_id: Id, request: Request, _: Reader) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
         ds = (await conn.execute(select(datasets.c.id, datasets.c.kind, datasets.c.status,
                                         datasets.c.stats, datasets.c.crs)
@@ -476,7 +477,7 @@ class IngestBody(BaseModel):
 
 @router.post("/datasets/{dataset_id}/ingest", status_code=202,
              summary="Ingest an uploaded IFC model again, e.g. with an anchor")
-async def reingest(dataset_id: int, body: IngestBody, request: Request, principal: Writer
+async def reingest(dataset_id: Id, body: IngestBody, request: Request, principal: Writer
                    ) -> dict[str, Any]:
     settings = request.app.state.settings
     async with request.app.state.engine.begin() as conn:
@@ -497,7 +498,7 @@ async def reingest(dataset_id: int, body: IngestBody, request: Request, principa
 
 @router.post("/datasets/{dataset_id}/link-buildings",
              summary="Recompute which CIM building each element stands in (after new CIM data)")
-async def relink(dataset_id: int, request: Request, principal: Writer) -> dict[str, Any]:
+async def relink(dataset_id: Id, request: Request, principal: Writer) -> dict[str, Any]:
     from service.ingest.ifc_store import link_buildings
 
     async with request.app.state.engine.begin() as conn:

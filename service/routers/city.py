@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -18,6 +18,8 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from service.auth import Reader
 from service.city.tables import CITY_TILESET, city_objects
 from service.errors import BadRequest, NotFound
+from service.ids import Id
+from service.instants import UtcDatetime
 from service.models import tilesets
 
 router = APIRouter(prefix="/city", tags=["city"])
@@ -45,16 +47,11 @@ def _select(kind: Geometry, *extra):
     return select(*columns)
 
 
-def _utc(when: datetime) -> datetime:
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
-
-
 def valid_at(at: datetime | None) -> ColumnElement[bool]:
     """Current rows, or the rows that were valid at ``at``."""
     if at is None:
         return c.valid_to.is_(None)
-    at = _utc(at)
-    return and_(c.valid_from <= at, or_(c.valid_to.is_(None), c.valid_to > at))
+        return and_(c.valid_from <= at, or_(c.valid_to.is_(None), c.valid_to > at))
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
@@ -148,8 +145,8 @@ async def list_objects(
     request: Request, _: Reader,
     bbox: str | None = None,
     type: str | None = Query(None, description="Building, BuildingPart, Road, ..."),
-    at: datetime | None = None,
-    dataset: int | None = None,
+    at: UtcDatetime | None = None,
+    dataset: Id | None = None,
     geometry: Geometry = "3d",
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=1_000_000),
@@ -194,13 +191,13 @@ async def object_history(object_id: str, request: Request, _: Reader,
 @router.get("/objects/{object_id:path}",
             summary="One city object: its current version, or the one valid at `at`",
             response_class=JSONResponse)
-async def get_object(object_id: str, request: Request, _: Reader, at: datetime | None = None,
+async def get_object(object_id: str, request: Request, _: Reader, at: UtcDatetime | None = None,
                      geometry: Geometry = "3d") -> JSONResponse:
     query = _select(geometry, c.semantics, c.other_lods).where(c.object_id == object_id,
                                                                valid_at(at))
     async with request.app.state.engine.connect() as conn:
         row = (await conn.execute(query)).first()
     if row is None:
-        when = "now" if at is None else f"at {_utc(at).isoformat()}"
+        when = "now" if at is None else f"at {at.isoformat()}"
         raise NotFound(f"no city object {object_id!r} valid {when}")
     return _geojson(feature(row, detail=True))

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from service.auth import Reader
 from service.errors import NotFound
+from service.ids import Id
 from service.models import datasets, jobs, tilesets
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -40,7 +41,7 @@ async def list_datasets(request: Request, _: Reader, kind: str | None = None,
 
 
 @router.get("/{dataset_id}", summary="One dataset with its jobs and tileset versions")
-async def get_dataset(dataset_id: int, request: Request, _: Reader) -> dict[str, Any]:
+async def get_dataset(dataset_id: Id, request: Request, _: Reader) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
         row = (await conn.execute(_query().where(datasets.c.id == dataset_id))).first()
         if row is None:

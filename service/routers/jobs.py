@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from service.auth import Admin, Reader
 from service.errors import NotFound
+from service.ids import Id
 from service.jobs.submit import submit_job_async
 from service.models import jobs
 
@@ -34,7 +35,7 @@ def job_view(row: Any) -> dict[str, Any]:
 @router.get("", summary="Recent jobs, newest first")
 async def list_jobs(request: Request, _: Reader,
                     status: str | None = Query(None, description="queued, running, ..."),
-                    dataset: int | None = Query(None, description="jobs of this dataset"),
+                    dataset: Id | None = Query(None, description="jobs of this dataset"),
                     limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
     query = select(jobs).order_by(jobs.c.id.desc()).limit(limit)
     if status:
@@ -46,7 +47,7 @@ async def list_jobs(request: Request, _: Reader,
 
 
 @router.get("/{job_id}", summary="One job: stage, progress, timestamps, error, report")
-async def get_job(job_id: int, request: Request, _: Reader) -> dict[str, Any]:
+async def get_job(job_id: Id, request: Request, _: Reader) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
         row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
     if row is None:

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from service import citytileset
 from service.auth import Reader
 from service.errors import BadRequest, NotFound
+from service.ids import Version
 from service.models import tilesets
 
 router = APIRouter(prefix="/tiles", tags=["tiles"])
@@ -116,7 +117,7 @@ def _prefix_uris(tile: dict[str, Any], prefix: str) -> None:
 
 
 @router.get("/{name}/v{version}/{path:path}", summary="Versioned tileset file (immutable)")
-async def versioned_file(name: str, version: int, path: str, request: Request, _: Reader
+async def versioned_file(name: str, version: Version, path: str, request: Request, _: Reader
                          ) -> Response:
     async with request.app.state.engine.connect() as conn:
         row = (await conn.execute(select(tilesets.c.path, tilesets.c.status).where(

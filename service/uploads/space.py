@@ -3,7 +3,6 @@ it, and the partial files nothing will complete are freed."""
 
 from __future__ import annotations
 
-import errno
 import logging
 import shutil
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from service.errors import TwinbaseError
+from service.faults import DISK_FULL
 from service.models import uploads
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def ensure_room(directory: Path, needed: int, reserve: int) -> None:
 
 
 def is_disk_full(exc: OSError) -> bool:
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return exc.errno in DISK_FULL
 
 
 def remove_orphan_parts(engine: Engine, uploads_dir: Path) -> int:

@@ -13,7 +13,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-from service.errors import Locked
+from service.errors import Locked, TwinbaseError
 
 HASH_BLOCK = 4 * 1024 * 1024
 
@@ -30,15 +30,22 @@ def offset_of(path: Path) -> int:
 
 
 @contextlib.contextmanager
-def exclusive(path: Path) -> Iterator[int]:
-    """Open ``path`` for appending with an exclusive lock; a second writer gets 423."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+def exclusive(path: Path, missing: TwinbaseError,
+              busy: type[TwinbaseError] = Locked) -> Iterator[int]:
+    """Open ``path`` for appending with an exclusive lock; while another request holds it,
+    ``busy`` (423 for a second writer, 409 for a cancel). The file is not created: creating
+    the upload made it and cancelling removes it under this lock, so a request that comes
+    after a cancel gets ``missing`` instead of writing to a new file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    except FileNotFoundError:
+        raise missing from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise Locked("another request is writing to this upload right now; "
-                         "retry when it ends") from exc
+            raise busy("another request is writing to this upload right now; "
+                       "retry when it ends") from exc
         yield fd
     finally:
         os.close(fd)

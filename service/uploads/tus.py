@@ -35,6 +35,7 @@ from service.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
+from service.ids import header_int
 from service.ingest.datasets import new_dataset
 from service.ingest.kinds import ingest_job_kind, kind_for
 from service.jobs.registry import known_kinds
@@ -73,6 +74,8 @@ def parse_metadata(header: str | None) -> dict[str, str]:
             result[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise BadRequest(f"Upload-Metadata value of {key!r} is not base64 UTF-8") from exc
+        if "\x00" in result[key]:
+            raise BadRequest(f"Upload-Metadata value of {key!r} contains a NUL character")
     return result
 
 
@@ -94,9 +97,9 @@ async def create_upload(request: Request, principal: Writer) -> Response:
     _check_version(request)
     settings = request.app.state.settings
     length_header = request.headers.get("upload-length")
-    if length_header is None or not length_header.isdigit():
+    if length_header is None:
         raise BadRequest("Upload-Length header (total size in bytes) is required")
-    length = int(length_header)
+    length = header_int(length_header, "Upload-Length")
     if length == 0:
         raise BadRequest("an empty file cannot be ingested")
     if length > settings.max_upload_bytes:
@@ -117,11 +120,16 @@ async def create_upload(request: Request, principal: Writer) -> Response:
     expires = datetime.now(UTC) + timedelta(hours=settings.upload_expiry_hours)
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     ensure_room(settings.uploads_dir, length, settings.upload_free_reserve_bytes)
-    storage.part_path(settings.uploads_dir, upload_id).touch(mode=0o640)
-    async with request.app.state.engine.begin() as conn:
-        await conn.execute(insert(uploads).values(
-            id=upload_id, filename=filename, kind=kind, length=length, sha256=sha,
-            options=options, created_by=principal.name, expires_at=expires))
+    part = storage.part_path(settings.uploads_dir, upload_id)
+    part.touch(mode=0o640)
+    try:
+        async with request.app.state.engine.begin() as conn:
+            await conn.execute(insert(uploads).values(
+                id=upload_id, filename=filename, kind=kind, length=length, sha256=sha,
+                options=options, created_by=principal.name, expires_at=expires))
+    except BaseException:  # e.g. the database is down: no file without its row
+        part.unlink(missing_ok=True)
+        raise
     request.state.audit_detail = {"upload": upload_id, "filename": filename, "bytes": length}
     location = str(request.url_for("upload_head", upload_id=upload_id))
     return Response(status_code=201, headers=_tus_headers(
@@ -183,17 +191,20 @@ async def upload_patch(upload_id: str, request: Request, principal: Writer) -> R
     if content_type != "application/offset+octet-stream":
         raise UnsupportedMediaType("PATCH bodies must be application/offset+octet-stream")
     offset_header = request.headers.get("upload-offset")
-    if offset_header is None or not offset_header.isdigit():
+    if offset_header is None:
         raise BadRequest("Upload-Offset header is required")
+    sent_offset = header_int(offset_header, "Upload-Offset")
     checksum = _parse_checksum(request.headers.get("upload-checksum"))
     row = await _load(request, upload_id)
     if row.status != "receiving":
         raise Conflict(f"upload {upload_id} is {row.status}; nothing more can be sent")
     part = storage.part_path(settings.uploads_dir, upload_id)
-    request.state.audit_detail = {"upload": upload_id, "offset": int(offset_header)}
-    with storage.exclusive(part) as fd:
+    request.state.audit_detail = {"upload": upload_id, "offset": sent_offset}
+    with storage.exclusive(part, _gone(upload_id)) as fd:
+        # a DELETE may have cancelled the upload since it was loaded above
+        await _still_receiving(request, upload_id)
         offset = storage.offset_of(part)
-        if int(offset_header) != offset:
+        if sent_offset != offset:
             raise Conflict(f"Upload-Offset {offset_header} does not match the {offset} bytes "
                            "received; ask with HEAD and resume from there",
                            headers=_tus_headers(**{"Upload-Offset": str(offset)}))
@@ -240,14 +251,34 @@ async def upload_patch(upload_id: str, request: Request, principal: Writer) -> R
 
 @router.delete("/{upload_id}", status_code=204, summary="Cancel an upload (tus termination)")
 async def upload_delete(upload_id: str, request: Request, principal: Writer) -> Response:
+    await _load(request, upload_id)
+    part = storage.part_path(request.app.state.settings.uploads_dir, upload_id)
+    if not part.exists():  # nothing on disk (lost): the row alone says whether it can go
+        await _cancel(request, upload_id, part)
+    else:  # under the lock PATCH holds while it writes: a write in progress answers 409
+        with storage.exclusive(part, _gone(upload_id), busy=Conflict):
+            await _cancel(request, upload_id, part)
+    return Response(status_code=204, headers=_tus_headers())
+
+
+def _gone(upload_id: str) -> Gone:
+    return Gone(f"upload {upload_id} was cancelled, or its bytes are gone; start it again")
+
+
+async def _cancel(request: Request, upload_id: str, part: Path) -> None:
     row = await _load(request, upload_id)
     if row.status == "complete":
         raise Conflict(f"upload {upload_id} is complete; delete its dataset instead")
     async with request.app.state.engine.begin() as conn:
         await conn.execute(update(uploads).where(uploads.c.id == upload_id)
                            .values(status="cancelled"))
-    storage.part_path(request.app.state.settings.uploads_dir, upload_id).unlink(missing_ok=True)
-    return Response(status_code=204, headers=_tus_headers())
+    part.unlink(missing_ok=True)
+
+
+async def _still_receiving(request: Request, upload_id: str) -> None:
+    row = await _load(request, upload_id)
+    if row.status != "receiving":
+        raise Conflict(f"upload {upload_id} is {row.status}; nothing more can be sent")
 
 
 async def _refuse_for_space(request: Request, upload_id: str, part: Path) -> None:
