@@ -38,6 +38,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.types import UserDefinedType
@@ -303,7 +304,7 @@ async def list_elements(
         conds.append(_bbox(bbox))
     if height:
         conds.append(_height(height))
-    query = (_select(psets).where(and_(*conds)).order_by(el.c.dataset_id, el.c.id)
+    query = (_select(psets).where(and_(true(), *conds)).order_by(el.c.dataset_id, el.c.id)
              .limit(limit + 1).offset(offset))
     return await _page(request, query, limit, offset, lambda r: feature(r, psets))
 
@@ -417,7 +418,7 @@ async def list_spaces(
         conds.append(or_(_contains(sp.c.name, v), _contains(sp.c.long_name, v)))
     if element is not None:
         conds.append(_of_element(element, relation))
-    query = (select(*cols).where(and_(*conds)).order_by(sp.c.dataset_id, sp.c.id)
+    query = (select(*cols).where(and_(true(), *conds)).order_by(sp.c.dataset_id, sp.c.id)
              .limit(limit + 1).offset(offset))
     return await _page(request, query, limit, offset, lambda r: space_feature(r, psets))
 

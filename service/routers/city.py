@@ -51,7 +51,7 @@ def valid_at(at: datetime | None) -> ColumnElement[bool]:
     """Current rows, or the rows that were valid at ``at``."""
     if at is None:
         return c.valid_to.is_(None)
-        return and_(c.valid_from <= at, or_(c.valid_to.is_(None), c.valid_to > at))
+    return and_(c.valid_from <= at, or_(c.valid_to.is_(None), c.valid_to > at))
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:

@@ -272,7 +272,7 @@ def test_rooms_and_their_boundaries_through_the_api(ingested, live_server, db_ur
            ("/bim/spaces", {"space_relation": "any"}, "give element"),
            ("/bim/spaces", {"element": ""}, "element"),
            ("/bim/spaces", {"element": "x" * 23}, "22"),
-           ("/bim/spaces", {"element": "2MY\x00"}, "element")]
+           ("/bim/spaces", {"element": "2MY\x00"}, "NUL")]  # refused for any query field
     for path, params, reason in bad:
         r = _get(live_server, path, dataset=ds, **params)
         assert r.status_code == 400, (path, params, r.text)
@@ -339,7 +339,8 @@ def test_spaces_and_elements_by_space_through_the_api(ingested, live_server, db_
         r = _get(live_server, "/bim/elements", dataset=ds, space=bad)
         assert r.status_code == 400, (bad, r.text)
         assert r.headers["content-type"] == "application/problem+json"
-        assert r.json()["detail"].startswith("space ")
+        # a NUL is refused for every query field before the route reads it
+        assert r.json()["detail"].startswith("a NUL" if "\x00" in bad else "space "), r.text
     assert _get(live_server, "/bim/spaces", name="\x01").status_code == 400
 
 

@@ -285,7 +285,8 @@ def test_a_job_whose_output_fills_the_disk_fails_saying_so(small_disk, db_url, a
     from service.settings import Settings
 
     settings = Settings(database_url=db_url, data_dir=small_disk / "var",
-                        in_process_worker=False, load_samples=False)
+                        in_process_worker=False, load_samples=False,
+                        upload_free_reserve_bytes=0)
     with live_server_factory(create_app(settings, db_url, in_process_worker=False)) as server:
         _, job_id = upload_file(server, auth("operator"), LAZ)
         _fill(small_disk)
