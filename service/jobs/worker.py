@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
 
@@ -30,6 +29,7 @@ from service.settings import Settings
 from service.tilesets import abandon_job_versions, abandon_orphan_versions, remove_version_files
 from service.uploads.space import remove_orphan_parts
 from service.uploads.storage import part_path
+from tiler.lifetime import alive
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def fail_dead_inline(url: str, settings: Settings | None = None) -> int:
         ).all()
     for row in rows:
         worker_host, _, pid = (row.worker or "").rpartition(":")
-        if worker_host != host or not pid.isdigit() or _alive(int(pid)):
+        if worker_host != host or not pid.isdigit() or alive(int(pid)):
             continue
         with engine.begin() as conn:
             hidden = fail_job_in(conn, row.id, f"the process running this job (pid {pid}) "
@@ -165,16 +165,6 @@ def fail_dead_inline(url: str, settings: Settings | None = None) -> int:
                 remove_version_files(settings.tiles_dir, hidden)
             lost += 1
     return lost
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def expire_uploads(url: str, settings: Settings) -> int:
