@@ -98,7 +98,9 @@ def _reason(exc: Exception) -> str:
     typed = translate(exc)
     if typed is not None and typed.status >= 500:
         detail = typed.detail.split(";")[0]
-        return f"{detail} ({type(exc).__name__}: {exc}); submit the job again once it is fixed"
+        return (f"{detail} ({type(exc).__name__}: {exc}); once that is fixed, run it "
+                "again (an upload's source is not kept: upload the file again; an IFC model "
+                "can be ingested again from its dataset)")
     return f"internal error: {type(exc).__name__}: {exc}"
 
 

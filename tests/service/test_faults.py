@@ -294,3 +294,4 @@ def test_a_job_whose_output_fills_the_disk_fails_saying_so(small_disk, db_url, a
         job = httpx.get(f"{server.url}/jobs/{job_id}").json()
     assert job["status"] == "failed"
     assert "disk is full" in job["error"], job["error"]
+    assert "upload the file again" in job["error"]  # its source is not kept for a retry
