@@ -16,6 +16,7 @@ RUN pip install --no-cache-dir uv
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 COPY service ./service
+COPY readers ./readers
 COPY tiler ./tiler
 COPY migrations ./migrations
 COPY data ./data

@@ -91,7 +91,7 @@ def serializer(path: Path, out: Path, library: str = "opencascade") -> dict[str,
 
 def _children_cpu() -> float:
     """CPU seconds used so far by the geometry child processes (Linux /proc)."""
-    from service.bim.geometry import _SHARED
+    from readers.ifc.geometry import _SHARED
 
     total = 0.0
     for pool in _SHARED.values():
@@ -117,11 +117,11 @@ def twinbase(url: str, settings, path: Path, params: dict[str, Any]) -> dict[str
     """The full ingest job: dataset row, geometry, properties, tiles, rows, publish."""
     from sqlalchemy import select
 
-    from service.db import sync_engine
-    from service.ingest.datasets import new_dataset
+    from service.core.db import sync_engine
+    from service.core.tables import datasets, jobs
+    from service.datasets.store import new_dataset
     from service.jobs.execute import run_job
     from service.jobs.submit import submit_job
-    from service.models import datasets, jobs
 
     engine = sync_engine(url)
     t, cpu, child = time.perf_counter(), time.process_time(), _children_cpu()
@@ -165,11 +165,11 @@ def main() -> None:
     args = ap.parse_args()
     files = args.files or sorted(DATA.glob("*.ifc"), key=lambda p: -p.stat().st_size)
 
-    from service import db
-    from service.bim.geometry import DEFAULT_GEOMETRY_LIBRARY, shared_pool
-    from service.embedded_pg import EmbeddedPostgres
+    from readers.ifc.geometry import DEFAULT_GEOMETRY_LIBRARY, shared_pool
+    from service.core import db
+    from service.core.settings import Settings
     from service.jobs.registry import prepare_worker_process
-    from service.settings import Settings
+    from service.runtime.embedded_pg import EmbeddedPostgres
 
     load_before = [round(v, 2) for v in os.getloadavg()]
     work = Path(tempfile.mkdtemp(prefix="bim_bench_"))
@@ -183,7 +183,7 @@ def main() -> None:
                             in_process_worker=False)
         # what a job worker does when it starts (settings.warm_start)
         t = time.perf_counter()
-        prepare_worker_process()
+        prepare_worker_process("service.domains:JOB_HANDLERS")
         pool = shared_pool(args.processes)
         pool.warm()
         pool_start = time.perf_counter() - t

@@ -49,8 +49,8 @@ TWINBASE_TILE = """
 import time; t0 = time.perf_counter()
 import json, sys
 from pathlib import Path
-from service.db import sync_engine
-from service.city.tiles import build_city_tileset
+from service.core.db import sync_engine
+from service.cim.tiles import build_city_tileset
 url, out = sys.argv[1], Path(sys.argv[2])
 with sync_engine(url).begin() as conn:
     r = build_city_tileset(conn, out, out.parent, max_triangles_per_tile=100_000)
@@ -106,7 +106,7 @@ def run(cmd: list[str], env: dict[str, str] | None = None, *, tool: str = "",
 def new_database(cluster_url: str, name: str) -> str:
     import psycopg
 
-    from service import db
+    from service.core import db
 
     admin = cluster_url.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -154,7 +154,7 @@ def py3dtiles_python() -> list[str] | str:
 
 
 def py3dtiles_tiles(url: str, out: Path, timeout: float) -> dict:
-    from service.db import libpq_url, sync_engine
+    from service.core.db import libpq_url, sync_engine
 
     with sync_engine(url).begin() as conn:
         conn.exec_driver_sql("DROP VIEW IF EXISTS city_ecef")
@@ -185,7 +185,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from benchmarks.synthetic_city import generate
-    from service.embedded_pg import EmbeddedPostgres
+    from service.runtime.embedded_pg import EmbeddedPostgres
 
     work = Path(tempfile.mkdtemp(prefix="city_bench_"))
     os.chmod(work, 0o755)  # the cluster runs as the postgres user when we are root

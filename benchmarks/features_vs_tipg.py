@@ -147,8 +147,8 @@ def main() -> None:
     if args.database_url:
         run(args, args.database_url, load=args.load)
         return
-    from service import db
-    from service.embedded_pg import EmbeddedPostgres
+    from service.core import db
+    from service.runtime.embedded_pg import EmbeddedPostgres
 
     work = Path(tempfile.mkdtemp(prefix="features_bench_"))
     os.chmod(work, 0o755)  # the cluster runs as the postgres user when we are root

@@ -50,8 +50,7 @@ from sqlalchemy import text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service import db  # noqa: E402
-from service.embedded_pg import EmbeddedPostgres  # noqa: E402
+from service.core import db  # noqa: E402
 from service.lowalt.checks import find_conflicts, validate_route  # noqa: E402
 from service.lowalt.citymodel import load_obstacles, obstacles_from_rows  # noqa: E402
 from service.lowalt.conflicts import brute_force, candidates_from_rows  # noqa: E402
@@ -60,6 +59,7 @@ from service.lowalt.plan_service import plan_route  # noqa: E402
 from service.lowalt.schemas import PlanIn, RouteVolume  # noqa: E402
 from service.lowalt.settings import LowAltSettings  # noqa: E402
 from service.lowalt.validation import check_buildings  # noqa: E402
+from service.runtime.embedded_pg import EmbeddedPostgres  # noqa: E402
 
 N_BUILDINGS = 20_000
 N_ROUTES = 50_000

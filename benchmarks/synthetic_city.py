@@ -117,8 +117,8 @@ def main() -> None:
     ap.add_argument("--max-triangles", type=int, default=100_000)
     args = ap.parse_args()
 
-    from service.cim import parse_city_file
-    from service.cim.features import to_mesh_features
+    from readers.cim import parse_city_file
+    from service.cim.mesh import to_mesh_features
     from tiler.mesh import tile_features
 
     tmp = Path(tempfile.mkdtemp(prefix="synthetic_city_"))

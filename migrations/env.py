@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from service.db import sync_url
+from service.core.db import sync_url
 
 config = context.config
 

@@ -3,7 +3,7 @@
 - The items, item and vector tile routes are plain Starlette routes (the hottest ones: no
   per-request dependency solving), so FastAPI leaves them out; they are described in
   ``service.features.openapi`` and added here.
-- Errors are RFC 9457 problem documents from one place (``service.errors``); FastAPI knows
+- Errors are RFC 9457 problem documents from one place (``service.core.errors``); FastAPI knows
   only its own 422. Every operation gets the problem schema as its ``default`` response,
   and the statuses the key and body checks answer before any route runs: 401 (no key, or
   one that is not valid), 403 (a key without the role), 413 (a body over its cap).
@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from service.auth import current_principal
+from service.core.auth import current_principal
 from service.features import openapi as features_openapi
 
 PROBLEM_JSON = "application/problem+json"
@@ -73,7 +73,7 @@ def _add_errors(op: dict[str, Any], method: str, key_use: str | None) -> None:
         responses["422"] = _problem("The request does not validate (the detail names the "
                                     "fields)")
     # a route that declares an error status with a description only still answers it with
-    # a problem document (every error goes through service.errors)
+    # a problem document (every error goes through service.core.errors)
     for status, response in responses.items():
         if status[0] in "45" and "content" not in response:
             response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_REF}}

@@ -10,21 +10,24 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service import __version__, api_doc
-from service.compression import TextGZipMiddleware
-from service.db import make_async_engine
-from service.edge import HeadMiddleware, PublicUrlMiddleware
-from service.errors import install_error_handlers
-from service.faults import ContainUnexpected
-from service.features import router as features_router
-from service.guard import GuardMiddleware
-from service.layers import router as layers_router
-from service.lowalt.api import router as lowalt_router
-from service.observe import ObserveMiddleware
-from service.routers import bim, city, dashboard, datasets, health, jobs, keys, tiles
-from service.settings import Settings, get_settings
-from service.textguard import NulGuardMiddleware
+from service import __version__, api_doc, domains
+from service.core import health, keys
+from service.core.db import make_async_engine
+from service.core.faults import ContainUnexpected, install_error_handlers
+from service.core.observe import ObserveMiddleware
+from service.core.settings import Settings, get_settings
+from service.datasets import router as datasets
+from service.features import router as features
+from service.features.registry import Catalog
+from service.intake import UploadIntake
+from service.jobs import router as jobs
+from service.tilesets import router as tiles
 from service.uploads import tus
+from service.uploads.chores import CHORES
+from service.web.compression import TextGZipMiddleware
+from service.web.edge import HeadMiddleware, PublicUrlMiddleware
+from service.web.guard import GuardMiddleware
+from service.web.textguard import NulGuardMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             from service.jobs.worker import run_worker as worker_main
 
             worker_task = asyncio.create_task(
-                worker_main(settings, url, install_signal_handlers=False))
+                worker_main(settings, url, install_signal_handlers=False, chores=CHORES))
             log.info("in-process job worker started")
         try:
             yield
@@ -69,6 +72,9 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
                   lifespan=lifespan)
     app.state.settings = settings
     app.state.database_url = url
+    # built once here, looked up per request (features.registry.catalog)
+    app.state.catalog = Catalog(domains.collections())
+    app.state.upload_intake = UploadIntake(settings)
     install_error_handlers(app)
     app.add_middleware(ContainUnexpected)  # a 500 keeps the client's connection open
     app.add_middleware(NulGuardMiddleware)  # inside the ones below: its 400s are logged
@@ -91,13 +97,11 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     # OGC API - Features first: its landing page is the service's "/" (links to /docs,
     # /health, /ready, /datasets, /jobs, /tiles and /uploads included), and its item and
     # tile routes are the hottest, so they are matched before the rest
-    app.include_router(features_router.router)
-    app.include_router(layers_router.router)
-    for module in (health, keys, jobs, datasets, tiles, tus, city, bim):
-        app.include_router(module.router)
-
-    app.include_router(lowalt_router)
-    app.include_router(dashboard.router)
+    app.include_router(features.router)
+    for platform in (health, keys, jobs, datasets, tiles, tus):
+        app.include_router(platform.router)
+    for router in domains.routers():
+        app.include_router(router)
     api_doc.install(app)
 
     return app

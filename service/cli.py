@@ -7,12 +7,14 @@ import json
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from service.settings import get_settings
+from service.core.settings import get_settings
+from service.runtime.logs import configure_logging
 
 app = typer.Typer(help="Twinbase: city digital-twin spatial data service.",
                   no_args_is_help=True, add_completion=False)
@@ -22,13 +24,6 @@ jobs_app = typer.Typer(help="Background jobs.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # migration chatter at every start says nothing an operator needs
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 @app.command()
@@ -47,7 +42,7 @@ def serve(
     reused under the data directory, migrated, and stopped when the server exits (Ctrl-C or
     SIGTERM). With --workers above 1 the job worker is a process of its own.
     """
-    from service.runtime import database
+    from service.runtime.cluster import database
 
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -58,7 +53,7 @@ def serve(
     signal.signal(signal.SIGTERM, _exit_cleanly)
     sock = None
     if workers == 1:
-        from service.serve_workers import PortTaken, listening_socket
+        from service.runtime.supervisor import PortTaken, listening_socket
 
         # before the database and the app start: a taken port is an error at once
         try:
@@ -68,7 +63,7 @@ def serve(
             raise typer.Exit(1) from None
     with database(settings) as url:
         if samples and settings.load_samples:
-            from service.samples import queue_samples
+            from service.intake import queue_samples
 
             queue_samples(settings, url)
         os.environ["DATABASE_URL"] = url
@@ -80,10 +75,14 @@ def serve(
                    f"{workers} API process{'es' if workers > 1 else ''}; "
                    f"in-process worker {'on' if in_process else 'off'}", err=True)
         if workers > 1:
-            from service.serve_workers import PortTaken, serve_workers
+            from service.runtime.supervisor import PortTaken, serve_workers
 
             try:
-                code = serve_workers(host, port, workers, jobs=in_process)
+                code = serve_workers(
+                    host, port, workers, jobs=in_process,
+                    api_command=[sys.executable, "-m", "service.api_worker"],
+                    # the same command as `twinbase worker`, so it behaves exactly as one
+                    jobs_command=[sys.executable, "-m", "service.cli", "worker"])
             except PortTaken as exc:
                 typer.echo(f"error: {exc}", err=True)
                 code = 1
@@ -93,10 +92,10 @@ def serve(
             import uvicorn
 
             from service.app import create_app
-            from service.serve_workers import settle_heap
+            from service.core.heap import freeze_heap
 
             api = create_app(settings, url, in_process_worker=in_process)
-            settle_heap()
+            freeze_heap()  # what the app loaded lives as long as the process
             server = uvicorn.Server(uvicorn.Config(api, log_level="warning",
                                                    access_log=False))
             server.run(sockets=[sock])
@@ -112,14 +111,15 @@ def _exit_cleanly(signum: int, _frame: object) -> None:
 def worker() -> None:
     """Run a job worker until SIGINT / SIGTERM (uses DATABASE_URL or the embedded db)."""
     from service.jobs.worker import run_worker
-    from service.runtime import database
+    from service.runtime.cluster import database
+    from service.uploads.chores import CHORES
 
     settings = get_settings()
     configure_logging(settings.log_level)
     with database(settings) as url:
         os.environ["DATABASE_URL"] = url
         typer.echo("twinbase worker waiting for jobs", err=True)
-        asyncio.run(run_worker(settings, url))
+        asyncio.run(run_worker(settings, url, chores=CHORES))
 
 
 INGEST_KINDS = {"lidar": "lidar", "city": None, "bim": "ifc"}
@@ -143,9 +143,9 @@ def ingest(
     tileset as an upload would make; the file is read where it lies)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from service.ingest.inline import ingest_file
-    from service.ingest.kinds import kind_for
-    from service.runtime import database
+    from service.datasets.kinds import kind_for
+    from service.intake import ingest_file
+    from service.runtime.cluster import database
 
     if kind not in INGEST_KINDS:
         typer.echo(f"error: kind must be one of {', '.join(INGEST_KINDS)}", err=True)
@@ -180,8 +180,8 @@ def ingest(
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply migrations up to REVISION (default: the latest)."""
-    from service import db
-    from service.runtime import database
+    from service.core import db
+    from service.runtime.cluster import database
 
     with database(get_settings(), migrate=False) as url:
         db.upgrade(url, revision)
@@ -191,8 +191,8 @@ def db_upgrade(revision: str = "head") -> None:
 @db_app.command("current")
 def db_current() -> None:
     """Show the migration the database is at, and the latest one."""
-    from service import db
-    from service.runtime import database
+    from service.core import db
+    from service.runtime.cluster import database
 
     with database(get_settings(), migrate=False) as url:
         typer.echo(f"database {db.current_revision_sync(url)}; latest {db.head_revision()}")
@@ -201,7 +201,7 @@ def db_current() -> None:
 @db_app.command("url")
 def db_url() -> None:
     """Start the embedded cluster if needed and print its URL (it keeps running)."""
-    from service.runtime import embedded_cluster
+    from service.runtime.cluster import embedded_cluster
 
     settings = get_settings()
     if settings.database_url:
@@ -218,10 +218,10 @@ def keys_create(
     role: Annotated[str, typer.Option(help="viewer, operator, planner or admin")],
 ) -> None:
     """Create a key and print it: this is the only time it is shown."""
-    from service.auth import create_key
-    from service.db import sync_engine
-    from service.errors import TwinbaseError
-    from service.runtime import database
+    from service.core.auth import create_key
+    from service.core.db import sync_engine
+    from service.core.errors import TwinbaseError
+    from service.runtime.cluster import database
 
     with database(get_settings()) as url:
         try:
@@ -238,9 +238,9 @@ def keys_list() -> None:
     """List keys (names, roles, prefixes)."""
     from sqlalchemy import select
 
-    from service.db import sync_engine
-    from service.models import api_keys
-    from service.runtime import database
+    from service.core.db import sync_engine
+    from service.core.tables import api_keys
+    from service.runtime.cluster import database
 
     with database(get_settings()) as url, sync_engine(url).connect() as conn:
         for r in conn.execute(select(api_keys).order_by(api_keys.c.id)):
@@ -251,10 +251,10 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(name: str) -> None:
     """Revoke the key NAME."""
-    from service.auth import revoke_key
-    from service.db import sync_engine
-    from service.errors import TwinbaseError
-    from service.runtime import database
+    from service.core.auth import revoke_key
+    from service.core.db import sync_engine
+    from service.core.errors import TwinbaseError
+    from service.runtime.cluster import database
 
     with database(get_settings()) as url:
         try:
@@ -271,9 +271,9 @@ def jobs_list(limit: int = 20) -> None:
     """Recent jobs."""
     from sqlalchemy import select
 
-    from service.db import sync_engine
-    from service.models import jobs
-    from service.runtime import database
+    from service.core.db import sync_engine
+    from service.core.tables import jobs
+    from service.runtime.cluster import database
 
     with database(get_settings()) as url, sync_engine(url).connect() as conn:
         rows = conn.execute(select(jobs).order_by(jobs.c.id.desc()).limit(limit)).all()
@@ -287,10 +287,10 @@ def jobs_show(job_id: int) -> None:
     """One job as JSON."""
     from sqlalchemy import select
 
-    from service.db import sync_engine
-    from service.models import jobs
-    from service.routers.jobs import job_view
-    from service.runtime import database
+    from service.core.db import sync_engine
+    from service.core.tables import jobs
+    from service.jobs.router import job_view
+    from service.runtime.cluster import database
 
     with database(get_settings()) as url, sync_engine(url).connect() as conn:
         row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()

@@ -23,7 +23,7 @@ os.environ.setdefault("TWINBASE_WARM_START", "false")
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[object]:
-    from service.embedded_pg import EmbeddedPostgres
+    from service.runtime.embedded_pg import EmbeddedPostgres
 
     # /tmp, not pytest's tmp_path: as root the cluster runs as the postgres user, who must
     # be able to reach the directory.
@@ -40,7 +40,7 @@ def pg_cluster() -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def db_url(pg_cluster) -> str:
-    from service import db
+    from service.core import db
 
     db.upgrade(pg_cluster.url)
     return pg_cluster.url
@@ -68,7 +68,7 @@ def fresh_database(pg_cluster):
 
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str):
-    from service.settings import Settings
+    from service.core.settings import Settings
 
     return Settings(database_url=db_url, data_dir=tmp_path / "var",
                     max_upload_bytes=8 * 1024 * 1024, in_process_worker=False,
@@ -158,8 +158,8 @@ def live_server(settings, db_url) -> Iterator[LiveServer]:
 @pytest.fixture
 def make_key(db_url):
     """Factory: a new key with a unique name for the given role."""
-    from service.auth import create_key
-    from service.db import sync_engine
+    from service.core.auth import create_key
+    from service.core.db import sync_engine
 
     counter = iter(range(1, 10_000))
 

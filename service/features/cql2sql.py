@@ -21,7 +21,7 @@ from typing import Any
 
 import cql2
 
-from service.errors import BadRequest
+from service.core.errors import BadRequest
 from service.features.binds import Binds
 from service.features.crs import Crs
 from service.features.params import parse_instant

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from service.db import async_url
-from service.errors import ServiceUnavailable
+from service.core.db import async_url
+from service.core.errors import ServiceUnavailable
 
 # Concurrent feature reads per API process; more requests wait their turn at the gate
 # (ReadPool). A database does the most work with about two running queries per core: many

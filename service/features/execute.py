@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.pool import Pool
 from sqlalchemy.util import greenlet_spawn
 
-from service.errors import ServiceUnavailable
+from service.core.errors import ServiceUnavailable
 from service.features.engine import POOL_SIZE, ReadPool
 
 _DIALECT = asyncpg_dialect()

@@ -12,10 +12,10 @@ from functools import lru_cache
 from pyproj import Transformer
 from pyproj.exceptions import ProjError
 
-from service.errors import BadRequest
+from service.core.errors import BadRequest
+from service.core.instants import to_utc
 from service.features.crs import Crs, parse_crs
 from service.features.registry import Collection
-from service.instants import to_utc
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 10_000

@@ -1,17 +1,21 @@
-"""The one registry of feature collections.
+"""What a feature collection is, and the catalogue of those an application serves.
 
 A collection is data: where its rows come from (a table, a view, or a fixed SELECT written
-here), its id and geometry columns, its temporal columns and its queryable properties.
-Routers, query compilation, queryables, OpenAPI and tiles all read from here, so adding a
-layer is one ``register(Collection(...))`` call. Every SQL identifier the API ever emits
-comes from this module; nothing a client sends becomes an identifier.
+by the domain that owns the table), its id and geometry columns, its temporal columns and
+its queryable properties. Each domain exports its collections (``COLLECTIONS`` in its
+``collections`` module) and the app lists them in one :class:`Catalog`; routers, query
+compilation, queryables, OpenAPI and tiles all read from there. Every SQL identifier the API
+ever emits comes from a ``Collection``; nothing a client sends becomes an identifier.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
+
+from starlette.requests import HTTPConnection
 
 PropType = Literal["string", "integer", "number", "boolean", "datetime", "date", "object",
                    "array"]
@@ -103,26 +107,25 @@ class Collection:
                 f"coalesce(t.\"{end}\", 'infinity'::timestamptz)")
 
 
-_REGISTRY: dict[str, Collection] = {}
+class Catalog:
+    """The collections one application serves, in the order they are listed. The app
+    builds it at start-up from the collections its domains export (tipg builds its
+    catalog the same way); requests look it up through :func:`catalog`."""
+
+    def __init__(self, collections: Iterable[Collection]) -> None:
+        self._by_id: dict[str, Collection] = {}
+        for collection in collections:
+            if collection.id in self._by_id:
+                raise ValueError(f"collection {collection.id} is listed twice")
+            self._by_id[collection.id] = collection
+
+    def collections(self) -> list[Collection]:
+        return list(self._by_id.values())
+
+    def get(self, collection_id: str) -> Collection | None:
+        return self._by_id.get(collection_id)
 
 
-def register(collection: Collection) -> Collection:
-    if collection.id in _REGISTRY:
-        raise ValueError(f"collection {collection.id} is registered already")
-    _REGISTRY[collection.id] = collection
-    return collection
-
-
-def collections() -> list[Collection]:
-    _load_builtin()
-    return list(_REGISTRY.values())
-
-
-def get(collection_id: str) -> Collection | None:
-    _load_builtin()
-    return _REGISTRY.get(collection_id)
-
-
-def _load_builtin() -> None:
-    # the layer definitions import this module; importing them lazily avoids a cycle
-    from service.features import layers  # noqa: F401
+def catalog(request: HTTPConnection) -> Catalog:
+    """The application's catalogue (a dependency, and a plain call in Starlette routes)."""
+    return request.app.state.catalog

@@ -12,7 +12,7 @@ from starlette.datastructures import URL
 from starlette.responses import Response
 from starlette.types import Scope
 
-from service.errors import BadRequest
+from service.core.errors import BadRequest
 from service.features.crs import Crs
 
 GEOJSON = "application/geo+json"

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service import __version__
-from service.auth import Reader, current_principal, reader
-from service.errors import BadRequest, NotFound
+from service.core.auth import Reader, current_principal, reader
+from service.core.errors import BadRequest, NotFound
 from service.features import conformance, metadata, openapi, registry, responses, tiles
 from service.features.binds import Binds
 from service.features.cql2sql import compile_filter, parse
@@ -50,10 +50,11 @@ def _base(request: Request) -> str:
     return responses.request_urls(request.scope)[0]
 
 
-def _collection(collection_id: str) -> Collection:
-    c = registry.get(collection_id)
+def _collection(request: Request, collection_id: str) -> Collection:
+    cat = registry.catalog(request)
+    c = cat.get(collection_id)
     if c is None:
-        known = ", ".join(x.id for x in registry.collections())
+        known = ", ".join(x.id for x in cat.collections())
         raise NotFound(f"no collection {collection_id!r}; collections: {known}")
     return c
 
@@ -120,7 +121,7 @@ async def get_conformance(_: Reader) -> Response:
 
 @router.get("/api", summary="API definition (OpenAPI 3, with one items path per collection)")
 async def api(request: Request) -> Response:
-    doc = openapi.api_document(request.app.openapi(), registry.collections())
+    doc = openapi.api_document(request.app.openapi(), registry.catalog(request).collections())
     return responses.json_response(doc, "application/vnd.oai.openapi+json;version=3.0")
 
 
@@ -129,7 +130,7 @@ async def list_collections(request: Request, _: Reader) -> Response:
     base = _base(request)
     engine = read_engine(request)
     docs = [metadata.collection_doc(base, c, await metadata.extent(engine, c))
-            for c in registry.collections()]
+            for c in registry.catalog(request).collections()]
     return responses.json_response({
         "links": [{"rel": "self", "type": "application/json", "href": f"{base}/collections"}],
         "collections": docs,
@@ -138,14 +139,14 @@ async def list_collections(request: Request, _: Reader) -> Response:
 
 @router.get("/collections/{collection_id}", summary="One feature collection")
 async def get_collection(collection_id: str, request: Request, _: Reader) -> Response:
-    c = _collection(collection_id)
+    c = _collection(request, collection_id)
     ext = await metadata.extent(read_engine(request), c)
     return responses.json_response(metadata.collection_doc(_base(request), c, ext))
 
 
 @router.get("/collections/{collection_id}/queryables", summary="Queryable properties")
 async def queryables(collection_id: str, request: Request, _: Reader) -> Response:
-    c = _collection(collection_id)
+    c = _collection(request, collection_id)
     return responses.json_response(metadata.queryables_doc(_base(request), c),
                                    "application/schema+json")
 
@@ -153,7 +154,7 @@ async def queryables(collection_id: str, request: Request, _: Reader) -> Respons
 async def items(request: Request) -> Response:
     await _may_read(request)
     collection_id = request.path_params["collection_id"]
-    c = _collection(collection_id)
+    c = _collection(request, collection_id)
     params = request.query_params
     _check_params(params, ITEM_PARAMS, c)
     binds = Binds()
@@ -182,7 +183,7 @@ async def item(request: Request) -> Response:
     await _may_read(request)
     collection_id = request.path_params["collection_id"]
     feature_id = request.path_params["feature_id"]
-    c = _collection(collection_id)
+    c = _collection(request, collection_id)
     params = request.query_params
     _check_params(params, ONE_PARAMS)
     crs = parse_crs(params.get("crs"))
@@ -211,7 +212,7 @@ async def item(request: Request) -> Response:
 
 @router.get("/collections/{collection_id}/tiles", summary="Vector tilesets of a collection")
 async def tilesets(collection_id: str, request: Request, _: Reader) -> Response:
-    c = _collection(collection_id)
+    c = _collection(request, collection_id)
     href = f"{_base(request)}/collections/{c.id}/tiles/WebMercatorQuad"
     return responses.json_response({"tilesets": [{
         "title": f"{c.title} (MVT)", "dataType": "vector",
@@ -224,7 +225,7 @@ async def tilesets(collection_id: str, request: Request, _: Reader) -> Response:
 
 async def tile(request: Request) -> Response:
     await _may_read(request)
-    c = _collection(request.path_params["collection_id"])
+    c = _collection(request, request.path_params["collection_id"])
     z, x, y = (request.path_params[k] for k in ("z", "x", "y"))
     params = request.query_params
     _check_params(params, TILE_PARAMS)

@@ -3,7 +3,7 @@ PostGIS (ST_TileEnvelope, ST_AsMVTGeom, ST_AsMVT) in one statement per tile."""
 
 from __future__ import annotations
 
-from service.errors import BadRequest
+from service.core.errors import BadRequest
 from service.features.binds import Binds
 from service.features.registry import Collection
 

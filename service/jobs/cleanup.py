@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, exists, func, select, update
 
+from service.core.settings import Settings
+from service.core.tables import datasets, jobs
 from service.jobs import store
-from service.models import datasets, jobs
-from service.settings import Settings
-from service.tilesets import abandon_job_versions
+from service.tilesets.store import abandon_job_versions
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,15 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, update
 
+from service.core.settings import Settings
+from service.core.tables import jobs
+from service.datasets.store import start_ingest
 from service.jobs import store
-from service.models import jobs
-from service.settings import Settings
 
 # (stage, items done, items total) as last reported by the job
 Progress = tuple[str, int, int | None]
@@ -164,3 +166,16 @@ class _ProgressWriter(threading.Thread):
                 .values(stage=stage, items_done=done, items_total=total,
                         progress=fraction, updated_at=func.now())
             )
+
+
+def load_dataset(ctx: JobContext) -> Any:
+    """The row of the dataset an ingest job reads, with its file checked."""
+    row = ctx.dataset
+    if row is None:
+        with ctx.engine.begin() as conn:
+            row = conn.execute(start_ingest(ctx.dataset_id)).first()
+    if row is None:
+        raise JobFailed(f"dataset {ctx.dataset_id} no longer exists")
+    if not row.source_path or not Path(row.source_path).is_file():
+        raise JobFailed(f"the file of dataset {row.id} is missing on the server")
+    return row

@@ -10,15 +10,15 @@ import traceback
 
 from sqlalchemy import select
 
-from service.db import bookkeeping_engine, sync_engine
-from service.ingest.datasets import start_ingest
+from service.core.db import bookkeeping_engine, sync_engine
+from service.core.settings import Settings, get_settings
+from service.core.tables import jobs
+from service.datasets.store import start_ingest
 from service.jobs import store
 from service.jobs.cleanup import discard_failed_sources, fail_job_in
 from service.jobs.context import AttemptLost, JobContext, JobFailed
-from service.jobs.registry import handler_for
-from service.models import jobs
-from service.settings import Settings, get_settings
-from service.tilesets import VersionAbandoned, remove_version_files
+from service.jobs.registry import handlers
+from service.tilesets.store import VersionAbandoned, remove_version_files
 
 log = logging.getLogger(__name__)
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
@@ -64,7 +64,7 @@ def run_job(job_id: int, database_url: str, settings: Settings | None = None) ->
 
 def _run(ctx: JobContext, engine, kind: str) -> str:
     job_id = ctx.job_id
-    handler = handler_for(kind)
+    handler = handlers(ctx.settings.job_handlers).get(kind)
     try:
         if handler is None:
             raise JobFailed(f"no handler for job kind {kind!r}")
@@ -93,7 +93,7 @@ def _run(ctx: JobContext, engine, kind: str) -> str:
 def _reason(exc: Exception) -> str:
     """What a job's error says when it did not fail on purpose: a full disk or an
     unavailable database is the server's state, which an operator can fix and retry."""
-    from service.faults import translate
+    from service.core.faults import translate
 
     typed = translate(exc)
     if typed is not None and typed.status >= 500:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import procrastinate
 
-from service.db import libpq_url
-from service.settings import Settings
+from service.core.db import libpq_url
+from service.core.settings import Settings
 
 QUEUE = "twinbase"
 

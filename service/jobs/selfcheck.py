@@ -9,10 +9,8 @@ from __future__ import annotations
 import time
 
 from service.jobs.context import JobContext, JobFailed
-from service.jobs.registry import job_handler
 
 
-@job_handler("selfcheck")
 def selfcheck(ctx: JobContext) -> dict[str, int]:
     steps = int(ctx.params.get("steps", 10))
     pause = float(ctx.params.get("step_seconds", 0.1))

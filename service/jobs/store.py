@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Insert, Integer, Select, Update, cast, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 
-from service.models import jobs
+from service.core.tables import jobs
 
 FINAL = ("succeeded", "failed", "cancelled")
 

@@ -12,26 +12,32 @@ import contextlib
 import logging
 import signal
 import socket
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import procrastinate
 from procrastinate import jobs as pjobs
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text
 
-from service.db import sync_engine
+from service.core.db import sync_engine
+from service.core.settings import Settings
+from service.core.tables import jobs
 from service.jobs import store
 from service.jobs.cleanup import discard_failed_sources, fail_job_in
 from service.jobs.execute import running_here
 from service.jobs.queue import QUEUE, make_queue
 from service.jobs.registry import prepare_worker_process
 from service.jobs.submit import new_queue_entry
-from service.models import jobs, uploads
-from service.settings import Settings
-from service.tilesets import abandon_job_versions, abandon_orphan_versions, remove_version_files
-from service.uploads.space import remove_orphan_parts
-from service.uploads.storage import part_path
+from service.tilesets.store import (
+    abandon_job_versions,
+    abandon_orphan_versions,
+    remove_version_files,
+)
 from tiler.lifetime import alive
 
 log = logging.getLogger(__name__)
+# a periodic clean-up the app hands the worker: called with (database URL, settings)
+Chore = Callable[[str, Settings], Any]
 
 
 async def reap_stalled(queue: procrastinate.App, settings: Settings, url: str) -> int:
@@ -167,19 +173,8 @@ def fail_dead_inline(url: str, settings: Settings | None = None) -> int:
     return lost
 
 
-def expire_uploads(url: str, settings: Settings) -> int:
-    """Unfinished uploads past their expiry: mark them failed and free their disk space."""
-    with sync_engine(url).begin() as conn:
-        ids = conn.execute(
-            update(uploads).where(uploads.c.status == "receiving",
-                                  uploads.c.expires_at < func.now())
-            .values(status="failed").returning(uploads.c.id)).scalars().all()
-    for upload_id in ids:
-        part_path(settings.uploads_dir, upload_id).unlink(missing_ok=True)
-    return len(ids)
-
-
-async def _reaper_loop(queue: procrastinate.App, settings: Settings, url: str) -> None:
+async def _reaper_loop(queue: procrastinate.App, settings: Settings, url: str,
+                       chores: Sequence[Chore]) -> None:
     while True:
         try:
             await reap_stalled(queue, settings, url)
@@ -187,37 +182,30 @@ async def _reaper_loop(queue: procrastinate.App, settings: Settings, url: str) -
             await asyncio.to_thread(abandon_orphan_versions, sync_engine(url),
                                     settings.tiles_dir)
             await asyncio.to_thread(discard_failed_sources, sync_engine(url), settings)
-            await asyncio.to_thread(expire_uploads, url, settings)
-            await asyncio.to_thread(remove_orphan_parts, sync_engine(url), settings.uploads_dir)
+            for chore in chores:
+                await asyncio.to_thread(chore, url, settings)
         except Exception:
             log.exception("reaper pass failed")
         await asyncio.sleep(max(1.0, settings.heartbeat_seconds))
 
 
-def _warm_ifc_geometry() -> None:
-    from service.bim.geometry import shared_pool
-
-    try:
-        shared_pool().warm()
-    except Exception:  # the first IFC job starts the processes itself then
-        log.warning("could not start the IFC geometry processes ahead", exc_info=True)
-
-
 async def run_worker(settings: Settings, url: str, *, install_signal_handlers: bool = True,
-                     queue: procrastinate.App | None = None) -> None:
+                     queue: procrastinate.App | None = None,
+                     chores: Sequence[Chore] = ()) -> None:
     """Run until cancelled (or SIGINT / SIGTERM, when the worker owns the process): the jobs
-    running then are finished first."""
+    running then are finished first. ``chores`` are the app's own periodic clean-ups (e.g.
+    expired uploads), run after each reaper pass."""
     queue = queue or make_queue(url, settings)
     if settings.warm_start:
-        prepare_worker_process()
-        asyncio.get_running_loop().run_in_executor(None, _warm_ifc_geometry)
+        for warm_up in prepare_worker_process(settings.job_handlers):
+            asyncio.get_running_loop().run_in_executor(None, warm_up)
     stop = asyncio.Event()
     if install_signal_handlers:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     async with queue.open_async():
-        reaper = asyncio.create_task(_reaper_loop(queue, settings, url))
+        reaper = asyncio.create_task(_reaper_loop(queue, settings, url, chores))
         try:
             while not await _work_until_stopped(queue, settings, stop):
                 # procrastinate's worker ends itself when a side task fails, as its heartbeat

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from service.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
-from service.ids import INT64_MAX
-from service.instants import to_utc
+from service.core.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from service.core.ids import INT64_MAX
+from service.core.instants import to_utc
 
 MAX_ROWS = 200_000
 MAX_BYTES = 64 * 1024 * 1024

@@ -8,7 +8,7 @@ from typing import Any
 
 from shapely.geometry import shape
 
-from service.errors import BadRequest
+from service.core.errors import BadRequest
 from service.layers.gbt33171 import ROAD_CLASSES
 
 MAX_FEATURES = 100_000

@@ -8,11 +8,11 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
-from service.auth import Reader, Writer
-from service.errors import BadRequest, NotFound
+from service.core.auth import Reader, Writer
+from service.core.errors import BadRequest, NotFound
+from service.core.ids import Id
 from service.features.engine import read_engine
 from service.features.params import parse_bbox, parse_instant
-from service.ids import Id
 from service.layers import batch, features_in, gb3838, gbt33171, traffic, water
 
 router = APIRouter(prefix="/layers", tags=["layers"])

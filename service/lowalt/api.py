@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.lowalt import api_fleet, api_live, api_routes
-from service.lowalt import collections as _collections  # noqa: F401  (drones_live)
 
 router = APIRouter()
 for _module in (api_fleet, api_live, api_routes):

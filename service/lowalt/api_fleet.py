@@ -9,9 +9,9 @@ import shapely
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import exc, text
 
-from service.auth import ADMIN_ROLES, Principal, Reader, Writer, require
-from service.errors import Conflict, NotFound, Unprocessable
-from service.ids import Id
+from service.core.auth import ADMIN_ROLES, Principal, Reader, Writer, require
+from service.core.errors import Conflict, NotFound, Unprocessable
+from service.core.ids import Id
 from service.lowalt.schemas import DroneIn, ZoneIn, aware, polygon_from
 
 router = APIRouter(tags=["low altitude"])

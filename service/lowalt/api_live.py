@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import StreamingResponse
 
-from service.auth import Reader, Writer
-from service.ids import header_int
+from service.core.auth import Reader, Writer
+from service.core.ids import header_int
 from service.lowalt.live import all_states, stream
 from service.lowalt.schemas import TelemetryBatch, TelemetryIn
 from service.lowalt.settings import LowAltSettings, lowalt_settings

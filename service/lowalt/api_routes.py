@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.auth import PLAN_ROLES, Principal, Reader, Writer, require
-from service.errors import Unprocessable
-from service.ids import Id
+from service.core.auth import PLAN_ROLES, Principal, Reader, Writer, require
+from service.core.errors import Unprocessable
+from service.core.ids import Id
 from service.lowalt import store
 from service.lowalt.checks import drone_class, find_conflicts, validate_route
 from service.lowalt.ground import load_ground

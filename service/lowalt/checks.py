@@ -9,7 +9,7 @@ import anyio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.errors import Unprocessable
+from service.core.errors import Unprocessable
 from service.lowalt.citymodel import city_model_version, load_obstacles, load_zones
 from service.lowalt.conflicts import load_candidates, refine
 from service.lowalt.ground import GroundModel, load_ground

@@ -1,18 +1,72 @@
-"""The live drone layer in the OGC API - Features registry (``drones_live``).
-
-Routes and zones are registered with the other layers in ``service.features.layers``; the
-live state is registered here, next to the code that writes it, and only if no one else
-registered it. ``silent`` uses the default 15 s here (a fixed SELECT has no settings).
+"""Drone routes, airspace zones and the live drone layer (``drones_live``) in the OGC API -
+Features catalogue. ``silent`` uses the default 15 s here (a fixed SELECT has no settings).
 """
 
 from __future__ import annotations
 
-from service.features.registry import Collection, Prop, get, register
+from service.features.registry import Collection, Prop
 
 _SILENT = "s.received_at < now() - interval '15 seconds'"
 
-if get("drones_live") is None:
-    register(Collection(
+COLLECTIONS: tuple[Collection, ...] = (
+    Collection(
+        id="drone_routes",
+        title="Drone routes",
+        description="Filed low-altitude routes: 3D centre line (lon, lat, ellipsoidal height), "
+                    "altitude band, time window, status and validation verdict.",
+        source=(
+            "(SELECT r.id, r.name, r.drone_id, d.serial AS drone_serial, r.status, r.priority,"
+            " r.geom, r.half_width_m, r.vertical_half_m, lower(r.alt_band)::float8 AS alt_min_m,"
+            " upper(r.alt_band)::float8 AS alt_max_m, lower(r.time_window) AS start_time,"
+            " upper(r.time_window) AS end_time, r.length_m, r.verdict"
+            " FROM drone_routes r JOIN drones d ON d.id = r.drone_id)"
+        ),
+        geometry_type="LineString",
+        has_z=True,
+        properties=(
+            Prop("name", "string", title="Name"),
+            Prop("drone_id", "integer", title="Drone"),
+            Prop("drone_serial", "string", title="Drone serial"),
+            Prop("status", "string", title="Status"),
+            Prop("priority", "integer", title="Priority (0-9)"),
+            Prop("half_width_m", "number", title="Corridor half width (m)"),
+            Prop("vertical_half_m", "number", title="Corridor half height (m)"),
+            Prop("alt_min_m", "number", title="Lowest altitude (m)"),
+            Prop("alt_max_m", "number", title="Highest altitude (m)"),
+            Prop("start_time", "datetime", title="Window start"),
+            Prop("end_time", "datetime", title="Window end"),
+            Prop("length_m", "number", title="Length (m)"),
+            Prop("verdict", "string", title="Validation verdict"),
+        ),
+        temporal=("start_time", "end_time"),
+        keywords=("low altitude", "drones"),
+    ),
+    Collection(
+        id="airspace_zones",
+        title="Airspace zones",
+        description="No-fly and restricted zones with floor and ceiling (m) and validity.",
+        source=(
+            "(SELECT z.id, z.code, z.name, z.zone_type, z.geom, z.floor_m, z.ceiling_m,"
+            " z.height_reference, lower(z.valid) AS valid_from, upper(z.valid) AS valid_to,"
+            " z.reason, z.authority FROM airspace_zones z)"
+        ),
+        geometry_type="MultiPolygon",
+        properties=(
+            Prop("code", "string", title="Code"),
+            Prop("name", "string", title="Name"),
+            Prop("zone_type", "string", title="Zone type"),
+            Prop("floor_m", "number", title="Floor (m)"),
+            Prop("ceiling_m", "number", title="Ceiling (m)"),
+            Prop("height_reference", "string", title="Height reference (agl or ellipsoid)"),
+            Prop("valid_from", "datetime", title="Valid from (empty: always)"),
+            Prop("valid_to", "datetime", title="Valid to (empty: open)"),
+            Prop("reason", "string", title="Reason"),
+            Prop("authority", "string", title="Authority"),
+        ),
+        temporal=("valid_from", "valid_to"),
+        keywords=("low altitude", "airspace"),
+    ),
+    Collection(
         id="drones_live",
         title="Drones, live",
         description="Latest report of every drone (lon, lat, ellipsoidal height) with its "
@@ -53,4 +107,5 @@ if get("drones_live") is None:
         ),
         temporal=("t", None),
         keywords=("low altitude", "drones", "live"),
-    ))
+    ),
+)

@@ -13,7 +13,7 @@ import numpy as np
 import shapely
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.errors import Unprocessable
+from service.core.errors import Unprocessable
 from service.lowalt.checks import drone_class, find_conflicts
 from service.lowalt.citymodel import city_model_version, load_obstacles, load_zones
 from service.lowalt.conflicts import load_flights, time_reach

@@ -18,8 +18,8 @@ import shapely
 from pydantic import BaseModel, ConfigDict, Field
 from pyproj import CRS
 
-from service.errors import Unprocessable
-from service.instants import WorkingDatetime
+from service.core.errors import Unprocessable
+from service.core.instants import WorkingDatetime
 from service.lowalt.geo import (
     Frame,
     corridor_polygon,

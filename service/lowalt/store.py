@@ -9,7 +9,7 @@ import shapely
 from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.errors import Conflict, Forbidden, NotFound, Unprocessable
+from service.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from service.lowalt.checks import drone_class, find_conflicts, validate_route
 from service.lowalt.geo import frame
 from service.lowalt.locks import lock_airspace

@@ -37,7 +37,7 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.errors import BadRequest, Unprocessable
+from service.core.errors import BadRequest, Unprocessable
 from service.lowalt.geo import frame, grow, nearest_on_polyline, outer_radius
 from service.lowalt.ground import SEA_LEVEL_NOTE, SOURCES, load_ground
 from service.lowalt.schemas import TelemetryIn, check_in_area

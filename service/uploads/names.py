@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from service.errors import BadRequest
+from service.core.errors import BadRequest
 
 _UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
 MAX_NAME = 200

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from service.errors import TwinbaseError
-from service.faults import DISK_FULL
-from service.models import uploads
+from service.core.errors import TwinbaseError
+from service.core.faults import DISK_FULL
+from service.core.tables import uploads
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-from service.errors import Locked, TwinbaseError
+from service.core.errors import Locked, TwinbaseError
 
 HASH_BLOCK = 4 * 1024 * 1024
 

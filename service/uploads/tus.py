@@ -17,14 +17,15 @@ import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import ClientDisconnect
 
-from service.auth import Writer
-from service.errors import (
+from service.core.auth import Writer
+from service.core.errors import (
     BadRequest,
     ChecksumMismatch,
     Conflict,
@@ -32,15 +33,10 @@ from service.errors import (
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
-    Unprocessable,
     UnsupportedMediaType,
 )
-from service.ids import header_int
-from service.ingest.datasets import new_dataset
-from service.ingest.kinds import ingest_job_kind, kind_for
-from service.jobs.registry import known_kinds
-from service.jobs.submit import submit_job_async
-from service.models import datasets, uploads
+from service.core.ids import header_int
+from service.core.tables import uploads
 from service.uploads import storage
 from service.uploads.names import safe_filename
 from service.uploads.space import InsufficientStorage, ensure_room, is_disk_full
@@ -52,6 +48,29 @@ OPTION_KEYS = ("crs", "vertical", "name", "survey", "anchor")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 router = APIRouter(prefix="/uploads", tags=["uploads"])
+
+
+class Intake(Protocol):
+    """What happens to a file arriving here: the app wires this in (service/intake.py), so
+    this package knows nothing of datasets or jobs."""
+
+    def kind_of(self, filename: str, declared: str | None) -> str:
+        """The file's kind; raises a 4xx error for a file that cannot be ingested."""
+        ...
+
+    async def admit(self, conn: AsyncConnection, upload: Any, part: Path, digest: str,
+                    who: str) -> tuple[int, int]:
+        """In the caller's transaction, the finished file (moved from ``part``) becomes a
+        dataset and a job: (dataset id, job id)."""
+        ...
+
+    def undo(self, part: Path, dataset_id: int, filename: str) -> None:
+        """The transaction of :meth:`admit` failed: the file goes back to ``part``."""
+        ...
+
+
+def intake(request: Request) -> Intake:
+    return request.app.state.upload_intake
 
 
 def _tus_headers(**extra: str) -> dict[str, str]:
@@ -109,9 +128,7 @@ async def create_upload(request: Request, principal: Writer) -> Response:
                                                        str(settings.max_upload_bytes)})
     meta = parse_metadata(request.headers.get("upload-metadata"))
     filename = safe_filename(meta.get("filename") or meta.get("name") or "")
-    kind = kind_for(filename, meta.get("kind"))
-    if ingest_job_kind(kind) not in known_kinds():
-        raise Unprocessable(f"{kind} files cannot be ingested by this server yet")
+    kind = intake(request).kind_of(filename, meta.get("kind"))
     sha = (meta.get("sha256") or "").strip().lower() or None
     if sha is not None and not _HEX64.match(sha):
         raise BadRequest("metadata sha256 must be 64 hexadecimal characters")
@@ -306,7 +323,6 @@ def _parse_checksum(header: str | None) -> tuple[str, bytes] | None:
 
 async def _complete(request: Request, row: Any, part: Path, who: str) -> dict[str, str]:
     """Verify the whole file, then create its dataset and queue its ingest, atomically."""
-    settings = request.app.state.settings
     digest = await asyncio.to_thread(storage.sha256_of, part)
     if row.sha256 and digest != row.sha256:
         async with request.app.state.engine.begin() as conn:
@@ -316,27 +332,15 @@ async def _complete(request: Request, row: Any, part: Path, who: str) -> dict[st
         raise ChecksumMismatch(
             f"the file's SHA-256 is {digest}, not the {row.sha256} announced: the upload is "
             "corrupt and was discarded; upload it again")
-    sources = settings.data_dir / "sources"
+    hooks = intake(request)
     async with request.app.state.engine.begin() as conn:
-        dataset_id = (await conn.execute(new_dataset(
-            row.kind, row.options.get("name") or row.filename, source_path="",
-            sha256=digest, size_bytes=row.length, options=dict(row.options),
-            uploaded_by=who))).scalar_one()
-        target = sources / str(dataset_id) / row.filename
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(part, target)
+        dataset_id, job_id = await hooks.admit(conn, row, part, digest, who)
         try:
-            await conn.execute(update(datasets).where(datasets.c.id == dataset_id)
-                               .values(source_path=str(target)))
-            job_id = await submit_job_async(
-                conn, ingest_job_kind(row.kind), dataset_id=dataset_id,
-                params=dict(row.options), created_by=who,
-                max_attempts=settings.job_max_attempts)
             await conn.execute(update(uploads).where(uploads.c.id == row.id).values(
                 status="complete", completed_at=func.now(), dataset_id=dataset_id,
                 job_id=job_id))
         except BaseException:
-            os.replace(target, part)
+            hooks.undo(part, dataset_id, row.filename)
             raise
     request.state.audit_detail = {"upload": row.id, "dataset": dataset_id, "job": job_id}
     return {"Twinbase-Dataset-Id": str(dataset_id), "Twinbase-Job-Id": str(job_id)}

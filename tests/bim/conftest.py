@@ -12,7 +12,7 @@ from helpers_bim import Ingest, make_ifc4x3, run_ingest
 
 @pytest.fixture(scope="session")
 def bim_settings(db_url, tmp_path_factory):
-    from service.settings import Settings
+    from service.core.settings import Settings
 
     return Settings(database_url=db_url, data_dir=tmp_path_factory.mktemp("bim-var"),
                     in_process_worker=False, load_samples=False)

@@ -35,7 +35,7 @@ def element_ids(db_url: str, dataset_id: int) -> set[str]:
     """GlobalIds of the elements stored for a dataset."""
     from sqlalchemy import text
 
-    from service.db import sync_engine
+    from service.core.db import sync_engine
 
     with sync_engine(db_url).connect() as conn:
         return {r[0] for r in conn.execute(text(
@@ -47,11 +47,11 @@ def run_ingest(db_url: str, settings, path: Path, dataset_id: int | None = None,
     """Create a dataset for ``path`` (or reuse one) and run an ingest_ifc job to its end."""
     from sqlalchemy import select
 
-    from service.db import sync_engine
-    from service.ingest.datasets import new_dataset
+    from service.core.db import sync_engine
+    from service.core.tables import jobs
+    from service.datasets.store import new_dataset
     from service.jobs.execute import run_job
     from service.jobs.submit import submit_job
-    from service.models import jobs
 
     engine = sync_engine(db_url)
     with engine.begin() as conn:
@@ -62,7 +62,7 @@ def run_ingest(db_url: str, settings, path: Path, dataset_id: int | None = None,
             target = settings.data_dir / "sources" / str(dataset_id) / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
-            from service.models import datasets
+            from service.core.tables import datasets
             conn.execute(datasets.update().where(datasets.c.id == dataset_id)
                          .values(source_path=str(target)))
         job_id = submit_job(conn, "ingest_ifc", dataset_id=dataset_id, params=params,

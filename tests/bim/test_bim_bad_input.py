@@ -7,11 +7,11 @@ import pytest
 from helpers_bim import FZK, HOUSE, edit_ifc, element_ids, run_ingest, tile_vertices
 from sqlalchemy import text
 
-from service.bim.errors import IfcInputError
-from service.bim.geometry import CRASH_ENV, DEFAULT_GEOMETRY_LIBRARY, GeometryPool
-from service.bim.georef import Anchor
-from service.bim.model import read_bim
-from service.db import sync_engine
+from readers.ifc.errors import IfcInputError
+from readers.ifc.geometry import CRASH_ENV, DEFAULT_GEOMETRY_LIBRARY, GeometryPool
+from readers.ifc.georef import Anchor
+from readers.ifc.model import read_bim
+from service.core.db import sync_engine
 
 ANCHOR = {"lon": 114.25, "lat": 22.72, "height": 40.0}
 
@@ -83,7 +83,7 @@ def test_parse_error_names_line_entity_and_what_to_do(db_url, bim_settings, tmp_
     (35107, lambda t: t.replace(b"(", b"(1.2.3e,", 1), "invalid token '1.2.3e'"),
 ], ids=["unclosed-parenthesis", "unknown-entity", "stray-character", "huge-id", "bad-number"])
 def test_damaged_files_are_refused_with_the_line(tmp_path, entity, edit, what):
-    from service.bim.reader import open_ifc
+    from readers.ifc.reader import open_ifc
 
     path, line = _corrupt(tmp_path, entity, edit)
     with pytest.raises(IfcInputError) as info:
@@ -94,7 +94,7 @@ def test_damaged_files_are_refused_with_the_line(tmp_path, entity, edit, what):
 
 
 def test_intact_samples_pass_the_statement_scan():
-    from service.bim.step_errors import scan_data_section
+    from readers.ifc.step_errors import scan_data_section
 
     for path in (FZK, HOUSE):
         assert scan_data_section(path.read_bytes()) is None
@@ -238,7 +238,7 @@ def test_failed_reingest_keeps_what_was_published(db_url, bim_settings):
 
 @pytest.mark.parametrize("anchor", ["1", {"lon": 1}])
 def test_anchor_errors_name_the_fix(anchor):
-    from service.bim.georef import parse_anchor
+    from readers.ifc.georef import parse_anchor
 
     with pytest.raises(IfcInputError, match="lon"):
         parse_anchor(anchor)

@@ -11,8 +11,8 @@ import pytest
 from helpers_bim import DUPLEX, FZK, HOUSE, MAPCONV, edit_ifc
 from pyproj import Geod, Proj, Transformer
 
-from service.bim.errors import IfcInputError
-from service.bim.georef import Anchor, parse_anchor, resolve
+from readers.ifc.errors import IfcInputError
+from readers.ifc.georef import Anchor, parse_anchor, resolve
 from tiler.crs import geoid_undulation
 
 GEOD = Geod(ellps="WGS84")
@@ -195,8 +195,8 @@ def _in_map_coordinates(tmp_path):
 
 
 def test_model_in_map_coordinates_is_placed_by_the_crs_given(tmp_path):
-    from service.bim.geometry import shared_pool
-    from service.bim.model import read_bim
+    from readers.ifc.geometry import shared_pool
+    from readers.ifc.model import read_bim
 
     path = _in_map_coordinates(tmp_path)
     with pytest.raises(IfcInputError, match="km from its origin"):
@@ -213,7 +213,7 @@ def test_model_in_map_coordinates_is_placed_by_the_crs_given(tmp_path):
 def test_orthogonal_height_far_off_the_earth_is_refused(tmp_path):
     """An IfcMapConversion height written in millimetres (40,000 for 40 m) would float the
     model 40 km up: refused by the placement check, not published."""
-    from service.bim.georef import check_on_globe
+    from readers.ifc.georef import check_on_globe
 
     def edit(model):
         mc = model.by_type("IfcMapConversion")[0]

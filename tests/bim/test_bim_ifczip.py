@@ -12,8 +12,8 @@ from helpers_bim import FZK, HOUSE, element_ids, run_ingest
 from helpers_tus import upload_file
 from sqlalchemy import text
 
-from service.db import sync_engine
-from service.ingest.kinds import kind_for
+from service.core.db import sync_engine
+from service.datasets.kinds import kind_for
 from service.jobs.execute import run_job
 
 ANCHOR = {"lon": 114.25, "lat": 22.72, "height": 40.0}

@@ -12,7 +12,7 @@ from helpers_bim import DUPLEX, FZK, HOUSE, MAPCONV, ifcopenshell_world, run_ing
 from pyproj import Geod
 from sqlalchemy import text
 
-from service.db import sync_engine
+from service.core.db import sync_engine
 
 GEOD = Geod(ellps="WGS84")
 ANCHOR = {"lon": 114.2466, "lat": 22.7209, "height": 45.0, "rotation": 15.0}
@@ -53,8 +53,8 @@ def test_elements_in_tiles_equal_elements_stored(ingested, db_url, path, params)
                                           (MAPCONV, {"crs": "EPSG:3857"})],
                          ids=["site-true-north", "anchor-mm-units", "mapconversion-rotated"])
 def test_vertices_back_in_model_coordinates_within_1cm(ingested, path, params):
-    from service.bim.georef import parse_anchor, resolve
-    from service.bim.reader import open_ifc
+    from readers.ifc.georef import parse_anchor, resolve
+    from readers.ifc.reader import open_ifc
 
     run = ingested(path, **params)
     verts, _ = tile_vertices(run.tileset_dir)

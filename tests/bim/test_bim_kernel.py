@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from helpers_bim import DUPLEX, FZK, HOUSE, MAPCONV
 
-from service.bim.geometry import DEFAULT_GEOMETRY_LIBRARY, shared_pool
-from service.bim.georef import parse_anchor
-from service.bim.model import read_bim
+from readers.ifc.geometry import DEFAULT_GEOMETRY_LIBRARY, shared_pool
+from readers.ifc.georef import parse_anchor
+from readers.ifc.model import read_bim
 
 
 def _shapes(path, library: str, **kw) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:

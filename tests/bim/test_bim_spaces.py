@@ -18,7 +18,7 @@ import pytest
 from helpers_bim import DUPLEX, FZK, HOUSE, MAPCONV, edit_ifc, run_ingest, tile_vertices
 from sqlalchemy import text
 
-from service.db import sync_engine
+from service.core.db import sync_engine
 
 # the same params as test_bim_ingest.py, so the session's ingests are shared
 ANCHOR = {"lon": 114.2466, "lat": 22.7209, "height": 45.0, "rotation": 15.0}

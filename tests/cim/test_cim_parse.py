@@ -10,8 +10,8 @@ import pytest
 import shapely
 from helpers_cim_variants import LOD4, TIN_ID, lod4_with_unsupported_relief
 
-from service.cim import CityCrsError, CityFileError, parse_city_file
-from service.cim.geometry import surface_area
+from readers.cim import CityCrsError, CityFileError, parse_city_file
+from readers.cim.geometry import surface_area
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "cim"
 

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tiler"))
 
 @pytest.fixture
 def db_url(fresh_database) -> str:
-    from service import db
+    from service.core import db
 
     url = fresh_database()
     db.upgrade(url)

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import psycopg
 
-from service.city.wkb import polygons_from_wkb
+from service.cim.wkb import polygons_from_wkb
 from tiler.frames import geodetic_to_ecef, yup_to_zup
 from tiler.glb import mesh_nodes, read_accessor, read_glb, read_positions
 from tiler.mesh import read_property_table

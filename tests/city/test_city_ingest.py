@@ -25,8 +25,8 @@ from helpers_gltf import errors_of, node_available, validate_glbs
 from helpers_tileset import check_tileset
 from helpers_tus import upload
 
-import service.ingest.city as city_job
-from service.cim.geometry import surface_area
+import service.cim.ingest as city_job
+from readers.cim.geometry import surface_area
 from service.jobs.execute import run_job
 
 ROTTERDAM = DATA / "rotterdam_subset.json"  # 16 LoD2 buildings, RD New + NAP, no CRS in file
@@ -109,7 +109,7 @@ def test_upload_to_tiles_read_back_and_picked(live_server, op, db_url, settings,
 
 
 def test_stored_geometry_is_the_parsed_geometry(live_server, op, db_url, settings):
-    from service.cim import parse_city_file
+    from readers.cim import parse_city_file
 
     _, job = ingest(live_server, op, db_url, settings, FZK)
     assert job["status"] == "succeeded", job["error"]
@@ -135,7 +135,7 @@ def test_citygml_terrain_is_stored_and_tiled_and_skipped_geometry_reported(
         live_server, op, db_url, settings, tmp_path):
     from helpers_cim_variants import LOD4, TIN_ID, lod4_with_unsupported_relief
 
-    from service.cim import parse_city_file
+    from readers.cim import parse_city_file
 
     _, job = ingest(live_server, op, db_url, settings, LOD4)
     assert job["status"] == "succeeded", job["error"]

@@ -9,7 +9,7 @@ from helpers_dashboard import ALLOWED_ORIGIN
 
 @pytest.fixture
 def db_url(fresh_database) -> str:
-    from service import db
+    from service.core import db
 
     url = fresh_database()
     db.upgrade(url)

@@ -191,8 +191,8 @@ def test_tile_content_caching_range_gzip_and_cors(live_server, op, db_url, setti
 
 
 def test_no_data_tileset_can_take_the_city_name(db_url, settings):
-    from service.db import sync_engine
-    from service.tilesets import begin_version
+    from service.core.db import sync_engine
+    from service.tilesets.store import begin_version
 
     with pytest.raises(ValueError, match="reserved"):
         begin_version(sync_engine(db_url), settings.tiles_dir, "city", "mesh",

@@ -34,7 +34,7 @@ def _segments() -> list[dict[str, object]]:
 
 @pytest.fixture(scope="session")
 def layer_data(db_url: str) -> dict[str, object]:
-    from service.db import sync_engine
+    from service.core.db import sync_engine
     from service.layers import gb3838
 
     engine = sync_engine(db_url)
@@ -105,7 +105,7 @@ def layer_data(db_url: str) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def server(db_url, layer_data, tmp_path_factory, live_server_factory) -> Iterator[object]:
     from service.app import create_app
-    from service.settings import Settings
+    from service.core.settings import Settings
 
     settings = Settings(database_url=db_url, data_dir=tmp_path_factory.mktemp("var"),
                         in_process_worker=False, load_samples=False)

@@ -32,8 +32,8 @@ def _helpers_bim() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def fzk(db_url, tmp_path_factory, server) -> dict[str, Any]:
+    from service.core.settings import Settings
     from service.features import metadata
-    from service.settings import Settings
 
     helpers = _helpers_bim()
     settings = Settings(database_url=db_url, data_dir=tmp_path_factory.mktemp("bim-var"),

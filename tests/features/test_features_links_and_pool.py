@@ -49,7 +49,7 @@ def test_links_follow_the_host_the_client_used(server):
 
 
 def test_a_query_string_that_is_not_utf8_is_a_400():
-    from service.errors import BadRequest
+    from service.core.errors import BadRequest
     from service.features.responses import request_urls
 
     scope = {"type": "http", "scheme": "http", "server": ("127.0.0.1", 8000), "path": "/x",
@@ -78,7 +78,7 @@ def test_reads_go_on_after_their_database_connections_are_terminated(server, db_
 def test_the_read_gate_serves_waiting_requests_in_arrival_order(monkeypatch):
     import asyncio
 
-    from service.errors import ServiceUnavailable
+    from service.core.errors import ServiceUnavailable
     from service.features import engine
 
     async def scenario() -> list[str]:

@@ -8,8 +8,9 @@ import dataclasses
 import psycopg
 from sqlalchemy.dialects import postgresql
 
-from service.features import registry
+from service import domains
 from service.features.binds import Binds
+from service.features.registry import Catalog
 from service.features.tiles import tile_sql
 
 TILE = (14, 13391, 7129)  # over the test grid
@@ -27,7 +28,7 @@ def _tile(db_url: str, collection) -> bytes:
 
 
 def test_the_stored_geometry_gives_the_same_tile(db_url, layer_data):
-    roads = registry.get("road_segments")
+    roads = Catalog(domains.collections()).get("road_segments")
     assert roads.tile_geometry_column == "geom_3857"
     reprojected = dataclasses.replace(roads, tile_geometry_column=None)
     assert "geom_3857" not in tile_sql(reprojected, *TILE, Binds(), [])

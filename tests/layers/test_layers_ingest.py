@@ -74,7 +74,7 @@ def test_traffic_batches_series_and_tpi(api, db_url):
 
 def test_a_bad_row_refuses_the_whole_batch(api, db_url):
     ids = _segments(api, "BAD")
-    from service.db import sync_engine
+    from service.core.db import sync_engine
 
     def stored() -> int:
         with sync_engine(db_url).connect() as conn:

@@ -8,7 +8,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def db_url(fresh_database) -> str:
-    from service import db
+    from service.core import db
 
     url = fresh_database()
     db.upgrade(url)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import text
 
-from service.db import sync_engine
+from service.core.db import sync_engine
 from service.lowalt.geo import frame
 from tiler.crs import geoid_undulation
 

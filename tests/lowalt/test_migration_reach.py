@@ -8,8 +8,8 @@ import numpy as np
 from helpers_lowalt import Local
 from sqlalchemy import text
 
-from service import db
-from service.db import sync_engine
+from service.core import db
+from service.core.db import sync_engine
 from service.lowalt.geo import corridor_polygon
 
 

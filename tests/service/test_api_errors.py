@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.textguard import JsonNulScanner
+from service.web.textguard import JsonNulScanner
 
 BIG = str(2**64)  # beyond bigint
 BIGGER = "99999999999999999999"

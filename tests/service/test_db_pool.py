@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 def _terminate(db_url: str, pid: int) -> None:
     import psycopg
 
-    from service.db import libpq_url
+    from service.core.db import libpq_url
 
     with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
         assert conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
@@ -19,7 +19,7 @@ def _terminate(db_url: str, pid: int) -> None:
 
 @pytest.fixture
 def engine(db_url):
-    from service.db import sync_engine
+    from service.core.db import sync_engine
 
     eng = sync_engine.__wrapped__(db_url)  # a pool of its own, not the shared cached one
     yield eng
@@ -32,11 +32,11 @@ def _pid(engine) -> int:
 
 
 def test_idle_connection_killed_by_the_server_is_replaced(engine, db_url, monkeypatch):
-    import service.db
+    import service.core.db
 
     first = _pid(engine)
     _terminate(db_url, first)
-    monkeypatch.setattr(service.db, "PING_AFTER_IDLE_S", 0.0)  # every checkout counts as idle
+    monkeypatch.setattr(service.core.db, "PING_AFTER_IDLE_S", 0.0)  # every checkout counts as idle
     second = _pid(engine)
     assert second != first
 
@@ -44,9 +44,9 @@ def test_idle_connection_killed_by_the_server_is_replaced(engine, db_url, monkey
 def test_recently_used_connection_is_not_pinged(engine, db_url, monkeypatch):
     """The price of skipping the ping: a connection killed within the window fails its next
     statement once; the pool then drops it and the next checkout gets a working one."""
-    import service.db
+    import service.core.db
 
-    monkeypatch.setattr(service.db, "PING_AFTER_IDLE_S", 3600.0)
+    monkeypatch.setattr(service.core.db, "PING_AFTER_IDLE_S", 3600.0)
     first = _pid(engine)
     _terminate(db_url, first)
     with pytest.raises(OperationalError), engine.connect() as conn:

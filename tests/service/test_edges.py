@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers_server import ServeProcess
 
-from service import db
 from service.app import create_app
+from service.core import db
 
 ROOT = Path(__file__).resolve().parents[2]
 LAS = ROOT / "tests" / "data" / "lidar" / "pdal_1.2-with-color.las"
@@ -48,7 +48,7 @@ def test_serve_on_a_taken_port_exits_at_once_with_an_error(db_url, tmp_path):
 
 def test_refused_writes_do_not_flood_the_audit_log_and_none_is_lost(live_server, db_url,
                                                                     monkeypatch):
-    from service import observe
+    from service.core import observe
 
     window = 3.0
     monkeypatch.setattr(observe, "REFUSED_ROW_SECONDS", window)
@@ -90,8 +90,8 @@ def keys_db(fresh_database) -> str:
 
 
 def _key(url: str, name: str, role: str) -> dict[str, str]:
-    from service.auth import create_key
-    from service.db import sync_engine
+    from service.core.auth import create_key
+    from service.core.db import sync_engine
 
     with sync_engine(url).begin() as conn:
         return {"Authorization": f"Bearer {create_key(conn, name, role)}"}
@@ -104,9 +104,9 @@ def _active_admins(url: str) -> list[str]:
 
 
 def test_an_admin_key_cannot_revoke_itself_nor_the_last_admin_key(settings, keys_db):
-    from service.auth import revoke_key
-    from service.db import sync_engine
-    from service.errors import Conflict
+    from service.core.auth import revoke_key
+    from service.core.db import sync_engine
+    from service.core.errors import Conflict
 
     first, second = _key(keys_db, "admin-1", "admin"), _key(keys_db, "admin-2", "admin")
     with _client(settings, keys_db) as client:
@@ -178,8 +178,8 @@ def test_metrics_need_a_key_when_reads_do(settings, db_url, auth):
 @pytest.fixture
 def published(settings, db_url) -> str:
     """A real point-cloud tileset, tiled and published under a unique name."""
-    from service.db import sync_engine
-    from service.tilesets import begin_version, publish
+    from service.core.db import sync_engine
+    from service.tilesets.store import begin_version, publish
     from tiler.pointcloud import tile_point_cloud
 
     name = f"head-test-{time.monotonic_ns()}"
@@ -255,7 +255,7 @@ def test_links_use_the_public_url_not_the_host_header(settings, db_url, auth,
 
 
 def test_a_public_url_that_is_not_one_is_refused_at_start(monkeypatch):
-    from service.settings import Settings
+    from service.core.settings import Settings
 
     for bad in ("twin.example.org", "ftp://twin.example.org", "https://x.org/?a=1"):
         monkeypatch.setenv("TWINBASE_PUBLIC_URL", bad)

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from service.embedded_pg import EmbeddedPostgres, default_cluster_dir
+from service.runtime.embedded_pg import EmbeddedPostgres, default_cluster_dir
 
 
 @pytest.fixture

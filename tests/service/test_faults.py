@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from service.faults import translate
+from service.core.faults import translate
 
 TUS = {"Tus-Resumable": "1.0.0"}
 DATA_ROUTES = ["/jobs", "/jobs/1", "/datasets", "/datasets/1", "/tiles",
@@ -39,8 +39,8 @@ LAZ = Path(__file__).resolve().parents[1] / "data" / "lidar" / "laspy_1_4_w_evlr
 @pytest.fixture
 def own_cluster() -> Iterator[object]:
     """A cluster of this test's own: stopping the session's would break every other test."""
-    from service import db
-    from service.embedded_pg import EmbeddedPostgres
+    from service.core import db
+    from service.runtime.embedded_pg import EmbeddedPostgres
 
     base = Path(tempfile.mkdtemp(prefix="twinbase-test-down-"))
     os.chmod(base, 0o755)
@@ -61,9 +61,9 @@ def _answers(url: str, headers: dict[str, str] | None = None) -> dict[str, httpx
 def test_database_down_is_503_with_a_reason_and_recovers(own_cluster, tmp_path,
                                                          live_server_factory):
     from service.app import create_app
-    from service.auth import create_key
-    from service.db import sync_engine
-    from service.settings import Settings
+    from service.core.auth import create_key
+    from service.core.db import sync_engine
+    from service.core.settings import Settings
 
     url = own_cluster.url
     settings = Settings(database_url=url, data_dir=tmp_path / "var", in_process_worker=False,
@@ -120,7 +120,7 @@ def test_database_down_is_503_with_a_reason_and_recovers(own_cluster, tmp_path,
     ("SELECT * FROM no_such_table", None, ""),  # the server's own mistake stays a 500
 ])
 def test_both_drivers_map_alike(db_url, sql, status, words):
-    from service.db import make_async_engine, sync_engine
+    from service.core.db import make_async_engine, sync_engine
 
     with pytest.raises(Exception) as sync_error, sync_engine(db_url).connect() as conn:
         conn.execute(text(sql))
@@ -156,7 +156,7 @@ def test_both_drivers_map_alike(db_url, sql, status, words):
 
 
 def test_unique_violation_is_a_conflict_and_values_beyond_bigint_a_bad_request(db_url):
-    from service.db import sync_engine
+    from service.core.db import sync_engine
 
     with sync_engine(db_url).begin() as conn:
         conn.execute(text("CREATE TEMP TABLE t (id bigint PRIMARY KEY)"))
@@ -239,7 +239,7 @@ def test_upload_chunk_on_a_full_disk_is_507_and_frees_its_bytes(small_disk, db_u
     and what it held is freed at once rather than keeping a full disk full until it
     expires; the same file uploads again once there is room."""
     from service.app import create_app
-    from service.settings import Settings
+    from service.core.settings import Settings
 
     settings = Settings(database_url=db_url, data_dir=small_disk / "var",
                         in_process_worker=False, load_samples=False,
@@ -281,8 +281,8 @@ def test_a_job_whose_output_fills_the_disk_fails_saying_so(small_disk, db_url, a
     from helpers_tus import upload_file
 
     from service.app import create_app
+    from service.core.settings import Settings
     from service.jobs.execute import run_job
-    from service.settings import Settings
 
     settings = Settings(database_url=db_url, data_dir=small_disk / "var",
                         in_process_worker=False, load_samples=False,

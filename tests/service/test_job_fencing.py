@@ -21,14 +21,14 @@ import psycopg
 import pytest
 from sqlalchemy import select, text
 
-from service.db import sync_engine
-from service.ingest.datasets import new_dataset
+from service.core.db import sync_engine
+from service.core.tables import datasets, jobs, tilesets
+from service.datasets.store import new_dataset
 from service.jobs import store
 from service.jobs.execute import run_job
 from service.jobs.queue import make_queue
 from service.jobs.submit import submit_job
 from service.jobs.worker import fail_orphans, reap_stalled
-from service.models import datasets, jobs, tilesets
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parents[1] / "data" / "lidar"
@@ -41,7 +41,7 @@ class Attempt:
 
     def __init__(self, db_url: str, settings, job_id: int) -> None:
         code = ("import sys\nfrom service.jobs.execute import run_job\n"
-                "from service.settings import Settings\n"
+                "from service.core.settings import Settings\n"
                 "print('outcome', run_job(int(sys.argv[1]), sys.argv[2], Settings()))")
         env = dict(os.environ, DATABASE_URL=db_url, TWINBASE_DATA_DIR=str(settings.data_dir))
         self.proc = subprocess.Popen([sys.executable, "-c", code, str(job_id), db_url],
@@ -195,9 +195,9 @@ def test_a_success_recorded_after_the_reaper_took_the_job_is_refused(db_url, set
 def test_the_last_transaction_of_a_lost_attempt_rolls_back_its_publication(db_url, settings):
     """The fence itself: the data, the switch of the current version and the success are one
     transaction, which a stale attempt cannot commit."""
-    from service.db import bookkeeping_engine
+    from service.core.db import bookkeeping_engine
     from service.jobs.context import AttemptLost, JobContext
-    from service.tilesets import begin_version, publish_in
+    from service.tilesets.store import begin_version, publish_in
 
     engine = sync_engine(db_url)
     with engine.begin() as conn:

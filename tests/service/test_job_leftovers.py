@@ -15,10 +15,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from service.db import sync_engine
-from service.ingest.datasets import new_dataset
+from service.core.db import sync_engine
+from service.core.tables import datasets, jobs, tilesets
+from service.datasets.store import new_dataset
 from service.jobs.submit import submit_job
-from service.models import datasets, jobs, tilesets
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parents[1] / "data" / "lidar"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from service.db import sync_engine
+from service.core.db import sync_engine
+from service.core.tables import jobs
 from service.jobs.submit import submit_job
-from service.models import jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,7 +132,8 @@ def test_warm_start_prepares_the_worker_before_the_first_job(db_url, tmp_path):
     probe = subprocess.run(
         [sys.executable, "-c", "import gc, sys\n"
          "from service.jobs.registry import prepare_worker_process\n"
-         "before = gc.get_freeze_count()\nprepare_worker_process()\n"
+         "before = gc.get_freeze_count()\n"
+         "prepare_worker_process('service.domains:JOB_HANDLERS')\n"
          "print(before, gc.get_freeze_count(), 'ifcopenshell.geom' in sys.modules)"],
         cwd=ROOT, capture_output=True, text=True, check=True)
     before, frozen, loaded = probe.stdout.split()
@@ -155,8 +156,8 @@ def test_a_worker_goes_on_taking_jobs_after_the_database_was_away(tmp_path):
     jobs run again without a restart of the worker."""
     import tempfile
 
-    from service import db
-    from service.embedded_pg import EmbeddedPostgres
+    from service.core import db
+    from service.runtime.embedded_pg import EmbeddedPostgres
 
     base = Path(tempfile.mkdtemp(prefix="twinbase-test-outage-"))
     os.chmod(base, 0o755)  # the cluster runs as the postgres user when we are root

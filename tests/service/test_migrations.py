@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from service import db
+from service.core import db
 
 TABLES = {"datasets", "jobs", "tilesets", "api_keys", "audit_log", "uploads",
           "procrastinate_jobs", "procrastinate_workers"}

@@ -21,7 +21,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from service.app import create_app
-from service.settings import Settings
+from service.core.settings import Settings
 
 EXAMPLES = int(os.environ.get("TWINBASE_FUZZ_EXAMPLES", "6"))
 SEGMENT = {"type": "Feature", "geometry": {"type": "LineString",
@@ -44,8 +44,8 @@ def fuzz_server(tmp_path_factory, db_url, live_server_factory) -> Iterator[objec
 
 @pytest.fixture(scope="module")
 def fuzz_key(db_url) -> str:
-    from service.auth import create_key
-    from service.db import sync_engine
+    from service.core.auth import create_key
+    from service.core.db import sync_engine
 
     with sync_engine(db_url).begin() as conn:
         return create_key(conn, f"fuzz-admin-{os.getpid()}-{id(conn)}", "admin")

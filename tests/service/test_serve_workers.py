@@ -57,7 +57,7 @@ def _children(pid: int) -> dict[int, str]:
 
 
 def _api_workers(pid: int) -> list[int]:
-    return sorted(p for p, cmd in _children(pid).items() if "service.serve_workers" in cmd)
+    return sorted(p for p, cmd in _children(pid).items() if "service.api_worker" in cmd)
 
 
 def _socket_inodes(pid: int) -> set[int]:
@@ -263,7 +263,7 @@ def test_a_taken_port_is_a_clear_error(serve_db, tmp_path):
 
 
 def test_a_worker_that_dies_at_every_start_stops_the_server_with_code_1():
-    from service.serve_workers import MAX_QUICK_EXITS, Child, Supervisor
+    from service.runtime.supervisor import MAX_QUICK_EXITS, Child, Supervisor
 
     supervisor = Supervisor("127.0.0.1", 0, 0, backoff_cap=0.05)
     supervisor.children = [Child("api worker 1", [sys.executable, "-c", "raise SystemExit(3)"])]

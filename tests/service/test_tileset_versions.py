@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 
 def test_builds_started_together_get_distinct_versions(db_url, tmp_path):
-    from service.db import bookkeeping_engine
-    from service.models import tilesets
-    from service.tilesets import begin_version
+    from service.core.db import bookkeeping_engine
+    from service.core.tables import tilesets
+    from service.tilesets.store import begin_version
 
     engine = bookkeeping_engine(db_url)
 
@@ -37,7 +37,7 @@ def test_bookkeeping_commits_do_not_wait_for_the_disk_and_need_no_transaction(db
     from sqlalchemy import text
     from sqlalchemy.exc import DataError
 
-    from service.db import bookkeeping_engine
+    from service.core.db import bookkeeping_engine
 
     with bookkeeping_engine(db_url).connect() as conn:
         assert conn.execute(text("SHOW synchronous_commit")).scalar() == "off"

@@ -236,7 +236,7 @@ def test_termination_removes_the_bytes(live_server, op, settings):
 
 
 def test_expired_uploads_are_refused_and_their_bytes_freed(live_server, op, settings, db_url):
-    from service.jobs.worker import expire_uploads
+    from service.uploads.chores import expire_uploads
 
     location = create(live_server, op, 1000, filename="late.laz").headers["Location"]
     assert patch(location, op, 0, b"x" * 300).status_code == 204
@@ -287,7 +287,7 @@ def test_an_upload_the_disk_cannot_hold_is_refused_before_its_bytes_fill_it(
 def test_partial_files_nothing_receives_into_are_freed(live_server, op, settings, db_url):
     import os
 
-    from service.db import sync_engine
+    from service.core.db import sync_engine
     from service.uploads.space import remove_orphan_parts
 
     alive = create(live_server, op, 1000, filename="alive.laz").headers["Location"]

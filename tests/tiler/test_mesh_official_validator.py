@@ -10,8 +10,8 @@ import pytest
 from helpers_3dtiles_validator import assert_no_errors
 from helpers_gltf import property_table_issues
 
-from service.cim import parse_city_file
-from service.cim.features import to_mesh_features
+from readers.cim import parse_city_file
+from service.cim.mesh import to_mesh_features
 from tiler.glb import read_glb
 from tiler.mesh import tile_features
 

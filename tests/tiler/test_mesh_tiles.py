@@ -12,9 +12,9 @@ import pytest
 from helpers_gltf import errors_of, node_available, validate_glbs
 from helpers_tileset import check_tileset
 
-from service.cim import parse_city_file
-from service.cim.features import to_mesh_features
-from service.cim.geometry import surface_area
+from readers.cim import parse_city_file
+from readers.cim.geometry import surface_area
+from service.cim.mesh import to_mesh_features
 from tiler.crs import FromWgs84
 from tiler.frames import ecef_to_geodetic, yup_to_zup
 from tiler.glb import mesh_nodes, read_accessor, read_glb, read_positions

@@ -1,0 +1,203 @@
+"""City objects (CIM): query by id, bbox, type and attribute, with the living map's history.
+
+Geometry is GeoJSON with Z (longitude, latitude, WGS 84 ellipsoidal height in metres). A click
+on a building in the city tileset gives its ``id`` property; ``/city/objects/{id}`` is its row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import ColumnElement, and_, func, or_, select
+
+from service.cim.tables import CITY_TILESET, city_objects
+from service.core.auth import Reader
+from service.core.errors import BadRequest, NotFound
+from service.core.ids import Id
+from service.core.instants import UtcDatetime
+from service.core.tables import tilesets
+
+router = APIRouter(prefix="/city", tags=["city"])
+
+GEOJSON = "application/geo+json"
+ATTR_PREFIX = "attr."
+c = city_objects.c
+_PROPERTIES = (c.object_id, c.type, c.lod, c.name, c.parent_object_id, c.height, c.min_z,
+               c.max_z, c.dataset_id, c.valid_from, c.valid_to, c.attributes)
+Geometry = Literal["3d", "footprint", "none"]
+
+
+def _geometry_column(kind: Geometry):
+    if kind == "none":
+        return None
+    column = c.geom if kind == "3d" else c.footprint
+    return func.ST_AsGeoJSON(column, 9).label("geometry")
+
+
+def _select(kind: Geometry, *extra):
+    columns = [*_PROPERTIES, *extra]
+    geometry = _geometry_column(kind)
+    if geometry is not None:
+        columns.append(geometry)
+    return select(*columns)
+
+
+def valid_at(at: datetime | None) -> ColumnElement[bool]:
+    """Current rows, or the rows that were valid at ``at``."""
+    if at is None:
+        return c.valid_to.is_(None)
+    return and_(c.valid_from <= at, or_(c.valid_to.is_(None), c.valid_to > at))
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise BadRequest(f"bbox must be four numbers minlon,minlat,maxlon,maxlat, not {text!r}"
+                         ) from exc
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise BadRequest(f"bbox must be four numbers minlon,minlat,maxlon,maxlat, not {text!r}")
+    x0, y0, x1, y1 = values
+    if not (-180 <= x0 <= x1 <= 180 and -90 <= y0 <= y1 <= 90):
+        raise BadRequest("bbox is minlon,minlat,maxlon,maxlat in degrees (WGS 84), with "
+                         "min <= max; an area across the antimeridian needs two requests")
+    return x0, y0, x1, y1
+
+
+def attribute_values(raw: str) -> list[Any]:
+    """A query-string value as the JSON values it may stand for: ``1000`` matches the string
+    "1000" and the number 1000, ``true`` the string and the boolean."""
+    values: list[Any] = [raw]
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return values
+    if isinstance(parsed, bool | int | float):
+        values.append(parsed)
+    return values
+
+
+def attribute_filters(request: Request) -> list[ColumnElement[bool]]:
+    filters = []
+    for key, raw in request.query_params.multi_items():
+        if not key.startswith(ATTR_PREFIX):
+            continue
+        name = key[len(ATTR_PREFIX):]
+        if not name:
+            raise BadRequest("attribute filters are attr.<name>=<value>, e.g. attr.roofType=1000")
+        # containment (@>) is what the GIN index on attributes answers
+        filters.append(or_(*(c.attributes.contains({name: v}) for v in attribute_values(raw))))
+    return filters
+
+
+def feature(row: Any, *, detail: bool = False) -> dict[str, Any]:
+    props = {col.name: getattr(row, col.name) for col in _PROPERTIES}
+    for key in ("valid_from", "valid_to"):
+        if props[key] is not None:
+            props[key] = props[key].isoformat()
+    if detail:
+        props["surfaces"] = (row.semantics or {}).get("surfaces", [])
+        props["other_lods"] = row.other_lods or {}
+    geometry = getattr(row, "geometry", None)
+    return {
+        "type": "Feature", "id": row.object_id,
+        "geometry": json.loads(geometry) if geometry else None,
+        "properties": props,
+        "links": [{"rel": "self", "type": GEOJSON, "href": f"/city/objects/{row.object_id}"}],
+    }
+
+
+def _geojson(body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, media_type=GEOJSON)
+
+
+@router.get("", summary="The city model: current objects by type and the city tileset")
+async def city_summary(request: Request, _: Reader) -> dict[str, Any]:
+    async with request.app.state.engine.connect() as conn:
+        counts = (await conn.execute(select(c.type, func.count()).where(c.valid_to.is_(None))
+                                     .group_by(c.type).order_by(c.type))).all()
+        version = (await conn.execute(select(tilesets.c.version).where(
+            tilesets.c.name == CITY_TILESET, tilesets.c.is_current))).scalar()
+    return {
+        "objects": sum(n for _, n in counts), "by_type": dict(counts),
+        "tileset": {"url": f"/tiles/{CITY_TILESET}/tileset.json", "version": version}
+        if version else None,
+        "links": [{"rel": "items", "href": "/city/objects"}],
+    }
+
+
+@router.get(
+    "/objects", summary="City objects by bbox, type and attribute (GeoJSON with Z)",
+    description="`bbox=minlon,minlat,maxlon,maxlat` (WGS 84, tested against the footprint), "
+                "`type=Building` (comma-separated for several), `attr.<name>=<value>` for "
+                "attribute equality (numbers match as numbers or text), `at=<datetime>` for "
+                "the living map as it was then (default: now), `dataset=<id>`, `geometry=3d|"
+                "footprint|none`, `limit`, `offset`. Sorted by object id; a `next` link "
+                "follows while there is more.",
+    response_class=JSONResponse,
+)
+async def list_objects(
+    request: Request, _: Reader,
+    bbox: str | None = None,
+    type: str | None = Query(None, description="Building, BuildingPart, Road, ..."),
+    at: UtcDatetime | None = None,
+    dataset: Id | None = None,
+    geometry: Geometry = "3d",
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=1_000_000),
+) -> JSONResponse:
+    query = _select(geometry).where(valid_at(at), *attribute_filters(request))
+    if bbox:
+        x0, y0, x1, y1 = parse_bbox(bbox)
+        envelope = func.ST_MakeEnvelope(x0, y0, x1, y1, 4326)
+        query = query.where(c.footprint.op("&&")(envelope), func.ST_Intersects(c.footprint,
+                                                                                envelope))
+    if type:
+        types = [t.strip() for t in type.split(",") if t.strip()]
+        query = query.where(c.type.in_(types))
+    if dataset is not None:
+        query = query.where(c.dataset_id == dataset)
+    query = query.order_by(c.object_id).limit(limit + 1).offset(offset)
+    async with request.app.state.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    more = len(rows) > limit
+    features = [feature(r) for r in rows[:limit]]
+    links = [{"rel": "self", "type": GEOJSON, "href": str(request.url)}]
+    if more:
+        links.append({"rel": "next", "type": GEOJSON, "href": str(
+            request.url.include_query_params(offset=offset + limit))})
+    return _geojson({"type": "FeatureCollection", "numberReturned": len(features),
+                     "features": features, "links": links})
+
+
+@router.get("/objects/{object_id:path}/history", response_class=JSONResponse,
+            summary="Every stored version of a city object, oldest first")
+async def object_history(object_id: str, request: Request, _: Reader,
+                         geometry: Geometry = "none") -> JSONResponse:
+    query = _select(geometry).where(c.object_id == object_id).order_by(c.valid_from, c.id)
+    async with request.app.state.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    if not rows:
+        raise NotFound(f"no city object {object_id!r}")
+    return _geojson({"type": "FeatureCollection", "numberReturned": len(rows),
+                     "features": [feature(r) for r in rows]})
+
+
+@router.get("/objects/{object_id:path}",
+            summary="One city object: its current version, or the one valid at `at`",
+            response_class=JSONResponse)
+async def get_object(object_id: str, request: Request, _: Reader, at: UtcDatetime | None = None,
+                     geometry: Geometry = "3d") -> JSONResponse:
+    query = _select(geometry, c.semantics, c.other_lods).where(c.object_id == object_id,
+                                                               valid_at(at))
+    async with request.app.state.engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    if row is None:
+        when = "now" if at is None else f"at {at.isoformat()}"
+        raise NotFound(f"no city object {object_id!r} valid {when}")
+    return _geojson(feature(row, detail=True))

@@ -1,0 +1,44 @@
+"""The domains this service is assembled from: what each one contributes to the app.
+
+``app.py`` mounts the routers and lists the collections; the job worker reads
+``JOB_HANDLERS`` by dotted path (``Settings.job_handlers``), so a process that only serves
+the API never imports a handler or the libraries behind it. Adding a domain is a package
+under ``service/`` with its tables, store, ingest, router and collections, and a line here.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.features.registry import Collection
+
+# job kind -> "module:function"
+JOB_HANDLERS: dict[str, str] = {
+    "ingest_lidar": "service.lidar.ingest:ingest_lidar",
+    "ingest_cityjson": "service.cim.ingest:ingest_city",
+    "ingest_citygml": "service.cim.ingest:ingest_city",
+    "ingest_ifc": "service.bim.ingest:ingest_ifc",
+    "selfcheck": "service.jobs.selfcheck:selfcheck",
+}
+
+
+def collections() -> list[Collection]:
+    """Every feature collection, in the order ``/collections`` lists them."""
+    from service.bim.collections import COLLECTIONS as BIM
+    from service.cim.collections import COLLECTIONS as CIM
+    from service.layers.collections import COLLECTIONS as LAYERS
+    from service.lidar.collections import COLLECTIONS as LIDAR
+    from service.lowalt.collections import COLLECTIONS as LOWALT
+
+    return [*LAYERS, *LIDAR, *CIM, *BIM, *LOWALT]
+
+
+def routers() -> list[APIRouter]:
+    """The domains' routers, after the platform's."""
+    from service.bim.router import router as bim
+    from service.cim.router import router as cim
+    from service.dashboard.router import router as dashboard
+    from service.layers.router import router as layers
+    from service.lowalt.api import router as lowalt
+
+    return [layers, cim, bim, lowalt, dashboard]

@@ -1,1 +1,0 @@
-"""Turning uploaded files into datasets, rows and tilesets, one module per kind."""

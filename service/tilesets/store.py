@@ -1,0 +1,179 @@
+"""Tileset versions: written aside, then switched to current in one transaction.
+
+Each version lives in ``<tiles_dir>/<name>/v<version>/`` and its content files are never
+rewritten, so they can be cached forever. Only which version is *current* changes, by a
+single UPDATE pair under a unique partial index, so a dashboard never sees half a tileset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    and_,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from service.core.tables import jobs, tilesets
+from service.tilesets.aggregate import AGGREGATE_NAME
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
+VERSION_ATTEMPTS = 5
+UNFINISHED = ("building", "preview")
+
+
+class VersionAbandoned(Exception):
+    """The version was given up (its job's attempt was taken for dead and its files
+    removed): it can no longer be shown or published."""
+
+
+def slug_name(prefix: str, label: str) -> str:
+    """A tileset name from a human label: ``survey`` + ``Block 7 east.laz`` ->
+    ``survey-block-7-east``. Labels with other characters (e.g. Chinese names) get a stable
+    hash of the whole label appended, so distinct labels never share a tileset."""
+    stem = re.sub(r"\.(copc\.laz|laz|las|city\.jsonl|city\.json|json|gml|xml|ifc)$", "",
+                  label.strip(), flags=re.I)
+    ascii_part = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")
+    if not stem.isascii():
+        ascii_part = (ascii_part[:40] + "-" if ascii_part else "") + hashlib.sha1(
+            stem.encode()).hexdigest()[:10]
+    return f"{prefix}-{ascii_part}"[:128].rstrip("-")
+
+
+@dataclass
+class TilesetVersion:
+    id: int
+    name: str
+    version: int
+    path: Path
+
+
+def begin_version(engine: Engine, tiles_dir: Path, name: str, kind: str, *,
+                  dataset_id: int | None, job_id: int | None) -> TilesetVersion:
+    """Number a new version of ``name`` and make its (empty) directory. A lost 'building'
+    row is harmless (the directory is cleared on the next try), so a job passes its
+    bookkeeping engine, whose commits do not wait for the disk."""
+    if not NAME.match(name):
+        raise ValueError(f"bad tileset name {name!r}")
+    if name == AGGREGATE_NAME:  # /tiles/city/tileset.json is the city tileset of them all
+        raise ValueError(f"the tileset name {name!r} is reserved")
+    for attempt in range(VERSION_ATTEMPTS):
+        try:
+            with engine.begin() as conn:
+                row = conn.execute(_next_version(name, kind, dataset_id, job_id)).one()
+            break
+        except IntegrityError:  # another build of this name took the number first
+            if attempt == VERSION_ATTEMPTS - 1:
+                raise
+    path = tiles_dir / row.path
+    if path.exists():  # left over by a crash before its row was written
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return TilesetVersion(row.id, name, row.version, path)
+
+
+def _next_version(name: str, kind: str, dataset_id: int | None, job_id: int | None):
+    """One statement (one round trip): the next number of ``name`` as a 'building' row;
+    the unique (name, version) refuses a number taken meanwhile."""
+    version = func.coalesce(func.max(tilesets.c.version), 0) + 1
+    numbered = select(
+        literal(name), version, literal(kind), literal(dataset_id, BigInteger),
+        literal(job_id, BigInteger), literal("building"),
+        func.concat(literal(name), "/v", version),
+    ).where(tilesets.c.name == name)
+    return (insert(tilesets)
+            .from_select(["name", "version", "kind", "dataset_id", "job_id", "status", "path"],
+                         numbered)
+            .returning(tilesets.c.id, tilesets.c.version, tilesets.c.path))
+
+
+def mark_preview(engine: Engine, tv: TilesetVersion, stats: dict[str, Any]) -> bool:
+    """Coarse levels are on disk: make them visible. The preview becomes current only when
+    no complete version exists, so a re-run never hides a good tileset behind a partial one.
+    Returns whether it became current."""
+    with engine.begin() as conn:
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(tv.name))))
+        has_current = conn.execute(select(tilesets.c.id).where(
+            tilesets.c.name == tv.name, tilesets.c.is_current)).first() is not None
+        changed = conn.execute(update(tilesets).where(
+            tilesets.c.id == tv.id, tilesets.c.status == "building").values(
+            status="preview", is_current=not has_current, stats=stats,
+            published_at=func.now()).returning(tilesets.c.id)).first()
+        if changed is None:
+            raise VersionAbandoned(f"{tv.name} v{tv.version} was abandoned")
+    return not has_current
+
+
+def publish(engine: Engine, tv: TilesetVersion, stats: dict[str, Any]) -> None:
+    """The version is complete: make it the current one, atomically."""
+    with engine.begin() as conn:
+        publish_in(conn, tv, stats)
+
+
+def publish_in(conn: Connection, tv: TilesetVersion, stats: dict[str, Any]) -> None:
+    """:func:`publish` inside the caller's transaction, so the rows it wrote and the tiles
+    that show them become visible together."""
+    conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(tv.name))))
+    conn.execute(update(tilesets).where(tilesets.c.name == tv.name, tilesets.c.is_current,
+                                        tilesets.c.id != tv.id).values(is_current=False))
+    changed = conn.execute(update(tilesets).where(
+        tilesets.c.id == tv.id, tilesets.c.status.in_(UNFINISHED)).values(
+        status="published", is_current=True, stats=stats, published_at=func.now())
+        .returning(tilesets.c.id)).first()
+    if changed is None:  # the caller's transaction is rolled back: nothing was switched
+        raise VersionAbandoned(f"{tv.name} v{tv.version} was abandoned")
+
+
+def fail_version(engine: Engine, tv: TilesetVersion) -> None:
+    """The build failed: hide its preview and delete its files."""
+    with engine.begin() as conn:
+        conn.execute(update(tilesets).where(tilesets.c.id == tv.id).values(
+            status="failed", is_current=False))
+    shutil.rmtree(tv.path, ignore_errors=True)
+
+
+def abandon_job_versions(conn: Connection, job_id: int) -> list[str]:
+    """Hide the unfinished versions (building or preview) a job's attempt made, in the
+    caller's transaction (the one that takes the job from that attempt); their paths
+    under the tiles directory come back for :func:`remove_version_files` after commit."""
+    return list(conn.execute(
+        update(tilesets).where(tilesets.c.job_id == job_id,
+                               tilesets.c.status.in_(UNFINISHED))
+        .values(status="failed", is_current=False).returning(tilesets.c.path)).scalars())
+
+
+def abandon_orphan_versions(engine: Engine, tiles_dir: Path) -> int:
+    """Unfinished versions whose job is no longer running (its worker was killed, the job
+    was requeued or failed meanwhile, the server restarted): a preview would otherwise
+    stay current, and its files on disk, for ever. Returns how many were removed."""
+    with engine.begin() as conn:
+        paths = list(conn.execute(
+            update(tilesets).where(
+                tilesets.c.status.in_(UNFINISHED), tilesets.c.job_id.is_not(None),
+                ~exists().where(and_(jobs.c.id == tilesets.c.job_id,
+                                     jobs.c.status == "running")))
+            .values(status="failed", is_current=False).returning(tilesets.c.path)).scalars())
+    remove_version_files(tiles_dir, paths)
+    return len(paths)
+
+
+def remove_version_files(tiles_dir: Path, paths: list[str]) -> None:
+    root = tiles_dir.resolve()
+    for rel in paths:
+        path = (tiles_dir / rel).resolve()
+        if path.is_relative_to(root) and path != root:  # paths are ours, but never outside
+            shutil.rmtree(path, ignore_errors=True)
