@@ -38,7 +38,7 @@ def load_handlers() -> None:
 def prepare_worker_process() -> None:
     """Import every handler with the libraries it loads lazily, then freeze the heap
     (service/heap.py): full collections over those objects made each database round trip
-    of a job 2-3x slower."""
+    of a job slower; see benchmarks/RESULTS.md."""
     from service.heap import freeze_heap
 
     load_handlers()
