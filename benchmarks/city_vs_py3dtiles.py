@@ -19,12 +19,16 @@ Peak RSS is the largest of the twinbase processes (ingest and tiling), each from
 rusage. The last stdout line is
 one JSON object (see the issue's "How fast" section).
 
-    uv run python benchmarks/city_vs_py3dtiles.py [--buildings 50000]
+    uv run --group bench python benchmarks/city_vs_py3dtiles.py [--buildings 50000]
+
+py3dtiles and psycopg2 are in the ``bench`` dependency group. The cluster is always its own
+(DATABASE_URL is not read): the script creates and fills two databases in it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -183,6 +187,9 @@ def main() -> None:
     ap.add_argument("--py3dtiles-timeout", type=float, default=1800,
                     help="seconds before a py3dtiles export is given up (default 1800)")
     args = ap.parse_args()
+    if importlib.util.find_spec("py3dtiles") is None:
+        sys.exit("py3dtiles is missing: uv run --group bench python benchmarks/"
+                 "city_vs_py3dtiles.py")
 
     from benchmarks.synthetic_city import generate
     from service.runtime.embedded_pg import EmbeddedPostgres

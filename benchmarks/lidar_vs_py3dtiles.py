@@ -15,12 +15,15 @@ lazrs anyway). Each tool's output is checked to land at about 114.0 E, 22.7 N.
 Peak memory is the summed RSS of the whole process tree, sampled from /proc every 50 ms.
 The last stdout line is one JSON object (see the issue's "How fast" section).
 
-    uv run python benchmarks/lidar_vs_py3dtiles.py [--points 20000000] [--runs 3]
+    uv run --group bench python benchmarks/lidar_vs_py3dtiles.py [--points 20000000] [--runs 3]
+
+py3dtiles is in the ``bench`` dependency group, not the service's dependencies. No database.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -149,6 +152,9 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "out")
     ap.add_argument("--skip-py3dtiles", action="store_true")
     args = ap.parse_args()
+    if not args.skip_py3dtiles and importlib.util.find_spec("py3dtiles") is None:
+        sys.exit("py3dtiles is missing: uv run --group bench python benchmarks/"
+                 "lidar_vs_py3dtiles.py (or --skip-py3dtiles)")
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     n = args.points

@@ -2,9 +2,12 @@
 2,000 water stations and 1,000,000 water samples around Longgang, Shenzhen
 (lon 114.20-114.35, lat 22.60-22.80), loaded with COPY.
 
-    uv run python benchmarks/scale_data.py DATABASE_URL [--scale 1.0] [--seed 7]
+    uv run python benchmarks/scale_data.py [DATABASE_URL] [--scale 1.0] [--seed 7]
 
 The database must be migrated (``twinbase db upgrade``); existing layer rows are replaced.
+With no DATABASE_URL argument it loads a throwaway embedded PostGIS (migrated here, removed
+at the end), which times the load alone; the environment's DATABASE_URL is not read, so that
+no database is emptied without being named.
 Roads are random-walk polylines cut into ~150 m segments (5 % expressway, 15 % primary,
 30 % secondary, 50 % branch); traffic follows a two-peak weekday profile, so the
 GB/T 33171 levels cover every band; water samples are lognormal around typical Shenzhen
@@ -17,7 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import shutil
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -158,15 +164,38 @@ def water(rng: np.random.Generator, bodies: list[str], n_obs: int) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("database_url")
+    ap.add_argument("database_url", nargs="?",
+                    help="a migrated PostGIS whose layer rows are replaced (default: a "
+                         "throwaway embedded one)")
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the full size")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
+    if args.database_url:
+        print(json.dumps(load(args.database_url, args)))
+        return
+    from service import db
+    from service.embedded_pg import EmbeddedPostgres
+
+    work = Path(tempfile.mkdtemp(prefix="scale_data_"))
+    os.chmod(work, 0o755)  # the cluster runs as the postgres user when we are root
+    pg = EmbeddedPostgres(work / "cluster")
+    pg.start()
+    try:
+        db.upgrade(pg.url)
+        out = load(pg.url, args)
+    finally:
+        pg.destroy()
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps({**out, "embedded_database": True}))
+
+
+def load(database_url: str, args: argparse.Namespace) -> dict:
+    """Replace the layer rows with the data set; row counts and seconds per stage."""
     rng = np.random.default_rng(args.seed)
     n_seg, n_traffic = int(200_000 * args.scale), int(5_000_000 * args.scale)
     n_st, n_water = max(1, int(2_000 * args.scale)), int(1_000_000 * args.scale)
     timings: dict[str, float] = {}
-    url = args.database_url.replace("postgresql+psycopg://", "postgresql://")
+    url = database_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(url) as conn:
         conn.execute("TRUNCATE water_observations, water_stations, traffic_observations,"
                      " road_segments RESTART IDENTITY CASCADE")
@@ -199,7 +228,7 @@ def main() -> None:
         counts = {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                   for table in ("road_segments", "traffic_observations", "water_stations",
                                 "water_observations")}
-    print(json.dumps({"counts": counts, **{k: round(v, 1) for k, v in timings.items()}}))
+    return {"counts": counts, **{k: round(v, 1) for k, v in timings.items()}}
 
 
 if __name__ == "__main__":

@@ -298,8 +298,9 @@ def horizontal_part(crs: CRS) -> CRS:
 @lru_cache(maxsize=64)
 def cached_transformer(source: CRS | str, target: CRS | str) -> Transformer:
     """``Transformer.from_crs(source, target, always_xy=True)``, made once per pair. PROJ's
-    search for the operation is the slow part: ~75 ms for CGCS2000 / 3-degree Gauss-Kruger
-    (EPSG:4547, Longgang's CRS) to WGS 84, paid by every ingest before this cache. pyproj's
+    search for the operation is the slow part, as for CGCS2000 / 3-degree Gauss-Kruger
+    (EPSG:4547, Longgang's CRS) to WGS 84, paid by every ingest before this cache
+    (benchmarks/RESULTS.md). pyproj's
     transformers are thread-safe since 3.1, so one instance serves every thread."""
     return Transformer.from_crs(source, target, always_xy=True)
 

@@ -49,7 +49,7 @@ def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while millions of small lists are built.
 
     A decoded CityJSON document is millions of acyclic lists; each collection walks all of them,
-    which made a 50,000-building parse three times slower (16 s instead of 5 s).
+    which made a large parse several times slower (benchmarks/RESULTS.md).
     """
     was_enabled = gc.isenabled()
     gc.disable()

@@ -32,7 +32,7 @@ def plan_footprint(verts: np.ndarray, faces: np.ndarray) -> BaseGeometry:
     if up.sum() == 0:  # wound the other way round, or no top at all
         up = -signed > MIN_TRIANGLE_AREA
     # the hull of the vertices as one line, not as a MultiPoint: that makes a GEOS point
-    # per vertex, which was a third of this function's time
+    # per vertex, which took a large share of this function's time
     hull = shapely.convex_hull(shapely.linestrings(xy) if len(xy) > 1
                                else shapely.multipoints(xy))
     top = tri[up]

@@ -9,7 +9,7 @@ The iterator runs in child processes, for two reasons:
   retried until the element that crashes it is found; that element is reported and the rest
   loads.
 * speed: the kernel is single-threaded per element and its own thread pool scales poorly
-  here (two threads used 1.6x the CPU time of one for the same model), while independent
+  here (two threads used much more CPU time than one for the same model), while independent
   processes, each with a share of the elements, scale with the cores.
 
 Elements the kernel refuses are reported with the reason from its log.
@@ -17,8 +17,8 @@ Elements the kernel refuses are reported with the reason from its log.
 The kernel is ifcopenshell's hybrid one by default: its simple CGAL kernel (double precision,
 fast booleans), with OpenCASCADE taking over any element the simple kernel cannot build (and
 here also any it returns empty, or that crashes its child process). Measured on the four
-samples against OpenCASCADE alone, what IfcConvert uses by default: 2-3x faster on FZK-Haus
-and Duplex_A, 7x on the small files; every element's bounding box within 1 mm and its
+samples against OpenCASCADE alone, what IfcConvert uses by default: faster on each of them
+(benchmarks/RESULTS.md); every element's bounding box within 1 mm and its
 surface area within 0.1 % of OpenCASCADE's (tests/bim/test_bim_kernel.py). Some faces come
 out with the opposite winding; the tiles are double-sided, so that does not show. The job
 option ``geometry_library=opencascade`` restores IfcConvert's kernel.
@@ -324,7 +324,7 @@ def _prefetch(path: str) -> None:
 
 def _warm() -> bool:
     """Import ifcopenshell and run each kernel once on a one-box model: the first shape a
-    kernel builds in a process costs ~20 ms of set-up, which belongs to the worker's start,
+    kernel builds in a process pays the kernel's set-up, which belongs to the worker's start,
     not to the first job."""
     import ifcopenshell
     import ifcopenshell.geom

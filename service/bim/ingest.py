@@ -68,8 +68,8 @@ def _dataset_footprint(elements) -> MultiPolygon:
         merged = union_all(parts)
         if isinstance(merged, MultiPolygon):
             # Element outlines that touch in metres may miss by a hair in degrees; snapped to
-            # ~0.1 mm they close. Only then: the snapping union is 2-4x slower (200 ms for
-            # 3,000 elements), and most buildings come out as one polygon without it.
+            # ~0.1 mm they close. Only then: the snapping union is several times slower
+            # (benchmarks/RESULTS.md), and most buildings come out as one polygon without it.
             merged = union_all(parts, grid_size=1e-9)
     except GEOSException:
         merged = union_all(parts).convex_hull

@@ -50,7 +50,7 @@ def sync_engine(url: str) -> Engine:
 def _ping_after_idle(engine: Engine) -> None:
     """Pessimistic disconnect handling, but only for connections that sat idle: a job checks
     a connection out ~8 times in a row, and ``pool_pre_ping`` made each of those a round trip
-    of its own (~0.4 ms; a tenth of the whole ingest of a small IFC model). A server restart
+    of its own, a good part of a small IFC model's ingest (benchmarks/RESULTS.md). A server restart
     or an idle timeout happens to connections that have been idle, which are still pinged."""
 
     @event.listens_for(engine, "checkin")
@@ -73,8 +73,8 @@ def _ping_after_idle(engine: Engine) -> None:
 def bookkeeping_engine(url: str) -> Engine:
     """Connections for job bookkeeping (claims, progress, tileset versions being built):
     each statement commits on its own, and the commit returns before its WAL reaches the
-    disk. That saves the BEGIN / COMMIT round trips and ~1 ms of waiting per write (tens
-    under I/O load). Only for writes whose loss in a crash is harmless; PostgreSQL keeps
+    disk. That saves the BEGIN / COMMIT round trips and the wait for the disk on each write
+    (benchmarks/RESULTS.md). Only for writes whose loss in a crash is harmless; PostgreSQL keeps
     the order, so the next durable commit makes them durable too."""
     engine = create_engine(sync_url(url), pool_size=2, max_overflow=4,
                            isolation_level="AUTOCOMMIT",

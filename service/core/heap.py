@@ -11,9 +11,10 @@ def freeze_heap() -> None:
 
     CPython's full collections walk every tracked object. With the app or the job libraries
     loaded (ifcopenshell, pyproj, shapely, FastAPI's routes: some 160,000 to a few hundred
-    thousand objects) one full collection took ~100 ms here: it stalled every request of an
+    thousand objects) each full collection took long enough to stall every request of an
     API process under load (most of the p99 of small bbox pages) and made each database
-    round trip of a job 2-3x slower. Frozen objects are never scanned again; they live as
-    long as the process anyway, and what requests and jobs allocate is still collected."""
+    round trip of a job slower (benchmarks/RESULTS.md). Frozen objects are never scanned
+    again; they live as long as the process anyway, and what requests and jobs allocate is
+    still collected."""
     gc.collect()
     gc.freeze()

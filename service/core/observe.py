@@ -6,7 +6,7 @@ exception: an upload's accepted intermediate chunks (``audit_skip``); its creati
 chunk (which makes the dataset) and every refused chunk are logged.
 
 Writes without a valid key are refused, and anyone can send thousands a second: one row per
-refusal let a client fill the table (2,745 rows in 10 s). So each process writes at most one
+refusal let a client fill the table (benchmarks/RESULTS.md). So each process writes at most one
 row of them per ``REFUSED_ROW_SECONDS``: the refusal at hand, with the count of those refused
 since the previous such row (by status, and the busiest clients) in its ``detail``. Each one
 is still in the request log.

@@ -49,8 +49,8 @@ class Settings(BaseSettings):
         description="dotted path (module:attribute) of the map of job kind to handler")
     warm_start: bool = Field(
         True, description="prepare a job worker when it starts: load the job libraries and "
-        "start the IFC geometry processes, so the first jobs do not wait for them (about 2 s "
-        "of CPU and 2 processes per worker)")
+        "start the IFC geometry processes, so the first jobs do not wait for them (some "
+        "CPU seconds and 2 processes per worker)")
     stalled_after_seconds: float = Field(30.0, description="a worker silent this long is dead")
     load_samples: bool = Field(True, description="ingest data/ samples into an empty database")
     samples_dir: Path = Path("data")

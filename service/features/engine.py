@@ -22,15 +22,14 @@ from service.core.errors import ServiceUnavailable
 # Concurrent feature reads per API process; more requests wait their turn at the gate
 # (ReadPool). A database does the most work with about two running queries per core: many
 # more only slice its CPU between them (and starve the API processes when they share the
-# machine), so every query finishes late. Measured on 2 cores, 2 API processes, 32 clients
-# of 500 m bbox pages, with a first-come first-served gate: p99 227-246 ms with 20 per
-# process, 136-200 ms with 8, 68-89 ms with 4, at the same or higher throughput. A long
-# query holds one for at most STATEMENT_TIMEOUT_MS.
+# machine), so every query finishes late. On 2 cores, 2 API processes and 32 clients, 4 per
+# process gave the lowest p99 of 4, 8 and 20, at the same or higher throughput
+# (benchmarks/RESULTS.md). A long query holds one for at most STATEMENT_TIMEOUT_MS.
 POOL_SIZE = 4
 WAIT_TIMEOUT_S = 30  # a request that waits longer for a connection gets a 503
 STATEMENT_TIMEOUT_MS = 30_000
 # JIT compiles any plan above jit_above_cost, which these bounded reads pass easily: on the
-# 5 km bbox page it added 300-600 ms to a 30 ms query. Parallel workers only add start-up
+# 5 km bbox page it took many times the query's own time. Parallel workers only add start-up
 # cost when every core already serves a request. The timeout bounds a hostile filter.
 SESSION_SETTINGS = {"jit": "off", "max_parallel_workers_per_gather": "0",
                     "statement_timeout": str(STATEMENT_TIMEOUT_MS),
@@ -46,7 +45,7 @@ class ReadPool:
     released slot to the longest waiter). SQLAlchemy's async pool alone does not: a request
     arriving just as a connection comes back can take it from the one that was woken for
     it, which then queues again at the back; under load some requests lost that race over
-    and over (p99 160-220 ms against 86-93 ms with the gate, same pool size)."""
+    and over, which doubled the p99 at the same pool size (benchmarks/RESULTS.md)."""
 
     engine: AsyncEngine
     gate: asyncio.Semaphore

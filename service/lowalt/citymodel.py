@@ -22,8 +22,8 @@ from service.lowalt.geo import Frame
 UNKNOWN_TOP = 10_000.0
 
 # A long diagonal corridor has a huge bounding box; cut into small pieces first, each piece's
-# box finds only the buildings near it in the footprint index (5x fewer rows to test on a
-# 5 km route)
+# box finds only the buildings near it in the footprint index (far fewer rows to test on a
+# long route: benchmarks/RESULTS.md)
 PIECES = "(SELECT ST_Subdivide(ST_GeomFromWKB(:area, 4326), 16) AS g)"
 _OBSTACLES_SQL = text(
     "SELECT DISTINCT ON (c.id) c.id, c.object_id, c.type, ST_AsBinary(c.footprint) AS wkb,"

@@ -6,7 +6,7 @@ over them by a hash of the client's address and port. With one shared listening 
 gunicorn and ``uvicorn --workers`` have) the processes race to accept, and with clients that
 keep their connections open (load generators, dashboards polling over keep-alive) one
 process ended up holding most of them while the other core idled; its queue made the tail
-latency. ``uvicorn --workers`` also cost about 40 ms per kept-alive request here.
+latency. ``uvicorn --workers`` also delayed every kept-alive request (benchmarks/RESULTS.md).
 
 The supervisor (the ``twinbase serve`` process itself):
 

@@ -113,7 +113,7 @@ def _to_enu(frame: EnuFrame, geo: np.ndarray) -> np.ndarray:
 def _mesh_part(frame: EnuFrame, meshes, offset_feature_vertices):
     """Pre-triangulated meshes: one vertex per triangle corner, flat normals. All meshes go
     through each step together: with thousands of small meshes (BIM elements), numpy calls
-    made per mesh cost far more than their arithmetic (3,000 walls: 0.65 s, now a tenth)."""
+    made per mesh cost far more than their arithmetic (benchmarks/RESULTS.md)."""
     meshes = [m for m in meshes if len(m[2])]
     if not meshes:
         return None
@@ -159,7 +159,7 @@ def tile_features(
     RGBA, merged over :data:`CITY_PALETTE`), ``progress(stage, done, total)``.
     """
     # Hundreds of thousands of small containers are built; the cyclic collector would walk
-    # them again and again (a third of the run time) while finding nothing to free.
+    # them again and again (a large share of the run time) while finding nothing to free.
     was_enabled = gc.isenabled()
     gc.disable()
     try:

@@ -2,11 +2,11 @@
 
 The exact path is PROJ: source -> longitude/latitude (always_xy, so LAS X is the easting
 whatever the CRS's axis order) -> ellipsoidal height (EGM96 for orthometric heights, via
-:class:`tiler.crs.ToWgs84`) -> ECEF -> ENU. Measured on this machine, PROJ EPSG:4547 -> 4978
-runs at 3.4 M points/s per core, which alone would use a third of the 2-core budget of
+:class:`tiler.crs.ToWgs84`) -> ECEF -> ENU. PROJ EPSG:4547 -> 4978 (benchmarks/RESULTS.md) is slow
+enough that it alone would use a large share of the 2-core budget of
 issue 3 (2 M points/s end to end). Over a survey-sized area the map is very smooth, so we fit
 it once, exactly, with PROJ on a few hundred nodes and evaluate a polynomial per point
-(one BLAS product, about 30 M points/s). The fit is checked against PROJ on a second, offset
+(one BLAS product, many times faster). The fit is checked against PROJ on a second, offset
 set of nodes; when it misses by more than ``FIT_TOLERANCE_M`` (huge or awkward areas, a
 geoid kink) every point goes through PROJ instead. Points outside the fitted box (a header
 whose bounds are wrong) also go through PROJ.
@@ -79,8 +79,8 @@ class LocalMapper:
         t = (y - self.center[1]) / self.half[1]
         zm = z * self.z_factor
         out = np.empty((len(s), 3))
-        # pieces of 32 k points keep the 16-column basis in cache: 50 M points/s here,
-        # against 6.5 M/s for one basis of 500 k points (fresh pages, cache misses)
+        # pieces of 32 k points keep the 16-column basis in cache: several times faster than
+        # one basis of 500 k points (fresh pages, cache misses; benchmarks/RESULTS.md)
         for a in range(0, len(s), SUB_CHUNK):
             b = a + SUB_CHUNK
             np.matmul(_basis(s[a:b], t[a:b], zm[a:b]), self.coef, out=out[a:b])

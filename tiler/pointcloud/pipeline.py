@@ -17,11 +17,10 @@
    through spill files too and are written last.
 5. **Assemble**: boxes, geometric errors, the final ``tileset.json`` (atomic replace).
 
-Why not py3dtiles' building blocks: ``py3dtiles convert`` (12.1.1) measured 0.79 M points/s
-on LAS here (issue 3), its CPU going to octree building (per-node Python insertion, 41 %),
-to re-reading every tile in Python to assemble the tileset (21-26 %) and to PROJ (15 %).
-Here the octree is a Morton sort plus linear passes per cell (measured 4.1 M points/s per
-core for a 700 k-point cell, glb writing included), the tileset is assembled from the
+Why not py3dtiles' building blocks: ``py3dtiles convert`` (12.1.1) spends its CPU on octree
+building (per-node Python insertion), on re-reading every tile in Python to assemble the
+tileset and on PROJ (profile and speeds in benchmarks/RESULTS.md).
+Here the octree is a Morton sort plus linear passes per cell, the tileset is assembled from the
 bounds each worker returns (no re-read), and PROJ is replaced by a checked fit (georef.py).
 """
 
@@ -69,8 +68,8 @@ from tiler.pointcloud.source import (
 )
 from tiler.tileset import write_bytes_atomic, write_json_atomic
 
-# Records are gathered with np.take: measured 2.3 ms for 700 k of them, against 53 ms for
-# ``rec[index]`` (numpy's structured fancy indexing is 20x slower).
+# Records are gathered with np.take: numpy's structured fancy indexing (``rec[index]``) is
+# many times slower (benchmarks/RESULTS.md).
 SPILL = np.dtype([("u", "<u4", (3,)), ("rgb", "<u2", (3,)), ("intensity", "<u2"),
                   ("cls", "u1")])
 QUANTUM_M = 2.0 ** -12  # 0.24 mm at most: integer positions far below the 1 cm demanded
@@ -145,8 +144,8 @@ def _worker_init(creator: int) -> None:
     # that made the pool. SIGKILL: they hold nothing worth a clean-up.
     end_with_parent(signal.SIGKILL)  # their parent is the creator under spawn
     end_with(creator, signal.SIGKILL)
-    # Fresh pages cost ~2 ms per MB on this kind of VM (measured: filling a new 128 MB array
-    # took 254 ms, a reused one 8 ms); keep freed memory in the heap for the next chunk.
+    # Fresh pages cost far more than reused ones on this kind of VM (benchmarks/RESULTS.md);
+    # keep freed memory in the heap for the next chunk.
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
@@ -172,7 +171,7 @@ def _make_executor(workers: int, inline: bool) -> Executor:
     # 'forkserver' (else 'spawn'): workers fork from a clean server process that never
     # decodes LAZ, so no lazrs thread is ever forked (that deadlocks), whatever threads the
     # calling process runs. The server imports this module once; a spawned worker instead
-    # pays ~0.85 CPU-s of imports (laspy pulls in requests) and ~0.6 s before its first task.
+    # pays its imports again (laspy pulls in requests) before its first task.
     # One BLAS thread per worker: the workers already use every core. The environment is
     # read when the server (or a spawned worker) starts.
     methods = multiprocessing.get_all_start_methods()
@@ -184,7 +183,7 @@ def _make_executor(workers: int, inline: bool) -> Executor:
     try:
         ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
                                  initargs=(os.getpid(),))
-        # start every worker now, while the environment above is set; they boot (~0.6 s of
+        # start every worker now, while the environment above is set; they boot (their
         # imports) while this process plans
         for _ in range(workers):
             ex.submit(os.getpid)

@@ -45,8 +45,8 @@ from tiler.errors import (
 LAZ_VLR_RECORD_ID = 22204
 # Fields we use; skipping the rest lets lazrs leave those layers of LAS 1.4 formats 6-10
 # compressed (they are stored in separate layers there). GPS time is only read for the
-# preview sample (the survey's start time): skipping its layer in the full pass saved 9 % of
-# the LAZ decoding time here (2.49 -> 2.72 M points/s per core).
+# preview sample (the survey's start time): skipping its layer in the full pass makes LAZ
+# decoding faster (benchmarks/RESULTS.md).
 _S = laspy.DecompressionSelection
 _SELECTION = _S.XY_RETURNS_CHANNEL | _S.Z | _S.CLASSIFICATION | _S.INTENSITY | _S.RGB
 _SELECTION_GPS = _SELECTION | _S.GPS_TIME
@@ -519,7 +519,7 @@ def _first_bad_chunk(info: SourceInfo, data: bytes, k: int, j: int, size: int) -
 
 def read_rows(info: SourceInfo, ranges: list[tuple[int, int]]) -> PointBlock:
     """Uncompressed LAS only: gather many short stretches through a memory map (one laspy
-    read call per stretch costs ~0.35 ms, so 4096 stretches took 1.4 s; this takes ms)."""
+    read call per stretch cost far more than the reading itself: benchmarks/RESULTS.md)."""
     with laspy.open(info.path) as reader:
         pf = reader.header.point_format
     rows = np.memmap(info.path, dtype=pf.dtype(), mode="r", offset=info.offset_to_points,
