@@ -3,7 +3,7 @@
     uv run python benchmarks/features_vs_tipg.py [DATABASE_URL] [--duration 8] [--rounds 3] [--load]
 
 The database is the argument, else the DATABASE_URL environment variable. With neither it
-starts its own embedded PostGIS (service/embedded_pg.py) in a temporary directory, migrates
+starts its own embedded PostGIS (service/runtime/embedded_pg.py) in a temporary directory, migrates
 it, writes the scale data set into it (``--scale`` of its full size), and removes it at the
 end. Needs ``wrk`` (Debian package).
 

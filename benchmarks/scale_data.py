@@ -173,8 +173,8 @@ def main() -> None:
     if args.database_url:
         print(json.dumps(load(args.database_url, args)))
         return
-    from service import db
-    from service.embedded_pg import EmbeddedPostgres
+    from service.core import db
+    from service.runtime.embedded_pg import EmbeddedPostgres
 
     work = Path(tempfile.mkdtemp(prefix="scale_data_"))
     os.chmod(work, 0o755)  # the cluster runs as the postgres user when we are root

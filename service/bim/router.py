@@ -7,7 +7,7 @@ extent as the feature's 6-number ``bbox`` (lon, lat, ellipsoidal height), and th
 identity; ``psets=true`` adds the property and quantity sets (always there for one element).
 The feature id is the IFC GlobalId, which is also the feature id in the model's 3D Tiles.
 Spaces come back the same way, with their floor area and element counts; they are not in
-the tiles (service/bim/spaces.py says why, which room an element is in and which rooms it
+the tiles (readers/ifc/spaces.py says why, which room an element is in and which rooms it
 bounds).
 
 An element relates to rooms in two ways the file keeps apart: the room it is in
