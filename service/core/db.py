@@ -6,12 +6,13 @@ migrations and the CLI use synchronous psycopg 3, which procrastinate also uses.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, exc, text
+from sqlalchemy import Engine, create_engine, event, exc, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -136,4 +137,20 @@ async def current_revision(conn: AsyncConnection) -> str | None:
 
 async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     async with engine.connect() as conn:
+        yield conn
+
+
+# A read a request sends (a series, an area) stops here, so no request holds a backend long.
+READ_TIMEOUT_MS = 30_000
+
+
+@contextlib.asynccontextmanager
+async def bounded_read(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection of the app's engine for one request's reads, in a transaction that is
+    rolled back at the end, whose statements are cancelled after ``READ_TIMEOUT_MS`` (and
+    planned without JIT, which costs more than these bounded reads take)."""
+    async with engine.connect() as conn:
+        await conn.execute(select(
+            func.set_config("statement_timeout", str(READ_TIMEOUT_MS), True),
+            func.set_config("jit", "off", True)))
         yield conn

@@ -1,10 +1,12 @@
-"""The read pool of the features API.
+"""The read pool of the features API: one plain asyncpg pool per API process.
 
-Feature reads are single statements, so they run in autocommit (no BEGIN/ROLLBACK round
-trips) on a small pool (see POOL_SIZE) with no overflow (overflow connections are opened
-and closed per request under load, and a new PostgreSQL backend costs far more than the
-query) and without a pre-ping (a dropped connection is invalidated on its first
-error and replaced). The app's main engine keeps serving everything else."""
+Feature reads are single generated statements (``query.py``), so they need no ORM and no
+transaction: they run in autocommit (no BEGIN/ROLLBACK round trips) on a small pool (see
+POOL_SIZE) of fixed size (a new PostgreSQL backend per request under load costs far more
+than the query), without a pre-ping (a dropped connection fails its read, which is retried
+on another: execute.py) and without asyncpg's reset query on release (these sessions change
+no state, so it would be one more round trip per read). The app's main engine keeps
+serving everything else (stac-fastapi-pgstac reads through one such pool the same way)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import asyncpg
 from fastapi import FastAPI, Request
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from service.core.db import async_url
+from service.core.db import libpq_url
 from service.core.errors import ServiceUnavailable
 
 # Concurrent feature reads per API process; more requests wait their turn at the gate
@@ -39,15 +41,16 @@ SESSION_SETTINGS = {"jit": "off", "max_parallel_workers_per_gather": "0",
 
 @dataclass(frozen=True)
 class ReadPool:
-    """The read engine and the gate in front of it.
+    """The read pool and the gate in front of it.
 
     The gate serves waiting requests strictly in arrival order (asyncio.Semaphore hands a
     released slot to the longest waiter). SQLAlchemy's async pool alone does not: a request
     arriving just as a connection comes back can take it from the one that was woken for
-    it, which then queues again at the back; under load some requests lost that race over
-    and over, which doubled the p99 at the same pool size (benchmarks/RESULTS.md)."""
+    it, which then queues again at the back (SQLAlchemy's pool did); under load some
+    requests lost that race over and over, which doubled the p99 at the same pool size
+    (benchmarks/RESULTS.md)."""
 
-    engine: AsyncEngine
+    pool: asyncpg.Pool | None
     gate: asyncio.Semaphore
 
     async def acquire(self) -> None:
@@ -63,21 +66,23 @@ class ReadPool:
                 f"{WAIT_TIMEOUT_S} s; retry later") from None
 
 
+class _ReadConnection(asyncpg.Connection):
+    def get_reset_query(self) -> str:
+        # asyncpg's documented way to skip the reset on release: a read session sets nothing
+        return ""
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    app.state.read_engine = create_async_engine(
-        async_url(app.state.database_url), pool_size=POOL_SIZE, max_overflow=0,
-        pool_timeout=WAIT_TIMEOUT_S, pool_pre_ping=False, isolation_level="AUTOCOMMIT",
-        connect_args={"server_settings": SESSION_SETTINGS})
-    app.state.read_pool = ReadPool(app.state.read_engine, asyncio.Semaphore(POOL_SIZE))
+    pool = await asyncpg.create_pool(
+        libpq_url(app.state.database_url), min_size=0, max_size=POOL_SIZE,
+        max_inactive_connection_lifetime=300.0, connection_class=_ReadConnection,
+        server_settings=SESSION_SETTINGS)
+    app.state.read_pool = ReadPool(pool, asyncio.Semaphore(POOL_SIZE))
     try:
         yield
     finally:
-        await app.state.read_engine.dispose()
-
-
-def read_engine(request: Request) -> AsyncEngine:
-    return request.app.state.read_engine
+        await pool.close()
 
 
 def read_pool(request: Request) -> ReadPool:

@@ -6,11 +6,10 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncpg
 
 from service.features import crs as crs_mod
+from service.features.engine import ReadPool
 from service.features.query import extent_sql
 from service.features.registry import Collection
 
@@ -61,23 +60,28 @@ def landing(base: str, title: str, version: str) -> dict[str, Any]:
     }
 
 
-async def extent(engine: AsyncEngine, c: Collection) -> dict[str, Any]:
+async def extent(reads: ReadPool, c: Collection) -> dict[str, Any]:
     cached = _extents.get(c.id)
     if cached and time.monotonic() - cached[0] < EXTENT_TTL:
         return cached[1]
+    await reads.acquire()
     try:
-        async with engine.connect() as conn:
-            row = (await conn.execute(text(extent_sql(c)))).first()
-    except DBAPIError:  # one broken layer must not take the whole catalogue down
+        assert reads.pool is not None
+        async with reads.pool.acquire() as conn:
+            row = await conn.fetchrow(extent_sql(c))
+    # one broken layer (or a lost connection) must not take the whole catalogue down
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
         log.exception("no extent for collection %s", c.id)
         return {}
+    finally:
+        reads.gate.release()
     result: dict[str, Any] = {}
-    if row is not None and row.x1 is not None:
-        result["spatial"] = {"bbox": [[row.x1, row.y1, row.x2, row.y2]],
+    if row is not None and row["x1"] is not None:
+        result["spatial"] = {"bbox": [[row["x1"], row["y1"], row["x2"], row["y2"]]],
                              "crs": crs_mod.CRS84}
     if c.temporal is not None:
-        interval = [row.lo.isoformat() if row and row.lo else None,
-                    row.hi.isoformat() if row and row.hi else None]
+        lo, hi = (row["lo"], row["hi"]) if row is not None else (None, None)
+        interval = [lo.isoformat() if lo else None, hi.isoformat() if hi else None]
         if c.temporal[1] is not None:
             interval[1] = None  # open: current objects stay valid
         result["temporal"] = {"interval": [interval],

@@ -17,7 +17,7 @@ from service.features import conformance, metadata, openapi, registry, responses
 from service.features.binds import Binds
 from service.features.cql2sql import compile_filter, parse
 from service.features.crs import parse_crs
-from service.features.engine import lifespan, read_engine, read_pool
+from service.features.engine import lifespan, read_pool
 from service.features.execute import fetchrow
 from service.features.params import (
     parse_bbox,
@@ -128,8 +128,8 @@ async def api(request: Request) -> Response:
 @router.get("/collections", summary="Feature collections")
 async def list_collections(request: Request, _: Reader) -> Response:
     base = _base(request)
-    engine = read_engine(request)
-    docs = [metadata.collection_doc(base, c, await metadata.extent(engine, c))
+    reads = read_pool(request)
+    docs = [metadata.collection_doc(base, c, await metadata.extent(reads, c))
             for c in registry.catalog(request).collections()]
     return responses.json_response({
         "links": [{"rel": "self", "type": "application/json", "href": f"{base}/collections"}],
@@ -140,7 +140,7 @@ async def list_collections(request: Request, _: Reader) -> Response:
 @router.get("/collections/{collection_id}", summary="One feature collection")
 async def get_collection(collection_id: str, request: Request, _: Reader) -> Response:
     c = _collection(request, collection_id)
-    ext = await metadata.extent(read_engine(request), c)
+    ext = await metadata.extent(read_pool(request), c)
     return responses.json_response(metadata.collection_doc(_base(request), c, ext))
 
 

@@ -9,9 +9,9 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from service.core.auth import Reader, Writer
+from service.core.db import bounded_read
 from service.core.errors import BadRequest, NotFound
 from service.core.ids import Id
-from service.features.engine import read_engine
 from service.features.params import parse_bbox, parse_instant
 from service.layers import batch, features_in, gb3838, gbt33171, traffic, water
 
@@ -85,7 +85,7 @@ async def traffic_series(segment_id: Id, request: Request, _: Reader,
                          interval: str = Query("raw", pattern="^(raw|5min|1h|1d)$"),
                          limit: int = Query(5000, ge=1, le=50_000)) -> dict[str, Any]:
     a, b = _window(start, end, 1)
-    async with read_engine(request).connect() as conn:
+    async with bounded_read(request.app.state.engine) as conn:
         seg = await traffic.segment(conn, segment_id)
         if seg is None:
             raise NotFound(f"no road segment {segment_id}")
@@ -103,7 +103,7 @@ async def congestion(request: Request, _: Reader, bbox: str | None = None,
                      limit: int = Query(1000, ge=1, le=10_000)) -> dict[str, Any]:
     a, b = _window(start, end, 1)
     box = parse_bbox(bbox, None)
-    async with read_engine(request).connect() as conn:
+    async with bounded_read(request.app.state.engine) as conn:
         rows = await traffic.area(conn, a, b, _box(box))
     segments = [{"id": r.id, "code": r.code, "road_class": r.road_class,
                  "speed_kmh": round(float(r.speed), 2), "volume": int(r.volume),
@@ -120,7 +120,7 @@ async def tpi(request: Request, _: Reader, bbox: str | None = None, start: str |
               end: str | None = None) -> dict[str, Any]:
     a, b = _window(start, end, 1)
     box = parse_bbox(bbox, None)
-    async with read_engine(request).connect() as conn:
+    async with bounded_read(request.app.state.engine) as conn:
         rows = await traffic.area(conn, a, b, _box(box))
     return {"start": a.isoformat(), "end": b.isoformat(), "bbox": bbox,
             **traffic.tpi_report(rows)}
@@ -160,7 +160,7 @@ async def water_latest(request: Request, _: Reader,
                        end: str | None = Query(None, description="an instant (default: now); "
                                                "samples before it count")) -> dict[str, Any]:
     b = _time(end, "end", datetime.now(UTC))
-    async with read_engine(request).connect() as conn:
+    async with bounded_read(request.app.state.engine) as conn:
         stations = await water.latest_per_station(conn, b)
     return {"end": b.isoformat(), "stations": stations}
 
@@ -172,7 +172,7 @@ async def water_assessment(station_id: Id, request: Request, _: Reader,
     a, b = _time(start, "start", None), _time(end, "end", None)
     if a and b and a >= b:
         raise BadRequest("start must be before end")
-    async with read_engine(request).connect() as conn:
+    async with bounded_read(request.app.state.engine) as conn:
         st = await water.station(conn, station_id)
         if st is None:
             raise NotFound(f"no water station {station_id}")
@@ -185,7 +185,7 @@ async def water_observations(station_id: Id, request: Request, _: Reader,
                              start: str | None = None, end: str | None = None,
                              limit: int = Query(500, ge=1, le=10_000)) -> dict[str, Any]:
     a, b = _time(start, "start", None), _time(end, "end", None)
-    async with read_engine(request).connect() as conn:
+    async with bounded_read(request.app.state.engine) as conn:
         st = await water.station(conn, station_id)
         if st is None:
             raise NotFound(f"no water station {station_id}")

@@ -82,7 +82,7 @@ def test_the_read_gate_serves_waiting_requests_in_arrival_order(monkeypatch):
     from service.features import engine
 
     async def scenario() -> list[str]:
-        reads = engine.ReadPool(engine=None, gate=asyncio.Semaphore(1))
+        reads = engine.ReadPool(pool=None, gate=asyncio.Semaphore(1))
         order: list[str] = []
 
         async def request(name: str) -> None:
