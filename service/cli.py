@@ -236,14 +236,12 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys (names, roles, prefixes)."""
-    from sqlalchemy import select
-
+    from service.core.auth import all_keys
     from service.core.db import sync_engine
-    from service.core.tables import api_keys
     from service.runtime.cluster import database
 
     with database(get_settings()) as url, sync_engine(url).connect() as conn:
-        for r in conn.execute(select(api_keys).order_by(api_keys.c.id)):
+        for r in conn.execute(all_keys()):
             state = "revoked" if r.revoked_at else "active"
             typer.echo(f"{r.name}\t{r.role}\t{r.prefix}…\t{state}")
 
@@ -269,14 +267,12 @@ def keys_revoke(name: str) -> None:
 @jobs_app.command("list")
 def jobs_list(limit: int = 20) -> None:
     """Recent jobs."""
-    from sqlalchemy import select
-
     from service.core.db import sync_engine
-    from service.core.tables import jobs
+    from service.jobs import store
     from service.runtime.cluster import database
 
     with database(get_settings()) as url, sync_engine(url).connect() as conn:
-        rows = conn.execute(select(jobs).order_by(jobs.c.id.desc()).limit(limit)).all()
+        rows = conn.execute(store.recent(status=None, dataset_id=None, limit=limit)).all()
         for r in rows:
             typer.echo(f"{r.id}\t{r.kind}\t{r.status}\t{r.stage}\t{r.progress:.0%}\t"
                        f"{r.error or ''}")
@@ -285,15 +281,13 @@ def jobs_list(limit: int = 20) -> None:
 @jobs_app.command("show")
 def jobs_show(job_id: int) -> None:
     """One job as JSON."""
-    from sqlalchemy import select
-
     from service.core.db import sync_engine
-    from service.core.tables import jobs
+    from service.jobs import store
     from service.jobs.router import job_view
     from service.runtime.cluster import database
 
     with database(get_settings()) as url, sync_engine(url).connect() as conn:
-        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        row = conn.execute(store.one(job_id)).first()
     if row is None:
         typer.echo(f"no job {job_id}", err=True)
         raise typer.Exit(1)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -60,6 +60,11 @@ def create_key(conn: Connection, name: str, role: str) -> str:
     conn.execute(insert(api_keys).values(name=name, role=role, key_hash=hash_key(key),
                                          prefix=key[:10]))
     return key
+
+
+def all_keys() -> Select:
+    """Every key's row (names, roles, prefixes, revocation), oldest first."""
+    return select(api_keys).order_by(api_keys.c.id)
 
 
 def revoke_key(conn: Connection, name: str, *, by: str | None = None) -> None:

@@ -6,12 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from service.core.auth import Admin, Reader
 from service.core.errors import NotFound
 from service.core.ids import Id
-from service.core.tables import jobs
+from service.jobs import store
 from service.jobs.submit import submit_job_async
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -37,11 +36,7 @@ async def list_jobs(request: Request, _: Reader,
                     status: str | None = Query(None, description="queued, running, ..."),
                     dataset: Id | None = Query(None, description="jobs of this dataset"),
                     limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
-    query = select(jobs).order_by(jobs.c.id.desc()).limit(limit)
-    if status:
-        query = query.where(jobs.c.status == status)
-    if dataset is not None:
-        query = query.where(jobs.c.dataset_id == dataset)
+    query = store.recent(status=status, dataset_id=dataset, limit=limit)
     async with request.app.state.engine.connect() as conn:
         return [job_view(r) for r in (await conn.execute(query)).all()]
 
@@ -49,7 +44,7 @@ async def list_jobs(request: Request, _: Reader,
 @router.get("/{job_id}", summary="One job: stage, progress, timestamps, error, report")
 async def get_job(job_id: Id, request: Request, _: Reader) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
-        row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+        row = (await conn.execute(store.one(job_id))).first()
     if row is None:
         raise NotFound(f"no job {job_id}")
     return job_view(row)

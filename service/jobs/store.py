@@ -98,3 +98,17 @@ def requeue_after_loss(job_id: int, note: str) -> Update:
 def _merged(report: dict[str, Any]):
     """Keep what earlier attempts noted (such as a lost worker) beside the final report."""
     return jobs.c.report.op("||")(cast(report, JSONB))
+
+
+def recent(*, status: str | None, dataset_id: int | None, limit: int) -> Select:
+    """Jobs, newest first, optionally of one status or one dataset."""
+    query = select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+    if status:
+        query = query.where(jobs.c.status == status)
+    if dataset_id is not None:
+        query = query.where(jobs.c.dataset_id == dataset_id)
+    return query
+
+
+def one(job_id: int) -> Select:
+    return select(jobs).where(jobs.c.id == job_id)
