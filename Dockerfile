@@ -17,6 +17,7 @@ WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 COPY service ./service
 COPY readers ./readers
+COPY recon ./recon
 COPY tiler ./tiler
 COPY migrations ./migrations
 COPY data ./data
