@@ -213,3 +213,44 @@ def test_ifc_killed_at_the_switch_publishes_nothing(db_url, settings, live_serve
     assert seen["rows"] and not set(seen["rows"]) & published_rows
     _assert_old_version_stands(db_url, live_server, name, v1, before, job_id, dataset_id, seen)
     assert _row_ids(db_url, "bim_elements", dataset_id) == published_rows
+
+
+def test_a_handler_that_locks_its_job_first_publishes_with_its_last_progress(db_url, settings):
+    """BIM locks the job before it writes its rows; publishing in that transaction does not
+    lock it again, which would drop the progress the first lock held back (and it is
+    stored with the success: a finished job has done all of its items). A dataset with no
+    tileset to switch (a city without geometry) publishes too, and a polygon footprint is
+    stored as the multipolygon the column holds."""
+    from shapely.geometry import Polygon
+    from sqlalchemy import func
+
+    from service.jobs import store
+    from service.jobs.context import JobContext
+    from service.jobs.publish import DatasetOutcome, publish
+
+    engine = sync_engine(db_url)
+    with engine.begin() as conn:
+        dataset_id = conn.execute(new_dataset(
+            "ifc", "model.ifc", source_path="", sha256=None, size_bytes=0, options={},
+            uploaded_by="test")).scalar_one()
+    job_id = _submit(db_url, "ifc", dataset_id)
+    with engine.begin() as conn:
+        claimed = conn.execute(store.claim(job_id, "test:1")).one()
+    ctx = JobContext(job_id=job_id, kind="ingest_ifc", dataset_id=dataset_id, params={},
+                     engine=engine, settings=settings, attempt=claimed.attempts)
+    square = Polygon([(8.0, 49.0), (8.001, 49.0), (8.001, 49.001), (8.0, 49.001)])
+    with engine.begin() as conn:
+        ctx.progress("database", 7, 9)
+        ctx.hold(conn)
+        publish(ctx, conn, dataset=DatasetOutcome(
+            stats={"elements": 7}, crs="EPSG:25832", height_note=None, footprint=square,
+            bounds3d=None), version=None, tileset_stats=None, report={"elements": 7})
+
+    job = _row(db_url, jobs, job_id)
+    assert (job.status, job.items_total, job.items_done) == ("succeeded", 9, 9)
+    assert job.report == {"elements": 7}
+    with engine.connect() as conn:
+        ds = conn.execute(select(datasets.c.status, datasets.c.stats, datasets.c.crs,
+                                 func.ST_GeometryType(datasets.c.footprint))
+                          .where(datasets.c.id == dataset_id)).one()
+    assert tuple(ds) == ("ready", {"elements": 7}, "EPSG:25832", "ST_MultiPolygon")
