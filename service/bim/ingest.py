@@ -24,11 +24,9 @@ from typing import Any
 import ifcopenshell.geom
 import ifcopenshell.util.element
 import ifcopenshell.util.unit  # noqa: F401  (loaded before a worker freezes its heap)
-from geoalchemy2.shape import from_shape
 from shapely import union_all
 from shapely.errors import GEOSException
 from shapely.geometry import MultiPolygon, Polygon
-from sqlalchemy import func, update
 
 from readers.ifc.archive import unpacked_ifc
 from readers.ifc.errors import IfcInputError
@@ -37,9 +35,9 @@ from readers.ifc.georef import parse_anchor
 from readers.ifc.model import read_bim
 from service.bim.mesh import mesh_features, palette
 from service.bim.store import replace_elements
-from service.core.tables import datasets
 from service.jobs.context import JobContext, JobFailed, load_dataset
-from service.tilesets.store import begin_version, fail_version, publish_in
+from service.jobs.publish import DatasetOutcome, publish
+from service.tilesets.store import begin_version, fail_version
 from tiler.mesh import tile_features
 
 log = logging.getLogger(__name__)
@@ -152,13 +150,10 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
             ctx.hold(conn)  # first: the reaper locks the job's row before the versions
             in_buildings = replace_elements(conn, row.id, elements, spaces=bim.spaces)
             stats["in_cim_buildings"] = in_buildings
-            conn.execute(update(datasets).where(datasets.c.id == row.id).values(
-                status="ready", crs=bim.placement.crs,
-                height_note=bim.placement.height_note, stats=stats,
-                footprint=from_shape(_dataset_footprint(elements), srid=4326),
-                bounds3d=bim.bounds(), updated_at=func.now()))
-            publish_in(conn, tv, stats)
-            ctx.succeed_in(conn, {
+            publish(ctx, conn, dataset=DatasetOutcome(
+                stats=stats, crs=bim.placement.crs, height_note=bim.placement.height_note,
+                footprint=_dataset_footprint(elements), bounds3d=bim.bounds()),
+                version=tv, tileset_stats=stats, report={
                 "elements": len(elements), "failed": failures[:MAX_REPORTED_FAILURES],
                 "spaces": len(bim.spaces), "space_boundaries": stats["space_boundaries"],
                 "spaces_failed": bim.spaces_failed[:MAX_REPORTED_FAILURES],

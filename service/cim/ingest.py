@@ -16,15 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, exists, func, select, text, update
+from sqlalchemy import Connection, exists, func, select, text
 
 from readers.cim import CityFileError, ParseReport, iter_city_objects
 from service.cim.store import LoadResult, load_objects
 from service.cim.tables import CITY_TILESET, city_objects
 from service.cim.tiles import build_city_tileset
-from service.core.tables import datasets
 from service.jobs.context import JobContext, JobFailed, load_dataset
-from service.tilesets.store import TilesetVersion, begin_version, fail_version, publish_in
+from service.jobs.publish import DatasetOutcome, publish
+from service.tilesets.store import TilesetVersion, begin_version, fail_version
 
 MAX_TRIANGLES_PER_TILE = 100_000
 MAX_REPORTED_PROBLEMS = 1000  # the report stays readable; the count says how many there were
@@ -67,15 +67,12 @@ def ingest_city(ctx: JobContext) -> dict[str, Any]:
             ctx.progress("publishing", 1, 1)
             # the objects, the dataset, the switch of the city tileset and the job's
             # success commit together, and only while this attempt owns the job
-            ctx.hold(conn)
-            conn.execute(update(datasets).where(datasets.c.id == row.id).values(
-                status="ready", crs=report.crs, height_note=report.height_note, stats=stats,
-                footprint=summary["footprint"], bounds3d=summary["bounds3d"],
-                updated_at=func.now()))
-            if tv is not None and tile_stats is not None:
-                publish_in(conn, tv, tile_stats)
-            ctx.succeed_in(conn, {"tiles": tile_stats, "load_s": loaded_s,
-                                  "total_s": round(time.monotonic() - started, 3)})
+            publish(ctx, conn, dataset=DatasetOutcome(
+                stats=stats, crs=report.crs, height_note=report.height_note,
+                footprint=summary["footprint"], bounds3d=summary["bounds3d"]),
+                version=tv, tileset_stats=tile_stats,
+                report={"tiles": tile_stats, "load_s": loaded_s,
+                        "total_s": round(time.monotonic() - started, 3)})
     except CityFileError as exc:
         _fail(ctx, tv)
         raise JobFailed(str(exc)) from exc

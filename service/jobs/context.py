@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, update
+from sqlalchemy.engine import RootTransaction
 
 from service.core.settings import Settings
 from service.core.tables import jobs
@@ -49,6 +50,7 @@ class JobContext:
     _writer: _ProgressWriter | None = None
     _final: bool = False  # the last transaction has begun: no more progress writes
     _held: Progress | None = None  # progress not yet written when it began
+    _holding: RootTransaction | None = None  # the transaction that holds the job's row
 
     def __post_init__(self) -> None:
         if self.bookkeeping is None:  # a context made outside run_job: durable writes
@@ -79,13 +81,17 @@ class JobContext:
     def hold(self, conn: Connection) -> None:
         """Start the handler's last transaction by locking the job's row for this attempt;
         :class:`AttemptLost` (the transaction is then rolled back) when the attempt no
-        longer owns the job."""
+        longer owns the job. Once held, holding again in the same transaction does nothing:
+        a handler may lock the job before it writes its rows, and publish then."""
+        if self._holding is not None and self._holding is conn.get_transaction():
+            return
         # the progress writer updates the same row on its own connection: were it stopped
         # later (in succeed_in), it would wait for this lock, and this transaction for it
         self._held = self.close(write_pending=False)
         self._final = True
         if conn.execute(store.owned(self.job_id, self.attempt)).first() is None:
             raise AttemptLost(f"job {self.job_id}: attempt {self.attempt} no longer owns it")
+        self._holding = conn.get_transaction()
 
     def succeed_in(self, conn: Connection, report: dict[str, Any]) -> None:
         """Record the job's success inside the handler's last transaction: the job reads

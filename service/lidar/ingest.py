@@ -11,19 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from geoalchemy2.shape import from_shape
-from shapely.geometry import MultiPolygon, Polygon
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
-from service.core.tables import datasets, jobs
+from service.core.tables import jobs
 from service.jobs.context import JobContext, JobFailed, load_dataset
-from service.tilesets.store import begin_version, fail_version, mark_preview, publish_in, slug_name
+from service.jobs.publish import DatasetOutcome, publish
+from service.tilesets.store import begin_version, fail_version, mark_preview, slug_name
 from tiler.errors import TilerInputError
 from tiler.pointcloud import tile_point_cloud
-
-
-def _multipolygon(geom: Polygon | MultiPolygon) -> MultiPolygon:
-    return geom if isinstance(geom, MultiPolygon) else MultiPolygon([geom])
 
 
 def ingest_lidar(ctx: JobContext) -> dict[str, Any]:
@@ -77,14 +72,10 @@ def ingest_lidar(ctx: JobContext) -> dict[str, Any]:
         # the survey's row, the switch to the new version and the job's success in one
         # transaction, owned by this attempt: an attempt given up for dead publishes nothing
         with ctx.engine.begin() as conn:
-            ctx.hold(conn)
-            conn.execute(update(datasets).where(datasets.c.id == row.id).values(
-                status="ready", crs=result.crs, height_note=result.height_note, stats=stats,
-                footprint=from_shape(_multipolygon(result.footprint), srid=4326),
-                bounds3d=_bounds(result.bounds), acquired_at=result.acquired_at,
-                updated_at=func.now()))
-            publish_in(conn, tv, stats)
-            ctx.succeed_in(conn, report)
+            publish(ctx, conn, dataset=DatasetOutcome(
+                stats=stats, crs=result.crs, height_note=result.height_note,
+                footprint=result.footprint, bounds3d=_bounds(result.bounds),
+                acquired_at=result.acquired_at), version=tv, tileset_stats=stats, report=report)
     except BaseException:
         fail_version(ctx.engine, tv)
         raise

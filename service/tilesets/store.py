@@ -118,15 +118,10 @@ def mark_preview(engine: Engine, tv: TilesetVersion, stats: dict[str, Any]) -> b
     return not has_current
 
 
-def publish(engine: Engine, tv: TilesetVersion, stats: dict[str, Any]) -> None:
-    """The version is complete: make it the current one, atomically."""
-    with engine.begin() as conn:
-        publish_in(conn, tv, stats)
-
-
 def publish_in(conn: Connection, tv: TilesetVersion, stats: dict[str, Any]) -> None:
-    """:func:`publish` inside the caller's transaction, so the rows it wrote and the tiles
-    that show them become visible together."""
+    """The version is complete: make it the current one, in the caller's transaction, so
+    the rows it wrote and the tiles that show them become visible together. An ingest
+    calls it through :func:`service.jobs.publish.publish`, with its dataset and job."""
     conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(tv.name))))
     conn.execute(update(tilesets).where(tilesets.c.name == tv.name, tilesets.c.is_current,
                                         tilesets.c.id != tv.id).values(is_current=False))

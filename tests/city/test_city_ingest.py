@@ -26,6 +26,7 @@ from helpers_tileset import check_tileset
 from helpers_tus import upload
 
 import service.cim.ingest as city_job
+import service.jobs.publish as publishing
 from readers.cim.geometry import surface_area
 from service.jobs.execute import run_job
 
@@ -189,7 +190,7 @@ def test_reingest_supersedes_and_rewrites_only_affected_tiles(
     changed = sorted(doc["CityObjects"])[3]
     doc["CityObjects"][changed]["attributes"]["status"] = "gesloopt"
     seen_during_publish: dict[str, object] = {}
-    real_publish = city_job.publish_in
+    real_publish = publishing.publish_in
 
     def publish_and_look(conn, tv, stats):
         # the new version is complete on disk, the old one is what clients still get
@@ -198,7 +199,7 @@ def test_reingest_supersedes_and_rewrites_only_affected_tiles(
         seen_during_publish["same"] = r.json() == before.tileset
         real_publish(conn, tv, stats)
 
-    monkeypatch.setattr(city_job, "publish_in", publish_and_look)
+    monkeypatch.setattr(publishing, "publish_in", publish_and_look)
     _, second = ingest(live_server, op, db_url, settings, ROTTERDAM,
                        data=json.dumps(doc).encode(), crs="EPSG:7415")
     assert second["status"] == "succeeded", second["error"]

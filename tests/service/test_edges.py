@@ -179,7 +179,7 @@ def test_metrics_need_a_key_when_reads_do(settings, db_url, auth):
 def published(settings, db_url) -> str:
     """A real point-cloud tileset, tiled and published under a unique name."""
     from service.core.db import sync_engine
-    from service.tilesets.store import begin_version, publish
+    from service.tilesets.store import begin_version, publish_in
     from tiler.pointcloud import tile_point_cloud
 
     name = f"head-test-{time.monotonic_ns()}"
@@ -187,7 +187,8 @@ def published(settings, db_url) -> str:
     tv = begin_version(engine, settings.tiles_dir, name, "pointcloud", dataset_id=None,
                        job_id=None)
     tile_point_cloud(LAS, tv.path, crs="EPSG:2994", workers=1)
-    publish(engine, tv, {})
+    with engine.begin() as conn:
+        publish_in(conn, tv, {})
     return name
 
 
