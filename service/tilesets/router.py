@@ -15,14 +15,13 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from service.core.auth import Reader
 from service.core.errors import BadRequest, NotFound
 from service.core.ids import Version
-from service.core.tables import tilesets
 from service.tilesets import aggregate as citytileset
+from service.tilesets import store
 
 router = APIRouter(prefix="/tiles", tags=["tiles"])
 
@@ -36,11 +35,10 @@ MEDIA = {".json": "application/json", ".glb": "model/gltf-binary", ".subtree":
 @router.get("", summary="Tilesets and their current versions")
 async def list_tilesets(request: Request, _: Reader) -> list[dict[str, Any]]:
     async with request.app.state.engine.connect() as conn:
-        rows = (await conn.execute(
-            select(tilesets.c.name, tilesets.c.version, tilesets.c.kind, tilesets.c.status,
-                   tilesets.c.dataset_id, tilesets.c.published_at, tilesets.c.stats)
-            .where(tilesets.c.is_current).order_by(tilesets.c.name))).mappings().all()
-    return [dict(r, url=f"/tiles/{r['name']}/tileset.json") for r in rows]
+        rows = (await conn.execute(store.current_versions())).mappings().all()
+    # the directory on the server is not the client's business
+    return [{k: v for k, v in r.items() if k != "path"}
+            | {"url": f"/tiles/{r['name']}/tileset.json"} for r in rows]
 
 
 def _opaque(tag: str) -> str:
@@ -76,9 +74,7 @@ async def city_tileset(request: Request, _: Reader,
     if wanted is not None and not wanted:
         raise BadRequest("kinds lists no kind; leave it out for every tileset")
     async with request.app.state.engine.connect() as conn:
-        rows = (await conn.execute(select(
-            tilesets.c.name, tilesets.c.version, tilesets.c.kind, tilesets.c.status,
-            tilesets.c.path).where(tilesets.c.is_current))).all()
+        rows = (await conn.execute(store.current_versions())).all()
     children = [citytileset.Child(r.name, r.version, r.kind, r.status, r.path) for r in rows]
     doc = await run_in_threadpool(citytileset.build, children,
                                   request.app.state.settings.tiles_dir, wanted)
@@ -90,8 +86,7 @@ async def city_tileset(request: Request, _: Reader,
 @router.get("/{name}/tileset.json", summary="Current version of a tileset (short cache)")
 async def current_tileset(name: str, request: Request, _: Reader) -> Response:
     async with request.app.state.engine.connect() as conn:
-        row = (await conn.execute(select(tilesets.c.version, tilesets.c.path).where(
-            tilesets.c.name == name, tilesets.c.is_current))).first()
+        row = (await conn.execute(store.current_of(name))).first()
     if row is None:
         raise NotFound(f"no published tileset {name!r}")
     path = request.app.state.settings.tiles_dir / row.path / "tileset.json"
@@ -120,8 +115,7 @@ def _prefix_uris(tile: dict[str, Any], prefix: str) -> None:
 async def versioned_file(name: str, version: Version, path: str, request: Request, _: Reader
                          ) -> Response:
     async with request.app.state.engine.connect() as conn:
-        row = (await conn.execute(select(tilesets.c.path, tilesets.c.status).where(
-            tilesets.c.name == name, tilesets.c.version == version))).first()
+        row = (await conn.execute(store.version_of(name, version))).first()
     if row is None or row.status == "failed":
         raise NotFound(f"no tileset {name!r} version {version}")
     root = (request.app.state.settings.tiles_dir / row.path).resolve()

@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Engine,
+    Select,
     and_,
     exists,
     func,
@@ -172,3 +173,23 @@ def remove_version_files(tiles_dir: Path, paths: list[str]) -> None:
         path = (tiles_dir / rel).resolve()
         if path.is_relative_to(root) and path != root:  # paths are ours, but never outside
             shutil.rmtree(path, ignore_errors=True)
+
+
+# -- what the API reads ------------------------------------------------------------------------
+
+def current_versions() -> Select:
+    """The current version of every tileset, by name."""
+    return (select(tilesets.c.name, tilesets.c.version, tilesets.c.kind, tilesets.c.status,
+                   tilesets.c.dataset_id, tilesets.c.published_at, tilesets.c.stats,
+                   tilesets.c.path)
+            .where(tilesets.c.is_current).order_by(tilesets.c.name))
+
+
+def current_of(name: str) -> Select:
+    return select(tilesets.c.version, tilesets.c.path).where(
+        tilesets.c.name == name, tilesets.c.is_current)
+
+
+def version_of(name: str, version: int) -> Select:
+    return select(tilesets.c.path, tilesets.c.status).where(
+        tilesets.c.name == name, tilesets.c.version == version)
