@@ -14,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers_server import ServeProcess
 
-from service import db
 from service.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,10 +82,8 @@ def test_refused_writes_do_not_flood_the_audit_log_and_none_is_lost(live_server,
 # -- admin keys ------------------------------------------------------------------------------
 
 @pytest.fixture
-def keys_db(fresh_database) -> str:
-    url = fresh_database()
-    db.upgrade(url)
-    return url
+def keys_db(migrated_database) -> str:
+    return migrated_database()
 
 
 def _key(url: str, name: str, role: str) -> dict[str, str]:
