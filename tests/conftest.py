@@ -153,6 +153,15 @@ class LiveServer:
             time.sleep(0.05)
         return self
 
+    def wait_idle(self, timeout: float = 10) -> None:
+        """Until every request the server took has finished, the work its middleware does
+        after the response went out (the audit log's row) included."""
+        deadline = time.monotonic() + timeout
+        while self.server.server_state.tasks:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"requests still running after {timeout} s")
+            time.sleep(0.01)
+
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
