@@ -3,6 +3,7 @@ with the same code `twinbase serve` uses, and a live HTTP server on a free port.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import socket
@@ -47,21 +48,72 @@ def db_url(pg_cluster) -> str:
 
 
 @pytest.fixture(scope="session")
-def fresh_database(pg_cluster):
+def _database_names() -> Iterator[str]:
+    """Unique names for the databases tests make on the session cluster."""
+    return (f"scratch_{os.getpid()}_{n}" for n in itertools.count(1))
+
+
+def _on_cluster(pg_cluster, name: str) -> str:
+    return pg_cluster.url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def fresh_database(pg_cluster, _database_names):
     """Factory: a new, empty database (PostGIS only) on the session cluster."""
     import psycopg
-
-    counter = iter(range(1, 10_000))
+    from psycopg import sql
 
     def make() -> str:
-        name = f"scratch_{os.getpid()}_{next(counter)}"
-        admin = pg_cluster.url.rsplit("/", 1)[0] + "/postgres"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = pg_cluster.url.rsplit("/", 1)[0] + "/" + name
+        name = next(_database_names)
+        with psycopg.connect(_on_cluster(pg_cluster, "postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        url = _on_cluster(pg_cluster, name)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION postgis")
         return url
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_cluster, fresh_database) -> str:
+    """The name of a database with PostGIS and every migration, made once per session for
+    ``migrated_database`` to copy. Nothing may stay connected to it: CREATE DATABASE ...
+    TEMPLATE refuses to copy a database another session is connected to."""
+    import psycopg
+    from psycopg import sql
+
+    from service import db
+
+    url = fresh_database()
+    # alembic's env.py connects through a NullPool, and service.db's cached engines are
+    # never asked for this URL, so no connection outlives the upgrade
+    db.upgrade(url)
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(_on_cluster(pg_cluster, "postgres"), autocommit=True) as conn:
+        # a test that connected to the template by mistake would make every later copy fail
+        # with "being accessed by other users"; refused at once, it fails alone and clearly
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false")
+                     .format(sql.Identifier(name)))
+        left = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                            (name,)).fetchone()[0]
+    assert left == 0, f"{left} connection(s) to the template database left open"
+    return name
+
+
+@pytest.fixture(scope="session")
+def migrated_database(pg_cluster, migrated_template, _database_names):
+    """Factory: a new database with PostGIS and every migration, copied from the template
+    (a copy takes a fraction of the time the migrations take)."""
+    import psycopg
+    from psycopg import sql
+
+    def make() -> str:
+        name = next(_database_names)
+        with psycopg.connect(_on_cluster(pg_cluster, "postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(migrated_template)))
+        return _on_cluster(pg_cluster, name)
 
     return make
 
@@ -100,6 +152,15 @@ class LiveServer:
                 raise RuntimeError("test server did not start")
             time.sleep(0.05)
         return self
+
+    def wait_idle(self, timeout: float = 10) -> None:
+        """Until every request the server took has finished, the work its middleware does
+        after the response went out (the audit log's row) included."""
+        deadline = time.monotonic() + timeout
+        while self.server.server_state.tasks:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"requests still running after {timeout} s")
+            time.sleep(0.01)
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True

@@ -13,9 +13,5 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tiler"))
 
 
 @pytest.fixture
-def db_url(fresh_database) -> str:
-    from service.core import db
-
-    url = fresh_database()
-    db.upgrade(url)
-    return url
+def db_url(migrated_database) -> str:
+    return migrated_database()

@@ -8,12 +8,8 @@ from helpers_dashboard import ALLOWED_ORIGIN
 
 
 @pytest.fixture
-def db_url(fresh_database) -> str:
-    from service.core import db
-
-    url = fresh_database()
-    db.upgrade(url)
-    return url
+def db_url(migrated_database) -> str:
+    return migrated_database()
 
 
 @pytest.fixture

@@ -7,12 +7,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def db_url(fresh_database) -> str:
-    from service.core import db
-
-    url = fresh_database()
-    db.upgrade(url)
-    return url
+def db_url(migrated_database) -> str:
+    return migrated_database()
 
 
 @pytest.fixture

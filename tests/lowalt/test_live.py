@@ -35,6 +35,7 @@ class SSE:
 
     def __init__(self, url: str) -> None:
         self.events: list[tuple[str, dict]] = []
+        self.keepalives = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(url,), daemon=True)
         self._thread.start()
@@ -50,6 +51,8 @@ class SSE:
                     kind = line[7:]
                 elif line.startswith("data: "):
                     self.events.append((kind, json.loads(line[6:])))
+                elif line.startswith(": keep-alive"):
+                    self.keepalives += 1
 
     def wait_for(self, pred, timeout: float = 10.0):
         deadline = time.monotonic() + timeout
@@ -59,6 +62,18 @@ class SSE:
                     return kind, data
             time.sleep(0.05)
         raise AssertionError(f"no such event in {self.events}")
+
+    def wait_live(self, states: int, timeout: float = 10.0) -> None:
+        """Until the stream is past its opening snapshot of ``states`` drones, so that what
+        is reported next reaches it as a change: until the snapshot's last state, or (with
+        no drone in it, nothing to see its end by) the keep-alive the idle stream sends."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.keepalives or (states and sum(k == "state" for k, _ in self.events)
+                                   >= states):
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"the stream sent no snapshot of {states} drones: {self.events}")
 
     def close(self) -> None:
         # the reader hangs up at the next line (keep-alives come every 0.5 s in tests), so
@@ -71,9 +86,10 @@ def test_conformance_flags_in_state_and_stream(api, auth, live_server):
     w = auth("operator")
     here = Local(0)
     d, rid = _active_route(api, w, here)
+    states = len(api.get("/drones-live").json()["features"])
     stream = SSE(live_server.url + "/drones-live/stream")
     try:
-        time.sleep(0.5)
+        stream.wait_live(states)
         r = api.post("/telemetry", json={"points": [_point(here, d, 100, 2, 61),
                                                     _point(here, d, 200, -3, 58)]}, headers=w)
         assert r.status_code == 201, r.text
@@ -260,9 +276,10 @@ def test_a_report_from_the_future_is_refused_and_cannot_freeze_the_state(api, au
     with city.engine.begin() as conn:
         conn.execute(text("UPDATE drone_state SET t = now() + interval '1 hour'"
                           " WHERE drone_id = :d"), {"d": d})
+    states = len(api.get("/drones-live").json()["features"])
     stream = SSE(api.base_url.join("/drones-live/stream").__str__())
     try:
-        time.sleep(0.5)
+        stream.wait_live(states)
         later = _point(here, d, 300, 0, 60, datetime.now(UTC) + timedelta(seconds=4))
         assert api.post("/telemetry/one", json=later, headers=w).status_code == 201
         state = {f["id"]: f for f in api.get("/drones-live").json()["features"]}[d]
@@ -277,9 +294,10 @@ def test_over_the_true_height_limit_is_flagged_with_its_ground(api, auth, live_s
     w = auth("operator")
     here = Local(21)
     d = drone(api, w)
+    states = len(api.get("/drones-live").json()["features"])
     stream = SSE(live_server.url + "/drones-live/stream")
     try:
-        time.sleep(0.5)
+        stream.wait_live(states)
         r = api.post("/telemetry/one", json=_point(here, d, 0, 0, 130), headers=w)
         assert r.status_code == 201, r.text
         out = r.json()

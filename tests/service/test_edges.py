@@ -66,7 +66,7 @@ def test_refused_writes_do_not_flood_the_audit_log_and_none_is_lost(live_server,
         time.sleep(window + 0.2)
         assert client.post("/keys", json={}).status_code == 401  # carries the count
         sent += 1
-    time.sleep(0.5)  # audit rows are written just after the responses
+    live_server.wait_idle()  # audit rows are written just after the responses
     with psycopg.connect(db_url) as conn:
         rows = conn.execute("SELECT key_name, path, status, detail FROM audit_log "
                             "WHERE id > %s AND key_name IS NULL ORDER BY id",
@@ -83,10 +83,8 @@ def test_refused_writes_do_not_flood_the_audit_log_and_none_is_lost(live_server,
 # -- admin keys ------------------------------------------------------------------------------
 
 @pytest.fixture
-def keys_db(fresh_database) -> str:
-    url = fresh_database()
-    db.upgrade(url)
-    return url
+def keys_db(migrated_database) -> str:
+    return migrated_database()
 
 
 def _key(url: str, name: str, role: str) -> dict[str, str]:
