@@ -83,10 +83,10 @@ def migrated_template(pg_cluster, fresh_database) -> str:
     import psycopg
     from psycopg import sql
 
-    from service import db
+    from service.core import db
 
     url = fresh_database()
-    # alembic's env.py connects through a NullPool, and service.db's cached engines are
+    # alembic's env.py connects through a NullPool, and service.core.db's cached engines are
     # never asked for this URL, so no connection outlives the upgrade
     db.upgrade(url)
     name = url.rsplit("/", 1)[1]

@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 from helpers_server import ServeProcess
 
 from service.app import create_app
-from service.core import db
 
 ROOT = Path(__file__).resolve().parents[2]
 LAS = ROOT / "tests" / "data" / "lidar" / "pdal_1.2-with-color.las"
