@@ -22,6 +22,7 @@ import shapely
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     Connection,
     Delete,
     Double,
@@ -59,9 +60,9 @@ city_stage = Table(
 STAGE_COLUMNS = tuple(c.name for c in city_stage.c)
 
 
-def _geom(stage: Table) -> tuple[object, object]:
+def _geom() -> tuple[ColumnElement[Any], ColumnElement[Any]]:
     """The staged WKB as the stored columns are made from it."""
-    s = stage.c
+    s = city_stage.c
     return (func.ST_GeomFromWKB(s.geom, 4326),
             func.ST_Multi(func.ST_GeomFromWKB(s.footprint, 4326)))
 
@@ -73,7 +74,7 @@ def keep_unchanged(dataset_id: int) -> Delete:
     Exact equality: geometry "=" compares every coordinate in order (PostGIS >= 2.4), jsonb
     "=" compares values; the staged bytes are the ones the stored row was made from."""
     c, s = city_objects.c, city_stage.c
-    geom, footprint = _geom(city_stage)
+    geom, footprint = _geom()
     same = (update(city_objects).values(dataset_id=dataset_id)
             .where(c.object_id == s.object_id, c.valid_to.is_(None), c.type == s.type,
                    *(c[k].is_not_distinct_from(s[k])
@@ -98,7 +99,7 @@ def insert_staged(dataset_id: int) -> Insert:
     """The staged objects as the current versions, in file order. now() is the transaction's
     start: superseded rows end exactly where their successors begin."""
     s = city_stage.c
-    geom, footprint = _geom(city_stage)
+    geom, footprint = _geom()
     columns = ("object_id", "dataset_id", "type", "parent_object_id", "lod", "name", "geom",
                "footprint", "height", "min_z", "max_z", "attributes", "semantics",
                "other_lods", "valid_from")

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Interval,
     Select,
     SmallInteger,
+    Table,
     Text,
     any_,
     bindparam,
@@ -65,14 +66,14 @@ def _unnest(rows: Sequence[Mapping[str, Any]],
     return func.unnest(*arrays).table_valued(*columns).render_derived(name="u")
 
 
-def _upsert(table: Any, columns: Iterable[str], source: Select[Any], key: Sequence[str],
+def _upsert(table: Table, columns: Iterable[str], source: Select[Any], key: Sequence[str],
             updates: Iterable[str], **set_: Any) -> Insert:
     stmt = insert(table).from_select(list(columns), source)
     return stmt.on_conflict_do_update(
         index_elements=list(key), set_={**{c: stmt.excluded[c] for c in updates}, **set_})
 
 
-def _envelope(geom: Any, box: Box) -> ColumnElement[bool]:
+def _envelope(geom: ColumnElement[Any], box: Box) -> ColumnElement[bool]:
     x1, y1, x2, y2 = (literal(v, Float) for v in box)
     return func.ST_Intersects(geom, func.ST_MakeEnvelope(x1, y1, x2, y2, 4326))
 
