@@ -43,8 +43,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.types import UserDefinedType
 
-from service.bim.store import bim_elements as el
-from service.bim.store import bim_spaces as sp
+from service.bim.tables import bim_elements as el
+from service.bim.tables import bim_spaces as sp
 from service.core.auth import Reader, Writer
 from service.core.errors import BadRequest, NotFound, Unprocessable
 from service.core.ids import Id

@@ -1,5 +1,4 @@
-"""The ``bim_elements`` and ``bim_spaces`` tables (migrations 0004, 0007, 0008) and the
-writes of an IFC ingest.
+"""The writes of an IFC ingest, as SQLAlchemy Core over ``service/bim/tables.py``.
 
 A dataset's rows are replaced in one transaction (delete, insert, link to buildings), so a
 re-ingest never leaves a mix of old and new elements or rooms, and a failed one leaves the
@@ -12,139 +11,90 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from geoalchemy2 import Geometry
 from sqlalchemy import (
-    BigInteger,
-    Column,
+    Delete,
     Float,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Table,
+    Insert,
+    LargeBinary,
     Text,
-    text,
+    Update,
+    and_,
+    bindparam,
+    case,
+    cast,
+    column,
+    delete,
+    func,
+    insert,
+    select,
+    table,
+    update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
-from sqlalchemy.types import UserDefinedType
 
 from readers.ifc.model import BimElement
 from readers.ifc.spaces import BimSpace
+from service.bim.tables import bim_elements, bim_spaces
+
+BATCH_ROWS = 1000
+
+# The columns of CIM's table the building link reads. Named here, not imported: one domain
+# does not import another (pyproject's import contracts); service/cim/tables.py defines it.
+city_objects = table("city_objects", column("object_id"), column("type"),
+                     column("parent_object_id"), column("footprint"), column("valid_to"))
 
 
-class Box3D(UserDefinedType):
-    cache_ok = True
-
-    def get_col_spec(self, **kw: Any) -> str:
-        return "box3d"
+def _point(corner: str) -> Any:
+    return func.ST_MakePoint(*(bindparam(f"{axis}{corner}", type_=Float) for axis in "xyz"))
 
 
-metadata = MetaData()
+# Executed with a list of rows (executemany): the columns not named here take the row's
+# value of the same key; psets travel as JSON text (serialised without NaN), footprints as
+# WKB and the box as its two corners. A space without geometry has NULL corners, which give
+# a NULL box.
+_GEOMETRY = {
+    "psets": cast(bindparam("psets_json", type_=Text), JSONB),
+    "footprint": func.ST_Multi(func.ST_GeomFromWKB(bindparam("footprint_wkb",
+                                                            type_=LargeBinary), 4326)),
+    "bbox3d": func.ST_3DMakeBox(_point("0"), _point("1")),
+    "min_height": bindparam("z0", type_=Float),
+    "max_height": bindparam("z1", type_=Float),
+}
+INSERT_ELEMENT: Insert = insert(bim_elements).values(_GEOMETRY)
+INSERT_SPACE: Insert = insert(bim_spaces).values(_GEOMETRY)
 
-bim_elements = Table(
-    "bim_elements",
-    metadata,
-    Column("id", BigInteger, primary_key=True),
-    Column("dataset_id", BigInteger, ForeignKey("datasets.id", ondelete="CASCADE"),
-           nullable=False),
-    Column("global_id", String(22), nullable=False),
-    Column("ifc_class", String(64), nullable=False),
-    Column("class_path", ARRAY(Text), nullable=False),
-    Column("name", Text),
-    Column("type_name", Text),
-    Column("assembly_global_id", String(22)),
-    Column("assembly_class", String(64)),
-    Column("storey", Text),
-    Column("storey_global_id", String(22)),
-    Column("storey_elevation", Float),
-    Column("psets", JSONB, nullable=False),
-    Column("footprint", Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)),
-    Column("bbox3d", Box3D, nullable=False),
-    Column("min_height", Float, nullable=False),
-    Column("max_height", Float, nullable=False),
-    Column("building_object_id", Text),
-    Column("triangles", Integer, nullable=False),
-    Column("space_global_id", String(22)),
-    Column("bounded_space_global_ids", ARRAY(Text), nullable=False),
-)
 
-bim_spaces = Table(
-    "bim_spaces",
-    metadata,
-    Column("id", BigInteger, primary_key=True),
-    Column("dataset_id", BigInteger, ForeignKey("datasets.id", ondelete="CASCADE"),
-           nullable=False),
-    Column("global_id", String(22), nullable=False),
-    Column("name", Text),
-    Column("long_name", Text),
-    Column("storey", Text),
-    Column("storey_global_id", String(22)),
-    Column("psets", JSONB, nullable=False),
-    Column("footprint", Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)),
-    Column("bbox3d", Box3D),
-    Column("min_height", Float),
-    Column("max_height", Float),
-    Column("floor_area", Float),
-)
+def delete_dataset(dataset_id: int) -> Delete:
+    """Both tables in one statement: a model without rooms pays no extra round trip."""
+    spaces = delete(bim_spaces).where(bim_spaces.c.dataset_id == dataset_id).cte("spaces")
+    return delete(bim_elements).where(bim_elements.c.dataset_id == dataset_id).add_cte(spaces)
 
-_INSERT = text(
-    """
-    INSERT INTO bim_elements (dataset_id, global_id, ifc_class, class_path, name, type_name,
-        assembly_global_id, assembly_class, storey, storey_global_id, storey_elevation,
-        psets, footprint, bbox3d, min_height, max_height, triangles, space_global_id,
-        bounded_space_global_ids)
-    VALUES (:dataset_id, :global_id, :ifc_class, :class_path, :name, :type_name,
-        :assembly_global_id, :assembly_class, :storey,
-        :storey_global_id, :storey_elevation, CAST(:psets AS jsonb),
-        ST_Multi(ST_GeomFromWKB(:footprint, 4326)),
-        ST_3DMakeBox(ST_MakePoint(:x0, :y0, :z0), ST_MakePoint(:x1, :y1, :z1)),
-        :z0, :z1, :triangles, :space_global_id, :bounded_space_global_ids)
-    """
-)
 
-# both tables in one statement: a model without rooms pays no extra round trip for them
-_DELETE = text(
-    """
-    WITH spaces AS (DELETE FROM bim_spaces WHERE dataset_id = :dataset_id)
-    DELETE FROM bim_elements WHERE dataset_id = :dataset_id
-    """
-)
+def link_to_buildings(dataset_id: int) -> Update:
+    """Each element of the dataset to the current CIM building (or the building of a current
+    building part) whose footprint overlaps its own the most."""
+    c, e2 = city_objects.alias("c"), bim_elements.alias("e2")
+    building = (
+        select(case((and_(c.c.type == "BuildingPart", c.c.parent_object_id.is_not(None)),
+                     c.c.parent_object_id), else_=c.c.object_id))
+        .where(c.c.valid_to.is_(None), c.c.type.in_(("Building", "BuildingPart")),
+               c.c.footprint.bool_op("&&")(e2.c.footprint),
+               func.ST_Intersects(c.c.footprint, e2.c.footprint))
+        .order_by(func.ST_Area(func.ST_Intersection(func.ST_MakeValid(c.c.footprint),
+                                                    e2.c.footprint)).desc(), c.c.object_id)
+        .limit(1).scalar_subquery())
+    best = (select(e2.c.id, building.label("building"))
+            .where(e2.c.dataset_id == dataset_id, e2.c.footprint.is_not(None))
+            .subquery("best"))
+    e = bim_elements.c
+    return (update(bim_elements).values(building_object_id=best.c.building)
+            .where(e.id == best.c.id, best.c.building.is_not(None)))
 
-# A space without geometry has NULL coordinates, which give a NULL box.
-_INSERT_SPACE = text(
-    """
-    INSERT INTO bim_spaces (dataset_id, global_id, name, long_name, storey, storey_global_id,
-        psets, footprint, bbox3d, min_height, max_height, floor_area)
-    VALUES (:dataset_id, :global_id, :name, :long_name, :storey, :storey_global_id,
-        CAST(:psets AS jsonb), ST_Multi(ST_GeomFromWKB(:footprint, 4326)),
-        ST_3DMakeBox(ST_MakePoint(:x0, :y0, :z0), ST_MakePoint(:x1, :y1, :z1)),
-        :z0, :z1, :floor_area)
-    """
-)
 
-# The current CIM building (or the building of a current building part) whose footprint
-# overlaps the element's the most.
-_LINK = text(
-    """
-    UPDATE bim_elements e SET building_object_id = best.building
-    FROM (
-        SELECT e2.id, (
-            SELECT CASE WHEN c.type = 'BuildingPart' AND c.parent_object_id IS NOT NULL
-                        THEN c.parent_object_id ELSE c.object_id END
-            FROM city_objects c
-            WHERE c.valid_to IS NULL AND c.type IN ('Building', 'BuildingPart')
-              AND c.footprint && e2.footprint
-              AND ST_Intersects(c.footprint, e2.footprint)
-            ORDER BY ST_Area(ST_Intersection(ST_MakeValid(c.footprint), e2.footprint)) DESC,
-                     c.object_id
-            LIMIT 1) AS building
-        FROM bim_elements e2
-        WHERE e2.dataset_id = :dataset_id AND e2.footprint IS NOT NULL
-    ) best
-    WHERE e.id = best.id AND best.building IS NOT NULL
-    """
-)
+def unlink(dataset_id: int) -> Update:
+    e = bim_elements.c
+    return update(bim_elements).values(building_object_id=None).where(e.dataset_id == dataset_id)
 
 
 def _row(dataset_id: int, e: BimElement) -> dict[str, Any]:
@@ -156,8 +106,8 @@ def _row(dataset_id: int, e: BimElement) -> dict[str, Any]:
         "assembly_global_id": i.assembly_global_id, "assembly_class": i.assembly_class,
         "storey": i.storey, "storey_global_id": i.storey_global_id,
         "storey_elevation": i.storey_elevation,
-        "psets": json.dumps(i.psets, ensure_ascii=False, allow_nan=False),
-        "footprint": e.footprint.wkb if not e.footprint.is_empty else None,
+        "psets_json": json.dumps(i.psets, ensure_ascii=False, allow_nan=False),
+        "footprint_wkb": e.footprint.wkb if not e.footprint.is_empty else None,
         "x0": float(lo[0]), "y0": float(lo[1]), "z0": float(lo[2]),
         "x1": float(hi[0]), "y1": float(hi[1]), "z1": float(hi[2]),
         "triangles": e.triangles, "space_global_id": e.space_global_id,
@@ -170,8 +120,8 @@ def _space_row(dataset_id: int, s: BimSpace) -> dict[str, Any]:
     return {
         "dataset_id": dataset_id, "global_id": s.global_id, "name": s.name,
         "long_name": s.long_name, "storey": s.storey, "storey_global_id": s.storey_global_id,
-        "psets": json.dumps(s.psets, ensure_ascii=False, allow_nan=False),
-        "footprint": s.footprint.wkb if s.footprint is not None else None,
+        "psets_json": json.dumps(s.psets, ensure_ascii=False, allow_nan=False),
+        "footprint_wkb": s.footprint.wkb if s.footprint is not None else None,
         "x0": lo[0], "y0": lo[1], "z0": lo[2], "x1": hi[0], "y1": hi[1], "z1": hi[2],
         "floor_area": s.floor_area,
     }
@@ -181,18 +131,17 @@ def replace_elements(conn: Connection, dataset_id: int, elements: Sequence[BimEl
                      spaces: Sequence[BimSpace] = ()) -> int:
     """Replace the dataset's elements and spaces; return how many elements stand in a CIM
     building."""
-    conn.execute(_DELETE, {"dataset_id": dataset_id})
+    conn.execute(delete_dataset(dataset_id))
     rows = [_row(dataset_id, e) for e in elements]
-    for start in range(0, len(rows), 1000):
-        conn.execute(_INSERT, rows[start:start + 1000])
+    for start in range(0, len(rows), BATCH_ROWS):
+        conn.execute(INSERT_ELEMENT, rows[start:start + BATCH_ROWS])
     space_rows = [_space_row(dataset_id, s) for s in spaces]
-    for start in range(0, len(space_rows), 1000):
-        conn.execute(_INSERT_SPACE, space_rows[start:start + 1000])
-    return conn.execute(_LINK, {"dataset_id": dataset_id}).rowcount  # new rows: no links
+    for start in range(0, len(space_rows), BATCH_ROWS):
+        conn.execute(INSERT_SPACE, space_rows[start:start + BATCH_ROWS])
+    return conn.execute(link_to_buildings(dataset_id)).rowcount  # new rows: no links
 
 
 def link_buildings(conn: Connection, dataset_id: int) -> int:
     """(Re)compute which CIM building each element of the dataset stands in."""
-    conn.execute(text("UPDATE bim_elements SET building_object_id = NULL "
-                      "WHERE dataset_id = :dataset_id"), {"dataset_id": dataset_id})
-    return conn.execute(_LINK, {"dataset_id": dataset_id}).rowcount
+    conn.execute(unlink(dataset_id))
+    return conn.execute(link_to_buildings(dataset_id)).rowcount

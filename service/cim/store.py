@@ -19,60 +19,95 @@ from typing import Any
 
 import numpy as np
 import shapely
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Connection,
+    Delete,
+    Double,
+    Insert,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    Update,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 from readers.cim import CityObject, Problem, Surface
+from service.cim.tables import city_objects
 
-STAGE_COLUMNS = ("seq", "object_id", "type", "parent_object_id", "lod", "name", "geom",
-                 "footprint", "height", "min_z", "max_z", "attributes", "semantics",
-                 "other_lods")
+# One per load, gone at commit: the rows of the file as they will be stored, before they are
+# compared with the current ones. Its own MetaData: no schema code should ever create it.
+city_stage = Table(
+    "city_stage", MetaData(),
+    Column("seq", Integer), Column("object_id", Text), Column("type", Text),
+    Column("parent_object_id", Text), Column("lod", Text), Column("name", Text),
+    Column("geom", LargeBinary), Column("footprint", LargeBinary),
+    Column("height", Double), Column("min_z", Double), Column("max_z", Double),
+    Column("attributes", JSONB), Column("semantics", JSONB), Column("other_lods", JSONB),
+    prefixes=["TEMPORARY"], postgresql_on_commit="DROP",
+)
+STAGE_COLUMNS = tuple(c.name for c in city_stage.c)
 
-_CREATE_STAGE = text("""
-    CREATE TEMP TABLE city_stage (
-        seq integer, object_id text, type text, parent_object_id text, lod text, name text,
-        geom bytea, footprint bytea, height float8, min_z float8, max_z float8,
-        attributes jsonb, semantics jsonb, other_lods jsonb
-    ) ON COMMIT DROP
-""")
 
-# Exact equality: geometry "=" compares every coordinate in order (PostGIS >= 2.4), jsonb
-# "=" compares values; the staged bytes are the ones the stored row was made from.
-_KEEP_UNCHANGED = text("""
-    WITH same AS (
-        UPDATE city_objects c SET dataset_id = :dataset_id
-        FROM city_stage s
-        WHERE c.object_id = s.object_id AND c.valid_to IS NULL
-          AND c.type = s.type
-          AND c.parent_object_id IS NOT DISTINCT FROM s.parent_object_id
-          AND c.lod IS NOT DISTINCT FROM s.lod AND c.name IS NOT DISTINCT FROM s.name
-          AND c.geom IS NOT DISTINCT FROM ST_GeomFromWKB(s.geom, 4326)
-          AND c.footprint IS NOT DISTINCT FROM ST_Multi(ST_GeomFromWKB(s.footprint, 4326))
-          AND c.height IS NOT DISTINCT FROM s.height
-          AND c.min_z IS NOT DISTINCT FROM s.min_z AND c.max_z IS NOT DISTINCT FROM s.max_z
-          AND c.attributes IS NOT DISTINCT FROM s.attributes
-          AND c.semantics IS NOT DISTINCT FROM s.semantics
-          AND c.other_lods IS NOT DISTINCT FROM s.other_lods
-        RETURNING s.seq
-    )
-    DELETE FROM city_stage WHERE seq IN (SELECT seq FROM same)
-""").bindparams(bindparam("dataset_id"))
+def _geom() -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """The staged WKB as the stored columns are made from it."""
+    s = city_stage.c
+    return (func.ST_GeomFromWKB(s.geom, 4326),
+            func.ST_Multi(func.ST_GeomFromWKB(s.footprint, 4326)))
 
-_SUPERSEDE = text("""
-    UPDATE city_objects c SET valid_to = now()
-    FROM city_stage s
-    WHERE c.object_id = s.object_id AND c.valid_to IS NULL
-""")
 
-# now() is the transaction's start: superseded rows end exactly where their successors begin.
-_INSERT = text("""
-    INSERT INTO city_objects (object_id, dataset_id, type, parent_object_id, lod, name, geom,
-                              footprint, height, min_z, max_z, attributes, semantics,
-                              other_lods, valid_from)
-    SELECT object_id, :dataset_id, type, parent_object_id, lod, name,
-           ST_GeomFromWKB(geom, 4326), ST_Multi(ST_GeomFromWKB(footprint, 4326)),
-           height, min_z, max_z, attributes, semantics, other_lods, now()
-    FROM city_stage ORDER BY seq
-""").bindparams(bindparam("dataset_id"))
+def keep_unchanged(dataset_id: int) -> Delete:
+    """Hand each current row equal to its staged object to the new dataset, and unstage
+    that object; the statement's row count is how many were kept.
+
+    Exact equality: geometry "=" compares every coordinate in order (PostGIS >= 2.4), jsonb
+    "=" compares values; the staged bytes are the ones the stored row was made from."""
+    c, s = city_objects.c, city_stage.c
+    geom, footprint = _geom()
+    same = (update(city_objects).values(dataset_id=dataset_id)
+            .where(c.object_id == s.object_id, c.valid_to.is_(None), c.type == s.type,
+                   *(c[k].is_not_distinct_from(s[k])
+                     for k in ("parent_object_id", "lod", "name")),
+                   c.geom.is_not_distinct_from(geom),
+                   c.footprint.is_not_distinct_from(footprint),
+                   *(c[k].is_not_distinct_from(s[k])
+                     for k in ("height", "min_z", "max_z", "attributes", "semantics",
+                               "other_lods")))
+            .returning(s.seq).cte("same"))
+    return delete(city_stage).where(s.seq.in_(select(same.c.seq))).add_cte(same)
+
+
+def supersede() -> Update:
+    """End the current version of every staged object."""
+    c, s = city_objects.c, city_stage.c
+    return (update(city_objects).values(valid_to=func.now())
+            .where(c.object_id == s.object_id, c.valid_to.is_(None)))
+
+
+def insert_staged(dataset_id: int) -> Insert:
+    """The staged objects as the current versions, in file order. now() is the transaction's
+    start: superseded rows end exactly where their successors begin."""
+    s = city_stage.c
+    geom, footprint = _geom()
+    columns = ("object_id", "dataset_id", "type", "parent_object_id", "lod", "name", "geom",
+               "footprint", "height", "min_z", "max_z", "attributes", "semantics",
+               "other_lods", "valid_from")
+    rows = (select(s.object_id, literal(dataset_id, BigInteger), s.type, s.parent_object_id, s.lod,
+                   s.name, geom, footprint, s.height, s.min_z, s.max_z, s.attributes,
+                   s.semantics, s.other_lods, func.now())
+            .order_by(s.seq))
+    return insert(city_objects).from_select(columns, rows)
 
 
 @dataclass
@@ -147,7 +182,7 @@ def load_objects(conn: Connection, objects: Iterable[CityObject], dataset_id: in
     A second object with an id already seen in this file is skipped and reported in
     ``problems``; the first one wins.
     """
-    conn.execute(_CREATE_STAGE)
+    city_stage.create(conn)
     raw = conn.connection.driver_connection  # psycopg 3: COPY needs the driver's cursor
     result = LoadResult()
     seen: set[str] = set()
@@ -164,8 +199,9 @@ def load_objects(conn: Connection, objects: Iterable[CityObject], dataset_id: in
             result.with_geometry += obj.has_geometry
             if progress and result.inserted % 1000 == 0:
                 progress(result.inserted)
-    conn.execute(text("ANALYZE city_stage"))  # temp tables have no statistics otherwise
-    result.unchanged = conn.execute(_KEEP_UNCHANGED, {"dataset_id": dataset_id}).rowcount
-    result.superseded = conn.execute(_SUPERSEDE).rowcount
-    conn.execute(_INSERT, {"dataset_id": dataset_id})
+    # temp tables have no statistics otherwise; ANALYZE has no Core construct
+    conn.execute(text("ANALYZE city_stage"))
+    result.unchanged = conn.execute(keep_unchanged(dataset_id)).rowcount
+    result.superseded = conn.execute(supersede()).rowcount
+    conn.execute(insert_staged(dataset_id))
     return result

@@ -1,11 +1,13 @@
-"""Layer tables as SQLAlchemy Core (migration 0003 creates them)."""
+"""Layer tables as SQLAlchemy Core (migrations 0003 and 0006 create them)."""
 
 from __future__ import annotations
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (
+    REAL,
     BigInteger,
     Column,
+    Computed,
     DateTime,
     Float,
     ForeignKey,
@@ -15,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
@@ -29,20 +32,24 @@ road_segments = Table(
     Column("name", Text),
     Column("road_class", String(16), nullable=False),
     Column("lanes", SmallInteger, nullable=False),
-    Column("speed_limit_kmh", Float, nullable=False),
-    Column("free_flow_kmh", Float, nullable=False),
+    Column("speed_limit_kmh", REAL, nullable=False),
+    Column("free_flow_kmh", REAL, nullable=False),
     Column("length_m", Float, nullable=False),
     Column("geom", Geometry("LINESTRING", srid=4326, spatial_index=False), nullable=False),
-    Column("updated_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # kept by PostgreSQL for vector tiles; never written by the service
+    Column("geom_3857", Geometry("LINESTRING", srid=3857, spatial_index=False),
+           Computed("ST_Transform(geom, 3857)", persisted=True)),
 )
 
 traffic_observations = Table(
     "traffic_observations", metadata,
-    Column("segment_id", BigInteger, ForeignKey("road_segments.id"), primary_key=True),
+    Column("segment_id", BigInteger, ForeignKey("road_segments.id", ondelete="CASCADE"),
+           primary_key=True),
     Column("observed_at", DateTime(timezone=True), primary_key=True),
     Column("volume", Integer, nullable=False),
-    Column("speed_kmh", Float, nullable=False),
-    Column("occupancy", Float),
+    Column("speed_kmh", REAL, nullable=False),
+    Column("occupancy", REAL),
 )
 
 water_stations = Table(
@@ -53,16 +60,17 @@ water_stations = Table(
     Column("water_body", Text, nullable=False),
     Column("body_type", String(8), nullable=False),
     Column("geom", Geometry("POINT", srid=4326, spatial_index=False), nullable=False),
-    Column("updated_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 water_observations = Table(
     "water_observations", metadata,
-    Column("station_id", BigInteger, ForeignKey("water_stations.id"), primary_key=True),
+    Column("station_id", BigInteger, ForeignKey("water_stations.id", ondelete="CASCADE"),
+           primary_key=True),
     Column("observed_at", DateTime(timezone=True), primary_key=True),
     Column("water_temp", Float),
     *(Column(p, Float) for p in PARAMETERS),
     Column("grade", SmallInteger, nullable=False),
-    Column("deciding", ARRAY(Text), nullable=False),
-    Column("exceedance", JSONB, nullable=False),
+    Column("deciding", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("exceedance", JSONB, nullable=False, server_default="{}"),
 )
