@@ -12,7 +12,6 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
-    MetaData,
     SmallInteger,
     String,
     Table,
@@ -21,9 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from service.core.tables import metadata  # one MetaData: foreign keys resolve across packages
 from service.layers.gb3838 import PARAMETERS
-
-metadata = MetaData()
 
 road_segments = Table(
     "road_segments", metadata,
