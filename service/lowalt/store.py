@@ -64,6 +64,8 @@ from service.lowalt.tables import (
 
 SRID = 4326
 TIMESTAMPTZ = DateTime(timezone=True)
+# short names, as a query's aliases read
+r, z, st, co = drone_routes, airspace_zones, drone_state, city_objects
 
 
 def _const(value: str) -> ColumnElement[str]:
@@ -81,9 +83,6 @@ def _geom(name: str) -> ColumnElement[Any]:
 def _live(status: ColumnElement[str]) -> ColumnElement[bool]:
     return status.in_([_const(s) for s in LIVE_STATUSES])
 
-
-r = drone_routes
-co = city_objects
 
 # --- drones ---------------------------------------------------------------------------
 
@@ -115,7 +114,6 @@ DRONE_CLASSES = select(drones.c.id, drones.c["class"].label("klass")).where(
 
 # --- airspace zones -------------------------------------------------------------------
 
-z = airspace_zones
 _ZONE = (z.c.id, z.c.code, z.c.name, z.c.zone_type, z.c.floor_m, z.c.ceiling_m,
          z.c.height_reference, z.c.reason, z.c.authority, z.c.conditions,
          func.lower(z.c.valid).label("valid_from"), func.upper(z.c.valid).label("valid_to"),
@@ -426,7 +424,6 @@ RECORD_STATE = _state.on_conflict_do_update(
               drone_state.c.t > func.now() + bindparam("ahead", type_=Interval)),
 )
 
-st = drone_state
 _STATES = select(
     st.c.drone_id, drones.c.serial, drones.c.operator, drones.c["class"].label("drone_class"),
     st.c.t, st.c.speed_ms, st.c.track_deg, st.c.battery_pct, st.c.route_id, st.c.flags,
