@@ -7,22 +7,16 @@ from typing import Annotated, Any
 
 import shapely
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import exc, text
+from sqlalchemy import exc
 
 from service.core.auth import ADMIN_ROLES, Principal, Reader, Writer, require
 from service.core.errors import Conflict, NotFound, Unprocessable
 from service.core.ids import Id
+from service.lowalt import store
 from service.lowalt.schemas import DroneIn, ZoneIn, aware, polygon_from
 
 router = APIRouter(tags=["low altitude"])
 Authority = Annotated[Principal, Depends(require(ADMIN_ROLES, "defining airspace zones"))]
-
-_DRONE_COLS = "id, serial, operator, class, model, max_speed_ms, created_by, created_at"
-_ZONE_COLS = (
-    "id, code, name, zone_type, floor_m, ceiling_m, height_reference, reason, authority,"
-    " conditions, lower(valid) AS valid_from, upper(valid) AS valid_to, created_by,"
-    " created_at, ST_AsGeoJSON(geom, 8) AS geometry"
-)
 
 
 def _drone(row: Any) -> dict[str, Any]:
@@ -39,12 +33,9 @@ def zone_feature(row: Any) -> dict[str, Any]:
 async def create_drone(body: DroneIn, request: Request, who: Writer) -> dict[str, Any]:
     try:
         async with request.app.state.engine.begin() as conn:
-            row = (await conn.execute(text(
-                "INSERT INTO drones (serial, operator, class, model, max_speed_ms, created_by)"
-                f" VALUES (:serial, :operator, :klass, :model, :speed, :by)"
-                f" RETURNING {_DRONE_COLS}"),
-                {"serial": body.serial, "operator": body.operator, "klass": body.drone_class,
-                 "model": body.model, "speed": body.max_speed_ms, "by": who.name})).one()
+            row = (await conn.execute(store.new_drone(
+                body.serial, body.operator, body.drone_class, body.model, body.max_speed_ms,
+                who.name))).one()
     except exc.IntegrityError as e:
         raise Conflict(f"a drone with serial {body.serial!r} is registered already") from e
     request.state.audit_detail = {"drone": row.id, "serial": body.serial}
@@ -55,16 +46,14 @@ async def create_drone(body: DroneIn, request: Request, who: Writer) -> dict[str
 async def list_drones(request: Request, _: Reader,
                       limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
     async with request.app.state.engine.connect() as conn:
-        rows = (await conn.execute(text(f"SELECT {_DRONE_COLS} FROM drones ORDER BY id"
-                                        " LIMIT :limit"), {"limit": limit})).all()
+        rows = (await conn.execute(store.list_drones(limit))).all()
     return [_drone(r) for r in rows]
 
 
 @router.get("/drones/{drone_id}", summary="One drone")
 async def get_drone(drone_id: Id, request: Request, _: Reader) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
-        row = (await conn.execute(text(f"SELECT {_DRONE_COLS} FROM drones WHERE id = :id"),
-                                  {"id": drone_id})).first()
+        row = (await conn.execute(store.get_drone(drone_id))).first()
     if row is None:
         raise NotFound(f"no drone {drone_id}")
     return _drone(row)
@@ -85,18 +74,7 @@ async def create_zone(body: ZoneIn, request: Request, who: Authority) -> dict[st
         raise Unprocessable("valid_to is not after valid_from")
     try:
         async with request.app.state.engine.begin() as conn:
-            row = (await conn.execute(text(
-                "INSERT INTO airspace_zones (code, name, zone_type, geom, floor_m, ceiling_m,"
-                " height_reference, valid, reason, authority, conditions, created_by) VALUES"
-                " (:code, :name, :type, ST_GeomFromWKB(:geom, 4326), :floor, :ceiling, :href,"
-                " tstzrange(:vf, :vt, '[)'), :reason, :authority, :conditions, :by)"
-                f" RETURNING {_ZONE_COLS}"),
-                {"code": body.code, "name": body.name, "type": body.zone_type,
-                 "geom": shapely.to_wkb(geom), "floor": body.floor_m,
-                 "ceiling": body.ceiling_m, "href": body.height_reference,
-                 "vf": body.valid_from, "vt": body.valid_to, "reason": body.reason,
-                 "authority": body.authority, "conditions": body.conditions,
-                 "by": who.name})).one()
+            row = (await conn.execute(store.new_zone(body, geom, who.name))).one()
     except exc.IntegrityError as e:
         raise Conflict(f"a zone with code {body.code!r} exists already") from e
     request.state.audit_detail = {"zone": row.id, "type": body.zone_type}
@@ -107,8 +85,7 @@ async def create_zone(body: ZoneIn, request: Request, who: Authority) -> dict[st
 async def list_zones(request: Request, _: Reader,
                      limit: int = Query(1000, ge=1, le=10_000)) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
-        rows = (await conn.execute(text(f"SELECT {_ZONE_COLS} FROM airspace_zones ORDER BY id"
-                                        " LIMIT :limit"), {"limit": limit})).all()
+        rows = (await conn.execute(store.list_zones(limit))).all()
     feats = [zone_feature(r) for r in rows]
     return {"type": "FeatureCollection", "features": feats, "numberReturned": len(feats)}
 
@@ -116,8 +93,7 @@ async def list_zones(request: Request, _: Reader,
 @router.get("/airspace-zones/{zone_id}", summary="One airspace zone")
 async def get_zone(zone_id: Id, request: Request, _: Reader) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
-        row = (await conn.execute(text(f"SELECT {_ZONE_COLS} FROM airspace_zones"
-                                       " WHERE id = :id"), {"id": zone_id})).first()
+        row = (await conn.execute(store.get_zone(zone_id))).first()
     if row is None:
         raise NotFound(f"no airspace zone {zone_id}")
     return zone_feature(row)

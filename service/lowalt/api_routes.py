@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service.core.auth import PLAN_ROLES, Principal, Reader, Writer, require
 from service.core.errors import Unprocessable
 from service.core.ids import Id
-from service.lowalt import store
+from service.lowalt import lifecycle, store
 from service.lowalt.checks import drone_class, find_conflicts, validate_route
 from service.lowalt.ground import load_ground
 from service.lowalt.plan_service import plan_route
@@ -182,7 +182,7 @@ async def approve(route_id: Id, request: Request, who: Writer, s: Settings,
                   body: ApproveIn | None = None) -> dict[str, Any]:
     auth = body.authorisation if body else None
     async with request.app.state.engine.begin() as conn:
-        outcome = await store.approve(conn, route_id, s, who.name, who.role, auth)
+        outcome = await lifecycle.approve(conn, route_id, s, who.name, who.role, auth)
     request.state.audit_detail = {"route": route_id, "approved": True}
     return outcome
 
@@ -192,6 +192,6 @@ async def approve(route_id: Id, request: Request, who: Writer, s: Settings,
 async def set_status(route_id: Id, body: StatusIn, request: Request, _: Writer
                      ) -> dict[str, Any]:
     async with request.app.state.engine.begin() as conn:
-        before = await store.set_status(conn, route_id, body.status)
+        before = await lifecycle.set_status(conn, route_id, body.status)
     request.state.audit_detail = {"route": route_id, "from": before, "to": body.status}
     return {"route_id": route_id, "status": body.status, "was": before}

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.core.errors import Unprocessable
+from service.lowalt import store
 from service.lowalt.citymodel import city_model_version, load_obstacles, load_zones
 from service.lowalt.conflicts import load_candidates, refine
 from service.lowalt.ground import GroundModel, load_ground
@@ -17,11 +17,9 @@ from service.lowalt.schemas import RouteVolume
 from service.lowalt.settings import LowAltSettings
 from service.lowalt.validation import validate
 
-_DRONE_SQL = text("SELECT id, serial, class FROM drones WHERE id = :id")
-
 
 async def drone_class(conn: AsyncConnection, drone_id: int) -> str:
-    row = (await conn.execute(_DRONE_SQL, {"id": drone_id})).first()
+    row = (await conn.execute(store.DRONE_CLASS, {"id": drone_id})).first()
     if row is None:
         raise Unprocessable(f"unknown drone {drone_id}: register it at POST /drones first",
                             drone_id=drone_id)

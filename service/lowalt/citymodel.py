@@ -12,36 +12,15 @@ from datetime import datetime
 
 import numpy as np
 import shapely
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.lowalt import store
 from service.lowalt.geo import Frame
 
 # obstacles with unknown heights count as reaching this high (ellipsoidal m): unknown means
 # "cannot be overflown", never "is not there"
 UNKNOWN_TOP = 10_000.0
 
-# A long diagonal corridor has a huge bounding box; cut into small pieces first, each piece's
-# box finds only the buildings near it in the footprint index (far fewer rows to test on a
-# long route: benchmarks/RESULTS.md)
-PIECES = "(SELECT ST_Subdivide(ST_GeomFromWKB(:area, 4326), 16) AS g)"
-_OBSTACLES_SQL = text(
-    "SELECT DISTINCT ON (c.id) c.id, c.object_id, c.type, ST_AsBinary(c.footprint) AS wkb,"
-    " coalesce(c.min_z, ST_ZMin(c.geom)) AS min_z,"
-    " coalesce(c.max_z, ST_ZMax(c.geom), c.min_z + c.height) AS max_z"
-    f" FROM {PIECES} a JOIN city_objects c ON ST_Intersects(c.footprint, a.g)"
-    " WHERE c.valid_to IS NULL AND c.type = ANY(:types) ORDER BY c.id"
-)
-_ZONES_SQL = text(
-    "SELECT id, code, name, zone_type, ST_AsBinary(geom) AS wkb, floor_m, ceiling_m,"
-    " height_reference FROM airspace_zones"
-    " WHERE valid && tstzrange(:t0, :t1, '[)')"
-    " AND ST_Intersects(geom, ST_GeomFromWKB(:area, 4326))"
-)
-_VERSION_SQL = text(
-    "SELECT (SELECT max(id) FROM city_objects) AS last_id,"
-    " (SELECT max(valid_from) FROM city_objects) AS last_change"
-)
 
 
 @dataclass
@@ -91,14 +70,14 @@ def obstacles_from_rows(rows, frame: Frame) -> Obstacles:
 async def load_obstacles(conn: AsyncConnection, area_m: shapely.Geometry, frame: Frame,
                          types: tuple[str, ...]) -> Obstacles:
     area = shapely.to_wkb(frame.geom_to_lonlat(area_m))
-    rows = (await conn.execute(_OBSTACLES_SQL, {"types": list(types), "area": area})).all()
+    rows = (await conn.execute(store.OBSTACLES, {"types": list(types), "area": area})).all()
     return obstacles_from_rows(rows, frame)
 
 
 async def load_zones(conn: AsyncConnection, area_m: shapely.Geometry, frame: Frame,
                      start: datetime, end: datetime) -> list[Zone]:
     area = shapely.to_wkb(frame.geom_to_lonlat(area_m))
-    rows = (await conn.execute(_ZONES_SQL, {"area": area, "t0": start, "t1": end})).all()
+    rows = (await conn.execute(store.ZONES_IN, {"area": area, "t0": start, "t1": end})).all()
     return [Zone(r.id, r.code, r.name, r.zone_type,
                  frame.geom_to_metric(shapely.from_wkb(r.wkb)), r.floor_m, r.ceiling_m,
                  r.height_reference) for r in rows]
@@ -106,7 +85,7 @@ async def load_zones(conn: AsyncConnection, area_m: shapely.Geometry, frame: Fra
 
 async def city_model_version(conn: AsyncConnection) -> str:
     """Changes whenever city objects are added or superseded (both indexed look-ups)."""
-    row = (await conn.execute(_VERSION_SQL)).one()
+    row = (await conn.execute(store.CITY_MODEL_VERSION)).one()
     if row.last_id is None:
         return "empty"
     return f"{row.last_id}@{row.last_change.isoformat()}"

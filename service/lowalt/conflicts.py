@@ -24,21 +24,12 @@ from typing import Any
 
 import numpy as np
 import shapely
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.lowalt import store
 from service.lowalt.geo import Frame, sample
 from service.lowalt.schemas import RouteVolume
 from service.lowalt.settings import LowAltSettings
-
-CANDIDATES_SQL = text(
-    "SELECT id, drone_id, name, status, priority, half_width_m, vertical_half_m,"
-    " ST_AsBinary(geom) AS wkb, lower(time_window) AS t0, upper(time_window) AS t1"
-    " FROM drone_routes WHERE status IN ('approved', 'active') AND id <> :self"
-    " AND time_window && tstzrange(:t0, :t1, '[)')"
-    " AND alt_band && numrange(:lo, :hi, '[]')"
-    " AND ST_Intersects(corridor, ST_GeomFromWKB(:area, 4326))"
-)
 
 
 @dataclass
@@ -86,7 +77,7 @@ async def load_flights(conn: AsyncConnection, area_m: shapely.Geometry, frame: F
     """Approved and active flights whose corridor meets an area at any height, and whose
     window meets [start, end] when both are widened by the margin (what planning avoids)."""
     margin = time_reach(s)
-    rows = (await conn.execute(CANDIDATES_SQL, {
+    rows = (await conn.execute(store.CONFLICT_CANDIDATES, {
         "self": 0, "t0": start - margin, "t1": end + margin, "lo": -1e9, "hi": 1e9,
         "area": shapely.to_wkb(frame.geom_to_lonlat(area_m))})).all()
     return candidates_from_rows(rows, frame)
@@ -94,7 +85,7 @@ async def load_flights(conn: AsyncConnection, area_m: shapely.Geometry, frame: F
 
 async def load_candidates(conn: AsyncConnection, route: RouteVolume, s: LowAltSettings,
                           self_id: int | None = None) -> list[Candidate]:
-    rows = (await conn.execute(CANDIDATES_SQL, search_params(route, s, self_id))).all()
+    rows = (await conn.execute(store.CONFLICT_CANDIDATES, search_params(route, s, self_id))).all()
     return candidates_from_rows(rows, route.frame)
 
 

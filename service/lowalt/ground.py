@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import shapely
 from scipy.spatial import cKDTree
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.lowalt.citymodel import PIECES
+from service.lowalt import store
 from service.lowalt.geo import Frame, grow
 from service.lowalt.settings import LowAltSettings
 
@@ -34,19 +33,6 @@ SEA_LEVEL_NOTE = (
     "no ground is known here (no city object within the ground radius, no LiDAR survey): "
     "height above ground is measured from sea level (the EGM96 geoid), so it overstates "
     "the height wherever the terrain is above the sea")
-
-_CITY_SQL = text(
-    "SELECT ST_X(p) AS lon, ST_Y(p) AS lat, z FROM ("
-    " SELECT DISTINCT ON (c.id) ST_PointOnSurface(c.footprint) AS p,"
-    " coalesce(c.min_z, ST_ZMin(c.geom)) AS z"
-    f" FROM {PIECES} a JOIN city_objects c ON ST_Intersects(c.footprint, a.g)"
-    " WHERE c.valid_to IS NULL AND c.type = ANY(:types) ORDER BY c.id) s WHERE z IS NOT NULL"
-)
-_SURVEY_SQL = text(
-    "SELECT ST_AsBinary(footprint) AS wkb, (bounds3d->'min'->>2)::float8 AS z"
-    " FROM datasets WHERE kind = 'lidar' AND status = 'ready' AND footprint IS NOT NULL"
-    " AND bounds3d IS NOT NULL AND ST_Intersects(footprint, ST_GeomFromWKB(:area, 4326))"
-)
 
 
 def _geoid(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
@@ -111,7 +97,7 @@ async def load_ground(conn: AsyncConnection, area_m: shapely.Geometry, frame: Fr
     """The ground model for everything within ``ground_radius_m`` of a metric area."""
     area_ll = frame.geom_to_lonlat(grow(area_m, settings.ground_radius_m, quad_segs=2))
     wkb = shapely.to_wkb(area_ll)
-    rows = (await conn.execute(_CITY_SQL, {"types": list(settings.ground_types),
+    rows = (await conn.execute(store.GROUND_POINTS, {"types": list(settings.ground_types),
                                            "area": wkb})).all()
     xy = np.empty((0, 2))
     z = np.empty(0)
@@ -120,7 +106,7 @@ async def load_ground(conn: AsyncConnection, area_m: shapely.Geometry, frame: Fr
         x, y = frame.to_metric(arr[:, 0], arr[:, 1])
         xy, z = np.column_stack([x, y]), arr[:, 2]
     surveys = []
-    for r in (await conn.execute(_SURVEY_SQL, {"area": wkb})).all():
+    for r in (await conn.execute(store.SURVEYS, {"area": wkb})).all():
         if r.z is not None and np.isfinite(r.z):
             surveys.append((frame.geom_to_metric(shapely.from_wkb(r.wkb)), float(r.z)))
     surveys.sort(key=lambda s: s[1])  # the lowest survey minimum wins where they overlap

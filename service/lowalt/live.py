@@ -12,31 +12,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.lowalt import store
 from service.lowalt.ground import SEA_LEVEL_NOTE, SOURCES
 from service.lowalt.settings import LowAltSettings
-
-_STATE_COLUMNS = (
-    "s.drone_id, d.serial, d.operator, d.class AS drone_class, s.t, s.speed_ms, s.track_deg,"
-    " s.battery_pct, s.route_id, s.flags, s.height_agl_m, s.ground_source, s.received_at,"
-    " s.seq,"
-    " ST_X(s.geom) AS lon, ST_Y(s.geom) AS lat, ST_Z(s.geom) AS h,"
-    " extract(epoch FROM now() - s.received_at)::float8 AS age_s"
-)
-_ALL_SQL = text(f"SELECT {_STATE_COLUMNS} FROM drone_state s JOIN drones d ON d.id = s.drone_id"
-                " ORDER BY s.drone_id")
-_SINCE_SQL = text(f"SELECT {_STATE_COLUMNS} FROM drone_state s"
-                  " JOIN drones d ON d.id = s.drone_id WHERE s.seq > :seq ORDER BY s.seq"
-                  " LIMIT 1000")
-_SILENT_SQL = text(f"SELECT {_STATE_COLUMNS} FROM drone_state s"
-                   " JOIN drones d ON d.id = s.drone_id"
-                   " WHERE s.received_at < now() - make_interval(secs => :secs)")
-_MAX_SEQ_SQL = text("SELECT coalesce(max(seq), 0) FROM drone_state")
 
 
 def state_feature(row: Any, silent_after: float) -> dict[str, Any]:
@@ -62,7 +46,7 @@ def state_feature(row: Any, silent_after: float) -> dict[str, Any]:
 
 async def all_states(engine: AsyncEngine, s: LowAltSettings) -> dict[str, Any]:
     async with engine.connect() as conn:
-        rows = (await conn.execute(_ALL_SQL)).all()
+        rows = (await conn.execute(store.ALL_STATES)).all()
     feats = [state_feature(r, s.silent_after_s) for r in rows]
     return {"type": "FeatureCollection", "features": feats, "numberReturned": len(feats)}
 
@@ -79,8 +63,8 @@ async def stream(engine: AsyncEngine, s: LowAltSettings, last_id: int | None,
     yield f"retry: {int(s.stream_poll_s * 1000) + 1000}\n\n".encode()
     async with engine.connect() as conn:
         if last_id is None:
-            last_id = (await conn.execute(_MAX_SEQ_SQL)).scalar_one()
-            for r in (await conn.execute(_ALL_SQL)).all():
+            last_id = (await conn.execute(store.LAST_SEQ)).scalar_one()
+            for r in (await conn.execute(store.ALL_STATES)).all():
                 f = state_feature(r, s.silent_after_s)
                 if "silent" in f["properties"]["flags"]:
                     silent.add(r.drone_id)
@@ -89,8 +73,9 @@ async def stream(engine: AsyncEngine, s: LowAltSettings, last_id: int | None,
     idle = 0.0
     while not await is_disconnected():
         async with engine.connect() as conn:
-            changed = (await conn.execute(_SINCE_SQL, {"seq": last_id})).all()
-            gone = (await conn.execute(_SILENT_SQL, {"secs": s.silent_after_s})).all()
+            changed = (await conn.execute(store.STATES_SINCE, {"seq": last_id})).all()
+            gone = (await conn.execute(store.SILENT_STATES, {
+                "silent": timedelta(seconds=s.silent_after_s)})).all()
         sent = False
         for r in changed:
             last_id = max(last_id, r.seq)

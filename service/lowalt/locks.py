@@ -17,16 +17,14 @@ import math
 
 import numpy as np
 import shapely
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.lowalt import store
 from service.lowalt.schemas import RouteVolume
 from service.lowalt.settings import LowAltSettings
 
 NAMESPACE = 0x4C41  # "LA": keeps these keys apart from other advisory locks
 _MASK = (1 << 24) - 1
-_LOCK_SQL = text("SELECT k, pg_advisory_xact_lock(k)::text AS held"
-                 " FROM unnest(CAST(:keys AS bigint[])) AS k")
 
 
 def cell_keys(route: RouteVolume, s: LowAltSettings) -> list[int]:
@@ -48,5 +46,5 @@ async def lock_airspace(conn: AsyncConnection, route: RouteVolume, s: LowAltSett
     """Block until this transaction holds every cell of the route; returns the cell count."""
     keys = cell_keys(route, s)
     # unnest yields the sorted keys in order, one lock each
-    (await conn.execute(_LOCK_SQL, {"keys": keys})).all()
+    (await conn.execute(store.LOCK_KEYS, {"keys": keys})).all()
     return len(keys)

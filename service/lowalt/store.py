@@ -1,4 +1,13 @@
-"""Routes in the database: insert, update, read as GeoJSON, approve, change status."""
+"""Every SQL statement of the low-altitude service, as SQLAlchemy Core over ``tables``, and
+the routes' rows read and written.
+
+Statements the checks run on every validation, conflict search, plan and telemetry batch
+are built once, here, with named bind parameters (upper-case names); the others are built
+per call from their arguments. Values that select a partial index or that the text of a
+query fixes (the live statuses, range bounds) are SQL constants, not parameters: the
+planner can prove ``status IN ('approved', 'active')`` against the conflict index for a
+prepared statement only when it reads the constants.
+"""
 
 from __future__ import annotations
 
@@ -6,81 +15,327 @@ import json
 from typing import Any
 
 import shapely
-from sqlalchemy import exc, text
+from sqlalchemy import (
+    DateTime,
+    Insert,
+    Interval,
+    Select,
+    Text,
+    Update,
+    any_,
+    bindparam,
+    cast,
+    extract,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import (
+    ARRAY,
+    BIGINT,
+    DOUBLE_PRECISION,
+    JSONB,
+    NUMERIC,
+    distinct_on,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
-from service.core.errors import Conflict, Forbidden, NotFound, Unprocessable
-from service.lowalt.checks import drone_class, find_conflicts, validate_route
+from service.core.errors import Conflict, NotFound
+from service.core.tables import datasets
 from service.lowalt.geo import frame
-from service.lowalt.locks import lock_airspace
-from service.lowalt.schemas import RouteVolume
+from service.lowalt.schemas import RouteVolume, ZoneIn
 from service.lowalt.settings import LowAltSettings
+from service.lowalt.tables import (
+    LIVE_STATUSES,
+    airspace_zones,
+    city_objects,
+    drone_routes,
+    drone_state,
+    drone_state_seq,
+    drone_telemetry,
+    drones,
+)
 
-_COLUMNS = (
-    "r.id, r.name, r.drone_id, r.status, r.priority, r.half_width_m, r.vertical_half_m,"
-    " lower(r.alt_band)::float8 AS alt_lower_m, upper(r.alt_band)::float8 AS alt_upper_m,"
-    " lower(r.time_window) AS start_time, upper(r.time_window) AS end_time, r.length_m,"
-    " r.verdict, r.validation, r.city_model_version, r.validated_at, r.authorisation,"
-    " r.approved_by, r.approved_at, r.created_by, r.created_at, r.updated_at,"
-    " ST_AsGeoJSON(r.geom, 8) AS geometry, ST_AsGeoJSON(r.corridor, 8) AS corridor"
-)
-_VALUES = (
-    "ST_GeomFromWKB(:geom, 4326), ST_GeomFromWKB(:corridor, 4326), :hw, :vh,"
-    " numrange(CAST(:lo AS float8)::numeric, CAST(:hi AS float8)::numeric, '[]'),"
-    " tstzrange(:t0, :t1, '[)'), :length, :verdict, CAST(:validation AS jsonb), :version"
-)
-_INSERT = text(
-    "INSERT INTO drone_routes (name, drone_id, priority, geom, corridor, half_width_m,"
-    " vertical_half_m, alt_band, time_window, length_m, verdict, validation,"
-    f" city_model_version, validated_at, created_by) VALUES (:name, :drone_id, :priority,"
-    f" {_VALUES}, now(), :by) RETURNING id"
-)
-_UPDATE = text(
-    "UPDATE drone_routes SET (name, drone_id, priority, geom, corridor, half_width_m,"
-    " vertical_half_m, alt_band, time_window, length_m, verdict, validation,"
-    " city_model_version, validated_at, status, approved_by, approved_at, authorisation,"
-    f" updated_at) = (:name, :drone_id, :priority, {_VALUES}, now(), 'planned', NULL, NULL,"
-    " NULL, now()) WHERE id = :id"
-)
-# which status a route may move to from which
-TRANSITIONS = {
-    "active": {"approved"},
-    "suspended": {"approved", "active"},
-    "retired": {"planned", "approved", "active", "suspended"},
-    "planned": {"suspended"},
-}
+SRID = 4326
+TIMESTAMPTZ = DateTime(timezone=True)
+# short names, as a query's aliases read
+r, z, st, co = drone_routes, airspace_zones, drone_state, city_objects
 
 
-def _params(route: RouteVolume, result: dict[str, Any]) -> dict[str, Any]:
+def _const(value: str) -> ColumnElement[str]:
+    """A string constant of this module written into the SQL."""
+    if "'" in value:
+        raise ValueError(f"not a SQL constant: {value!r}")
+    return literal_column(f"'{value}'", Text)
+
+
+def _geom(name: str) -> ColumnElement[Any]:
+    """A WKB parameter (lon/lat) as a geometry."""
+    return func.ST_GeomFromWKB(bindparam(name), SRID)
+
+
+def _live(status: ColumnElement[str]) -> ColumnElement[bool]:
+    return status.in_([_const(s) for s in LIVE_STATUSES])
+
+
+# --- drones ---------------------------------------------------------------------------
+
+_DRONE = (drones.c.id, drones.c.serial, drones.c.operator, drones.c["class"], drones.c.model,
+          drones.c.max_speed_ms, drones.c.created_by, drones.c.created_at)
+
+
+def new_drone(serial: str, operator: str, klass: str, model: str | None,
+              max_speed_ms: float | None, by: str) -> Insert:
+    return (insert(drones)
+            .values({drones.c.serial: serial, drones.c.operator: operator,
+                     drones.c["class"]: klass, drones.c.model: model,
+                     drones.c.max_speed_ms: max_speed_ms, drones.c.created_by: by})
+            .returning(*_DRONE))
+
+
+def list_drones(limit: int) -> Select:
+    return select(*_DRONE).order_by(drones.c.id).limit(limit)
+
+
+def get_drone(drone_id: int) -> Select:
+    return select(*_DRONE).where(drones.c.id == drone_id)
+
+
+DRONE_CLASS = select(drones.c.id, drones.c.serial, drones.c["class"]).where(
+    drones.c.id == bindparam("id"))
+DRONE_CLASSES = select(drones.c.id, drones.c["class"].label("klass")).where(
+    drones.c.id == any_(bindparam("ids")))
+
+# --- airspace zones -------------------------------------------------------------------
+
+_ZONE = (z.c.id, z.c.code, z.c.name, z.c.zone_type, z.c.floor_m, z.c.ceiling_m,
+         z.c.height_reference, z.c.reason, z.c.authority, z.c.conditions,
+         func.lower(z.c.valid).label("valid_from"), func.upper(z.c.valid).label("valid_to"),
+         z.c.created_by, z.c.created_at, func.ST_AsGeoJSON(z.c.geom, 8).label("geometry"))
+
+
+def new_zone(zone: ZoneIn, geom: shapely.MultiPolygon, by: str) -> Insert:
+    return (insert(z)
+            .values(code=zone.code, name=zone.name, zone_type=zone.zone_type,
+                    geom=func.ST_GeomFromWKB(shapely.to_wkb(geom), SRID),
+                    floor_m=zone.floor_m, ceiling_m=zone.ceiling_m,
+                    height_reference=zone.height_reference,
+                    valid=func.tstzrange(literal(zone.valid_from, TIMESTAMPTZ),
+                                         literal(zone.valid_to, TIMESTAMPTZ), _const("[)")),
+                    reason=zone.reason, authority=zone.authority, conditions=zone.conditions,
+                    created_by=by)
+            .returning(*_ZONE))
+
+
+def list_zones(limit: int) -> Select:
+    return select(*_ZONE).order_by(z.c.id).limit(limit)
+
+
+def get_zone(zone_id: int) -> Select:
+    return select(*_ZONE).where(z.c.id == zone_id)
+
+
+# zones valid in [T0, T1) that meet AREA
+ZONES_IN = select(
+    z.c.id, z.c.code, z.c.name, z.c.zone_type, func.ST_AsBinary(z.c.geom).label("wkb"),
+    z.c.floor_m, z.c.ceiling_m, z.c.height_reference,
+).where(
+    z.c.valid.overlaps(func.tstzrange(bindparam("t0"), bindparam("t1"), _const("[)"))),
+    func.ST_Intersects(z.c.geom, _geom("area")),
+)
+
+# --- the city model -------------------------------------------------------------------
+
+# A long diagonal corridor has a huge bounding box; cut into small pieces first, each piece's
+# box finds only the buildings near it in the footprint index (far fewer rows to test on a
+# long route: benchmarks/RESULTS.md)
+PIECES = select(func.ST_Subdivide(_geom("area"), 16).label("g")).subquery("a")
+_CURRENT_OF_TYPES = (co.c.valid_to.is_(None), co.c.type == any_(bindparam("types")))
+_NEAR = PIECES.join(co, func.ST_Intersects(co.c.footprint, PIECES.c.g))
+
+# current city objects of TYPES whose footprint meets AREA, each once
+OBSTACLES = (
+    select(co.c.id, co.c.object_id, co.c.type, func.ST_AsBinary(co.c.footprint).label("wkb"),
+           func.coalesce(co.c.min_z, func.ST_ZMin(co.c.geom)).label("min_z"),
+           func.coalesce(co.c.max_z, func.ST_ZMax(co.c.geom), co.c.min_z + co.c.height)
+           .label("max_z"))
+    .ext(distinct_on(co.c.id)).select_from(_NEAR).where(*_CURRENT_OF_TYPES).order_by(co.c.id)
+)
+
+_BASES = (
+    select(func.ST_PointOnSurface(co.c.footprint).label("p"),
+           func.coalesce(co.c.min_z, func.ST_ZMin(co.c.geom)).label("z"))
+    .ext(distinct_on(co.c.id)).select_from(_NEAR).where(*_CURRENT_OF_TYPES).order_by(co.c.id)
+    .subquery("s")
+)
+# where current city objects of TYPES near AREA stand: a point on the footprint and its
+# lowest height
+GROUND_POINTS = select(func.ST_X(_BASES.c.p).label("lon"), func.ST_Y(_BASES.c.p).label("lat"),
+                       _BASES.c.z).where(_BASES.c.z.is_not(None))
+
+# LiDAR surveys whose footprint meets AREA, with their lowest point
+SURVEYS = select(
+    func.ST_AsBinary(datasets.c.footprint).label("wkb"),
+    cast(datasets.c.bounds3d["min"][2].astext, DOUBLE_PRECISION).label("z"),
+).where(
+    datasets.c.kind == _const("lidar"), datasets.c.status == _const("ready"),
+    datasets.c.footprint.is_not(None), datasets.c.bounds3d.is_not(None),
+    func.ST_Intersects(datasets.c.footprint, _geom("area")),
+)
+
+# changes whenever city objects are added or superseded (both indexed look-ups)
+CITY_MODEL_VERSION = select(
+    select(func.max(co.c.id)).scalar_subquery().label("last_id"),
+    select(func.max(co.c.valid_from)).scalar_subquery().label("last_change"),
+)
+
+# --- routes ---------------------------------------------------------------------------
+
+_WINDOW = (func.lower(r.c.time_window).label("t0"), func.upper(r.c.time_window).label("t1"))
+
+# approved and active routes other than SELF whose window meets [T0, T1), altitude band
+# meets [LO, HI] and corridor meets AREA: one scan of the partial GiST index
+CONFLICT_CANDIDATES = select(
+    r.c.id, r.c.drone_id, r.c.name, r.c.status, r.c.priority, r.c.half_width_m,
+    r.c.vertical_half_m, func.ST_AsBinary(r.c.geom).label("wkb"), *_WINDOW,
+).where(
+    _live(r.c.status), r.c.id != bindparam("self"),
+    r.c.time_window.overlaps(func.tstzrange(bindparam("t0"), bindparam("t1"), _const("[)"))),
+    r.c.alt_band.overlaps(func.numrange(bindparam("lo"), bindparam("hi"), _const("[]"))),
+    func.ST_Intersects(r.c.corridor, _geom("area")),
+)
+
+# the routes of drones IDS that may be flown in [T0, T1]: active ones, and approved ones
+# whose window meets it
+FLOWN_ROUTES = select(
+    r.c.id, r.c.drone_id, r.c.status, r.c.half_width_m, r.c.vertical_half_m,
+    func.ST_AsBinary(r.c.geom).label("wkb"), func.ST_AsBinary(r.c.corridor).label("corridor_wkb"),
+    r.c.authorisation, *_WINDOW,
+).where(
+    r.c.drone_id == any_(bindparam("ids")), _live(r.c.status),
+    or_(r.c.status == _const("active"),
+        r.c.time_window.overlaps(func.tstzrange(bindparam("t0"), bindparam("t1"),
+                                                _const("[]")))),
+)
+
+_ROUTE = (
+    r.c.id, r.c.name, r.c.drone_id, r.c.status, r.c.priority, r.c.half_width_m,
+    r.c.vertical_half_m,
+    cast(func.lower(r.c.alt_band), DOUBLE_PRECISION).label("alt_lower_m"),
+    cast(func.upper(r.c.alt_band), DOUBLE_PRECISION).label("alt_upper_m"),
+    func.lower(r.c.time_window).label("start_time"),
+    func.upper(r.c.time_window).label("end_time"), r.c.length_m, r.c.verdict, r.c.validation,
+    r.c.city_model_version, r.c.validated_at, r.c.authorisation, r.c.approved_by,
+    r.c.approved_at, r.c.created_by, r.c.created_at, r.c.updated_at,
+    func.ST_AsGeoJSON(r.c.geom, 8).label("geometry"),
+    func.ST_AsGeoJSON(r.c.corridor, 8).label("corridor"),
+)
+
+
+def _json(result: dict[str, Any]) -> ColumnElement[Any]:
+    # datetimes and numpy numbers in a check's result are written as text
+    return cast(literal(json.dumps(result, default=str), Text), JSONB)
+
+
+def _checked(result: dict[str, Any]) -> dict[str, Any]:
+    """A route's validation columns from a check's result."""
+    return {"verdict": result["verdict"], "validation": _json(result),
+            "city_model_version": result["checked"].get("city_model_version"),
+            "validated_at": func.now()}
+
+
+def _volume(route: RouteVolume) -> dict[str, Any]:
     lo, hi = route.alt_band
     return {
-        "geom": shapely.to_wkb(shapely.LineString(route.lonlatz), output_dimension=3),
-        "corridor": shapely.to_wkb(route.corridor_ll), "hw": route.half_width,
-        "vh": route.vertical_half, "lo": lo, "hi": hi, "t0": route.start, "t1": route.end,
-        "length": route.length_m, "verdict": result["verdict"],
-        "validation": json.dumps(result, default=str),
-        "version": result["checked"].get("city_model_version"),
+        "geom": func.ST_GeomFromWKB(shapely.to_wkb(shapely.LineString(route.lonlatz),
+                                                   output_dimension=3), SRID),
+        "corridor": func.ST_GeomFromWKB(shapely.to_wkb(route.corridor_ll), SRID),
+        "half_width_m": route.half_width, "vertical_half_m": route.vertical_half,
+        # through float8 as the bounds were always written: numeric of a float8 keeps its
+        # 15 significant digits
+        "alt_band": func.numrange(cast(literal(lo, DOUBLE_PRECISION), NUMERIC),
+                                  cast(literal(hi, DOUBLE_PRECISION), NUMERIC), _const("[]")),
+        "time_window": func.tstzrange(literal(route.start, TIMESTAMPTZ),
+                                      literal(route.end, TIMESTAMPTZ), _const("[)")),
+        "length_m": route.length_m,
     }
+
+
+def new_route(route: RouteVolume, drone_id: int, name: str | None, result: dict[str, Any],
+              by: str) -> Insert:
+    return (insert(r)
+            .values(name=name, drone_id=drone_id, priority=route.priority, created_by=by,
+                    **_volume(route), **_checked(result))
+            .returning(r.c.id))
+
+
+def changed_route(route_id: int, route: RouteVolume, drone_id: int, name: str | None,
+                  result: dict[str, Any]) -> Update:
+    """The route's new volume and validation; back to planned, approval cleared."""
+    return (update(r).where(r.c.id == route_id)
+            .values(name=name, drone_id=drone_id, priority=route.priority, **_volume(route),
+                    **_checked(result), status="planned", approved_by=None, approved_at=None,
+                    authorisation=None, updated_at=func.now()))
+
+
+def approved(route_id: int, by: str, authorisation: str | None, result: dict[str, Any]
+             ) -> Update:
+    return (update(r).where(r.c.id == route_id)
+            .values(status="approved", approved_by=by, approved_at=func.now(),
+                    authorisation=authorisation, updated_at=func.now(), **_checked(result)))
+
+
+def new_status(route_id: int, status: str) -> Update:
+    return (update(r).where(r.c.id == route_id)
+            .values(status=status, updated_at=func.now()))
+
+
+def status_for_update(route_id: int) -> Select:
+    return select(r.c.status).where(r.c.id == route_id).with_for_update()
+
+
+def volume_row(route_id: int, for_update: bool = False) -> Select:
+    stmt = select(
+        r.c.id, r.c.drone_id, r.c.status, r.c.verdict, r.c.priority, r.c.half_width_m,
+        r.c.vertical_half_m, func.ST_AsBinary(r.c.geom).label("wkb"),
+        func.ST_AsBinary(r.c.corridor).label("corridor_wkb"), *_WINDOW,
+    ).where(r.c.id == route_id)
+    return stmt.with_for_update() if for_update else stmt
+
+
+def route_rows(status: str | None = None, drone_id: int | None = None,
+               limit: int | None = None, route_id: int | None = None) -> Select:
+    """Routes as GeoJSON columns, newest first."""
+    stmt = select(*_ROUTE)
+    if route_id is not None:
+        stmt = stmt.where(r.c.id == route_id)
+    if status is not None:
+        stmt = stmt.where(r.c.status == status)
+    if drone_id is not None:
+        stmt = stmt.where(r.c.drone_id == drone_id)
+    return stmt.order_by(r.c.id.desc()).limit(limit)
 
 
 async def insert_route(conn: AsyncConnection, route: RouteVolume, drone_id: int,
                        name: str | None, result: dict[str, Any], by: str) -> int:
-    return (await conn.execute(_INSERT, {**_params(route, result), "name": name,
-                                         "drone_id": drone_id, "priority": route.priority,
-                                         "by": by})).scalar_one()
+    return (await conn.execute(new_route(route, drone_id, name, result, by))).scalar_one()
 
 
 async def update_route(conn: AsyncConnection, route_id: int, route: RouteVolume,
                        drone_id: int, name: str | None, result: dict[str, Any]) -> None:
-    row = (await conn.execute(text("SELECT status FROM drone_routes WHERE id = :id FOR UPDATE"),
-                              {"id": route_id})).first()
+    row = (await conn.execute(status_for_update(route_id))).first()
     if row is None:
         raise NotFound(f"no drone route {route_id}")
     if row.status in ("active", "retired"):
         raise Conflict(f"route {route_id} is {row.status}: suspend it before changing it",
                        route_status=row.status)
-    await conn.execute(_UPDATE, {**_params(route, result), "name": name, "id": route_id,
-                                 "drone_id": drone_id, "priority": route.priority})
+    await conn.execute(changed_route(route_id, route, drone_id, name, result))
 
 
 def route_feature(row: Any) -> dict[str, Any]:
@@ -95,8 +350,7 @@ def route_feature(row: Any) -> dict[str, Any]:
 
 
 async def get_route(conn: AsyncConnection, route_id: int) -> dict[str, Any]:
-    row = (await conn.execute(text(f"SELECT {_COLUMNS} FROM drone_routes r WHERE r.id = :id"),
-                              {"id": route_id})).first()
+    row = (await conn.execute(route_rows(route_id=route_id))).first()
     if row is None:
         raise NotFound(f"no drone route {route_id}")
     return route_feature(row)
@@ -104,13 +358,8 @@ async def get_route(conn: AsyncConnection, route_id: int) -> dict[str, Any]:
 
 async def list_routes(conn: AsyncConnection, status: str | None, drone_id: int | None,
                       limit: int) -> list[dict[str, Any]]:
-    rows = (await conn.execute(text(
-        f"SELECT {_COLUMNS} FROM drone_routes r"
-        " WHERE (CAST(:status AS text) IS NULL OR r.status = :status)"
-        " AND (CAST(:drone AS bigint) IS NULL OR r.drone_id = :drone)"
-        " ORDER BY r.id DESC LIMIT :limit"),
-        {"status": status, "drone": drone_id, "limit": limit})).all()
-    return [route_feature(r) for r in rows]
+    rows = (await conn.execute(route_rows(status, drone_id, limit))).all()
+    return [route_feature(row) for row in rows]
 
 
 def volume_of_row(row: Any, s: LowAltSettings) -> RouteVolume:
@@ -124,81 +373,70 @@ def volume_of_row(row: Any, s: LowAltSettings) -> RouteVolume:
 
 async def load_volume(conn: AsyncConnection, route_id: int, s: LowAltSettings,
                       for_update: bool = False) -> tuple[Any, RouteVolume]:
-    row = (await conn.execute(text(
-        "SELECT id, drone_id, status, verdict, priority, half_width_m, vertical_half_m,"
-        " ST_AsBinary(geom) AS wkb, ST_AsBinary(corridor) AS corridor_wkb,"
-        " lower(time_window) AS t0, upper(time_window) AS t1 FROM drone_routes"
-        " WHERE id = :id" + (" FOR UPDATE" if for_update else "")), {"id": route_id})).first()
+    row = (await conn.execute(volume_row(route_id, for_update))).first()
     if row is None:
         raise NotFound(f"no drone route {route_id}")
     return row, volume_of_row(row, s)
 
 
-async def approve(conn: AsyncConnection, route_id: int, s: LowAltSettings, by: str,
-                  role: str, authorisation: str | None) -> dict[str, Any]:
-    """Approve inside the caller's transaction: lock the route and its airspace cells,
-    validate it again against the city model and zones of now (a zone declared or a
-    building surveyed since filing counts), check conflicts, then mark it approved with
-    that validation. Raises Conflict with the violations or conflicts listed."""
-    row, vol = await load_volume(conn, route_id, s, for_update=True)
-    if row.status not in ("planned", "suspended"):
-        raise Conflict(f"route {route_id} is {row.status}; only planned or suspended routes "
-                       "can be approved", route_status=row.status)
-    cells = await lock_airspace(conn, vol, s)
-    klass = await drone_class(conn, row.drone_id)
-    result = await validate_route(conn, vol, klass, s, approving=True)
-    if result["verdict"] == "refused":
-        refused = [v for v in result["violations"] if v["severity"] == "refuse"]
-        raise Conflict(
-            f"route {route_id} fails validation against the current city model and airspace "
-            f"zones ({'; '.join(v['message'] for v in refused[:3])}); change it and file it "
-            "again", violations=refused)
-    if result["verdict"] == "needs_approval" and (role != "admin" or not authorisation):
-        raise Forbidden(
-            f"route {route_id} needs an authority's approval (controlled airspace or an "
-            "authorisation zone): an admin key and an 'authorisation' reference",
-            violations=[v for v in result["violations"] if v["severity"] == "needs_approval"])
-    conflicts = await find_conflicts(conn, vol, s, self_id=route_id)
-    result["conflicts"] = conflicts
-    blocking = [c for c in conflicts if c["blocking"]]
-    if blocking:
-        raise Conflict(
-            f"route {route_id} conflicts with {len(blocking)} approved or active route(s) of "
-            "equal or higher priority", conflicts=blocking)
-    try:
-        async with conn.begin_nested():
-            await conn.execute(text(
-                "UPDATE drone_routes SET status = 'approved', approved_by = :by,"
-                " approved_at = now(), authorisation = :auth, updated_at = now(),"
-                " verdict = :verdict, validation = CAST(:validation AS jsonb),"
-                " city_model_version = :version, validated_at = now()"
-                " WHERE id = :id"),
-                {"by": by, "auth": authorisation, "id": route_id,
-                 "verdict": result["verdict"],
-                 "validation": json.dumps(result, default=str),
-                 "version": result["checked"].get("city_model_version")})
-    except exc.IntegrityError as e:
-        if "drone_routes_drone_id_time_window_excl" in str(e.orig) or "exclu" in str(e.orig):
-            raise Conflict(f"drone {row.drone_id} already holds an approved or active route "
-                           "in that time window") from e
-        raise
-    return {"route_id": route_id, "status": "approved", "locked_cells": cells,
-            "yielding": [c for c in conflicts if not c["blocking"]], "validation": result}
+# --- approval locks -------------------------------------------------------------------
+
+_KEY = func.unnest(bindparam("keys", type_=ARRAY(BIGINT))).column_valued("k")
+# one transaction-scoped advisory lock per key of KEYS, in the order given (void is not a
+# type the driver reads: the lock's result comes back as text)
+LOCK_KEYS = select(_KEY, cast(func.pg_advisory_xact_lock(_KEY), Text).label("held"))
+
+# --- telemetry and live state ---------------------------------------------------------
 
 
-async def set_status(conn: AsyncConnection, route_id: int, status: str) -> str:
-    row = (await conn.execute(text("SELECT status FROM drone_routes WHERE id = :id FOR UPDATE"),
-                              {"id": route_id})).first()
-    if row is None:
-        raise NotFound(f"no drone route {route_id}")
-    if status == "approved":
-        raise Unprocessable("use POST /drone-routes/{id}/approve to approve a route")
-    allowed = TRANSITIONS.get(status)
-    if allowed is None:
-        raise Unprocessable(f"unknown status {status!r}")
-    if row.status not in allowed:
-        raise Conflict(f"route {route_id} is {row.status}; it cannot become {status}",
-                       route_status=row.status)
-    await conn.execute(text("UPDATE drone_routes SET status = :s, updated_at = now()"
-                            " WHERE id = :id"), {"s": status, "id": route_id})
-    return row.status
+_REPORTED = ("speed_ms", "track_deg", "battery_pct", "route_id", "flags")
+
+
+def _report(*columns: str) -> dict[str, Any]:
+    """A report's values: parameters of the columns' names, and the position from LON, LAT
+    and H."""
+    point = func.ST_SetSRID(func.ST_MakePoint(bindparam("lon"), bindparam("lat"),
+                                              bindparam("h")), SRID)
+    return {"geom": point, **{k: bindparam(k) for k in ("drone_id", "t", *_REPORTED, *columns)}}
+
+
+_telemetry = pg_insert(drone_telemetry).values(_report())
+# executed with one parameter set per report: a report sent again (same drone and time)
+# replaces the earlier one
+RECORD_TELEMETRY = _telemetry.on_conflict_do_update(
+    index_elements=[drone_telemetry.c.drone_id, drone_telemetry.c.t],
+    set_={"geom": _telemetry.excluded.geom, **{k: _telemetry.excluded[k] for k in _REPORTED},
+          "received_at": func.now()},
+)
+
+_state = pg_insert(drone_state).values(_report("height_agl_m", "ground_source"))
+# executed with one parameter set per drone, AHEAD an interval: the newest report becomes
+# the drone's state, and so does any report when the stored one is stamped more than AHEAD
+# after now (the clock bound)
+RECORD_STATE = _state.on_conflict_do_update(
+    index_elements=[drone_state.c.drone_id],
+    set_={"t": _state.excluded.t, "geom": _state.excluded.geom,
+          **{k: _state.excluded[k] for k in _REPORTED},
+          "height_agl_m": _state.excluded.height_agl_m,
+          "ground_source": _state.excluded.ground_source, "received_at": func.now(),
+          "seq": drone_state_seq.next_value()},
+    where=or_(drone_state.c.t <= _state.excluded.t,
+              drone_state.c.t > func.now() + bindparam("ahead", type_=Interval)),
+)
+
+_STATES = select(
+    st.c.drone_id, drones.c.serial, drones.c.operator, drones.c["class"].label("drone_class"),
+    st.c.t, st.c.speed_ms, st.c.track_deg, st.c.battery_pct, st.c.route_id, st.c.flags,
+    st.c.height_agl_m, st.c.ground_source, st.c.received_at, st.c.seq,
+    func.ST_X(st.c.geom).label("lon"), func.ST_Y(st.c.geom).label("lat"),
+    func.ST_Z(st.c.geom).label("h"),
+    cast(extract("epoch", func.now() - st.c.received_at), DOUBLE_PRECISION).label("age_s"),
+).select_from(st.join(drones, drones.c.id == st.c.drone_id))
+
+ALL_STATES = _STATES.order_by(st.c.drone_id)
+# the next changes after SEQ, in order
+STATES_SINCE = _STATES.where(st.c.seq > bindparam("seq")).order_by(st.c.seq).limit(1000)
+# drones with no report for SILENT (an interval)
+SILENT_STATES = _STATES.where(st.c.received_at < func.now() - bindparam("silent",
+                                                                        type_=Interval))
+LAST_SEQ = select(func.coalesce(func.max(st.c.seq), 0))

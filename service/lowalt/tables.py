@@ -1,22 +1,38 @@
-"""The low-altitude tables as SQLAlchemy Core (migration 0005 creates them)."""
+"""The low-altitude tables as SQLAlchemy Core (migrations 0005 and 0009 create them), and
+the columns of the city model the checks read.
+
+CHECK constraints, indexes and the exclusion constraint on live routes live in the
+migrations only: nothing creates tables from this module, and tests/lowalt/test_tables.py
+holds the columns here to the migrated database.
+"""
 
 from __future__ import annotations
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (
-    REAL,
     BigInteger,
     Column,
     DateTime,
-    Float,
     ForeignKey,
     MetaData,
+    Sequence,
     SmallInteger,
     String,
     Table,
     Text,
+    column,
+    func,
+    table,
+    text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, NUMRANGE, TSTZRANGE
+from sqlalchemy.dialects.postgresql import (
+    ARRAY,
+    DOUBLE_PRECISION,
+    JSONB,
+    NUMRANGE,
+    REAL,
+    TSTZRANGE,
+)
 
 metadata = MetaData()
 
@@ -34,25 +50,25 @@ drones = Table(
     Column("model", Text),
     Column("max_speed_ms", REAL),
     Column("created_by", Text),
-    Column("created_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 airspace_zones = Table(
     "airspace_zones", metadata,
     Column("id", BigInteger, primary_key=True),
-    Column("code", Text),
+    Column("code", Text, unique=True),
     Column("name", Text, nullable=False),
     Column("zone_type", String(24), nullable=False),
-    Column("geom", Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)),
-    Column("floor_m", Float, nullable=False),
-    Column("ceiling_m", Float, nullable=False),
-    Column("height_reference", String(8), nullable=False),
-    Column("valid", TSTZRANGE, nullable=False),
+    Column("geom", Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False),
+    Column("floor_m", DOUBLE_PRECISION, nullable=False),
+    Column("ceiling_m", DOUBLE_PRECISION, nullable=False),
+    Column("height_reference", String(8), nullable=False, server_default="agl"),
+    Column("valid", TSTZRANGE, nullable=False, server_default=text("tstzrange(NULL, NULL)")),
     Column("reason", Text),
     Column("authority", Text),
     Column("conditions", Text),
     Column("created_by", Text),
-    Column("created_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 drone_routes = Table(
@@ -60,56 +76,79 @@ drone_routes = Table(
     Column("id", BigInteger, primary_key=True),
     Column("name", Text),
     Column("drone_id", BigInteger, ForeignKey("drones.id"), nullable=False),
-    Column("status", String(12), nullable=False),
-    Column("priority", SmallInteger, nullable=False),
-    Column("geom", Geometry("LINESTRINGZ", srid=4326, spatial_index=False)),
-    Column("corridor", Geometry("POLYGON", srid=4326, spatial_index=False)),
-    Column("half_width_m", Float, nullable=False),
-    Column("vertical_half_m", Float, nullable=False),
+    Column("status", String(12), nullable=False, server_default="planned"),
+    Column("priority", SmallInteger, nullable=False, server_default="0"),
+    Column("geom", Geometry("LINESTRINGZ", srid=4326, spatial_index=False), nullable=False),
+    Column("corridor", Geometry("POLYGON", srid=4326, spatial_index=False), nullable=False),
+    Column("half_width_m", DOUBLE_PRECISION, nullable=False),
+    Column("vertical_half_m", DOUBLE_PRECISION, nullable=False),
     Column("alt_band", NUMRANGE, nullable=False),
     Column("time_window", TSTZRANGE, nullable=False),
-    Column("length_m", Float, nullable=False),
+    Column("length_m", DOUBLE_PRECISION, nullable=False),
     Column("verdict", String(16), nullable=False),
-    Column("validation", JSONB, nullable=False),
+    Column("validation", JSONB, nullable=False, server_default="{}"),
     Column("city_model_version", Text),
     Column("validated_at", DateTime(timezone=True)),
     Column("authorisation", Text),
     Column("approved_by", Text),
     Column("approved_at", DateTime(timezone=True)),
     Column("created_by", Text),
-    Column("created_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 drone_telemetry = Table(
     "drone_telemetry", metadata,
-    Column("drone_id", BigInteger, ForeignKey("drones.id"), primary_key=True),
+    Column("drone_id", BigInteger, ForeignKey("drones.id", ondelete="CASCADE"),
+           primary_key=True),
     Column("t", DateTime(timezone=True), primary_key=True),
-    Column("geom", Geometry("POINTZ", srid=4326, spatial_index=False)),
+    Column("geom", Geometry("POINTZ", srid=4326, spatial_index=False), nullable=False),
     Column("speed_ms", REAL),
     Column("track_deg", REAL),
     Column("battery_pct", REAL),
-    Column("route_id", BigInteger),
-    Column("flags", ARRAY(Text), nullable=False),
-    Column("received_at", DateTime(timezone=True)),
+    Column("route_id", BigInteger, ForeignKey("drone_routes.id", ondelete="SET NULL")),
+    Column("flags", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# orders changes of drone_state for the live stream
+drone_state_seq = Sequence("drone_state_seq", metadata=metadata)
 
 drone_state = Table(
     "drone_state", metadata,
-    Column("drone_id", BigInteger, ForeignKey("drones.id"), primary_key=True),
+    Column("drone_id", BigInteger, ForeignKey("drones.id", ondelete="CASCADE"),
+           primary_key=True),
     Column("t", DateTime(timezone=True), nullable=False),
-    Column("geom", Geometry("POINTZ", srid=4326, spatial_index=False)),
+    Column("geom", Geometry("POINTZ", srid=4326, spatial_index=False), nullable=False),
     Column("speed_ms", REAL),
     Column("track_deg", REAL),
     Column("battery_pct", REAL),
-    Column("route_id", BigInteger),
-    Column("flags", ARRAY(Text), nullable=False),
-    Column("height_agl_m", Float),
-    Column("received_at", DateTime(timezone=True)),
-    Column("seq", BigInteger, nullable=False),
+    Column("route_id", BigInteger, ForeignKey("drone_routes.id", ondelete="SET NULL")),
+    Column("flags", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("height_agl_m", DOUBLE_PRECISION),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("seq", BigInteger, nullable=False, server_default=drone_state_seq.next_value()),
     Column("ground_source", Text),
 )
 
+# The checks read city objects (service/cim owns the table) and LiDAR survey footprints
+# (service/core's datasets). Domains do not import each other, so the columns read here are
+# named here, as a lightweight table clause; tests/lowalt/test_tables.py holds them to
+# cim's Table.
+city_objects = table(
+    "city_objects",
+    column("id", BigInteger),
+    column("object_id", Text),
+    column("type", String(64)),
+    column("geom", Geometry("GEOMETRYZ", srid=4326, spatial_index=False)),
+    column("footprint", Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)),
+    column("height", DOUBLE_PRECISION),
+    column("min_z", DOUBLE_PRECISION),
+    column("max_z", DOUBLE_PRECISION),
+    column("valid_from", DateTime(timezone=True)),
+    column("valid_to", DateTime(timezone=True)),
+)
+
 __all__ = ["DRONE_CLASSES", "LIVE_STATUSES", "ROUTE_STATUSES", "ZONE_TYPES",
-           "airspace_zones", "drone_routes", "drone_state", "drone_telemetry", "drones",
-           "metadata"]
+           "airspace_zones", "city_objects", "drone_routes", "drone_state", "drone_state_seq",
+           "drone_telemetry", "drones", "metadata"]

@@ -34,45 +34,15 @@ from typing import Any
 
 import numpy as np
 import shapely
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.core.errors import BadRequest, Unprocessable
+from service.lowalt import store
 from service.lowalt.geo import frame, grow, nearest_on_polyline, outer_radius
 from service.lowalt.ground import SEA_LEVEL_NOTE, SOURCES, load_ground
 from service.lowalt.schemas import TelemetryIn, check_in_area
 from service.lowalt.settings import LowAltSettings
 from service.lowalt.validation import height_limit
-
-_ROUTES_SQL = text(
-    "SELECT id, drone_id, status, half_width_m, vertical_half_m, ST_AsBinary(geom) AS wkb,"
-    " ST_AsBinary(corridor) AS corridor_wkb, authorisation,"
-    " lower(time_window) AS t0, upper(time_window) AS t1 FROM drone_routes"
-    " WHERE drone_id = ANY(:ids) AND status IN ('approved', 'active')"
-    " AND (status = 'active' OR time_window && tstzrange(:t0, :t1, '[]'))"
-)
-_INSERT_SQL = text(
-    "INSERT INTO drone_telemetry (drone_id, t, geom, speed_ms, track_deg, battery_pct,"
-    " route_id, flags) VALUES (:drone_id, :t, ST_SetSRID(ST_MakePoint(:lon, :lat, :h), 4326),"
-    " :speed_ms, :track_deg, :battery_pct, :route_id, CAST(:flags AS text[]))"
-    " ON CONFLICT (drone_id, t) DO UPDATE SET geom = EXCLUDED.geom,"
-    " speed_ms = EXCLUDED.speed_ms, track_deg = EXCLUDED.track_deg,"
-    " battery_pct = EXCLUDED.battery_pct, route_id = EXCLUDED.route_id,"
-    " flags = EXCLUDED.flags, received_at = now()"
-)
-_STATE_SQL = text(
-    "INSERT INTO drone_state (drone_id, t, geom, speed_ms, track_deg, battery_pct, route_id,"
-    " flags, height_agl_m, ground_source) VALUES (:drone_id, :t,"
-    " ST_SetSRID(ST_MakePoint(:lon, :lat, :h), 4326), :speed_ms, :track_deg, :battery_pct,"
-    " :route_id, CAST(:flags AS text[]), :agl, :ground_source)"
-    " ON CONFLICT (drone_id) DO UPDATE SET t = EXCLUDED.t, geom = EXCLUDED.geom,"
-    " speed_ms = EXCLUDED.speed_ms, track_deg = EXCLUDED.track_deg,"
-    " battery_pct = EXCLUDED.battery_pct, route_id = EXCLUDED.route_id,"
-    " flags = EXCLUDED.flags, height_agl_m = EXCLUDED.height_agl_m,"
-    " ground_source = EXCLUDED.ground_source, received_at = now(),"
-    " seq = nextval('drone_state_seq') WHERE drone_state.t <= EXCLUDED.t"
-    " OR drone_state.t > now() + make_interval(secs => :ahead)"
-)
 
 
 def _route_for(routes: list[Any], t) -> tuple[Any | None, list[str]]:
@@ -141,8 +111,8 @@ async def ingest(conn: AsyncConnection, points: list[TelemetryIn], s: LowAltSett
     check_in_area(np.array([p.lon for p in points]), np.array([p.lat for p in points]),
                   s.metric_crs)
     ids = sorted({p.drone_id for p in points})
-    classes = {r.id: r.klass for r in (await conn.execute(text(
-        "SELECT id, class AS klass FROM drones WHERE id = ANY(:ids)"), {"ids": ids})).all()}
+    classes = {r.id: r.klass for r in (await conn.execute(store.DRONE_CLASSES,
+                                                          {"ids": ids})).all()}
     unknown = [i for i in ids if i not in classes]
     if unknown:
         raise Unprocessable(f"unknown drone(s) {unknown}: nothing was stored",
@@ -150,7 +120,7 @@ async def ingest(conn: AsyncConnection, points: list[TelemetryIn], s: LowAltSett
     margin = timedelta(seconds=s.time_margin_s)
     tmin, tmax = min(p.t for p in points), max(p.t for p in points)
     routes = [SimpleNamespace(**r._mapping) for r in (await conn.execute(
-        _ROUTES_SQL, {"ids": ids, "t0": tmin - margin, "t1": tmax + margin})).all()]
+        store.FLOWN_ROUTES, {"ids": ids, "t0": tmin - margin, "t1": tmax + margin})).all()]
     checked = conformance(points, routes, s, margin)
     # height above ground of every report, for the true-height limit and the state
     fr = frame(s.metric_crs)
@@ -170,20 +140,20 @@ async def ingest(conn: AsyncConnection, points: list[TelemetryIn], s: LowAltSett
         rows.append({"drone_id": p.drone_id, "t": p.t, "lon": p.lon, "lat": p.lat, "h": p.h,
                      "speed_ms": p.speed_ms, "track_deg": p.track_deg,
                      "battery_pct": p.battery_pct, "route_id": rid, "flags": flags,
-                     "agl": round(agl, 2), "ground_source": SOURCES[int(k)],
-                     "ahead": s.clock_ahead_s})
-    await conn.execute(_INSERT_SQL, rows)
+                     "height_agl_m": round(agl, 2), "ground_source": SOURCES[int(k)],
+                     "ahead": timedelta(seconds=s.clock_ahead_s)})
+    await conn.execute(store.RECORD_TELEMETRY, rows)
     # newest report per drone becomes its state, with its height above ground
     newest: dict[int, dict[str, Any]] = {}
     for r in rows:
         if r["drone_id"] not in newest or r["t"] >= newest[r["drone_id"]]["t"]:
             newest[r["drone_id"]] = r
     latest = list(newest.values())
-    await conn.execute(_STATE_SQL, latest)
+    await conn.execute(store.RECORD_STATE, latest)
     flagged = [{"drone_id": r["drone_id"], "t": r["t"].isoformat(), "flags": r["flags"]}
                for r in rows if r["flags"]]
     heights = [{"drone_id": r["drone_id"], "t": r["t"].isoformat(),
-                "height_agl_m": r["agl"], "ground_reference": r["ground_source"],
+                "height_agl_m": r["height_agl_m"], "ground_reference": r["ground_source"],
                 **({"ground_note": SEA_LEVEL_NOTE} if r["ground_source"] == SOURCES[2]
                    else {})} for r in latest]
     return {"stored": len(rows), "drones": len(ids), "flagged": flagged, "latest": heights}
