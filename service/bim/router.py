@@ -308,7 +308,9 @@ async def list_elements(
         "contained, the room's contents; walls, doors, windows and slabs the file names as "
         "room boundaries are in no room, so ask for boundary (or any) to get them"),
         json_schema_extra={"enum": list(SPACE_RELATIONS)}),
-    bbox: str | None = Query(None, description="minlon,minlat,maxlon,maxlat (WGS 84)"),
+    bbox: str | None = Query(None, description=(
+        "minlon,minlat,maxlon,maxlat (WGS 84); six numbers minlon,minlat,minheight,maxlon,"
+        "maxlat,maxheight (ellipsoidal m) also select by height, as in OGC API - Features")),
     height: str | None = Query(None, description="min,max ellipsoidal height (m) overlapped"),
     psets: bool = Query(False, description="include property and quantity sets"),
     limit: int = Query(100, ge=1, le=1000),
@@ -332,6 +334,8 @@ async def list_elements(
     if space is not None:
         conds.append(_in_space(space, relation))
     box = parse_bbox(bbox or None, None)
+    if box is not None and box[0].minz is not None:  # bbox with heights: as height= does
+        conds.append(and_(el.c.max_height >= box[0].minz, el.c.min_height <= box[0].maxz))
     if height:
         conds.append(_height(height))
     rows = select(literal_column("*")).select_from(el).where(and_(true(), *conds))
