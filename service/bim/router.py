@@ -54,7 +54,7 @@ from service.core.ids import Id
 from service.core.tables import datasets
 from service.features.binds import Binds
 from service.features.engine import read_pool
-from service.features.pager import next_url, read_page, restricted
+from service.features.pager import list_links, read_page, restricted
 from service.features.params import parse_bbox
 from service.features.query import ItemsQuery
 from service.features.registry import Collection, Prop
@@ -159,14 +159,9 @@ async def _page(request: Request, view: Collection, rows: Select[Any], q: ItemsQ
     while there is more."""
     binds = Binds()
     page = await read_page(read_pool(request), restricted(view, rows, binds), q, binds)
-    url = request_urls(request.scope)[1]
-    links = [{"rel": "self", "href": url}]
-    following = next_url(url, q, page)
-    if following:
-        links.append({"rel": "next", "href": following})
     return JSONResponse({"type": "FeatureCollection", "numberReturned": page.returned,
                          "features": [to_feature(f) for f in page.features()],
-                         "links": links})
+                         "links": list_links(request_urls(request.scope)[1], q, page)})
 
 
 def _literal(text: str) -> Any:

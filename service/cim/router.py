@@ -24,7 +24,7 @@ from service.core.tables import tilesets
 from service.features.binds import Binds
 from service.features.crs import DEFAULT as DEFAULT_CRS
 from service.features.engine import read_pool
-from service.features.pager import next_url, read_page, restricted
+from service.features.pager import list_links, read_page, restricted
 from service.features.params import parse_bbox
 from service.features.query import ItemsQuery
 from service.features.registry import Collection, Prop
@@ -190,13 +190,9 @@ async def list_objects(
                    limit=limit, offset=offset, sortby=[("object_id", False)], crs=LISTED_CRS,
                    count=False, skip_geometry=geometry == "none")
     page = await read_page(read_pool(request), listed, q, binds)
-    url = request_urls(request.scope)[1]
-    links = [{"rel": "self", "type": GEOJSON, "href": url}]
-    following = next_url(url, q, page)
-    if following:
-        links.append({"rel": "next", "type": GEOJSON, "href": following})
     return _geojson({"type": "FeatureCollection", "numberReturned": page.returned,
-                     "features": [_listed(f) for f in page.features()], "links": links})
+                     "features": [_listed(f) for f in page.features()],
+                     "links": list_links(request_urls(request.scope)[1], q, page, GEOJSON)})
 
 
 @router.get("/objects/{object_id:path}/history", response_class=JSONResponse,

@@ -44,5 +44,7 @@ class Binds:
             name = f"p{len(self.values)}"
             self.values[name] = process(value) if process is not None else value
             names.append(f"(:{name})")
-        # $n are the only dollar signs SQLAlchemy writes: values never go into the text
+        # values never go into the text, so its only $n are the parameters (a statement
+        # that spells "$1" or ":name" in a text() or literal_column() of its own would be
+        # misread here or by text())
         return _POSITION.sub(lambda m: names[int(m.group(1)) - 1], state.statement)

@@ -1,10 +1,10 @@
 """One page of a collection: its query run on the read pool, and where the next one starts.
 
-The OGC items endpoint and the domains' own list endpoints (``/bim/elements``,
-``/city/objects``) page the same way: :func:`read_page` runs :func:`items_sql` in turn at
-the read pool's gate, and :func:`next_url` / :func:`prev_url` give the links. A domain
-list passes its own filters as a Core statement (the source the page is read from) and
-reshapes the features into its own answer."""
+The OGC items endpoint and the domains' own list endpoints (``/city/objects``,
+``/bim/elements``, ``/bim/spaces``) page the same way: :func:`read_page` runs
+:func:`items_sql` in turn at the read pool's gate, and :func:`next_url` / :func:`prev_url`
+give the links. A domain list passes its own filters as a Core statement (the source the
+page is read from, :func:`restricted`) and reshapes the features into its own answer."""
 
 from __future__ import annotations
 
@@ -64,3 +64,15 @@ def next_url(url: str, q: ItemsQuery, page: Page) -> str | None:
 
 def prev_url(url: str, q: ItemsQuery) -> str | None:
     return page_url(url, max(0, q.offset - q.limit)) if q.offset > 0 else None
+
+
+def list_links(url: str, q: ItemsQuery, page: Page,
+               media_type: str | None = None) -> list[dict[str, str]]:
+    """``self`` and, while more follow, ``next``: the links of a domain's list (with a
+    ``type`` when given)."""
+    typed = {"type": media_type} if media_type else {}
+    links = [{"rel": "self", **typed, "href": url}]
+    following = next_url(url, q, page)
+    if following is not None:
+        links.append({"rel": "next", **typed, "href": following})
+    return links
