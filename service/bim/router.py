@@ -21,10 +21,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 from geoalchemy2.functions import ST_AsGeoJSON
 from pydantic import BaseModel, Field
 from sqlalchemy import (
@@ -36,6 +38,7 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    literal_column,
     or_,
     select,
     true,
@@ -49,6 +52,13 @@ from service.core.auth import Reader, Writer
 from service.core.errors import BadRequest, NotFound, Unprocessable
 from service.core.ids import Id
 from service.core.tables import datasets
+from service.features.binds import Binds
+from service.features.engine import read_pool
+from service.features.pager import list_links, read_page, restricted
+from service.features.params import parse_bbox
+from service.features.query import ItemsQuery
+from service.features.registry import Collection, Prop
+from service.features.responses import request_urls
 from service.jobs.submit import submit_job_async
 
 router = APIRouter(prefix="/bim", tags=["bim"])
@@ -90,24 +100,68 @@ def _select(with_psets: bool):
     return select(*cols)
 
 
+def _element_links(props: dict[str, Any]) -> dict[str, Any]:
+    gid, ds, building = props["global_id"], props["dataset_id"], props["building_object_id"]
+    return {
+        "self": f"/bim/elements/{gid}?dataset={ds}",
+        "dataset": f"/datasets/{ds}",
+        "tileset": f"/tiles/bim-{ds}/tileset.json",
+        "building": f"/city/objects/{building}" if building else None,
+        "spaces": f"/bim/spaces?dataset={ds}&element={quote(gid)}",
+    }
+
+
 def feature(row: Any, with_psets: bool) -> dict[str, Any]:
     props = {c.name: getattr(row, c.name) for c in _COLUMNS if c.name != "id"}
     if with_psets:
         props["psets"] = row.psets
-    props["links"] = {
-        "self": f"/bim/elements/{row.global_id}?dataset={row.dataset_id}",
-        "dataset": f"/datasets/{row.dataset_id}",
-        "tileset": f"/tiles/bim-{row.dataset_id}/tileset.json",
-        "building": (f"/city/objects/{row.building_object_id}"
-                     if row.building_object_id else None),
-        "spaces": f"/bim/spaces?dataset={row.dataset_id}&element={quote(row.global_id)}",
-    }
+    props["links"] = _element_links(props)
     return {
         "type": "Feature", "id": row.global_id,
         "bbox": [row.x0, row.y0, row.min_height, row.x1, row.y1, row.max_height],
         "geometry": json.loads(row.geojson) if row.geojson else None,
         "properties": props,
     }
+
+
+def _prop(column: Any) -> Prop:
+    kind = column.type.python_type if not isinstance(column.type, ARRAY) else list
+    return Prop(column.name, {float: "number", int: "integer", list: "array"}.get(kind, "string"),
+                nullable=column.nullable)
+
+
+# The 3D extent of a feature, as its GeoJSON bbox: lon, lat and ellipsoidal height
+_BBOX = Prop("bbox", "array", sql="json_build_array(ST_XMin(t.bbox3d), ST_YMin(t.bbox3d), "
+             "t.min_height, ST_XMax(t.bbox3d), ST_YMax(t.bbox3d), t.max_height)")
+# What /bim/elements answers of each element, in the order of :func:`feature`; the features
+# engine reads the page (service.features.pager) from the rows the list's filters keep.
+LISTED = Collection(
+    id="bim_elements", title="BIM elements", description="the rows of /bim/elements",
+    source="bim_elements", geometry_type="MultiPolygon", geometry_column="footprint",
+    properties=(*(_prop(c) for c in _COLUMNS if c.name != "id"),
+                Prop("psets", "object"), _BBOX),
+)
+_WITHOUT_PSETS = [p.name for p in LISTED.properties if p.name != "psets"]
+
+
+def _listed(f: dict[str, Any]) -> dict[str, Any]:
+    """An engine feature in the shape of :func:`feature`."""
+    props = f["properties"]
+    box = props.pop("bbox")
+    props["links"] = _element_links(props)
+    return {"type": "Feature", "id": props["global_id"], "bbox": box,
+            "geometry": f["geometry"], "properties": props}
+
+
+async def _page(request: Request, view: Collection, rows: Select[Any], q: ItemsQuery,
+                to_feature: Callable[[dict[str, Any]], dict[str, Any]]) -> JSONResponse:
+    """One page of ``view`` read from ``rows`` by the features engine, with a next link
+    while there is more."""
+    binds = Binds()
+    page = await read_page(read_pool(request), restricted(view, rows, binds), q, binds)
+    return JSONResponse({"type": "FeatureCollection", "numberReturned": page.returned,
+                         "features": [to_feature(f) for f in page.features()],
+                         "links": list_links(request_urls(request.scope)[1], q, page)})
 
 
 def _literal(text: str) -> Any:
@@ -161,17 +215,6 @@ def _pg_type(name: str) -> UserDefinedType:
 
 _JSONPATH = _pg_type("jsonpath")
 _JSONB = _pg_type("jsonb")
-
-
-def _bbox(text: str):
-    try:
-        parts = [float(v) for v in text.split(",")]
-    except ValueError as exc:
-        raise BadRequest("bbox must be minlon,minlat,maxlon,maxlat numbers") from exc
-    if len(parts) != 4 or parts[0] > parts[2] or parts[1] > parts[3]:
-        raise BadRequest("bbox must be minlon,minlat,maxlon,maxlat with min <= max")
-    env = func.ST_MakeEnvelope(*parts, 4326)
-    return and_(el.c.footprint.op("&&")(env), func.ST_Intersects(el.c.footprint, env))
 
 
 def _text_value(key: str, value: str, what: str) -> str:
@@ -239,23 +282,8 @@ def _height(text: str):
     return and_(el.c.max_height >= lo, el.c.min_height <= hi)
 
 
-async def _page(request: Request, query: Select, limit: int, offset: int,
-                to_feature: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    """Run a query made with ``.limit(limit + 1)``: one page of features, with a next link
-    when the extra row shows there is more."""
-    async with request.app.state.engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    links = [{"rel": "self", "href": str(request.url)}]
-    if more:
-        links.append({"rel": "next", "href": str(request.url.include_query_params(
-            offset=offset + limit, limit=limit))})
-    return {"type": "FeatureCollection", "numberReturned": len(rows),
-            "features": [to_feature(r) for r in rows], "links": links}
-
-
-@router.get("/elements", summary="BIM elements by class, storey, property values and space")
+@router.get("/elements", summary="BIM elements by class, storey, property values and space",
+            response_model=dict[str, Any])
 async def list_elements(
     request: Request, _: Reader,
     dataset: Id | None = Query(None, description="only this model (dataset id)"),
@@ -275,16 +303,16 @@ async def list_elements(
         "contained, the room's contents; walls, doors, windows and slabs the file names as "
         "room boundaries are in no room, so ask for boundary (or any) to get them"),
         json_schema_extra={"enum": list(SPACE_RELATIONS)}),
-    bbox: str | None = Query(None, description="minlon,minlat,maxlon,maxlat (WGS 84)"),
+    bbox: str | None = Query(None, description=(
+        "minlon,minlat,maxlon,maxlat (WGS 84); six numbers minlon,minlat,minheight,maxlon,"
+        "maxlat,maxheight (ellipsoidal m) also select by height, as in OGC API - Features")),
     height: str | None = Query(None, description="min,max ellipsoidal height (m) overlapped"),
     psets: bool = Query(False, description="include property and quantity sets"),
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
-) -> dict[str, Any]:
+) -> JSONResponse:
     relation = _space_relation(space_relation, "space", space is not None, "contained")
     conds = []
-    if dataset is not None:
-        conds.append(el.c.dataset_id == dataset)
     if ifc_class:
         wanted = [c.strip().lower() for c in ifc_class]
         conds.append(or_(*[el.c.class_path.contains([c]) for c in wanted],
@@ -300,13 +328,16 @@ async def list_elements(
         conds.append(el.c.building_object_id == building)
     if space is not None:
         conds.append(_in_space(space, relation))
-    if bbox:
-        conds.append(_bbox(bbox))
+    box = parse_bbox(bbox or None, None)
+    if box is not None and box[0].minz is not None:  # bbox with heights: as height= does
+        conds.append(and_(el.c.max_height >= box[0].minz, el.c.min_height <= box[0].maxz))
     if height:
         conds.append(_height(height))
-    query = (_select(psets).where(and_(true(), *conds)).order_by(el.c.dataset_id, el.c.id)
-             .limit(limit + 1).offset(offset))
-    return await _page(request, query, limit, offset, lambda r: feature(r, psets))
+    rows = select(literal_column("*")).select_from(el).where(and_(true(), *conds))
+    q = ItemsQuery(bbox=box, equals={} if dataset is None else {"dataset_id": dataset},
+                   limit=limit, offset=offset, sortby=[("dataset_id", False), ("id", False)],
+                   properties=None if psets else _WITHOUT_PSETS, count=False)
+    return await _page(request, LISTED, rows, q, _listed)
 
 
 @router.get("/elements/{global_id}", summary="One element by IFC GlobalId, with its sets")
@@ -325,27 +356,31 @@ async def get_element(global_id: str, request: Request, _: Reader,
     return feature(row, True)
 
 
-def space_feature(row: Any, with_psets: bool) -> dict[str, Any]:
-    props = {c.name: getattr(row, c.name) for c in _SPACE_COLUMNS}
-    props["elements"] = row.elements
-    props["boundary_elements"] = row.boundary_elements
-    if with_psets:
-        props["psets"] = row.psets
+# What /bim/spaces answers of each space; ``elements`` and ``boundary_elements`` are
+# columns of the rows the list reads (counted there), the bbox is null for a room without
+# a body
+LISTED_SPACES = Collection(
+    id="bim_spaces", title="BIM spaces", description="the rows of /bim/spaces",
+    source="bim_spaces", geometry_type="MultiPolygon", geometry_column="footprint",
+    properties=(*(_prop(c) for c in _SPACE_COLUMNS), Prop("elements", "integer"),
+                Prop("boundary_elements", "integer"), Prop("psets", "object"),
+                replace(_BBOX, sql=f"CASE WHEN t.bbox3d IS NOT NULL THEN {_BBOX.expr} END")),
+)
+_SPACES_WITHOUT_PSETS = [p.name for p in LISTED_SPACES.properties if p.name != "psets"]
+
+
+def _listed_space(f: dict[str, Any]) -> dict[str, Any]:
+    props = f["properties"]
+    box = props.pop("bbox")
+    gid, ds = quote(props["global_id"]), props["dataset_id"]
     props["links"] = {
-        "elements": f"/bim/elements?dataset={row.dataset_id}&space={quote(row.global_id)}",
-        "boundary_elements": (f"/bim/elements?dataset={row.dataset_id}"
-                              f"&space={quote(row.global_id)}&space_relation=boundary"),
-        "dataset": f"/datasets/{row.dataset_id}",
-        "model": f"/bim/datasets/{row.dataset_id}",
+        "elements": f"/bim/elements?dataset={ds}&space={gid}",
+        "boundary_elements": f"/bim/elements?dataset={ds}&space={gid}&space_relation=boundary",
+        "dataset": f"/datasets/{ds}",
+        "model": f"/bim/datasets/{ds}",
     }
-    located = row.x0 is not None
-    return {
-        "type": "Feature", "id": row.global_id,
-        "bbox": ([row.x0, row.y0, row.min_height, row.x1, row.y1, row.max_height]
-                 if located else None),
-        "geometry": json.loads(row.geojson) if row.geojson else None,
-        "properties": props,
-    }
+    return {"type": "Feature", "id": props["global_id"], "bbox": box,
+            "geometry": f["geometry"], "properties": props}
 
 
 def _one(global_id: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -368,7 +403,8 @@ def _of_element(value: str, relation: str) -> ColumnElement[bool]:
                                  test).exists()
 
 
-@router.get("/spaces", summary="BIM spaces (rooms) by model, storey, name and element")
+@router.get("/spaces", summary="BIM spaces (rooms) by model, storey, name and element",
+            response_model=dict[str, Any])
 async def list_spaces(
     request: Request, _: Reader,
     dataset: Id | None = Query(None, description="only this model (dataset id)"),
@@ -385,7 +421,7 @@ async def list_spaces(
     psets: bool = Query(False, description="include property and quantity sets"),
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Every IfcSpace of the models, as GeoJSON features: the footprint of its body (lon /
     lat; null when it has no body or its geometry failed), the 3D extent as ``bbox`` (lon,
     lat, ellipsoidal height), ``floor_area`` (m², of the footprint, computed in model
@@ -401,15 +437,7 @@ async def list_spaces(
                 .where(el.c.dataset_id == sp.c.dataset_id,
                        el.c.bounded_space_global_ids.contains(_one(sp.c.global_id)))
                 .scalar_subquery())
-    cols = [*_SPACE_COLUMNS, count.label("elements"), bounding.label("boundary_elements"),
-            ST_AsGeoJSON(sp.c.footprint, 7).label("geojson"),
-            func.ST_XMin(sp.c.bbox3d).label("x0"), func.ST_YMin(sp.c.bbox3d).label("y0"),
-            func.ST_XMax(sp.c.bbox3d).label("x1"), func.ST_YMax(sp.c.bbox3d).label("y1")]
-    if psets:
-        cols.append(sp.c.psets)
     conds = []
-    if dataset is not None:
-        conds.append(sp.c.dataset_id == dataset)
     if storey:
         conds.append(or_(func.lower(sp.c.storey) == storey.lower(),
                          sp.c.storey_global_id == storey))
@@ -418,9 +446,13 @@ async def list_spaces(
         conds.append(or_(_contains(sp.c.name, v), _contains(sp.c.long_name, v)))
     if element is not None:
         conds.append(_of_element(element, relation))
-    query = (select(*cols).where(and_(true(), *conds)).order_by(sp.c.dataset_id, sp.c.id)
-             .limit(limit + 1).offset(offset))
-    return await _page(request, query, limit, offset, lambda r: space_feature(r, psets))
+    rows = (select(literal_column("*"), count.label("elements"),
+                   bounding.label("boundary_elements"))
+            .select_from(sp).where(and_(true(), *conds)))
+    q = ItemsQuery(equals={} if dataset is None else {"dataset_id": dataset},
+                   limit=limit, offset=offset, sortby=[("dataset_id", False), ("id", False)],
+                   properties=None if psets else _SPACES_WITHOUT_PSETS, count=False)
+    return await _page(request, LISTED_SPACES, rows, q, _listed_space)
 
 
 @router.get("/datasets/{dataset_id}",

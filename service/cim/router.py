@@ -7,13 +7,13 @@ on a building in the city tileset gives its ``id`` property; ``/city/objects/{id
 from __future__ import annotations
 
 import json
-import math
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select
 
 from service.cim.tables import CITY_TILESET, city_objects
 from service.core.auth import Reader
@@ -21,6 +21,14 @@ from service.core.errors import BadRequest, NotFound
 from service.core.ids import Id
 from service.core.instants import UtcDatetime
 from service.core.tables import tilesets
+from service.features.binds import Binds
+from service.features.crs import DEFAULT as DEFAULT_CRS
+from service.features.engine import read_pool
+from service.features.pager import list_links, read_page, restricted
+from service.features.params import parse_bbox
+from service.features.query import ItemsQuery
+from service.features.registry import Collection, Prop
+from service.features.responses import request_urls
 
 router = APIRouter(prefix="/city", tags=["city"])
 
@@ -52,21 +60,6 @@ def valid_at(at: datetime | None) -> ColumnElement[bool]:
     if at is None:
         return c.valid_to.is_(None)
     return and_(c.valid_from <= at, or_(c.valid_to.is_(None), c.valid_to > at))
-
-
-def parse_bbox(text: str) -> tuple[float, float, float, float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError as exc:
-        raise BadRequest(f"bbox must be four numbers minlon,minlat,maxlon,maxlat, not {text!r}"
-                         ) from exc
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise BadRequest(f"bbox must be four numbers minlon,minlat,maxlon,maxlat, not {text!r}")
-    x0, y0, x1, y1 = values
-    if not (-180 <= x0 <= x1 <= 180 and -90 <= y0 <= y1 <= 90):
-        raise BadRequest("bbox is minlon,minlat,maxlon,maxlat in degrees (WGS 84), with "
-                         "min <= max; an area across the antimeridian needs two requests")
-    return x0, y0, x1, y1
 
 
 def attribute_values(raw: str) -> list[Any]:
@@ -112,6 +105,35 @@ def feature(row: Any, *, detail: bool = False) -> dict[str, Any]:
     }
 
 
+# What /city/objects answers of each object, in its order; the features engine reads the
+# page (service.features.pager) from the rows the list's filters keep.
+LISTED = Collection(
+    id="city_objects", title="City objects", description="the rows of /city/objects",
+    source="city_objects", geometry_type="Geometry", filter_geometry_column="footprint",
+    properties=(
+        Prop("object_id", "string", nullable=False), Prop("type", "string"),
+        Prop("lod", "string"), Prop("name", "string"), Prop("parent_object_id", "string"),
+        Prop("height", "number"), Prop("min_z", "number"), Prop("max_z", "number"),
+        Prop("dataset_id", "integer"), Prop("valid_from", "datetime"),
+        Prop("valid_to", "datetime"), Prop("attributes", "object"),
+    ),
+)
+LISTED_CRS = replace(DEFAULT_CRS, decimals=9)
+
+
+def _listed(f: dict[str, Any]) -> dict[str, Any]:
+    """An engine feature in the shape of :func:`feature` (instants as Python writes them)."""
+    props = f["properties"]
+    for key in ("valid_from", "valid_to"):
+        if props[key] is not None:
+            props[key] = datetime.fromisoformat(props[key]).astimezone(UTC).isoformat()
+    return {
+        "type": "Feature", "id": props["object_id"], "geometry": f["geometry"],
+        "properties": props,
+        "links": [{"rel": "self", "type": GEOJSON, "href": f"/city/objects/{props['object_id']}"}],
+    }
+
+
 def _geojson(body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(body, media_type=GEOJSON)
 
@@ -133,7 +155,8 @@ async def city_summary(request: Request, _: Reader) -> dict[str, Any]:
 
 @router.get(
     "/objects", summary="City objects by bbox, type and attribute (GeoJSON with Z)",
-    description="`bbox=minlon,minlat,maxlon,maxlat` (WGS 84, tested against the footprint), "
+    description="`bbox=minlon,minlat,maxlon,maxlat` (WGS 84, tested against the footprint; "
+                "six numbers add the lowest and highest height, as in OGC API - Features), "
                 "`type=Building` (comma-separated for several), `attr.<name>=<value>` for "
                 "attribute equality (numbers match as numbers or text), `at=<datetime>` for "
                 "the living map as it was then (default: now), `dataset=<id>`, `geometry=3d|"
@@ -151,28 +174,25 @@ async def list_objects(
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=1_000_000),
 ) -> JSONResponse:
-    query = _select(geometry).where(valid_at(at), *attribute_filters(request))
-    if bbox:
-        x0, y0, x1, y1 = parse_bbox(bbox)
-        envelope = func.ST_MakeEnvelope(x0, y0, x1, y1, 4326)
-        query = query.where(c.footprint.op("&&")(envelope), func.ST_Intersects(c.footprint,
-                                                                                envelope))
+    rows = select(literal_column("*")).select_from(city_objects).where(
+        valid_at(at), *attribute_filters(request))
     if type:
         types = [t.strip() for t in type.split(",") if t.strip()]
-        query = query.where(c.type.in_(types))
-    if dataset is not None:
-        query = query.where(c.dataset_id == dataset)
-    query = query.order_by(c.object_id).limit(limit + 1).offset(offset)
-    async with request.app.state.engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    more = len(rows) > limit
-    features = [feature(r) for r in rows[:limit]]
-    links = [{"rel": "self", "type": GEOJSON, "href": str(request.url)}]
-    if more:
-        links.append({"rel": "next", "type": GEOJSON, "href": str(
-            request.url.include_query_params(offset=offset + limit))})
-    return _geojson({"type": "FeatureCollection", "numberReturned": len(features),
-                     "features": features, "links": links})
+        rows = rows.where(c.type.in_(types))
+    box = parse_bbox(bbox or None, None)
+    if box is not None and box[0].minz is not None:  # bbox with heights: the 3D extent
+        rows = rows.where(c.max_z >= box[0].minz, c.min_z <= box[0].maxz)
+    binds = Binds()
+    listed = restricted(replace(LISTED, geometry_column="footprint" if geometry == "footprint"
+                                else "geom"), rows, binds)
+    q = ItemsQuery(bbox=box,
+                   equals={} if dataset is None else {"dataset_id": dataset},
+                   limit=limit, offset=offset, sortby=[("object_id", False)], crs=LISTED_CRS,
+                   count=False, skip_geometry=geometry == "none")
+    page = await read_page(read_pool(request), listed, q, binds)
+    return _geojson({"type": "FeatureCollection", "numberReturned": page.returned,
+                     "features": [_listed(f) for f in page.features()],
+                     "links": list_links(request_urls(request.scope)[1], q, page, GEOJSON)})
 
 
 @router.get("/objects/{object_id:path}/history", response_class=JSONResponse,

@@ -36,18 +36,23 @@ class ItemsQuery:
     sortby: list[tuple[str, bool]] = field(default_factory=list)
     properties: list[str] | None = None
     crs: Crs | None = None
+    # False: no numberMatched; one row past the page tells whether another page follows
+    count: bool = True
+    skip_geometry: bool = False  # features with "geometry": null (nothing is transformed)
 
 
-def feature_sql(c: Collection, crs: Crs, props: list[str] | None) -> str:
+def feature_sql(c: Collection, crs: Crs, props: list[str] | None,
+                geometry: bool = True) -> str:
     """A text expression: one GeoJSON Feature for the row ``t``."""
     chosen = [c.props_by_name[n] for n in props] if props is not None else list(c.properties)
     pairs = ", ".join(f"'{p.name}', {p.expr}" for p in chosen)
     properties = f"json_build_object({pairs})::text" if chosen else "'{}'"
-    geom = output_geometry(c.geom, crs)
     # options 0: no "crs" member (the CRS travels in the Content-Crs header)
+    shape = (f"coalesce(ST_AsGeoJSON({output_geometry(c.geom, crs)}, {crs.decimals}, 0), "
+             "'null')" if geometry else "'null'")
     return (
         "'{\"type\":\"Feature\",\"id\":' || to_json(" + c.fid + ")::text"
-        " || ',\"geometry\":' || coalesce(ST_AsGeoJSON(" + geom + f", {crs.decimals}, 0), 'null')"
+        " || ',\"geometry\":' || " + shape +
         " || ',\"properties\":' || " + properties + " || '}'"
     )
 
@@ -89,15 +94,32 @@ def order_sql(c: Collection, sortby: list[tuple[str, bool]]) -> str:
     keys = []
     for name, desc in sortby:
         expr = c.fid if name == "id" else c.props_by_name[name].expr
-        keys.append(f"{expr} {'DESC NULLS LAST' if desc else 'ASC NULLS FIRST'}")
+        if name != "id" and not c.props_by_name[name].nullable:
+            keys.append(f"{expr} {'DESC' if desc else 'ASC'}")
+        else:
+            keys.append(f"{expr} {'DESC NULLS LAST' if desc else 'ASC NULLS FIRST'}")
     if not any(name == "id" for name, _ in sortby):
         keys.append(f"{c.fid} ASC")  # a total order, so pages never overlap or skip
     return ", ".join(keys)
 
 
 def items_sql(c: Collection, q: ItemsQuery, binds: Binds, crs: Crs) -> str:
+    """One row: ``returned``, ``body`` (the features joined by commas, UTF-8) and
+    ``matched`` (NULL when not counted); without a count also ``more``."""
     where = where_clauses(c, q, binds)
     cond = (" WHERE " + " AND ".join(where)) if where else ""
+    feature = feature_sql(c, crs, q.properties, not q.skip_geometry)
+    if not q.count:
+        # the page and one row past it; array_agg keeps the order string_agg would
+        keep = binds.add(q.limit, "integer")
+        return (
+            f"SELECT least(count(*), {keep}) AS returned, convert_to(coalesce("
+            f"array_to_string((array_agg(f))[1:{keep}], ','), ''), 'UTF8') AS body,"
+            f" NULL::bigint AS matched, count(*) > {keep} AS more FROM ("
+            f"SELECT {feature} AS f FROM {c.from_sql}{cond} ORDER BY {order_sql(c, q.sortby)}"
+            f" LIMIT {binds.add(q.limit + 1, 'bigint')}"
+            f" OFFSET {binds.add(q.offset, 'bigint')}) s"
+        )
     limit = binds.add(q.limit, "bigint")
     offset = binds.add(q.offset, "bigint")
     if [w for w in where if w != c.current_only]:
@@ -109,7 +131,7 @@ def items_sql(c: Collection, q: ItemsQuery, binds: Binds, crs: Crs) -> str:
         "SELECT p.returned, convert_to(coalesce(p.body, ''), 'UTF8') AS body,"
         f" {count} AS matched"
         " FROM (SELECT count(*) AS returned, string_agg(f, ',') AS body FROM ("
-        f"SELECT {feature_sql(c, crs, q.properties)} AS f FROM {c.from_sql}{cond}"
+        f"SELECT {feature} AS f FROM {c.from_sql}{cond}"
         f" ORDER BY {order_sql(c, q.sortby)} LIMIT {limit} OFFSET {offset}) s) p"
     )
 

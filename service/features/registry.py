@@ -34,6 +34,9 @@ class Prop:
     enum: tuple[str, ...] | None = None
     queryable: bool = True
     sortable: bool = True
+    # a column that is never NULL sorts without a NULLS clause, so a btree index on it
+    # can deliver the order (and a page stops after its rows instead of sorting them all)
+    nullable: bool = True
 
     @property
     def expr(self) -> str:

@@ -55,19 +55,17 @@ def page_url(url: str, offset: int) -> str:
 
 
 def feature_collection(body: bytes, *, returned: int, matched: int | None, url: str,
-                       base: str, collection_id: str, offset: int, limit: int,
-                       crs: Crs) -> Response:
+                       base: str, collection_id: str, next_href: str | None,
+                       prev_href: str | None, crs: Crs) -> Response:
     links: list[dict[str, Any]] = [
         {"rel": "self", "type": GEOJSON, "href": url},
         {"rel": "collection", "type": "application/json",
          "href": f"{base}/collections/{collection_id}"},
     ]
-    more = returned == limit and (matched is None or offset + limit < matched)
-    if more:
-        links.append({"rel": "next", "type": GEOJSON, "href": page_url(url, offset + limit)})
-    if offset > 0:
-        links.append({"rel": "prev", "type": GEOJSON,
-                      "href": page_url(url, max(0, offset - limit))})
+    if next_href is not None:
+        links.append({"rel": "next", "type": GEOJSON, "href": next_href})
+    if prev_href is not None:
+        links.append({"rel": "prev", "type": GEOJSON, "href": prev_href})
     tail: dict[str, Any] = {}
     if matched is not None:
         tail["numberMatched"] = matched

@@ -19,6 +19,7 @@ from service.features.cql2sql import compile_filter, parse
 from service.features.crs import parse_crs
 from service.features.engine import lifespan, read_pool
 from service.features.execute import fetchrow
+from service.features.pager import next_url, prev_url, read_page
 from service.features.params import (
     parse_bbox,
     parse_datetime,
@@ -28,7 +29,7 @@ from service.features.params import (
     parse_properties,
     parse_sortby,
 )
-from service.features.query import COUNT_CAP, ItemsQuery, item_sql, items_sql
+from service.features.query import ItemsQuery, item_sql
 from service.features.registry import Collection
 
 router = APIRouter(tags=["features"], lifespan=lifespan)
@@ -95,10 +96,6 @@ def _equality(c: Collection, params: Any) -> dict[str, Any]:
         except ValueError:
             raise BadRequest(f"{key}={raw!r} is not a valid {prop.type}") from None
     return out
-
-
-def _filtered(q: ItemsQuery) -> bool:
-    return bool(q.bbox or q.interval or q.equals or q.filter_sql)
 
 
 def _filter(c: Collection, params: Any, binds: Binds) -> str | None:
@@ -170,13 +167,12 @@ async def items(request: Request) -> Response:
         crs=crs,
     )
     q.filter_sql = _filter(c, params, binds)
-    sql = items_sql(c, q, binds, crs)
-    row = await fetchrow(read_pool(request), sql, binds.values)
-    matched = row["matched"] if row["matched"] <= COUNT_CAP or not _filtered(q) else None
+    page = await read_page(read_pool(request), c, q, binds)
     base, url = responses.request_urls(request.scope)
     return responses.feature_collection(
-        row["body"], returned=row["returned"], matched=matched, url=url, base=base,
-        collection_id=c.id, offset=q.offset, limit=q.limit, crs=crs)
+        page.body, returned=page.returned, matched=page.matched, url=url, base=base,
+        collection_id=c.id, next_href=next_url(url, q, page), prev_href=prev_url(url, q),
+        crs=crs)
 
 
 async def item(request: Request) -> Response:
