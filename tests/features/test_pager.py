@@ -52,9 +52,9 @@ def test_columns_that_are_never_null_sort_without_a_nulls_clause():
 def test_a_page_read_from_a_statement_tells_whether_more_follow(layer_data, db_url):
     """Against the session's PostGIS: the page without a count reads one row past the page,
     so ``more`` is exact at the last page too."""
-    from sqlalchemy.ext.asyncio import create_async_engine
+    import asyncpg
 
-    from service.core.db import async_url
+    from service.core.db import libpq_url
     from service.features.engine import POOL_SIZE
 
     view = Collection(id="roads", title="roads", description="roads",
@@ -62,8 +62,8 @@ def test_a_page_read_from_a_statement_tells_whether_more_follow(layer_data, db_u
                       properties=(Prop("code", "string", nullable=False),))
 
     async def pages() -> list[tuple[int, bool, list[str]]]:
-        engine = create_async_engine(async_url(db_url), pool_size=POOL_SIZE, max_overflow=0)
-        reads = ReadPool(engine, asyncio.Semaphore(POOL_SIZE))
+        pool = await asyncpg.create_pool(libpq_url(db_url), min_size=0, max_size=POOL_SIZE)
+        reads = ReadPool(pool, asyncio.Semaphore(POOL_SIZE))
 
         async def page(limit: int, offset: int) -> tuple[int, bool, list[str]]:
             binds = Binds()
@@ -82,7 +82,7 @@ def test_a_page_read_from_a_statement_tells_whether_more_follow(layer_data, db_u
             return [everything, await page(5, 0), await page(5, 5),
                     await page(total - 3, 3), await page(total - 4, 3)]
         finally:
-            await engine.dispose()
+            await pool.close()
 
     everything, first, second, rest, short = asyncio.run(pages())
     codes = everything[2]
