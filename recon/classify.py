@@ -40,11 +40,13 @@ __all__ = [
     "Classification",
     "ClassificationDecision",
     "ObjectParams",
+    "class_f1",
     "classify_objects",
     "classify_points",
     "csf_ground",
     "existing_classification",
     "ground_filter",
+    "ground_total_error",
 ]
 
 UNCLASSIFIED, GROUND, LOW_VEG, MEDIUM_VEG, HIGH_VEG, BUILDING, NOISE = 1, 2, 3, 4, 5, 6, 7
@@ -387,9 +389,11 @@ def classify_points(
     if not finite.all():
         warnings.append(f"{int((~finite).sum())} points with non-finite coordinates: noise")
     good = pts[finite]
-    flat = _grid_index(good[:, 0], good[:, 1], 1.0)[0]
-    covered = np.unique(flat).size
-    density = good.shape[0] / max(covered, 1)
+    # area covered counted in 5 m cells: 1 m cells would miss the gaps between the points of
+    # a sparse survey and overstate its density
+    flat = _grid_index(good[:, 0], good[:, 1], 5.0)[0]
+    covered = np.unique(flat).size * 25.0
+    density = good.shape[0] / max(covered, 1.0)
     if density < MIN_DENSITY:
         warnings.append(
             f"sparse survey: {density:.2f} points/m2 (under {MIN_DENSITY:g}): classes and "
@@ -452,3 +456,15 @@ def classify_points(
     seconds["objects"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
     return Classification(classes, hag, dtm, decision, density, warnings, seconds)
+
+
+def ground_total_error(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """ISPRS total error: the share of points on the wrong side of ground / non-ground."""
+    return float(np.mean((np.asarray(predicted) == GROUND) != (np.asarray(truth) == GROUND)))
+
+
+def class_f1(predicted: np.ndarray, truth: np.ndarray, cls: int = BUILDING) -> float:
+    """Point-wise F1 score of one class (building by default) against a reference."""
+    p, t = np.asarray(predicted) == cls, np.asarray(truth) == cls
+    tp = int((p & t).sum())
+    return 2 * tp / max(int(p.sum() + t.sum()), 1)
