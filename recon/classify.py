@@ -254,9 +254,9 @@ class ObjectParams:
     min_height: float = 2.0  # above ground: lower things are not buildings
     k: int = 10  # neighbours of the local PCA
     flat_variation: float = 0.045  # surface variation l3 / (l1 + l2 + l3) of a smooth surface
-    min_roof_m2: float = 3.0  # smallest roof segment
+    min_roof_m2: float = 5.0  # smallest roof segment
     vote: float = 0.3  # share of building neighbours that makes a point building
-    vote_rounds: int = 3  # rounds of the vote: each reaches one neighbourhood further
+    vote_rounds: int = 5  # rounds of the vote: each reaches one neighbourhood further
     wall_cell: float = 0.5  # grid on which points under a roof's edge join it (walls)
 
 
@@ -439,8 +439,9 @@ def classify_points(
     nr = None if number_of_returns is None else np.asarray(number_of_returns)[finite]
     cand = ~is_ground & ~low & (hag_good > params.min_height)
     building = classify_objects(good, hag_good, cand, density, rn, nr, params)
-    building |= _walls(good, building, ~is_ground & ~low & ~building & (hag_good > 0.0),
-                       params.wall_cell)
+    # a pulse that went on past a point under a roof's edge passed through foliage, not a wall
+    passed = np.zeros(good.shape[0], bool) if rn is None or nr is None else rn < nr
+    building |= _walls(good, building, ~is_ground & ~low & ~building & ~passed, params.wall_cell)
     sub = np.full(good.shape[0], UNCLASSIFIED, dtype=np.uint8)
     sub[is_ground] = GROUND
     sub[cand] = HIGH_VEG
