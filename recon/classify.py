@@ -279,7 +279,7 @@ def classify_objects(
         return out
     pts = xyz[idx]
     k = params.k
-    tree = cKDTree(pts)
+    tree = cKDTree(pts, balanced_tree=False, compact_nodes=False)  # builds 2-3x faster
     dist, nn = tree.query(pts, k=k, workers=-1)
     variation = np.empty(idx.size)
     chunk = 400_000
