@@ -3,7 +3,7 @@
 Runs with no arguments. The workload:
 
 - a simulated Longgang district (``recon.simulate``: 500 buildings on 700 x 700 m, 12
-  pulses/m2, 3 cm noise, unclassified, about 6.5 M points) whose every point's true class
+  pulses/m2, 3 cm noise, unclassified, about 6.3 M points) whose every point's true class
   is known;
 - the AHN3 Delft crop (``tests/data/lidar/ahn3_delft_cropped_1.laz``, 640,510 points) with
   its classes stripped, scored against AHN's own classes.

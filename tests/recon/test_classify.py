@@ -107,6 +107,8 @@ def test_no_points():
         classify_points(np.full((100, 3), np.nan))
     with pytest.raises(ReconInputError):
         classify_points([["a", "b", "c"]])
+    with pytest.raises(InvalidPointsError, match="classification has 3 values"):
+        classify_points(np.zeros((10, 3)), classification=np.ones(3, np.uint8))
 
 
 def test_field_without_buildings():
