@@ -280,10 +280,15 @@ def classify_objects(
     pts = xyz[idx]
     k = params.k
     tree = cKDTree(pts, balanced_tree=False, compact_nodes=False)  # builds 2-3x faster
-    dist, nn = tree.query(pts, k=k, workers=-1)
-    # 32-bit copies: at 10 neighbours of millions of points the 64-bit arrays were the peak
-    nn = nn.astype(np.int32)
-    dist = dist.astype(np.float32)
+    # queried in pieces kept as 32-bit: at 10 neighbours of millions of points the 64-bit
+    # arrays the tree returns were the peak of the whole classification
+    nn = np.empty((idx.size, k), dtype=np.int32)
+    dist = np.empty((idx.size, k), dtype=np.float32)
+    piece = 500_000
+    for s in range(0, idx.size, piece):
+        d, j = tree.query(pts[s : s + piece], k=k, workers=-1)
+        nn[s : s + piece] = j
+        dist[s : s + piece] = d
     del tree
     variation = np.empty(idx.size)
     chunk = 400_000

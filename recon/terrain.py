@@ -20,7 +20,9 @@ from scipy.spatial import Delaunay, QhullError
 
 from recon.errors import NoGroundError
 
-__all__ = ["Dtm", "build_dtm"]
+__all__ = ["Dtm", "build_dtm", "fill_gaps"]
+
+_PIECE = 1 << 20  # points per piece of a bilinear lookup
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,15 @@ class Dtm:
         """Ground height at x, y: bilinear between cell centres, the edge value beyond them."""
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
+        if x.ndim == 1 and x.shape == y.shape and x.size > _PIECE:
+            # a dozen temporaries per point: in pieces, so that 10^7 points do not cost a GB
+            out = np.empty(x.size)
+            for s in range(0, x.size, _PIECE):
+                out[s : s + _PIECE] = self._height(x[s : s + _PIECE], y[s : s + _PIECE])
+            return out
+        return self._height(x, y)
+
+    def _height(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         rows, cols = self.z.shape
         fx = np.clip((x - self.x0) / self.cell - 0.5, 0.0, cols - 1.0)
         fy = np.clip((y - self.y0) / self.cell - 0.5, 0.0, rows - 1.0)
@@ -88,7 +99,9 @@ def build_dtm(
     pts = np.asarray(ground_xyz, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] < 3:
         raise NoGroundError("ground points must be an (N, 3) array of x, y, z")
-    pts = pts[np.isfinite(pts[:, :3]).all(axis=1)]
+    finite = np.isfinite(pts[:, :3]).all(axis=1)
+    if not finite.all():
+        pts = pts[finite]
     if pts.shape[0] < 3:
         raise NoGroundError(
             f"only {pts.shape[0]} ground points: a terrain model needs ground visible in the "
@@ -103,9 +116,8 @@ def build_dtm(
     y0 = np.floor(ymin / cell) * cell
     cols = max(1, int(np.ceil((xmax - x0) / cell + 1e-9)))
     rows = max(1, int(np.ceil((ymax - y0) / cell + 1e-9)))
-    j = np.clip(((pts[:, 0] - x0) / cell).astype(np.int64), 0, cols - 1)
-    i = np.clip(((pts[:, 1] - y0) / cell).astype(np.int64), 0, rows - 1)
-    flat = i * cols + j
+    flat = np.clip(((pts[:, 1] - y0) / cell).astype(np.int64), 0, rows - 1) * cols
+    flat += np.clip(((pts[:, 0] - x0) / cell).astype(np.int64), 0, cols - 1)
     count = np.bincount(flat, minlength=rows * cols).reshape(rows, cols)
     total = np.bincount(flat, weights=pts[:, 2], minlength=rows * cols).reshape(rows, cols)
     measured = count > 0
