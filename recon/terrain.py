@@ -60,7 +60,8 @@ class Dtm:
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         if x.ndim == 1 and x.shape == y.shape and x.size > _PIECE:
-            # a dozen temporaries per point: in pieces, so that 10^7 points do not cost a GB
+            # a dozen temporaries per point: in pieces, so that a large survey does not hold
+            # them all at once (benchmarks/RESULTS.md, classify_vs_csf.py)
             out = np.empty(x.size)
             for s in range(0, x.size, _PIECE):
                 out[s : s + _PIECE] = self._height(x[s : s + _PIECE], y[s : s + _PIECE])
@@ -161,7 +162,7 @@ def _tin_fill(out: np.ndarray, gaps: np.ndarray, measured: np.ndarray) -> None:
     One small triangulation per gap, not one over all the rims together (that one links
     neighbouring gaps by long triangles over measured ground), and the triangles rasterised
     row by row (:func:`_rasterise_tin`) rather than located cell by cell with scipy's
-    ``find_simplex``, which measured tens of seconds on a district.
+    ``find_simplex``, which was many times slower (benchmarks/RESULTS.md, classify_vs_csf.py).
     """
     rows, cols = out.shape
     eight = np.ones((3, 3), dtype=bool)
