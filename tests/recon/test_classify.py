@@ -150,3 +150,19 @@ def test_sparse_survey_warns_and_still_finds_ground():
     assert res.density < 2.0
     assert ground_total_error(res.classes, s.truth_class) < 0.01
     assert building_f1(res.classes, s.truth_class) > 0.88
+
+
+def test_simulated_laz_round_trip(tmp_path):
+    """What the service will do: read the written survey back and classify it."""
+    import laspy
+
+    from recon.simulate import write_las
+
+    s = simulate_district(n_buildings=4, area_m=80.0, density=10.0, seed=21)
+    las = laspy.read(write_las(s, tmp_path / "survey.laz"))
+    res = classify_points(np.column_stack([las.x, las.y, las.z]), np.asarray(las.return_number),
+                          np.asarray(las.number_of_returns), np.asarray(las.classification),
+                          crs=las.header.parse_crs().to_string())
+    assert not res.decision.kept and res.dtm.crs == "EPSG:4547"
+    assert ground_total_error(res.classes, s.truth_class) < 0.005
+    assert building_f1(res.classes, s.truth_class) > 0.97
