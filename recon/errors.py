@@ -8,19 +8,13 @@ on our side.
 
 from __future__ import annotations
 
+from tiler.errors import TilerInputError
 
-class ReconInputError(ValueError):
-    """The input cannot be processed; the message explains why and what to do."""
 
-    #: a short stable code for logs, metrics and API clients
-    code = "invalid_input"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __reduce__(self):  # keep the subclass when raised in a worker process
-        return (type(self), (self.message,))
+class ReconInputError(TilerInputError):
+    """The input cannot be processed; the message explains why and what to do. One kind of
+    the tilers' input error (message, code, pickling across processes), so the service
+    handles both the same way."""
 
 
 class EmptySurveyError(ReconInputError):
