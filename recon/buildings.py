@@ -43,7 +43,7 @@ from recon.roofs import (
     partition_roof,
     solid_from_partition,
 )
-from recon.solids import Solid, check_solid
+from recon.solids import Solid, check_solid, distance_to_surface
 
 __all__ = [
     "BuildingModel",
@@ -178,7 +178,7 @@ def reconstruct_building(footprint: Footprint | Polygon, xyz: np.ndarray,
         raise ReconInputError(f"building {fid}: points must be an (N, 3) array")
     xyz = xyz[np.isfinite(xyz).all(axis=1)]
     bm = BuildingModel(fid, poly, source)
-    inside = shapely.contains_xy(poly, xyz[:, 0], xyz[:, 1]) if len(xyz) else np.zeros(0, bool)
+    inside = shapely.intersects_xy(poly, xyz[:, 0], xyz[:, 1]) if len(xyz) else np.zeros(0, bool)
     pts = xyz[inside]
     core = poly.buffer(-params.edge_m)
     roof = pts[shapely.contains_xy(core, pts[:, 0], pts[:, 1])] if not core.is_empty else pts
@@ -210,7 +210,7 @@ def reconstruct_building(footprint: Footprint | Polygon, xyz: np.ndarray,
         bm.reasons.append("LoD1.2 solid invalid: " + "; ".join(chk.problems))
         return bm
     bm.lod12, bm.lod, bm.volume_lod12 = s12, "1.2", chk.volume
-    bm.rmse_lod12 = float(np.sqrt(np.mean((roof[:, 2] - top) ** 2)))
+    bm.rmse_lod12 = _rmse(s12, pts)
 
     if bm.density < params.min_density:
         bm.warnings.append(f"sparse survey: {bm.density:.2f} points/m2, under "
@@ -221,11 +221,11 @@ def reconstruct_building(footprint: Footprint | Polygon, xyz: np.ndarray,
         bm.reasons.append(f"LoD2.2 not attempted: {len(roof)} roof points, fewer than "
                           f"{params.min_points_lod22}")
         return bm
-    _lod22(bm, poly, roof, base, params)
+    _lod22(bm, poly, roof, pts, base, params)
     return bm
 
 
-def _lod22(bm: BuildingModel, poly: Polygon, roof: np.ndarray, base: float,
+def _lod22(bm: BuildingModel, poly: Polygon, roof: np.ndarray, pts: np.ndarray, base: float,
            params: ReconParams) -> None:
     # local coordinates keep the plane fits and the noding precise at map coordinates
     ox, oy = poly.centroid.x, poly.centroid.y
@@ -261,9 +261,12 @@ def _lod22(bm: BuildingModel, poly: Polygon, roof: np.ndarray, base: float,
     bm.lod22, bm.lod, bm.volume_lod22 = s22, "2.2", chk.volume
     bm.roof_regions = regions_w
     bm.partition_method = method
-    z = model_z(regions_w, roof[:, 0], roof[:, 1])
-    ok = np.isfinite(z)
-    bm.rmse_lod22 = float(np.sqrt(np.mean((roof[ok, 2] - z[ok]) ** 2))) if ok.any() else None
+    bm.rmse_lod22 = _rmse(s22, pts)
+
+
+def _rmse(solid: Solid, pts: np.ndarray) -> float:
+    """RMSE of the building's points to the model's surface (3D distance, as 3DBAG reports)."""
+    return float(np.sqrt(np.mean(distance_to_surface(solid, pts) ** 2)))
 
 
 def points_in_footprints(footprints: Sequence[Footprint | Polygon], xy: np.ndarray

@@ -345,7 +345,8 @@ def _ring_coords(ring: shapely.LinearRing) -> np.ndarray:
 
 
 def solid_from_partition(regions: Sequence[RoofRegion], base_z: float, *,
-                         snap: float = 0.005, min_height: float = 0.2) -> Solid:
+                         snap: float = 0.005, z_snap: float = 0.003, min_height: float = 0.2
+                         ) -> Solid:
     """A closed, outward-oriented solid with roof, wall and ground surfaces over ``regions``.
 
     ``regions`` must tile one polygon (the footprint) without overlaps; ``base_z`` is the
@@ -439,7 +440,7 @@ def solid_from_partition(regions: Sequence[RoofRegion], base_z: float, *,
                 continue
             za = planes[ri].z(*xy[a]) - planes[si].z(*xy[a])
             zb = planes[ri].z(*xy[b]) - planes[si].z(*xy[b])
-            if za * zb < 0 and abs(za) > 0.002 and abs(zb) > 0.002:
+            if za * zb < 0 and abs(za) > z_snap and abs(zb) > z_snap:
                 t = za / (za - zb)
                 p = xy[a] + t * (xy[b] - xy[a])
                 xy = np.vstack([xy, p])
@@ -460,26 +461,43 @@ def solid_from_partition(regions: Sequence[RoofRegion], base_z: float, *,
             new_rings.append(nrs)
         region_rings = new_rings
 
-    # 4. heights: each region's plane at its vertices; the levels met at every vertex
-    def rz(ri: int, v: int) -> float:
+    # 4. heights: each region's plane at its vertices; the levels met at every vertex, with
+    # levels within `z_snap` of each other made one (else two faces that meet to a millimetre
+    # would need a wall of no area between them)
+    def raw_z(ri: int, v: int) -> float:
         return round(float(planes[ri].z(*xy[v])), 3)
 
-    levels: dict[int, set[float]] = defaultdict(set)
+    raw_levels: dict[int, set[float]] = defaultdict(set)
     owner = {}
     for ri, rs in enumerate(region_rings):
         for r in rs:
             for i, a in enumerate(r):
                 owner[(a, r[(i + 1) % len(r)])] = ri
-                z = rz(ri, a)
+                z = raw_z(ri, a)
                 if z < base_z + min_height:
                     raise PartitionError(
                         f"the roof comes down to {z - base_z:.2f} m above the base")
-                levels[a].add(z)
+                raw_levels[a].add(z)
     base = round(base_z, 3)
     boundary = [(a, b) for (a, b) in owner if (b, a) not in owner]
     for a, b in boundary:
-        levels[a].add(base)
-        levels[b].add(base)
+        raw_levels[a].add(base)
+        raw_levels[b].add(base)
+    canon: dict[int, dict[float, float]] = {}
+    levels: dict[int, set[float]] = {}
+    for v, zs in raw_levels.items():
+        m: dict[float, float] = {}
+        rep = None
+        for z in sorted(zs):
+            if rep is None or z - rep > z_snap:
+                rep = z
+            m[z] = rep
+        canon[v] = m
+        levels[v] = set(m.values())
+
+    def rz(ri: int, v: int) -> float:
+        return canon[v][raw_z(ri, v)]
+
     sb = SolidBuilder()
 
     def column(v: int, z_from: float, z_to: float) -> list[tuple[float, float, float]]:

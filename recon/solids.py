@@ -36,7 +36,9 @@ __all__ = [
     "SolidBuilder",
     "SolidCheck",
     "check_solid",
+    "distance_to_surface",
     "face_area_vector",
+    "triangles",
 ]
 
 SurfaceKind = Literal["RoofSurface", "WallSurface", "GroundSurface"]
@@ -122,8 +124,9 @@ class SolidCheck:
 def face_area_vector(vertices: np.ndarray, face: Face) -> np.ndarray:
     """Newell's area vector of a face (holes, wound the other way, subtract)."""
     total = np.zeros(3)
+    origin = vertices[face[0][0]]  # relative coordinates: map coordinates would eat the area
     for ring in face:
-        p = vertices[ring]
+        p = vertices[ring] - origin
         q = np.roll(p, -1, axis=0)
         total += 0.5 * np.cross(p, q).sum(axis=0)
     return total
@@ -153,7 +156,7 @@ def _plane_deviation(vertices: np.ndarray, face: Face) -> float:
     return float(np.abs(d).max())
 
 
-def check_solid(solid: Solid, *, planarity_m: float = 0.01, min_edge_m: float = 0.001
+def check_solid(solid: Solid, *, planarity_m: float = 0.01, min_edge_m: float = 0.0005
                 ) -> SolidCheck:
     """Check that ``solid`` is one closed, 2-manifold, outward-oriented shell of planar faces."""
     problems: list[str] = []
@@ -252,3 +255,67 @@ def check_solid(solid: Solid, *, planarity_m: float = 0.01, min_edge_m: float = 
     if vol <= 0:
         problems.append(f"signed volume {vol:.3f} m3 is not positive: faces point inward")
     return SolidCheck(not problems, problems, vol)
+
+
+def triangles(solid: Solid) -> np.ndarray:
+    """The solid's faces as triangles, a (T, 3, 3) array (ear clipping, holes kept)."""
+    import mapbox_earcut
+
+    out = []
+    v = solid.vertices
+    for face in solid.faces:
+        n = face_area_vector(v, face)
+        drop = int(np.argmax(np.abs(n)))
+        keep = [i for i in range(3) if i != drop]
+        ids = [i for ring in face for i in ring]
+        xy = v[ids][:, keep]
+        ends = np.cumsum([len(r) for r in face]).astype(np.uint32)
+        tri = mapbox_earcut.triangulate_float64(xy - xy.mean(axis=0), ends)
+        if len(tri):
+            out.append(v[np.asarray(ids)[tri.reshape(-1, 3)]])
+    return np.concatenate(out) if out else np.empty((0, 3, 3))
+
+
+def distance_to_surface(solid: Solid, points: np.ndarray, *, chunk: int = 2048) -> np.ndarray:
+    """Euclidean distance of every point to the solid's boundary (its nearest face).
+
+    This is how 3DBAG reports a building's fit: a point on a wall or a dormer side is
+    measured to that wall, not vertically to the roof above it.
+    """
+    tri = triangles(solid)
+    pts = np.asarray(points, dtype=np.float64)
+    if len(tri) == 0 or len(pts) == 0:
+        return np.full(len(pts), np.inf)
+    origin = tri.reshape(-1, 3).mean(axis=0)
+    a, b, c = (tri[:, i] - origin for i in range(3))
+    out = np.empty(len(pts))
+    for s in range(0, len(pts), chunk):
+        p = (pts[s:s + chunk] - origin)[:, None, :]
+        out[s:s + chunk] = np.sqrt(_point_triangle_d2(p, a, b, c).min(axis=1))
+    return out
+
+
+def _point_triangle_d2(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray
+                       ) -> np.ndarray:
+    """Squared distance of points p (N, 1, 3) to triangles a, b, c (T, 3): (N, T)."""
+    ab, ac = b - a, c - a
+    n = np.cross(ab, ac)
+    nn = np.einsum("ij,ij->i", n, n)
+    ok = nn > 1e-18
+    # inside the prism: distance to the plane
+    ap = p - a
+    d_plane = np.einsum("ntj,tj->nt", ap, n)
+    proj = ap - (d_plane / np.where(ok, nn, 1.0))[..., None] * n
+    c1 = np.einsum("ntj,tj->nt", np.cross(ab, proj), n)
+    c2 = np.einsum("ntj,tj->nt", np.cross(c - b, proj - ab), n)
+    c3 = np.einsum("ntj,tj->nt", np.cross(a - c, proj - ac), n)
+    inside = (c1 >= 0) & (c2 >= 0) & (c3 >= 0) & ok
+    d2 = np.where(inside, d_plane**2 / np.where(ok, nn, 1.0), np.inf)
+    # otherwise: distance to the nearest edge
+    for e0, e1 in ((a, b), (b, c), (c, a)):
+        ed = e1 - e0
+        ll = np.einsum("ij,ij->i", ed, ed)
+        t = np.clip(np.einsum("ntj,tj->nt", p - e0, ed) / np.where(ll > 0, ll, 1.0), 0.0, 1.0)
+        q = e0 + t[..., None] * ed
+        d2 = np.minimum(d2, np.einsum("ntj,ntj->nt", p - q, p - q))
+    return d2
