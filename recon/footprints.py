@@ -39,6 +39,7 @@ __all__ = [
     "dominant_direction",
     "footprints_from_polygons",
     "read_footprints",
+    "refine_direction",
     "regularise_outline",
 ]
 
@@ -220,7 +221,22 @@ def dominant_direction(polygon: Polygon) -> float:
     ang = np.arctan2(d[:, 1], d[:, 0])
     c = (length * np.cos(4 * ang)).sum()
     s = (length * np.sin(4 * ang)).sum()
-    return float((math.atan2(s, c) / 4) % (math.pi / 2))
+    a = (math.atan2(s, c) / 4) % (math.pi / 2)
+    return 0.0 if a > math.pi / 2 - 1e-9 else float(a)
+
+
+def refine_direction(hull: Polygon) -> float:
+    """The building's axis: the direction of the hull's minimum rotated rectangle.
+
+    A concave hull's edges zigzag along the walls, so their length-weighted mean direction
+    (:func:`dominant_direction`) can be degrees off, which moves the far end of a long wall by
+    decimetres; the minimum rectangle around the hull is exact for rectangles and L shapes.
+    The hull's own direction is the fallback when the rectangle degenerates.
+    """
+    mrr = shapely.minimum_rotated_rectangle(hull)
+    if isinstance(mrr, Polygon) and mrr.area > 0:
+        return dominant_direction(mrr)
+    return dominant_direction(hull)
 
 
 def _rotate(xy: np.ndarray, angle: float) -> np.ndarray:
@@ -325,7 +341,7 @@ def derive_footprints(xy: np.ndarray, *, cell: float = 1.0, min_area: float = 15
             skipped.append(SkippedFootprint(fid, f"a cluster of {hull.area:.1f} m2, under "
                                                   f"{min_area} m2"))
             continue
-        angle = dominant_direction(hull)
+        angle = refine_direction(hull)
         poly = regularise_outline(pts, angle, cell=outline_cell)
         if poly is None or not poly.is_valid or poly.area < min_area:
             skipped.append(SkippedFootprint(fid, "no valid outline after regularisation"))
