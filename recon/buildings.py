@@ -97,6 +97,8 @@ class BuildingModel:
     lod12_roof_z: float | None = None
     roof_regions: list[RoofRegion] = field(default_factory=list)
     partition_method: str | None = None
+    #: roof heights at the 50th, 70th and 90th percentile and the highest point (3DBAG's set)
+    roof_percentiles: dict[str, float] = field(default_factory=dict)
     n_points: int = 0
     density: float = 0.0
     n_planes: int = 0
@@ -137,6 +139,7 @@ class BuildingModel:
             "planes": self.n_planes, "partition": self.partition_method,
             "rmse_lod12_m": r(self.rmse_lod12), "rmse_lod22_m": r(self.rmse_lod22),
             "volume_lod12_m3": r(self.volume_lod12, 1), "volume_lod22_m3": r(self.volume_lod22, 1),
+            **{f"roof_z_{k}": r(v) for k, v in self.roof_percentiles.items()},
             "reasons": list(self.reasons), "warnings": list(self.warnings),
         }
 
@@ -195,6 +198,9 @@ def reconstruct_building(footprint: Footprint | Polygon, xyz: np.ndarray,
         bm.reasons.append("no ground height around the footprint (outside the DTM)")
         return bm
     bm.base_z = base
+    p50, p70, p90 = np.percentile(roof[:, 2], [50.0, 70.0, 90.0])
+    bm.roof_percentiles = {"p50": float(p50), "p70": float(p70), "p90": float(p90),
+                           "max": float(roof[:, 2].max())}
     top = float(np.percentile(roof[:, 2], params.lod12_percentile))
     if top <= base + 0.5:
         bm.reasons.append(f"roof points only {top - base:.2f} m above the ground: not a building")
