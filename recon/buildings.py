@@ -33,14 +33,14 @@ import shapely
 from shapely.geometry import Polygon
 
 from recon.errors import ReconInputError
-from recon.footprints import Footprint
+from recon.footprints import Footprint, as_polygon
 from recon.roofs import (
     PartitionError,
     Plane,
     RoofRegion,
     detect_planes,
     model_z,
-    partition_roof,
+    partition_candidates,
     solid_from_partition,
 )
 from recon.solids import Solid, check_solid, distance_to_surface
@@ -75,7 +75,7 @@ class ReconParams:
     plane_min_points: int = 15
     max_planes: int = 12
     #: cell of the grid roof partition, m
-    partition_cell: float = 0.5
+    partition_cell: float = 0.25
     #: smallest roof region kept, m2
     min_region_m2: float = 1.0
     #: points this close to the footprint's edge are not roof points, m
@@ -234,8 +234,11 @@ def reconstruct_building(footprint: Footprint | Polygon, xyz: np.ndarray,
 def _lod22(bm: BuildingModel, poly: Polygon, roof: np.ndarray, pts: np.ndarray, base: float,
            params: ReconParams) -> None:
     # local coordinates keep the plane fits and the noding precise at map coordinates
-    ox, oy = poly.centroid.x, poly.centroid.y
-    oz = float(np.median(roof[:, 2]))
+    # offsets on the millimetre grid, so local vertices (rounded to the millimetre) stay on
+    # it in map coordinates; the solid is built locally, where the partition's polygons are
+    # valid as computed (moved to map coordinates, a ring can come to touch itself)
+    ox, oy = round(poly.centroid.x, 3), round(poly.centroid.y, 3)
+    oz = round(float(np.median(roof[:, 2])), 3)
     local = roof - np.array([ox, oy, oz])
     planes, labels = detect_planes(local, eps=params.plane_eps,
                                    min_points=params.plane_min_points,
@@ -246,28 +249,41 @@ def _lod22(bm: BuildingModel, poly: Polygon, roof: np.ndarray, pts: np.ndarray, 
         return
     world = [Plane(p.a, p.b, p.c).shifted(ox, oy, oz) for p in planes]
     local_poly = shapely.transform(poly, lambda c: c - np.array([ox, oy]))
-    regions, method, _ = partition_roof(local_poly, local, planes, labels,
-                                        cell=params.partition_cell,
-                                        min_area=params.min_region_m2)
-    if not regions:
-        bm.reasons.append("LoD2.2 failed: no roof partition")
+    if not local_poly.is_valid:
+        local_poly = as_polygon(shapely.make_valid(local_poly))
+    cands = partition_candidates(local_poly, local, planes, labels,
+                                 cell=params.partition_cell, min_area=params.min_region_m2)
+    if not cands:
+        bm.reasons.append("LoD2.2 failed: no roof partition covers the footprint")
         return
     index = {id(p): w for p, w in zip(planes, world, strict=True)}
-    regions_w = [RoofRegion(shapely.transform(r.polygon, lambda c: c + np.array([ox, oy])),
-                            index[id(r.plane)]) for r in regions]
-    try:
-        s22 = solid_from_partition(regions_w, base)
-    except PartitionError as exc:
-        bm.reasons.append(f"LoD2.2 failed, LoD1.2 kept: {exc}")
+    failures = []
+    # the best partition first; if its solid cannot be closed or fails the checker, the next
+    best_fit = cands[0][2]
+    for regions, method, fit in cands:
+        if fit > 1.5 * best_fit + 0.1:
+            failures.append(f"{method}: fits the points {fit:.2f} m, the best {best_fit:.2f} m")
+            continue
+        regions_w = [RoofRegion(shapely.transform(r.polygon, lambda c: c + np.array([ox, oy])),
+                                index[id(r.plane)]) for r in regions]
+        try:
+            s22 = solid_from_partition(regions, base - oz)
+        except PartitionError as exc:
+            failures.append(f"{method}: {exc}")
+            continue
+        s22.vertices = s22.vertices + np.array([ox, oy, oz])
+        chk = check_solid(s22)
+        if not chk.valid:
+            failures.append(f"{method}: invalid solid: " + "; ".join(chk.problems[:3]))
+            continue
+        bm.lod22, bm.lod, bm.volume_lod22 = s22, "2.2", chk.volume
+        bm.roof_regions = regions_w
+        bm.partition_method = method
+        bm.rmse_lod22 = _rmse(s22, pts)
+        if failures:
+            bm.warnings.append("LoD2.2 from a second-best roof partition; " + " | ".join(failures))
         return
-    chk = check_solid(s22)
-    if not chk.valid:
-        bm.reasons.append("LoD2.2 invalid, LoD1.2 kept: " + "; ".join(chk.problems[:3]))
-        return
-    bm.lod22, bm.lod, bm.volume_lod22 = s22, "2.2", chk.volume
-    bm.roof_regions = regions_w
-    bm.partition_method = method
-    bm.rmse_lod22 = _rmse(s22, pts)
+    bm.reasons.append("LoD2.2 failed, LoD1.2 kept: " + " | ".join(failures))
 
 
 def _rmse(solid: Solid, pts: np.ndarray) -> float:

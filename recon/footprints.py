@@ -25,7 +25,7 @@ import shapely
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 from scipy import ndimage
-from shapely.geometry import MultiPolygon, Polygon
+from shapely.geometry import Polygon
 from shapely.geometry.polygon import orient
 
 from recon.errors import ReconInputError
@@ -351,8 +351,9 @@ def derive_footprints(xy: np.ndarray, *, cell: float = 1.0, min_area: float = 15
     return FootprintSet(out, skipped)
 
 
-def as_polygon(geom: Polygon | MultiPolygon) -> Polygon:
-    """The largest polygon of ``geom`` (helper for callers holding multipolygons)."""
+def as_polygon(geom: shapely.Geometry) -> Polygon:
+    """The largest polygon of ``geom`` (for callers holding multipolygons or collections)."""
     if isinstance(geom, Polygon):
         return geom
-    return max(geom.geoms, key=lambda p: p.area)
+    return max((p for p in shapely.get_parts(geom) if isinstance(p, Polygon)),
+               key=lambda p: p.area)

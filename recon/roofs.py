@@ -41,6 +41,7 @@ __all__ = [
     "RoofRegion",
     "detect_planes",
     "model_z",
+    "partition_candidates",
     "partition_roof",
     "solid_from_partition",
 ]
@@ -225,8 +226,25 @@ def _envelope(footprint: Polygon, planes: Sequence[Plane], lower: bool, min_area
     return regions
 
 
+def _no_pinches(lab: np.ndarray, passes: int = 20) -> None:
+    """Break diagonal contacts in the label grid (a region touching itself or another only at
+    a cell corner), which would make a vertex where the solid is not 2-manifold."""
+    for _ in range(passes):
+        a, b = lab[:-1, :-1], lab[:-1, 1:]
+        c, d = lab[1:, :-1], lab[1:, 1:]
+        m1 = (a == d) & (b != a) & (c != a)
+        if m1.any():
+            b[m1] = a[m1]
+            continue
+        m2 = (b == c) & (a != b) & (d != b)
+        if not m2.any():
+            return
+        a[m2] = b[m2]
+
+
 def _grid_partition(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane],
-                    labels: np.ndarray, cell: float, min_area: float) -> list[RoofRegion]:
+                    labels: np.ndarray, cell: float, min_area: float, knn: int = 5
+                    ) -> list[RoofRegion]:
     angle = dominant_direction(footprint)
     fp_uv = shapely.transform(footprint, lambda c: _rotate(c, -angle))
     u0, v0, u1, v1 = fp_uv.bounds
@@ -234,17 +252,22 @@ def _grid_partition(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane]
     nu = math.ceil((u1 - u0) / cell) + 2
     nv = math.ceil((v1 - v0) / cell) + 2
     np_ = len(planes)
-    votes = np.zeros((nv * nu, np_), dtype=np.int32)
     has = labels >= 0
+    if not has.any():
+        return []
     uv = _rotate(xyz[has, :2], -angle)
-    iu = np.clip(((uv[:, 0] - u0) / cell).astype(np.int64), 0, nu - 1)
-    iv = np.clip(((uv[:, 1] - v0) / cell).astype(np.int64), 0, nv - 1)
-    np.add.at(votes, (iv * nu + iu, labels[has]), 1)
-    votes = votes.reshape(nv, nu, np_).astype(np.float64)
-    # a 3x3 vote smooths single-cell noise before the majority is taken
-    smooth = np.stack([ndimage.uniform_filter(votes[:, :, j], 3, mode="constant")
-                       for j in range(np_)], axis=2)
-    lab = np.where(smooth.sum(axis=2) > 0, np.argmax(smooth, axis=2), -1)
+    # each cell takes the majority plane of the points nearest its centre: the boundary
+    # between two planes then follows the points to about half a point spacing, whatever
+    # the cell
+    cu = u0 + (np.arange(nu) + 0.5) * cell
+    cv = v0 + (np.arange(nv) + 0.5) * cell
+    gu, gv = np.meshgrid(cu, cv)
+    k = min(knn, int(has.sum()))
+    _, nb = cKDTree(uv).query(np.column_stack([gu.ravel(), gv.ravel()]), k=k)
+    nb = nb.reshape(len(nb), -1)
+    near = labels[has][nb]
+    counts = np.stack([(near == j).sum(axis=1) for j in range(np_)], axis=1)
+    lab = np.argmax(counts, axis=1).reshape(nv, nu)
     min_cells = max(2, int(min_area / cell**2))
     for _pass in range(2):
         if (lab < 0).all():
@@ -268,6 +291,7 @@ def _grid_partition(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane]
             return []
         _, (ri, rj) = ndimage.distance_transform_edt(lab < 0, return_indices=True)
         lab = lab[ri, rj]
+    _no_pinches(lab)
     regions: list[RoofRegion] = []
     for j in range(np_):
         mask = lab == j
@@ -285,7 +309,8 @@ def _grid_partition(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane]
         merged = shapely.union_all(boxes)
         back = shapely.transform(merged, lambda c: _rotate(c, angle))
         clipped = shapely.intersection(back, footprint)
-        for part in _polygons(clipped, min_area * 0.25):
+        # every piece is kept: a dropped sliver would leave a hole in the roof
+        for part in _polygons(clipped, 1e-4):
             regions.append(RoofRegion(shapely.simplify(part, 0.001), planes[j]))
     return regions
 
@@ -300,37 +325,42 @@ def _rmse(regions: Sequence[RoofRegion], xyz: np.ndarray) -> float:
     return float(np.sqrt(np.mean((xyz[ok, 2] - z[ok]) ** 2)))
 
 
-def partition_roof(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane],
-                   labels: np.ndarray, *, cell: float = 0.5, min_area: float = 1.0
-                   ) -> tuple[list[RoofRegion], str, float]:
-    """The roof partition closest to the points: regions, the method and its RMSE (m).
+def partition_candidates(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane],
+                         labels: np.ndarray, *, cell: float = 0.25, min_area: float = 1.0
+                         ) -> list[tuple[list[RoofRegion], str, float]]:
+    """Roof partitions of the footprint, best first: (regions, method, RMSE to the points).
 
-    The envelope (straight plane intersections) is kept unless the grid labelling fits the
-    points better by more than 2 cm or 5%: an exact ridge is worth a little misfit.
+    The envelope (straight plane intersections) comes first unless the grid labelling fits
+    the points better by more than 2 cm or 5%: an exact ridge is worth a little misfit. The
+    others follow, so a caller whose first solid fails can try the next.
     """
     if not planes:
-        return [], "none", float("inf")
+        return []
     if len(planes) == 1:
         regs = [RoofRegion(footprint, planes[0])]
-        return regs, "single", _rmse(regs, xyz)
+        return [(regs, "single", _rmse(regs, xyz))]
     cands: list[tuple[list[RoofRegion], str]] = []
     if len(planes) <= 8:
         cands.append((_envelope(footprint, planes, True, min_area), "lower_envelope"))
         cands.append((_envelope(footprint, planes, False, min_area), "upper_envelope"))
     cands.append((_grid_partition(footprint, xyz, planes, labels, cell, min_area), "grid"))
-    scored = [(_rmse(r, xyz), m, r) for r, m in cands if r]
-    if not scored:
-        return [], "none", float("inf")
-    covered = [(s, m, r) for s, m, r in scored
-               if abs(sum(x.polygon.area for x in r) - footprint.area) < 0.01 * footprint.area]
-    scored = covered or scored
-    grid = [s for s in scored if s[1] == "grid"]
-    env = sorted([s for s in scored if s[1] != "grid"], key=lambda s: s[0])
-    if env and (not grid or env[0][0] <= grid[0][0] * 1.05 + 0.02):
-        s, m, r = env[0]
-    else:
-        s, m, r = grid[0]
-    return r, m, s
+    area = footprint.area
+    # a partition must tile the footprint; one that does not is no candidate
+    scored = [(r, m, _rmse(r, xyz)) for r, m in cands
+              if r and abs(sum(x.polygon.area for x in r) - area) < 0.01 * area]
+    grid = [c for c in scored if c[1] == "grid"]
+    env = sorted([c for c in scored if c[1] != "grid"], key=lambda c: c[2])
+    if env and (not grid or env[0][2] <= grid[0][2] * 1.05 + 0.02):
+        return env[:1] + grid + env[1:]
+    return grid + env
+
+
+def partition_roof(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane],
+                   labels: np.ndarray, *, cell: float = 0.25, min_area: float = 1.0
+                   ) -> tuple[list[RoofRegion], str, float]:
+    """The best roof partition of :func:`partition_candidates` (empty, "none" if none)."""
+    cands = partition_candidates(footprint, xyz, planes, labels, cell=cell, min_area=min_area)
+    return cands[0] if cands else ([], "none", float("inf"))
 
 
 # --- the solid over a partition ---------------------------------------------------------
@@ -525,7 +555,8 @@ def solid_from_partition(regions: Sequence[RoofRegion], base_z: float, *,
     nxt: dict[int, int] = {}
     for a, b in boundary:
         if a in nxt:
-            raise PartitionError("the footprint boundary touches itself at a vertex")
+            raise PartitionError("the roof partition's outline touches itself at "
+                                 f"({xy[a][0]:.3f}, {xy[a][1]:.3f})")
         nxt[a] = b
     seen: set[int] = set()
     outers, holes = [], []
