@@ -287,35 +287,59 @@ def distance_to_surface(solid: Solid, points: np.ndarray, *, chunk: int = 2048) 
     if len(tri) == 0 or len(pts) == 0:
         return np.full(len(pts), np.inf)
     origin = tri.reshape(-1, 3).mean(axis=0)
-    a, b, c = (tri[:, i] - origin for i in range(3))
+    t = tri - origin
+    a, b, c = t[:, 0], t[:, 1], t[:, 2]
+    lo, hi = t.min(axis=1), t.max(axis=1)
+    centre = t.mean(axis=1)
     out = np.empty(len(pts))
     for s in range(0, len(pts), chunk):
-        p = (pts[s:s + chunk] - origin)[:, None, :]
-        out[s:s + chunk] = np.sqrt(_point_triangle_d2(p, a, b, c).min(axis=1))
+        p = pts[s:s + chunk] - origin
+        # a triangle's centre bounds the distance from above, its box from below: only
+        # triangles whose box is nearer than the nearest centre are measured exactly
+        pp = (p * p).sum(axis=1)
+        ub = (pp[:, None] - 2.0 * (p @ centre.T) + (centre * centre).sum(axis=1)).min(axis=1)
+        gap = np.maximum(lo[None] - p[:, None, :], p[:, None, :] - hi[None])
+        np.maximum(gap, 0.0, out=gap)
+        gap *= gap
+        pi, ti = np.nonzero(gap.sum(axis=2) <= ub[:, None] * (1 + 1e-9) + 1e-9)
+        d2 = _pair_d2(p[pi], a[ti], b[ti], c[ti])
+        best = np.full(len(p), np.inf)
+        np.minimum.at(best, pi, d2)
+        out[s:s + chunk] = np.sqrt(best)
     return out
 
 
-def _point_triangle_d2(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray
-                       ) -> np.ndarray:
-    """Squared distance of points p (N, 1, 3) to triangles a, b, c (T, 3): (N, T)."""
+def _pair_d2(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Squared distance of each point p[i] to the triangle a[i], b[i], c[i]."""
+    return _point_triangle_d2(p[:, None, :], a, b, c, paired=True)[:, 0]
+
+
+def _point_triangle_d2(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray, *,
+                       paired: bool = False) -> np.ndarray:
+    """Squared distance of points p (N, 1, 3) to triangles a, b, c (T, 3): (N, T); with
+    ``paired``, point i to triangle i only (T == N): (N, 1)."""
+    if paired:
+        a, b, c = a[:, None, :], b[:, None, :], c[:, None, :]
+    else:
+        a, b, c = a[None], b[None], c[None]
     ab, ac = b - a, c - a
     n = np.cross(ab, ac)
-    nn = np.einsum("ij,ij->i", n, n)
+    nn = (n * n).sum(axis=-1)
     ok = nn > 1e-18
-    # inside the prism: distance to the plane
+    nn_safe = np.where(ok, nn, 1.0)
     ap = p - a
-    d_plane = np.einsum("ntj,tj->nt", ap, n)
-    proj = ap - (d_plane / np.where(ok, nn, 1.0))[..., None] * n
-    c1 = np.einsum("ntj,tj->nt", np.cross(ab, proj), n)
-    c2 = np.einsum("ntj,tj->nt", np.cross(c - b, proj - ab), n)
-    c3 = np.einsum("ntj,tj->nt", np.cross(a - c, proj - ac), n)
+    d_plane = (ap * n).sum(axis=-1)
+    proj = ap - (d_plane / nn_safe)[..., None] * n
+    c1 = (np.cross(ab, proj) * n).sum(axis=-1)
+    c2 = (np.cross(c - b, proj - ab) * n).sum(axis=-1)
+    c3 = (np.cross(a - c, proj - ac) * n).sum(axis=-1)
     inside = (c1 >= 0) & (c2 >= 0) & (c3 >= 0) & ok
-    d2 = np.where(inside, d_plane**2 / np.where(ok, nn, 1.0), np.inf)
-    # otherwise: distance to the nearest edge
+    # inside the prism over the triangle: the distance to its plane; otherwise to an edge
+    d2 = np.where(inside, d_plane**2 / nn_safe, np.inf)
     for e0, e1 in ((a, b), (b, c), (c, a)):
         ed = e1 - e0
-        ll = np.einsum("ij,ij->i", ed, ed)
-        t = np.clip(np.einsum("ntj,tj->nt", p - e0, ed) / np.where(ll > 0, ll, 1.0), 0.0, 1.0)
+        ll = (ed * ed).sum(axis=-1)
+        t = np.clip(((p - e0) * ed).sum(axis=-1) / np.where(ll > 0, ll, 1.0), 0.0, 1.0)
         q = e0 + t[..., None] * ed
-        d2 = np.minimum(d2, np.einsum("ntj,ntj->nt", p - q, p - q))
+        d2 = np.minimum(d2, ((p - q) ** 2).sum(axis=-1))
     return d2
