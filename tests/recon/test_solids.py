@@ -99,3 +99,36 @@ def test_distance_to_surface_measures_to_the_nearest_face():
     pts = np.array([[1.0, 1.5, 5.0], [1.0, 1.5, 3.5], [-1.0, 1.5, 2.0], [3.0, 4.0, 4.0]])
     d = distance_to_surface(s, pts)
     assert d == pytest.approx([1.0, 0.5, 1.0, np.sqrt(2.0)])
+
+
+def test_partition_with_steps_and_an_enclosed_region_closes():
+    from shapely.geometry import Polygon
+
+    from recon.roofs import Plane, RoofRegion, solid_from_partition
+
+    outer = Polygon([(0, 0), (20, 0), (20, 10), (0, 10)], [[(4, 4), (4, 6), (6, 6), (6, 4)]])
+    regions = [
+        RoofRegion(outer.intersection(Polygon([(0, 0), (10, 0), (10, 10), (0, 10)])),
+                   Plane(0.0, 0.0, 12.0)),
+        RoofRegion(Polygon([(10, 0), (20, 0), (20, 10), (10, 10)]), Plane(0.0, 0.1, 7.0)),
+        RoofRegion(Polygon([(4, 4), (6, 4), (6, 6), (4, 6)]), Plane(0.0, 0.0, 14.0)),  # chimney
+    ]
+    s = solid_from_partition(regions, 2.0)
+    chk = check_solid(s)
+    assert chk.valid, chk.problems
+    expected = 96 * 10 + 4 * 12 + 100 * (5.0 + 0.5)  # heights above the base of 2 m
+    assert chk.volume == pytest.approx(expected, rel=1e-6)
+    assert s.semantics.count(GROUND) == 1
+
+
+def test_partition_touching_itself_at_a_corner_is_refused():
+    from shapely.geometry import Polygon
+
+    from recon.roofs import PartitionError, Plane, RoofRegion, solid_from_partition
+
+    a = Polygon([(0, 0), (5, 0), (5, 5), (0, 5)])
+    b = Polygon([(5, 5), (10, 5), (10, 10), (5, 10)])  # meets a only at (5, 5)
+    with pytest.raises(PartitionError):
+        solid_from_partition([RoofRegion(a, Plane(0, 0, 5)), RoofRegion(b, Plane(0, 0, 6))], 0.0)
+    with pytest.raises(PartitionError, match="above the base"):
+        solid_from_partition([RoofRegion(a, Plane(0, 0, 0.1))], 0.0)
