@@ -74,8 +74,9 @@ class ReconParams:
     plane_eps: float = 0.2
     plane_min_points: int = 15
     max_planes: int = 12
-    #: cell of the grid roof partition, m
-    partition_cell: float = 0.25
+    #: cell of the grid roof partition, m: the step between two roof parts is placed to half
+    #: a cell, and a step of several metres makes that strip count
+    partition_cell: float = 0.125
     #: smallest roof region kept, m2
     min_region_m2: float = 1.0
     #: points this close to the footprint's edge are not roof points, m
