@@ -1,0 +1,339 @@
+"""Buildings from footprints and classified points: LoD1.2 and LoD2.2 with quality figures.
+
+For every footprint the building-class points inside it and a ground function
+``ground(x, y) -> z`` (a DTM, from :mod:`recon.terrain` or any other source) give:
+
+- **LoD1.2**: the footprint extruded from the ground height to a percentile of its roof
+  points. The 70th percentile is the default, as 3DBAG publishes for LoD1.2 (3dfier's default
+  is the 90th): on a pitched roof a percentile between the eave and the ridge keeps the
+  volume near the true one, and a high percentile would follow chimneys and antennas.
+- **LoD2.2**: roof planes, the roof partition and the closed solid of :mod:`recon.roofs`.
+
+The base height is the median of the ground function on a ring 1 m outside the footprint
+(inside it there are no ground points, only the DTM's interpolation).
+
+Roof points are the building-class points inside the footprint shrunk by
+``ReconParams.edge_m`` (0.3 m): points on walls and gutters at the very edge are not roof, and
+they would otherwise count as misfit of a correct roof.
+
+Every building gets a :class:`BuildingModel` with the LoD it reached and, for anything it did
+not reach, the reason: no points, too few points, a sparse survey (under 2 points/m2: LoD1.2
+only, with a warning), no plane found, or a LoD2.2 solid that failed the validity check of
+:func:`recon.solids.check_solid` (then it keeps its LoD1.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import shapely
+from shapely.geometry import Polygon
+
+from recon.errors import ReconInputError
+from recon.footprints import Footprint, as_polygon
+from recon.roofs import (
+    PartitionError,
+    Plane,
+    RoofRegion,
+    detect_planes,
+    model_z,
+    partition_candidates,
+    solid_from_partition,
+)
+from recon.solids import Solid, check_solid, distance_to_surface
+
+__all__ = [
+    "BuildingModel",
+    "GroundFunction",
+    "ReconParams",
+    "points_in_footprints",
+    "reconstruct_building",
+    "reconstruct_buildings",
+]
+
+GroundFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Lod = Literal["1.2", "2.2"]
+
+
+@dataclass(frozen=True)
+class ReconParams:
+    """Tunable choices of the reconstruction, with the reasons for their defaults."""
+
+    #: roof percentile of the LoD1.2 height (3DBAG: 70th; 3dfier's default: 90th)
+    lod12_percentile: float = 70.0
+    #: a survey sparser than this (points/m2 of footprint) gives LoD1.2 only, with a warning
+    min_density: float = 2.0
+    #: fewer roof points than this: LoD1.2 only
+    min_points_lod22: int = 30
+    #: fewer roof points than this: no model at all (no height to trust)
+    min_points_lod12: int = 3
+    #: plane inlier distance and smallest plane (roofer: 0.2 m, 15 points)
+    plane_eps: float = 0.2
+    plane_min_points: int = 15
+    max_planes: int = 12
+    #: cell of the grid roof partition, m: the step between two roof parts is placed to half
+    #: a cell, and a step of several metres makes that strip count
+    partition_cell: float = 0.125
+    #: smallest roof region kept, m2
+    min_region_m2: float = 1.0
+    #: points this close to the footprint's edge are not roof points, m
+    edge_m: float = 0.3
+    seed: int = 0
+
+
+@dataclass
+class BuildingModel:
+    """One reconstructed building (coordinates in the survey's CRS, heights in its datum)."""
+
+    id: str
+    footprint: Polygon
+    footprint_source: str = "given"
+    lod: Lod | None = None
+    base_z: float | None = None
+    lod12: Solid | None = None
+    lod22: Solid | None = None
+    lod12_roof_z: float | None = None
+    roof_regions: list[RoofRegion] = field(default_factory=list)
+    partition_method: str | None = None
+    #: roof heights at the 50th, 70th and 90th percentile and the highest point (3DBAG's set)
+    roof_percentiles: dict[str, float] = field(default_factory=dict)
+    n_points: int = 0
+    density: float = 0.0
+    n_planes: int = 0
+    rmse_lod12: float | None = None
+    rmse_lod22: float | None = None
+    volume_lod12: float | None = None
+    volume_lod22: float | None = None
+    reasons: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def height(self) -> float | None:
+        """LoD1.2 height above the base, m."""
+        if self.lod12_roof_z is None or self.base_z is None:
+            return None
+        return self.lod12_roof_z - self.base_z
+
+    def roof_z(self, x: np.ndarray, y: np.ndarray, lod: Lod | None = None) -> np.ndarray:
+        """The model's roof height at x, y (NaN outside the footprint or without that LoD)."""
+        lod = lod or self.lod
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if lod == "2.2" and self.lod22 is not None and self.roof_regions:
+            return model_z(self.roof_regions, x, y)
+        if lod == "1.2" and self.lod12 is not None and self.lod12_roof_z is not None:
+            inside = shapely.contains_xy(self.footprint, x, y)
+            return np.where(inside, self.lod12_roof_z, np.nan)
+        return np.full(x.shape, np.nan)
+
+    def summary(self) -> dict[str, object]:
+        """The per-building record the service stores (plain JSON types)."""
+        def r(v: float | None, nd: int = 3) -> float | None:
+            return None if v is None or not np.isfinite(v) else round(float(v), nd)
+        return {
+            "id": self.id, "lod": self.lod, "footprint_source": self.footprint_source,
+            "base_z": r(self.base_z), "lod12_roof_z": r(self.lod12_roof_z),
+            "height": r(self.height), "points": self.n_points, "density": r(self.density, 2),
+            "planes": self.n_planes, "partition": self.partition_method,
+            "rmse_lod12_m": r(self.rmse_lod12), "rmse_lod22_m": r(self.rmse_lod22),
+            "volume_lod12_m3": r(self.volume_lod12, 1), "volume_lod22_m3": r(self.volume_lod22, 1),
+            **{f"roof_z_{k}": r(v) for k, v in self.roof_percentiles.items()},
+            "reasons": list(self.reasons), "warnings": list(self.warnings),
+        }
+
+
+def _base_height(footprint: Polygon, ground: GroundFunction) -> float | None:
+    ring = footprint.buffer(1.0, join_style="mitre").exterior
+    n = max(8, int(ring.length))
+    pts = shapely.line_interpolate_point(ring, np.linspace(0, 1, n, endpoint=False),
+                                         normalized=True)
+    xy = shapely.get_coordinates(pts)
+    z = np.asarray(ground(xy[:, 0], xy[:, 1]), dtype=np.float64)
+    z = z[np.isfinite(z)]
+    return float(np.median(z)) if len(z) else None
+
+
+def _extrusion(footprint: Polygon, base_z: float, top_z: float) -> Solid:
+    return solid_from_partition([RoofRegion(footprint, Plane(0.0, 0.0, top_z))], base_z,
+                                min_height=0.0)
+
+
+def reconstruct_building(footprint: Footprint | Polygon, xyz: np.ndarray,
+                         ground: GroundFunction, params: ReconParams | None = None, *,
+                         building_id: str | None = None) -> BuildingModel:
+    """LoD1.2 and LoD2.2 of one building from the building-class points inside its footprint.
+
+    ``xyz`` may hold points outside the footprint; they are ignored. Problems of the data
+    (no points, too few, sparse, no ground) end up in ``reasons``/``warnings``, never as
+    exceptions; a malformed argument raises :class:`~recon.errors.ReconInputError`.
+    """
+    params = params or ReconParams()
+    if isinstance(footprint, Footprint):
+        poly, fid, source = footprint.polygon, footprint.id, footprint.source
+    else:
+        poly, fid, source = footprint, building_id or "0", "given"
+    if not isinstance(poly, Polygon) or poly.is_empty or not poly.is_valid:
+        raise ReconInputError(f"building {fid}: the footprint is not one valid polygon")
+    xyz = np.asarray(xyz, dtype=np.float64)
+    if xyz.ndim != 2 or xyz.shape[1] != 3:
+        raise ReconInputError(f"building {fid}: points must be an (N, 3) array")
+    xyz = xyz[np.isfinite(xyz).all(axis=1)]
+    bm = BuildingModel(fid, poly, source)
+    inside = shapely.intersects_xy(poly, xyz[:, 0], xyz[:, 1]) if len(xyz) else np.zeros(0, bool)
+    pts = xyz[inside]
+    core = poly.buffer(-params.edge_m)
+    roof = pts[shapely.contains_xy(core, pts[:, 0], pts[:, 1])] if not core.is_empty else pts
+    if len(roof) < max(params.min_points_lod12, 0.5 * len(pts)):
+        roof = pts  # a narrow footprint: the edge band is most of it
+    bm.n_points = len(pts)
+    bm.density = len(pts) / poly.area
+    if len(roof) < params.min_points_lod12:
+        bm.reasons.append(f"{len(roof)} building points inside the footprint: no height to "
+                          "model (is the footprint where the survey is?)")
+        return bm
+    base = _base_height(poly, ground)
+    if base is None:
+        bm.reasons.append("no ground height around the footprint (outside the DTM)")
+        return bm
+    bm.base_z = base
+    p50, p70, p90 = np.percentile(roof[:, 2], [50.0, 70.0, 90.0])
+    bm.roof_percentiles = {"p50": float(p50), "p70": float(p70), "p90": float(p90),
+                           "max": float(roof[:, 2].max())}
+    top = float(np.percentile(roof[:, 2], params.lod12_percentile))
+    if top <= base + 0.5:
+        bm.reasons.append(f"roof points only {top - base:.2f} m above the ground: not a building")
+        return bm
+    bm.lod12_roof_z = top
+    try:
+        s12 = _extrusion(poly, base, top)
+    except PartitionError as exc:
+        bm.reasons.append(f"LoD1.2 failed: {exc}")
+        return bm
+    chk = check_solid(s12)
+    if not chk.valid:
+        bm.reasons.append("LoD1.2 solid invalid: " + "; ".join(chk.problems))
+        return bm
+    bm.lod12, bm.lod, bm.volume_lod12 = s12, "1.2", chk.volume
+    bm.rmse_lod12 = _rmse(s12, pts)
+
+    if bm.density < params.min_density:
+        bm.warnings.append(f"sparse survey: {bm.density:.2f} points/m2, under "
+                           f"{params.min_density}: LoD1.2 only")
+        bm.reasons.append("LoD2.2 not attempted: survey too sparse")
+        return bm
+    if len(roof) < params.min_points_lod22:
+        bm.reasons.append(f"LoD2.2 not attempted: {len(roof)} roof points, fewer than "
+                          f"{params.min_points_lod22}")
+        return bm
+    _lod22(bm, poly, roof, pts, base, params)
+    return bm
+
+
+def _lod22(bm: BuildingModel, poly: Polygon, roof: np.ndarray, pts: np.ndarray, base: float,
+           params: ReconParams) -> None:
+    # local coordinates keep the plane fits and the noding precise at map coordinates
+    # offsets on the millimetre grid, so local vertices (rounded to the millimetre) stay on
+    # it in map coordinates; the solid is built locally, where the partition's polygons are
+    # valid as computed (moved to map coordinates, a ring can come to touch itself)
+    ox, oy = round(poly.centroid.x, 3), round(poly.centroid.y, 3)
+    oz = round(float(np.median(roof[:, 2])), 3)
+    local = roof - np.array([ox, oy, oz])
+    planes, labels = detect_planes(local, eps=params.plane_eps,
+                                   min_points=params.plane_min_points,
+                                   max_planes=params.max_planes, seed=params.seed)
+    bm.n_planes = len(planes)
+    if not planes:
+        bm.reasons.append("LoD2.2 failed: no roof plane found in the points")
+        return
+    world = [Plane(p.a, p.b, p.c).shifted(ox, oy, oz) for p in planes]
+    local_poly = shapely.transform(poly, lambda c: c - np.array([ox, oy]))
+    if not local_poly.is_valid:
+        local_poly = as_polygon(shapely.make_valid(local_poly))
+    cands = partition_candidates(local_poly, local, planes, labels,
+                                 cell=params.partition_cell, min_area=params.min_region_m2)
+    if not cands:
+        bm.reasons.append("LoD2.2 failed: no roof partition covers the footprint")
+        return
+    index = {id(p): w for p, w in zip(planes, world, strict=True)}
+    failures = []
+    # the best partition first; if its solid cannot be closed or fails the checker, the next
+    best_fit = cands[0][2]
+    for regions, method, fit in cands:
+        if fit > 1.5 * best_fit + 0.1:
+            failures.append(f"{method}: fits the points {fit:.2f} m, the best {best_fit:.2f} m")
+            continue
+        regions_w = [RoofRegion(shapely.transform(r.polygon, lambda c: c + np.array([ox, oy])),
+                                index[id(r.plane)]) for r in regions]
+        try:
+            s22 = solid_from_partition(regions, base - oz)
+        except PartitionError as exc:
+            failures.append(f"{method}: {exc}")
+            continue
+        s22.vertices = s22.vertices + np.array([ox, oy, oz])
+        chk = check_solid(s22)
+        if not chk.valid:
+            failures.append(f"{method}: invalid solid: " + "; ".join(chk.problems[:3]))
+            continue
+        bm.lod22, bm.lod, bm.volume_lod22 = s22, "2.2", chk.volume
+        bm.roof_regions = regions_w
+        bm.partition_method = method
+        bm.rmse_lod22 = _rmse(s22, pts)
+        if failures:
+            bm.warnings.append("LoD2.2 from a second-best roof partition; " + " | ".join(failures))
+        return
+    bm.reasons.append("LoD2.2 failed, LoD1.2 kept: " + " | ".join(failures))
+
+
+def _rmse(solid: Solid, pts: np.ndarray) -> float:
+    """RMSE of the building's points to the model's surface (3D distance, as 3DBAG reports)."""
+    return float(np.sqrt(np.mean(distance_to_surface(solid, pts) ** 2)))
+
+
+def points_in_footprints(footprints: Sequence[Footprint | Polygon], xy: np.ndarray
+                         ) -> list[np.ndarray]:
+    """For each footprint, the indices of the points inside it (an STR-tree join)."""
+    polys = [f.polygon if isinstance(f, Footprint) else f for f in footprints]
+    out: list[np.ndarray] = [np.empty(0, dtype=np.int64) for _ in polys]
+    if not polys or len(xy) == 0:
+        return out
+    tree = shapely.STRtree(polys)
+    pi, fi = tree.query(shapely.points(xy[:, 0], xy[:, 1]), predicate="intersects")
+    order = np.argsort(fi, kind="stable")
+    fi, pi = fi[order], pi[order]
+    cuts = np.searchsorted(fi, np.arange(len(polys) + 1))
+    for k in range(len(polys)):
+        out[k] = pi[cuts[k]:cuts[k + 1]]
+    return out
+
+
+def reconstruct_buildings(footprints: Sequence[Footprint], xyz: np.ndarray,
+                          ground: GroundFunction, *, classification: np.ndarray | None = None,
+                          building_class: int = 6, params: ReconParams | None = None,
+                          progress: Callable[[int, int], None] | None = None
+                          ) -> list[BuildingModel]:
+    """Every footprint's building from a survey's points (``classification`` picks the
+    building-class points; without it all points are taken as building points).
+
+    ``progress(done, total)`` is called after each building.
+    """
+    xyz = np.asarray(xyz, dtype=np.float64)
+    if xyz.ndim != 2 or xyz.shape[1] != 3:
+        raise ReconInputError("points must be an (N, 3) array of x, y, z")
+    if classification is not None:
+        cls = np.asarray(classification)
+        if cls.shape != (len(xyz),):
+            raise ReconInputError(f"{len(cls)} classes for {len(xyz)} points")
+        xyz = xyz[cls == building_class]
+    idx = points_in_footprints(footprints, xyz)
+    out = []
+    for k, (fp, ii) in enumerate(zip(footprints, idx, strict=True)):
+        bm = reconstruct_building(fp, xyz[ii], ground, params)
+        if isinstance(fp, Footprint) and fp.problems:
+            bm.warnings.extend(f"footprint: {p}" for p in fp.problems)
+        out.append(bm)
+        if progress is not None:
+            progress(k + 1, len(footprints))
+    return out
