@@ -244,8 +244,9 @@ def _rotate(xy: np.ndarray, angle: float) -> np.ndarray:
     return np.column_stack([xy[:, 0] * c - xy[:, 1] * s, xy[:, 0] * s + xy[:, 1] * c])
 
 
-def _mask_polygon(mask: np.ndarray, u0: float, v0: float, cell: float) -> Polygon | None:
-    """Union of the True cells (row-major, v rows) as a polygon; the largest part if several."""
+def mask_boxes(mask: np.ndarray, u0: float, v0: float, cell: float) -> list[Polygon]:
+    """The True cells of a grid (row-major, v rows, cell size ``cell`` from ``u0, v0``) as one
+    box per run of cells along a row: far fewer polygons to union than one per cell."""
     boxes = []
     for r in range(mask.shape[0]):
         row = mask[r]
@@ -255,6 +256,12 @@ def _mask_polygon(mask: np.ndarray, u0: float, v0: float, cell: float) -> Polygo
         for a, b in zip(edges[::2], edges[1::2], strict=True):
             boxes.append(shapely.box(u0 + a * cell, v0 + r * cell, u0 + b * cell,
                                      v0 + (r + 1) * cell))
+    return boxes
+
+
+def _mask_polygon(mask: np.ndarray, u0: float, v0: float, cell: float) -> Polygon | None:
+    """Union of the True cells (row-major, v rows) as a polygon; the largest part if several."""
+    boxes = mask_boxes(mask, u0, v0, cell)
     if not boxes:
         return None
     merged = shapely.union_all(boxes)

@@ -33,7 +33,7 @@ from scipy.spatial import cKDTree
 from shapely.geometry import Polygon
 from shapely.geometry.polygon import orient
 
-from recon.footprints import _rotate, dominant_direction
+from recon.footprints import _rotate, dominant_direction, mask_boxes
 from recon.solids import GROUND, ROOF, WALL, Solid, SolidBuilder
 
 __all__ = [
@@ -297,16 +297,7 @@ def _grid_partition(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane]
         mask = lab == j
         if not mask.any():
             continue
-        boxes = []
-        for r in range(nv):
-            row = mask[r]
-            if not row.any():
-                continue
-            edges = np.flatnonzero(np.diff(np.concatenate([[0], row.view(np.int8), [0]])))
-            for a, b in zip(edges[::2], edges[1::2], strict=True):
-                boxes.append(shapely.box(u0 + a * cell, v0 + r * cell, u0 + b * cell,
-                                         v0 + (r + 1) * cell))
-        merged = shapely.union_all(boxes)
+        merged = shapely.union_all(mask_boxes(mask[:nv], u0, v0, cell))
         back = shapely.transform(merged, lambda c: _rotate(c, angle))
         clipped = shapely.intersection(back, footprint)
         # every piece is kept: a dropped sliver would leave a hole in the roof
