@@ -18,6 +18,7 @@ JOB_HANDLERS: dict[str, str] = {
     "ingest_cityjson": "service.cim.ingest:ingest_city",
     "ingest_citygml": "service.cim.ingest:ingest_city",
     "ingest_ifc": "service.bim.ingest:ingest_ifc",
+    "model_survey": "service.cim.fly:model_survey",
     "selfcheck": "service.jobs.selfcheck:selfcheck",
 }
 
@@ -37,8 +38,9 @@ def routers() -> list[APIRouter]:
     """The domains' routers, after the platform's."""
     from service.bim.router import router as bim
     from service.cim.router import router as cim
+    from service.cim.router import survey_router
     from service.dashboard.router import router as dashboard
     from service.layers.router import router as layers
     from service.lowalt.api import router as lowalt
 
-    return [layers, cim, bim, lowalt, dashboard]
+    return [layers, cim, survey_router, bim, lowalt, dashboard]

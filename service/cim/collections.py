@@ -32,4 +32,29 @@ COLLECTIONS: tuple[Collection, ...] = (
         current_only="t.valid_to IS NULL",
         keywords=("CIM", "3D", "CityJSON"),
     ),
+    Collection(
+        id="city_changes",
+        title="City changes from surveys (fly and model)",
+        description="Per modelled survey (dataset_id), each building of the city model it "
+                    "found new, changed, unchanged or demolished (or could not tell: skipped), "
+                    "with the LoD reached, the RMSE of its roof points to the model, points, "
+                    "density and reason. The city-appearance review list: filter change=new.",
+        source="city_changes",
+        geometry_type="MultiPolygon",
+        geometry_column="footprint",
+        properties=(
+            Prop("dataset_id", "integer", title="Survey (dataset)"),
+            Prop("object_id", "string", title="City object id"),
+            Prop("change", "string", title="new, changed, unchanged, demolished or skipped"),
+            Prop("lod", "string", title="LoD reached"),
+            Prop("rmse_m", "number", title="RMSE of the roof points to the model (m)"),
+            Prop("points", "integer", title="Points"),
+            Prop("density", "number", title="Points per m2"),
+            Prop("reason", "string", title="Why"),
+            Prop("detected_at", "datetime", title="Modelled at"),
+        ),
+        temporal=("detected_at", None),
+        default_sort=("dataset_id", "object_id"),
+        keywords=("CIM", "change detection", "LiDAR"),
+    ),
 )

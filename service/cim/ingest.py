@@ -52,10 +52,10 @@ def ingest_city(ctx: JobContext) -> dict[str, Any]:
             loaded_s = round(time.monotonic() - started, 3)
             summary = _dataset_summary(conn, row.id)
             tile_stats = None
-            if _city_has_geometry(conn):  # else there is nothing to draw (yet)
+            if city_has_geometry(conn):  # else there is nothing to draw (yet)
                 tv = begin_version(ctx.bookkeeping, ctx.settings.tiles_dir, CITY_TILESET, "mesh",
                                    dataset_id=row.id, job_id=ctx.job_id)
-                tile_stats = _build_tiles(ctx, conn, tv)
+                tile_stats = build_tiles(ctx, conn, tv)
             stats = {"format": report.format, "version": report.version,
                      "objects": loaded.inserted, "with_geometry": loaded.with_geometry,
                      "superseded": loaded.superseded, "unchanged": loaded.unchanged,
@@ -82,13 +82,13 @@ def ingest_city(ctx: JobContext) -> dict[str, Any]:
     return ctx.report
 
 
-def _city_has_geometry(conn: Connection) -> bool:
+def city_has_geometry(conn: Connection) -> bool:
     c = city_objects.c
     return bool(conn.execute(select(exists().where(c.valid_to.is_(None),
                                                    c.geom.is_not(None)))).scalar())
 
 
-def _build_tiles(ctx: JobContext, conn: Connection, tv: TilesetVersion) -> dict[str, Any]:
+def build_tiles(ctx: JobContext, conn: Connection, tv: TilesetVersion) -> dict[str, Any]:
     """A new version of the city tileset from the rows ``conn`` sees (this load included)."""
     tiles = build_city_tileset(
         conn, tv.path, ctx.settings.tiles_dir, max_triangles_per_tile=MAX_TRIANGLES_PER_TILE,

@@ -13,14 +13,15 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select
 
-from service.cim.tables import CITY_TILESET, city_objects
-from service.core.auth import Reader
-from service.core.errors import BadRequest, NotFound
+from service.cim.tables import CITY_TILESET, city_changes, city_objects
+from service.core.auth import Reader, Writer
+from service.core.errors import BadRequest, Conflict, NotFound, Unprocessable
 from service.core.ids import Id
 from service.core.instants import UtcDatetime
-from service.core.tables import tilesets
+from service.core.tables import datasets, tilesets
 from service.features.binds import Binds
 from service.features.crs import DEFAULT as DEFAULT_CRS
 from service.features.engine import read_pool
@@ -29,6 +30,7 @@ from service.features.params import parse_bbox
 from service.features.query import ItemsQuery
 from service.features.registry import Collection, Prop
 from service.features.responses import request_urls
+from service.jobs.submit import submit_job_async
 
 router = APIRouter(prefix="/city", tags=["city"])
 
@@ -221,3 +223,70 @@ async def get_object(object_id: str, request: Request, _: Reader, at: UtcDatetim
         when = "now" if at is None else f"at {at.isoformat()}"
         raise NotFound(f"no city object {object_id!r} valid {when}")
     return _geojson(feature(row, detail=True))
+
+
+# Routes under /datasets/{id}: the survey's change list and its modelling. A router of this
+# domain beside the datasets router (FastAPI matches them by full path).
+survey_router = APIRouter(tags=["city"])
+
+CHANGES = ("new", "changed", "unchanged", "demolished", "skipped")
+
+
+@survey_router.get("/datasets/{dataset_id}/changes", response_class=JSONResponse,
+                   summary="The change list of a modelled survey: new, changed, unchanged, "
+                           "demolished buildings with LoD, RMSE, points and reason")
+async def survey_changes(dataset_id: Id, request: Request, _: Reader,
+                         change: Literal[CHANGES] | None = None) -> JSONResponse:  # type: ignore[valid-type]
+    ch = city_changes.c
+    query = (select(ch.object_id, ch.change, ch.lod, ch.rmse_m, ch.points, ch.density,
+                    ch.reason, ch.detected_at, func.ST_AsGeoJSON(ch.footprint, 9).label("g"))
+             .where(ch.dataset_id == dataset_id).order_by(ch.change, ch.object_id))
+    if change is not None:
+        query = query.where(ch.change == change)
+    async with request.app.state.engine.connect() as conn:
+        if (await conn.execute(select(datasets.c.id).where(datasets.c.id == dataset_id))
+                ).first() is None:
+            raise NotFound(f"no dataset {dataset_id}")
+        rows = (await conn.execute(query)).all()
+    features = [{"type": "Feature", "id": r.object_id,
+                 "geometry": json.loads(r.g) if r.g else None,
+                 "properties": {"object_id": r.object_id, "change": r.change, "lod": r.lod,
+                                "rmse_m": r.rmse_m, "points": r.points, "density": r.density,
+                                "reason": r.reason, "detected_at": r.detected_at.isoformat(),
+                                "dataset_id": dataset_id},
+                 "links": [{"rel": "related", "type": GEOJSON,
+                            "href": f"/city/objects/{r.object_id}"}]} for r in rows]
+    return _geojson({"type": "FeatureCollection", "numberReturned": len(features),
+                     "features": features})
+
+
+class ModelBody(BaseModel):
+    footprints: str | None = Field(None, description="path on the server of a footprint "
+                                   "layer (GeoJSON, GeoPackage or any OGR source)")
+    footprints_layer: str | None = Field(None, description="layer of that source")
+    footprints_id: str | None = Field(None, description="attribute naming each building")
+    reclassify: bool = Field(False, description="classify anew even where the file's "
+                             "classes are meaningful")
+
+
+@survey_router.post("/datasets/{dataset_id}/model", status_code=202,
+                    summary="Model a stored survey into buildings of the city model again")
+async def model_survey_again(dataset_id: Id, request: Request, principal: Writer,
+                             body: ModelBody | None = None) -> dict[str, Any]:
+    from service.cim.fly import survey_problem
+
+    settings = request.app.state.settings
+    async with request.app.state.engine.begin() as conn:
+        row = (await conn.execute(select(datasets).where(datasets.c.id == dataset_id))).first()
+        if row is None:
+            raise NotFound(f"no dataset {dataset_id}")
+        problem = survey_problem(row, dataset_id)
+        if problem is not None:
+            raise (Unprocessable if row.kind != "lidar" else Conflict)(problem)
+        params = body.model_dump(exclude_none=True) if body is not None else {}
+        job_id = await submit_job_async(conn, "model_survey", dataset_id=dataset_id,
+                                        params=params, created_by=principal.name,
+                                        max_attempts=settings.job_max_attempts)
+    request.state.audit_detail = {"dataset": dataset_id, "job": job_id}
+    return {"job_id": job_id, "dataset_id": dataset_id,
+            "links": {"job": f"/jobs/{job_id}", "changes": f"/datasets/{dataset_id}/changes"}}

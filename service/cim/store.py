@@ -15,6 +15,7 @@ import math
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -88,16 +89,17 @@ def keep_unchanged(dataset_id: int) -> Delete:
     return delete(city_stage).where(s.seq.in_(select(same.c.seq))).add_cte(same)
 
 
-def supersede() -> Update:
-    """End the current version of every staged object."""
+def supersede(at: datetime | None = None) -> Update:
+    """End the current version of every staged object (at ``at``, default: now)."""
     c, s = city_objects.c, city_stage.c
-    return (update(city_objects).values(valid_to=func.now())
+    return (update(city_objects).values(valid_to=func.now() if at is None else at)
             .where(c.object_id == s.object_id, c.valid_to.is_(None)))
 
 
-def insert_staged(dataset_id: int) -> Insert:
-    """The staged objects as the current versions, in file order. now() is the transaction's
-    start: superseded rows end exactly where their successors begin."""
+def insert_staged(dataset_id: int, at: datetime | None = None) -> Insert:
+    """The staged objects as the current versions, in file order, valid from ``at`` (default:
+    now(), the transaction's start). Superseded rows end exactly where their successors
+    begin: :func:`supersede` is given the same instant."""
     s = city_stage.c
     geom, footprint = _geom()
     columns = ("object_id", "dataset_id", "type", "parent_object_id", "lod", "name", "geom",
@@ -105,7 +107,7 @@ def insert_staged(dataset_id: int) -> Insert:
                "other_lods", "valid_from")
     rows = (select(s.object_id, literal(dataset_id, BigInteger), s.type, s.parent_object_id, s.lod,
                    s.name, geom, footprint, s.height, s.min_z, s.max_z, s.attributes,
-                   s.semantics, s.other_lods, func.now())
+                   s.semantics, s.other_lods, func.now() if at is None else literal(at))
             .order_by(s.seq))
     return insert(city_objects).from_select(columns, rows)
 
@@ -176,11 +178,12 @@ def stage_row(seq: int, obj: CityObject) -> tuple[Any, ...]:
 
 def load_objects(conn: Connection, objects: Iterable[CityObject], dataset_id: int,
                  problems: list[Problem], *, progress: Callable[[int], None] | None = None,
-                 ) -> LoadResult:
+                 valid_from: datetime | None = None) -> LoadResult:
     """Stage ``objects`` (streamed, never all in memory as rows) and make them current.
 
     A second object with an id already seen in this file is skipped and reported in
-    ``problems``; the first one wins.
+    ``problems``; the first one wins. ``valid_from`` is when the new versions begin (and the
+    ones they replace end): default now(); a survey gives its acquisition time.
     """
     city_stage.create(conn)
     raw = conn.connection.driver_connection  # psycopg 3: COPY needs the driver's cursor
@@ -202,6 +205,6 @@ def load_objects(conn: Connection, objects: Iterable[CityObject], dataset_id: in
     # temp tables have no statistics otherwise; ANALYZE has no Core construct
     conn.execute(text("ANALYZE city_stage"))
     result.unchanged = conn.execute(keep_unchanged(dataset_id)).rowcount
-    result.superseded = conn.execute(supersede()).rowcount
-    conn.execute(insert_staged(dataset_id))
+    result.superseded = conn.execute(supersede(valid_from)).rowcount
+    conn.execute(insert_staged(dataset_id, valid_from))
     return result

@@ -1,4 +1,4 @@
-"""The ``city_objects`` table as SQLAlchemy Core (migration 0002 creates it)."""
+"""The ``city_objects`` (migration 0002) and ``city_changes`` (0010) tables as SQLAlchemy Core."""
 
 from __future__ import annotations
 
@@ -45,4 +45,24 @@ city_objects = Table(
     Column("other_lods", JSONB, nullable=False, server_default="{}"),
     Column("valid_from", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("valid_to", DateTime(timezone=True)),
+)
+
+# The change list of each modelled survey (migration 0010): one row per building the survey
+# found new, changed, unchanged or demolished (or could not tell: "skipped"), with the LoD
+# reached and its quality figures. A later run of the same survey replaces its rows.
+city_changes = Table(
+    "city_changes",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("dataset_id", BigInteger, ForeignKey("datasets.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("object_id", Text, nullable=False),
+    Column("change", String(16), nullable=False),
+    Column("lod", String(8)),
+    Column("rmse_m", Float),
+    Column("points", BigInteger),
+    Column("density", Float),
+    Column("reason", Text),
+    Column("footprint", Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)),
+    Column("detected_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

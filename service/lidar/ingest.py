@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from service.core.tables import jobs
 from service.jobs.context import JobContext, JobFailed, load_dataset
 from service.jobs.publish import DatasetOutcome, publish
+from service.jobs.submit import submit_job
 from service.tilesets.store import begin_version, fail_version, mark_preview, slug_name
 from tiler.errors import TilerInputError
 from tiler.pointcloud import tile_point_cloud
@@ -72,6 +73,12 @@ def ingest_lidar(ctx: JobContext) -> dict[str, Any]:
         # the survey's row, the switch to the new version and the job's success in one
         # transaction, owned by this attempt: an attempt given up for dead publishes nothing
         with ctx.engine.begin() as conn:
+            if model_after(options):
+                # fly and model: the buildings of the survey follow as a job of their own
+                # (by kind: the CIM domain does it), queued only if the survey is published
+                report["model_job_id"] = submit_job(
+                    conn, "model_survey", dataset_id=row.id, created_by="ingest_lidar",
+                    max_attempts=ctx.settings.job_max_attempts)
             publish(ctx, conn, dataset=DatasetOutcome(
                 stats=stats, crs=result.crs, height_note=result.height_note,
                 footprint=result.footprint, bounds3d=_bounds(result.bounds),
@@ -80,6 +87,15 @@ def ingest_lidar(ctx: JobContext) -> dict[str, Any]:
         fail_version(ctx.engine, tv)
         raise
     return ctx.report
+
+
+def model_after(options: dict[str, Any]) -> bool:
+    """Whether a survey is modelled into buildings after its ingest: yes unless its options
+    say ``model`` false (upload metadata gives strings)."""
+    value = options.get("model", True)
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "off")
+    return bool(value)
 
 
 def _bounds(b: tuple[float, ...]) -> dict[str, list[float]]:

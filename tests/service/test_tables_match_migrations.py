@@ -42,7 +42,7 @@ def test_every_package_declares_its_tables():
     names = {t.name for t in _tables()}
     for expected in ("datasets", "jobs", "tilesets", "uploads", "api_keys", "city_objects",
                      "bim_elements", "bim_spaces", "road_segments", "water_observations",
-                     "drones", "drone_routes", "airspace_zones", "drone_state"):
+                     "drones", "drone_routes", "airspace_zones", "drone_state", "city_changes"):
         assert expected in names
 
 

@@ -1,0 +1,515 @@
+"""City objects from a survey ("fly and model"): a stored LiDAR survey becomes buildings in
+the living city model.
+
+The job ``model_survey`` reads the survey's file, classifies its points (or keeps the file's
+classes when they are meaningful), makes its DTM, takes footprints in order of trust (a layer
+given with the job, else the current city model's buildings in the surveyed area, with
+footprints derived from the building points for what the model does not have), reconstructs
+LoD1.2 and LoD2.2, and compares every building with the current model:
+
+- **new**: no current building where it stands;
+- **changed**: its footprint or height differs from the current version beyond
+  :data:`FOOTPRINT_IOU_CHANGED` / :data:`HEIGHT_CHANGE_M`;
+- **unchanged**: within both; its current version is kept as it is (no new row);
+- **demolished**: a current building inside the surveyed area with ground points where it
+  stood and (almost) no building points: its version ends.
+
+New and changed buildings become new versions in ``city_objects`` (LoD2.2 as the stored
+geometry, LoD1.2 in ``other_lods``), valid from the survey's acquisition time. The source of
+these versions is the survey itself (``dataset_id`` = the survey's id): the survey is what
+the city was measured from, so ``/datasets/{id}`` of the survey leads to both its point
+cloud and the buildings it produced, and deleting the survey removes them with it. The
+change list goes to ``city_changes``; the CIM tileset is rebuilt (incrementally) and
+published with the rows in one transaction, serialised with CIM ingests by their lock.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from geoalchemy2.elements import WKTElement
+from pyproj import CRS
+from shapely.geometry import MultiPolygon, Polygon
+from sqlalchemy import Connection, func, select, update
+
+from readers.cim import CityObject, Problem, Surface
+from recon.buildings import BuildingModel, reconstruct_buildings
+from recon.classify import BUILDING, GROUND, Classification, classify_points
+from recon.errors import ReconInputError
+from recon.footprints import Footprint, derive_footprints, read_footprints
+from recon.solids import Solid
+from service.cim.ingest import LOCK_KEY, build_tiles, city_has_geometry
+from service.cim.store import load_objects
+from service.cim.tables import CITY_TILESET, city_changes, city_objects
+from service.core.tables import datasets
+from service.jobs.context import JobContext, JobFailed
+from service.jobs.publish import DatasetOutcome, publish
+from service.tilesets.store import TilesetVersion, begin_version, fail_version
+from tiler.crs import ToWgs84, cached_transformer, horizontal_part, parse_crs
+
+#: a building whose footprint overlaps its current version with an IoU under this changed
+FOOTPRINT_IOU_CHANGED = 0.8
+#: a building whose height (top of the model above its base) differs by more changed, m
+HEIGHT_CHANGE_M = 1.0
+#: a footprint from the points and one of the model are the same building when this share of
+#: the smaller one lies in the other
+MATCH_SHARE = 0.5
+#: a current building counts as surveyed when this share of its footprint is in the survey
+SURVEYED_SHARE = 0.9
+#: demolished: ground points cover this share of the footprint's expected points ...
+DEMOLISHED_GROUND_SHARE = 0.3
+#: ... and building points this share at most
+DEMOLISHED_BUILDING_SHARE = 0.05
+MAX_REPORTED = 1000
+BUILDING_TYPES = ("Building", "BuildingPart")
+
+
+@dataclass
+class Change:
+    """One building of the change list."""
+
+    object_id: str
+    change: str  # new / changed / unchanged / demolished
+    footprint: Polygon  # survey CRS
+    model: BuildingModel | None = None
+    type: str = "Building"
+    parent_id: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    points: int = 0
+    density: float | None = None
+
+    def record(self) -> dict[str, Any]:
+        m = self.model
+        rmse = None
+        if m is not None:
+            rmse = m.rmse_lod22 if m.lod == "2.2" else m.rmse_lod12
+        return {"object_id": self.object_id, "change": self.change,
+                "lod": m.lod if m is not None else None,
+                "rmse_m": None if rmse is None else round(float(rmse), 3),
+                "points": m.n_points if m is not None else self.points,
+                "density": round(float(m.density), 2) if m is not None else self.density,
+                "reason": "; ".join(self.reasons) or None}
+
+
+def _survey(ctx: JobContext) -> Any:
+    """The survey's row, checked: a ready LiDAR dataset whose file is on the server. Read
+    without marking it (an ingest job marks its dataset as being ingested; this one only
+    reads its survey)."""
+    if ctx.dataset_id is None:
+        raise JobFailed("model_survey needs the dataset_id of a survey")
+    with ctx.engine.connect() as conn:
+        row = conn.execute(select(datasets).where(datasets.c.id == ctx.dataset_id)).first()
+    problem = survey_problem(row, ctx.dataset_id)
+    if problem is not None:
+        raise JobFailed(problem)
+    if not row.source_path or not Path(row.source_path).is_file():
+        raise JobFailed(f"the file of survey {row.id} is no longer on the server: upload "
+                        "the survey again to model it")
+    return row
+
+
+def survey_problem(row: Any, dataset_id: int) -> str | None:
+    """Why dataset ``row`` cannot be modelled, or None (shared with the API's check)."""
+    if row is None:
+        return f"no dataset {dataset_id}"
+    if row.kind != "lidar":
+        return f"dataset {row.id} is {row.kind}, not a LiDAR survey: only surveys are modelled"
+    if row.status != "ready":
+        return (f"survey {row.id} is {row.status}, not ready: it is modelled once its "
+                "ingest has succeeded")
+    if not row.crs:
+        return f"survey {row.id} has no CRS: ingest it again with the crs option"
+    return None
+
+
+class MetricFrame:
+    """The survey's coordinates as metres: its own CRS when that is projected in metres,
+    else the UTM zone of its centre (heights then ellipsoidal)."""
+
+    def __init__(self, crs_label: str, vertical: str | None, x: np.ndarray, y: np.ndarray,
+                 z: np.ndarray) -> None:
+        crs = parse_crs(crs_label)
+        horizontal = horizontal_part(crs)
+        unit = horizontal.axis_info[0].unit_name if horizontal.axis_info else ""
+        if horizontal.is_projected and unit in ("metre", "meter"):
+            self.crs = horizontal
+            self.to_wgs84 = ToWgs84(crs, vertical)
+            self.xyz = np.column_stack([x, y, z])
+            self.note = f"points in {crs_label} (metres)"
+        else:
+            src = ToWgs84(crs, vertical)
+            lon, lat, h = src(x, y, z)
+            zone = int((float(np.median(lon)) + 180) // 6) + 1
+            self.crs = CRS.from_epsg((32600 if np.median(lat) >= 0 else 32700) + zone)
+            ex, ny = cached_transformer("EPSG:4326", self.crs).transform(lon, lat)
+            self.xyz = np.column_stack([ex, ny, h])
+            self.to_wgs84 = ToWgs84(self.crs, "ellipsoidal")
+            self.note = (f"points reprojected from {crs_label} to {self.crs.to_string()} "
+                         "(metres, ellipsoidal heights)")
+        self._from_ll = cached_transformer("EPSG:4326", self.crs)
+        self._to_ll = cached_transformer(self.crs, "EPSG:4326")
+
+    def polygon_from_lonlat(self, geom: Any) -> Any:
+        return shapely.transform(geom, lambda c: np.column_stack(
+            self._from_ll.transform(c[:, 0], c[:, 1])))
+
+    def polygon_to_lonlat(self, geom: Any) -> Any:
+        return shapely.transform(geom, lambda c: np.column_stack(
+            self._to_ll.transform(c[:, 0], c[:, 1])))
+
+
+def _read_points(path: Path) -> tuple[np.ndarray, ...]:
+    import laspy
+
+    try:
+        las = laspy.read(path)
+    except Exception as exc:  # laspy raises LaspyException and friends
+        raise JobFailed(f"cannot read the survey's file {path.name}: {exc}") from exc
+    return (np.asarray(las.x), np.asarray(las.y), np.asarray(las.z),
+            np.asarray(las.return_number), np.asarray(las.number_of_returns),
+            np.asarray(las.classification))
+
+
+def model_survey(ctx: JobContext) -> dict[str, Any]:
+    row = _survey(ctx)
+    options = {**(row.options or {}), **ctx.params}
+    started = time.monotonic()
+    ctx.progress("reading", 0, None)
+    x, y, z, rn, nr, cls = _read_points(Path(row.source_path))
+    frame = MetricFrame(row.crs, options.get("vertical"), x, y, z)
+    xyz = frame.xyz
+    report: dict[str, Any] = {"survey": row.id, "points": len(xyz), "frame": frame.note,
+                              "thresholds": {"footprint_iou_changed": FOOTPRINT_IOU_CHANGED,
+                                             "height_change_m": HEIGHT_CHANGE_M}}
+    ctx.progress("classifying", 0, len(xyz))
+    try:
+        cl = classify_points(xyz, rn, nr, cls, crs=frame.crs.to_string(),
+                             keep_existing=not options.get("reclassify", False))
+    except ReconInputError as exc:
+        raise JobFailed(f"the survey's points cannot be classified: {exc}") from exc
+    report["classification"] = {
+        "kept_file_classes": cl.decision.kept, "reason": cl.decision.reason,
+        "counts": {str(k): int(v) for k, v in zip(*np.unique(cl.classes, return_counts=True),
+                                                  strict=True)},
+        "density_per_m2": round(float(cl.density), 2), "warnings": cl.warnings}
+    ctx.progress("footprints", 0, None)
+    building_xy = xyz[cl.classes == BUILDING][:, :2]
+    candidates, footprint_report = _candidate_footprints(options, frame, building_xy)
+    report["footprints"] = footprint_report
+    coverage = _coverage(row, frame, xyz)
+    tv: TilesetVersion | None = None
+    try:
+        with ctx.engine.begin() as conn:
+            conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(LOCK_KEY))))
+            current = _current_buildings(conn, frame, coverage)
+            changes = _compare(ctx, row, xyz, cl, candidates, current, frame)
+            counts = {k: sum(c.change == k for c in changes)
+                      for k in ("new", "changed", "unchanged", "demolished")}
+            report["buildings"] = counts
+            report["not_reconstructed"] = _not_reconstructed(changes)
+            lods: dict[str, int] = {}
+            for c in changes:
+                if c.model is not None and c.change in ("new", "changed", "unchanged"):
+                    lods[str(c.model.lod)] = lods.get(str(c.model.lod), 0) + 1
+            report["lods"] = lods
+            report["changes"] = [c.record() for c in changes[:MAX_REPORTED]]
+            at = _effective_time(conn, row.acquired_at, changes)
+            report["valid_from"] = at.isoformat() if at else "job time (the survey has no "\
+                "acquisition time later than the versions it replaces)"
+            written = _write(conn, row.id, changes, frame, at)
+            report.update(written)
+            _store_changes(conn, row.id, changes, frame)
+            tile_stats = None
+            if (written["written"] or written["ended"]) and city_has_geometry(conn):
+                tv = begin_version(ctx.bookkeeping, ctx.settings.tiles_dir, CITY_TILESET,
+                                   "mesh", dataset_id=row.id, job_id=ctx.job_id)
+                tile_stats = build_tiles(ctx, conn, tv)
+            report["tiles"] = tile_stats
+            report["total_s"] = round(time.monotonic() - started, 3)
+            ctx.progress("publishing", 1, 1)
+            # the survey's row stays as its ingest left it, with the model's counts added
+            publish(ctx, conn, dataset=DatasetOutcome(
+                stats={**(row.stats or {}), "model": {"buildings": counts, "lods": lods,
+                                                      "job_id": ctx.job_id}},
+                crs=row.crs, height_note=row.height_note, footprint=datasets.c.footprint,
+                bounds3d=row.bounds3d, acquired_at=row.acquired_at),
+                version=tv, tileset_stats=tile_stats, report=report)
+    except BaseException:
+        if tv is not None:
+            fail_version(ctx.engine, tv)
+        raise
+    return ctx.report
+
+
+def _not_reconstructed(changes: list[Change]) -> list[dict[str, Any]]:
+    return [{"object_id": c.object_id, "reason": "; ".join(c.reasons)}
+            for c in changes if c.change == "skipped"][:MAX_REPORTED]
+
+
+def _candidate_footprints(options: dict[str, Any], frame: MetricFrame, building_xy: np.ndarray
+                          ) -> tuple[list[Footprint], dict[str, Any]]:
+    """Footprints from the layer given with the job, else derived from the building points."""
+    layer_path = options.get("footprints")
+    if layer_path:
+        try:
+            fs = read_footprints(layer_path, frame.crs, layer=options.get("footprints_layer"),
+                                 id_field=options.get("footprints_id"))
+        except ReconInputError as exc:
+            raise JobFailed(f"footprint layer: {exc}") from exc
+        source = f"layer {Path(layer_path).name}"
+    elif len(building_xy):
+        fs = derive_footprints(building_xy)
+        source = "derived from the building points"
+    else:
+        return [], {"source": "none: the survey has no building points", "count": 0,
+                    "skipped": []}
+    return fs.footprints, {"source": source, "count": len(fs.footprints),
+                           "skipped": [{"id": s.id, "reason": s.reason}
+                                       for s in fs.skipped[:MAX_REPORTED]]}
+
+
+def _coverage(row: Any, frame: MetricFrame, xyz: np.ndarray) -> Polygon | MultiPolygon:
+    """The surveyed area in the metric frame: 5 m cells that hold points (the dataset's
+    outline can be coarser than the gaps between flight lines)."""
+    cell = 5.0
+    if not len(xyz):
+        return Polygon()
+    ij = np.unique(np.floor(xyz[:, :2] / cell).astype(np.int64), axis=0)
+    boxes = shapely.box(ij[:, 0] * cell, ij[:, 1] * cell, (ij[:, 0] + 1) * cell,
+                        (ij[:, 1] + 1) * cell)
+    return shapely.union_all(boxes)
+
+
+@dataclass
+class Current:
+    object_id: str
+    type: str
+    parent_id: str | None
+    footprint: Polygon  # metric frame
+    height: float | None  # top above base of the stored geometry, m
+
+
+def _current_buildings(conn: Connection, frame: MetricFrame, coverage: Any) -> list[Current]:
+    """Current buildings of the model whose footprint lies in the surveyed area."""
+    if coverage.is_empty:
+        return []
+    area_ll = frame.polygon_to_lonlat(shapely.envelope(coverage))
+    c = city_objects.c
+    rows = conn.execute(
+        select(c.object_id, c.type, c.parent_object_id, func.ST_AsBinary(c.footprint),
+               c.min_z, c.max_z)
+        .where(c.valid_to.is_(None), c.footprint.is_not(None), c.type.in_(BUILDING_TYPES),
+               func.ST_Intersects(c.footprint,
+                                  func.ST_GeomFromText(area_ll.wkt, 4326)))).all()
+    out = []
+    for oid, typ, parent, wkb, zmin, zmax in rows:
+        fp = frame.polygon_from_lonlat(shapely.from_wkb(wkb))
+        if fp.is_empty or fp.area <= 0:
+            continue
+        if shapely.intersection(fp, coverage).area < SURVEYED_SHARE * fp.area:
+            continue  # partly outside the survey: neither compared nor touched
+        parts = [p for p in shapely.get_parts(shapely.make_valid(fp)) if p.area > 0]
+        poly = max(parts, key=lambda p: p.area) if len(parts) == 1 else shapely.union_all(parts)
+        height = None if zmin is None or zmax is None else float(zmax - zmin)
+        out.append(Current(oid, typ, parent, poly, height))
+    return out
+
+
+def _iou(a: Any, b: Any) -> float:
+    inter = shapely.intersection(a, b).area
+    union = shapely.union(a, b).area
+    return inter / union if union > 0 else 0.0
+
+
+def _model_height(m: BuildingModel) -> float | None:
+    solid = m.lod22 if m.lod == "2.2" else m.lod12
+    if solid is None:
+        return None
+    zs = solid.vertices[:, 2]
+    return float(zs.max() - zs.min())
+
+
+def _compare(ctx: JobContext, row: Any, xyz: np.ndarray, cl: Classification,
+             candidates: list[Footprint], current: list[Current], frame: MetricFrame
+             ) -> list[Change]:
+    """Match footprints to the current buildings, reconstruct, and label every building."""
+    tree = shapely.STRtree([m.footprint for m in current]) if current else None
+    assigned: dict[int, list[tuple[float, Footprint]]] = {}
+    unmatched: list[Footprint] = []
+    for fp in candidates:
+        best, best_inter = None, 0.0
+        if tree is not None:
+            for k in tree.query(fp.polygon):
+                m = current[int(k)]
+                inter = shapely.intersection(fp.polygon, m.footprint).area
+                if inter >= MATCH_SHARE * min(fp.polygon.area, m.footprint.area) \
+                        and inter > best_inter:
+                    best, best_inter = int(k), inter
+        if best is None:
+            unmatched.append(fp)
+        else:
+            assigned.setdefault(best, []).append((best_inter, fp))
+
+    plans: list[tuple[Change, Footprint]] = []
+    changes: list[Change] = []
+    for k, m in enumerate(current):
+        mine = sorted(assigned.get(k, []), key=lambda t: -t[0])
+        if mine:
+            fp = mine[0][1]
+            iou = _iou(fp.polygon, m.footprint)
+            ch = Change(m.object_id, "compare", m.footprint, type=m.type, parent_id=m.parent_id)
+            if iou >= FOOTPRINT_IOU_CHANGED and len(mine) == 1:
+                # the model's footprint is trusted over one derived from the points
+                plans.append((ch, Footprint(m.object_id, m.footprint, "model")))
+            else:
+                ch.change = "changed"
+                ch.footprint = fp.polygon
+                ch.reasons.append(f"footprint IoU {iou:.2f} with the current version "
+                                  f"(changed under {FOOTPRINT_IOU_CHANGED})"
+                                  + (f", split into {len(mine)}" if len(mine) > 1 else ""))
+                plans.append((ch, Footprint(m.object_id, fp.polygon, fp.source)))
+            for _, other in mine[1:]:
+                unmatched.append(other)
+            continue
+        # no building found where it stood: look at the points inside its footprint
+        inside = shapely.contains_xy(m.footprint, xyz[:, 0], xyz[:, 1])
+        n_building = int((inside & (cl.classes == BUILDING)).sum())
+        n_ground = int((inside & (cl.classes == GROUND)).sum())
+        expected = cl.density * m.footprint.area
+        if n_building >= max(30, 0.2 * expected):
+            ch = Change(m.object_id, "compare", m.footprint, type=m.type, parent_id=m.parent_id)
+            plans.append((ch, Footprint(m.object_id, m.footprint, "model")))
+        elif n_ground >= DEMOLISHED_GROUND_SHARE * expected \
+                and n_building <= DEMOLISHED_BUILDING_SHARE * expected:
+            changes.append(Change(
+                m.object_id, "demolished", m.footprint, type=m.type, parent_id=m.parent_id,
+                points=n_ground + n_building,
+                density=round(float((n_ground + n_building) / m.footprint.area), 2),
+                reasons=[f"{n_ground} ground and {n_building} building points where it stood "
+                         f"(about {expected:.0f} points expected)"]))
+        else:
+            changes.append(Change(
+                m.object_id, "skipped", m.footprint, type=m.type, parent_id=m.parent_id,
+                reasons=[f"not enough points to tell: {n_building} building and {n_ground} "
+                         "ground points in its footprint; kept as it is"]))
+    for fp in unmatched:
+        ch = Change(f"survey{row.id}-{fp.id}", "new", fp.polygon,
+                    reasons=[f"no current building here (footprint {fp.source})"])
+        plans.append((ch, Footprint(ch.object_id, fp.polygon, fp.source, fp.problems)))
+
+    heights = {m.object_id: m.height for m in current}
+    ctx.progress("reconstructing", 0, len(plans))
+    models = reconstruct_buildings(
+        [fp for _, fp in plans], xyz, cl.dtm.height, classification=cl.classes,
+        progress=lambda done, total: ctx.progress("reconstructing", done, total))
+    for (ch, _), bm in zip(plans, models, strict=True):
+        ch.model = bm
+        if bm.lod is None:
+            ch.change = "skipped"
+            ch.reasons.append("not reconstructed: " + ("; ".join(bm.reasons) or "no model"))
+            changes.append(ch)
+            continue
+        if bm.lod != "2.2" and bm.reasons:
+            ch.reasons.append("LoD1.2 only: " + "; ".join(bm.reasons))
+        if ch.change == "compare":
+            before, now = heights.get(ch.object_id), _model_height(bm)
+            if before is None or now is None or abs(now - before) > HEIGHT_CHANGE_M:
+                ch.change = "changed"
+                ch.reasons.insert(0, f"height {now:.2f} m, was "
+                                  + ("unknown" if before is None else f"{before:.2f} m")
+                                  + f" (changed beyond {HEIGHT_CHANGE_M} m)")
+            else:
+                ch.change = "unchanged"
+                ch.reasons.insert(0, f"height {now:.2f} m, was {before:.2f} m; footprint "
+                                  "as in the model")
+        changes.append(ch)
+    order = {"new": 0, "changed": 1, "demolished": 2, "unchanged": 3, "skipped": 4}
+    changes.sort(key=lambda c: (order[c.change], c.object_id))
+    return changes
+
+
+def _effective_time(conn: Connection, acquired_at: datetime | None, changes: list[Change]
+                    ) -> datetime | None:
+    """When the new versions begin: the survey's acquisition time, unless some version they
+    replace began later (an older survey cannot end a newer version); then the job's time
+    (None)."""
+    if acquired_at is None:
+        return None
+    ids = [c.object_id for c in changes if c.change in ("changed", "demolished")]
+    if not ids:
+        return acquired_at
+    c = city_objects.c
+    latest = conn.execute(select(func.max(c.valid_from))
+                          .where(c.object_id.in_(ids), c.valid_to.is_(None))).scalar()
+    return acquired_at if latest is None or latest < acquired_at else None
+
+
+def _surfaces(solid: Solid, frame: MetricFrame) -> list[Surface]:
+    lon, lat, h = frame.to_wgs84(solid.vertices[:, 0], solid.vertices[:, 1],
+                                 solid.vertices[:, 2])
+    ll = np.column_stack([lon, lat, h])
+    return [Surface(rings=[ll[ring] for ring in face], semantic=sem,
+                    source_rings=[solid.vertices[ring] for ring in face])
+            for face, sem in zip(solid.faces, solid.semantics, strict=True)]
+
+
+def to_city_object(ch: Change, frame: MetricFrame, dataset_id: int) -> CityObject:
+    """A reconstructed building as the CIM store keeps it: LoD2.2 (or LoD1.2 when that is all
+    it reached) as the geometry, LoD1.2 among the other LoDs, the quality figures as
+    attributes."""
+    m = ch.model
+    assert m is not None and m.lod is not None
+    main = m.lod22 if m.lod == "2.2" else m.lod12
+    assert main is not None
+    other = {"1.2": _surfaces(m.lod12, frame)} if m.lod == "2.2" and m.lod12 else {}
+    rec = ch.record()
+    attributes = {"source": "survey", "survey_dataset": dataset_id,
+                  "footprint_source": m.footprint_source, "lod_reached": m.lod,
+                  "rmse_m": rec["rmse_m"], "points": m.n_points,
+                  "density": rec["density"], "roof_height_m": m.height and round(m.height, 2)}
+    if m.reasons:
+        attributes["lod_reasons"] = list(m.reasons)
+    return CityObject(id=ch.object_id, type=ch.type, parent_id=ch.parent_id, lod=m.lod,
+                      attributes=attributes, surfaces=_surfaces(main, frame), other_lods=other)
+
+
+def _write(conn: Connection, dataset_id: int, changes: list[Change], frame: MetricFrame,
+           at: datetime | None) -> dict[str, Any]:
+    """New versions of the new and changed buildings; the end of the demolished ones."""
+    objects = [to_city_object(c, frame, dataset_id) for c in changes
+               if c.change in ("new", "changed")]
+    problems: list[Problem] = []
+    written = 0
+    if objects:
+        loaded = load_objects(conn, objects, dataset_id, problems, valid_from=at)
+        written = loaded.inserted - loaded.unchanged
+    gone = [c.object_id for c in changes if c.change == "demolished"]
+    ended = 0
+    if gone:
+        c = city_objects.c
+        ended = conn.execute(update(city_objects)
+                             .where(c.object_id.in_(gone), c.valid_to.is_(None))
+                             .values(valid_to=func.now() if at is None else at)).rowcount
+    return {"written": written, "ended": ended,
+            "problems": [{"object_id": p.object_id, "reason": p.reason} for p in problems]}
+
+
+def _store_changes(conn: Connection, dataset_id: int, changes: list[Change],
+                   frame: MetricFrame) -> None:
+    """The change list of this survey (a later run replaces it)."""
+    conn.execute(city_changes.delete().where(city_changes.c.dataset_id == dataset_id))
+    rows = []
+    for ch in changes:
+        rec = ch.record()
+        fp = frame.polygon_to_lonlat(ch.footprint)
+        multi = fp if isinstance(fp, MultiPolygon) else MultiPolygon([fp])
+        rows.append({**rec, "dataset_id": dataset_id,
+                     "footprint": WKTElement(multi.wkt, srid=4326)})
+    if rows:
+        conn.execute(city_changes.insert(), rows)
