@@ -24,6 +24,9 @@ jobs_app = typer.Typer(help="Background jobs.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
+model_app = typer.Typer(help="Fly and model: surveys into buildings of the city model.",
+                        no_args_is_help=True)
+app.add_typer(model_app, name="model")
 
 
 @app.command()
@@ -175,6 +178,56 @@ def ingest(
         raise typer.Exit(1)
     typer.echo(json.dumps({"dataset_id": final.dataset_id, "job_id": final.id,
                            **(final.report or {})}, default=str, indent=2))
+
+
+@model_app.command("survey")
+def model_survey(
+    dataset_id: Annotated[int, typer.Argument(help="id of a ready LiDAR survey")],
+    footprints: Annotated[Path | None, typer.Option(
+        exists=True, readable=True, help="footprint layer (GeoJSON, GeoPackage or any OGR "
+        "source), trusted over the city model's and derived footprints")] = None,
+    layer: Annotated[str | None, typer.Option(help="layer of the footprint source")] = None,
+    reclassify: Annotated[bool, typer.Option(help="classify anew even where the file's "
+                                                  "classes are meaningful")] = False,
+) -> None:
+    """Model survey DATASET_ID into buildings of the city model here, with a progress bar,
+    then print the report (new / changed / unchanged / demolished buildings)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from service.cim.fly import SurveyRefused, model_here
+    from service.runtime.cluster import database
+
+    params: dict[str, object] = {"reclassify": reclassify} if reclassify else {}
+    if footprints is not None:
+        params["footprints"] = str(footprints.resolve())
+    if layer:
+        params["footprints_layer"] = layer
+    settings = get_settings()
+    logging.basicConfig(level="WARNING")
+    with database(settings) as url, Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[items]}"), TimeElapsedColumn(), transient=False,
+    ) as bar:
+        task = bar.add_task("queued", total=1.0, items="")
+
+        def watch(row) -> None:
+            items = (f"{row.items_done:,} of {row.items_total:,}" if row.items_total
+                     else f"{row.items_done:,}" if row.items_done else "")
+            bar.update(task, completed=row.progress, description=row.stage, items=items)
+
+        try:
+            final = model_here(url, dataset_id, params=params, watch=watch)
+        except SurveyRefused as exc:
+            bar.stop()
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+    if final.status != "succeeded":
+        typer.echo(f"modelling failed: {final.error}", err=True)
+        raise typer.Exit(1)
+    report = dict(final.report or {})
+    report.pop("changes", None)  # the list is at /datasets/{id}/changes
+    typer.echo(json.dumps({"dataset_id": dataset_id, "job_id": final.id, **report},
+                          default=str, indent=2))
 
 
 @db_app.command("upgrade")

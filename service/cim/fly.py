@@ -25,7 +25,9 @@ published with the rows in one transaction, serialised with CIM ingests by their
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -47,9 +49,11 @@ from recon.solids import Solid
 from service.cim.ingest import LOCK_KEY, build_tiles, city_has_geometry
 from service.cim.store import load_objects
 from service.cim.tables import CITY_TILESET, city_changes, city_objects
-from service.core.tables import datasets
+from service.core.settings import Settings
+from service.core.tables import datasets, jobs
 from service.jobs.context import JobContext, JobFailed
 from service.jobs.publish import DatasetOutcome, publish
+from service.jobs.submit import submit_job
 from service.tilesets.store import TilesetVersion, begin_version, fail_version
 from tiler.crs import ToWgs84, cached_transformer, horizontal_part, parse_crs
 
@@ -513,3 +517,41 @@ def _store_changes(conn: Connection, dataset_id: int, changes: list[Change],
                      "footprint": WKTElement(multi.wkt, srid=4326)})
     if rows:
         conn.execute(city_changes.insert(), rows)
+
+
+def model_here(url: str, dataset_id: int, *, params: dict[str, Any] | None = None,
+               who: str = "cli", watch: Callable[[Any], None] | None = None,
+               poll_seconds: float = 0.3, settings: Settings | None = None) -> Any:
+    """Model survey ``dataset_id`` in this process (the CLI), with live progress; return the
+    job's final row. The job is an ordinary one: its progress, report and errors show in the
+    API as for a queued one. :class:`SurveyRefused` when the dataset cannot be modelled."""
+    from service.core.db import sync_engine
+    from service.jobs.execute import run_job
+
+    engine = sync_engine(url)
+    with engine.begin() as conn:
+        row = conn.execute(select(datasets).where(datasets.c.id == dataset_id)).first()
+        problem = survey_problem(row, dataset_id)
+        if problem is not None:
+            raise SurveyRefused(problem)
+        job_id = submit_job(conn, "model_survey", dataset_id=dataset_id, params=params or {},
+                            created_by=who, max_attempts=1, enqueue=False)
+    runner = threading.Thread(target=run_job, args=(job_id, url, settings), daemon=True)
+    runner.start()
+    while runner.is_alive():
+        if watch is not None:
+            watch(_job_row(engine, job_id))
+        runner.join(poll_seconds)
+    final = _job_row(engine, job_id)
+    if watch is not None:
+        watch(final)
+    return final
+
+
+class SurveyRefused(Exception):
+    """The dataset is not a survey that can be modelled now (the message says why)."""
+
+
+def _job_row(engine: Any, job_id: int) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(jobs).where(jobs.c.id == job_id)).first()

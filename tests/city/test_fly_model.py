@@ -213,7 +213,7 @@ def test_a_dataset_that_is_not_a_ready_survey_is_refused(live_server, op, db_url
     assert r.status_code == 422 and "not a LiDAR survey" in r.json()["detail"]
     small = simulate_district(n_buildings=1, area_m=30.0, density=4.0, seed=1)
     path = _las(small, tmp_path / "small.laz", dt.date(2026, 2, 1))
-    sid, _ = upload(live_server, op, path.read_bytes(), filename=path.name, model="false")
+    sid, _ = upload(live_server, op, path.read_bytes(), filename=path.name)
     r = httpx.post(f"{live_server.url}/datasets/{sid}/model", headers=op)
     assert r.status_code == 409 and "not ready" in r.json()["detail"]
     assert httpx.post(f"{live_server.url}/datasets/{sid}/model").status_code in (401, 403)

@@ -1,0 +1,139 @@
+"""Fly and model from other inputs: a footprint layer given with the job (in another CRS,
+with an invalid polygon), a file whose own classes are kept, a second run of the same survey
+that changes nothing, and the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import laspy
+import numpy as np
+import psycopg
+import pytest
+import shapely
+from helpers_tus import upload
+from pyproj import Transformer
+
+from recon.simulate import Survey, simulate_district, write_las
+from service.jobs.execute import run_job
+from service.lidar.ingest import model_after
+
+TO_LONLAT = Transformer.from_crs("EPSG:4547", "EPSG:4326", always_xy=True)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def op(auth):
+    return auth("operator")
+
+
+@pytest.fixture(scope="module")
+def district() -> Survey:
+    return simulate_district(n_buildings=5, area_m=70.0, density=10.0, seed=11)
+
+
+def _survey(server, op, db_url, settings, s: Survey, path: Path, *, classified: bool = False
+            ) -> int:
+    """Upload and ingest ``s`` (the fly-and-model job it queues is left queued); its id."""
+    write_las(s, path, classified=classified)
+    las = laspy.read(path)
+    las.header.creation_date = dt.date(2026, 5, 4)
+    las.write(path)
+    dataset_id, job_id = upload(server, op, path.read_bytes(), filename=path.name)
+    assert run_job(job_id, db_url, settings) == "succeeded"
+    return dataset_id
+
+
+def _model(server, op, db_url, settings, dataset_id: int, body: dict | None = None) -> dict:
+    r = httpx.post(f"{server.url}/datasets/{dataset_id}/model", headers=op, json=body)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    assert run_job(job_id, db_url, settings) == "succeeded", \
+        httpx.get(f"{server.url}/jobs/{job_id}").json()["error"]
+    return httpx.get(f"{server.url}/jobs/{job_id}").json()["report"]
+
+
+def _lonlat(poly: shapely.Polygon) -> shapely.Polygon:
+    return shapely.transform(poly, lambda c: np.column_stack(TO_LONLAT.transform(c[:, 0],
+                                                                                 c[:, 1])))
+
+
+def test_given_footprint_layer_then_a_second_run_changes_nothing(live_server, op, db_url,
+                                                                 settings, district, tmp_path):
+    ds = _survey(live_server, op, db_url, settings, district, tmp_path / "s.laz")
+    # the true footprints as GeoJSON (EPSG:4326: not the survey's CRS), and one bow-tie
+    features = [{"type": "Feature", "properties": {"bid": f"B{b.id}"},
+                 "geometry": shapely.geometry.mapping(_lonlat(b.footprint))}
+                for b in district.buildings]
+    x0, y0 = district.bounds[:2]
+    bowtie = shapely.Polygon([(x0 + 1, y0 + 1), (x0 + 6, y0 + 6), (x0 + 6, y0 + 1),
+                              (x0 + 1, y0 + 6)])
+    features.append({"type": "Feature", "properties": {"bid": "bowtie"},
+                     "geometry": shapely.geometry.mapping(_lonlat(bowtie))})
+    layer = tmp_path / "footprints.geojson"
+    layer.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+
+    report = _model(live_server, op, db_url, settings, ds,
+                    {"footprints": str(layer), "footprints_id": "bid"})
+    assert report["footprints"]["source"] == "layer footprints.geojson"
+    assert report["footprints"]["count"] == len(district.buildings)
+    assert [s["id"] for s in report["footprints"]["skipped"]] == ["bowtie"]
+    assert report["buildings"]["new"] == len(district.buildings)
+    ids = {c["object_id"] for c in report["changes"]}
+    assert ids == {f"survey{ds}-B{b.id}" for b in district.buildings}
+    with psycopg.connect(db_url) as conn:
+        stored = conn.execute("SELECT object_id, lod, valid_from FROM city_objects "
+                              "WHERE valid_to IS NULL ORDER BY object_id").fetchall()
+    assert {r[0] for r in stored} == ids
+    assert all(r[2].date() == dt.date(2026, 5, 4) for r in stored)
+
+    # the same survey again, footprints derived this time: every building is unchanged and
+    # keeps its version; nothing is written and no tileset version is made
+    again = _model(live_server, op, db_url, settings, ds)
+    assert again["buildings"] == {"new": 0, "changed": 0, "demolished": 0,
+                                  "unchanged": len(district.buildings)}
+    assert again["written"] == 0 and again["ended"] == 0 and again["tiles"] is None
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM city_objects").fetchone()[0] == len(ids)
+    changes = httpx.get(f"{live_server.url}/datasets/{ds}/changes").json()
+    assert {f["properties"]["change"] for f in changes["features"]} == {"unchanged"}
+
+
+def test_a_classified_file_keeps_its_classes(live_server, op, db_url, settings, district,
+                                             tmp_path):
+    ds = _survey(live_server, op, db_url, settings, district, tmp_path / "c.laz",
+                 classified=True)
+    report = _model(live_server, op, db_url, settings, ds)
+    assert report["classification"]["kept_file_classes"] is True
+    assert report["classification"]["reason"]
+    assert report["buildings"]["new"] == len(district.buildings)
+
+
+def test_cli_models_a_survey_with_a_progress_bar(live_server, op, db_url, settings, district,
+                                                 tmp_path):
+    ds = _survey(live_server, op, db_url, settings, district, tmp_path / "cli.laz")
+    env = {**os.environ, "TWINBASE_DATABASE_URL": db_url,
+           "TWINBASE_DATA_DIR": str(settings.data_dir)}
+    done = subprocess.run([sys.executable, "-m", "service.cli", "model", "survey", str(ds)],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout[done.stdout.index("{\n"):])
+    assert out["dataset_id"] == ds and out["buildings"]["new"] == len(district.buildings)
+    bar = done.stdout[:done.stdout.index("{\n")]  # not a terminal: the bar's final state
+    assert bar.startswith("done") and "100%" in bar
+    refused = subprocess.run([sys.executable, "-m", "service.cli", "model", "survey",
+                              "999999"], env=env, cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 2 and "no dataset 999999" in refused.stderr
+
+
+def test_model_option_turns_the_trigger_off():
+    assert model_after({}) and model_after({"model": True}) and model_after({"model": "yes"})
+    for off in (False, "false", "False", "0", "no", "off"):
+        assert not model_after({"model": off})
