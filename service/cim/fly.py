@@ -41,7 +41,7 @@ from shapely.geometry import MultiPolygon, Polygon
 from sqlalchemy import Connection, func, select, update
 
 from readers.cim import CityObject, Problem, Surface
-from recon.buildings import BuildingModel, reconstruct_buildings
+from recon.buildings import BuildingModel, points_in_footprints, reconstruct_buildings
 from recon.classify import BUILDING, GROUND, Classification, classify_points
 from recon.errors import ReconInputError
 from recon.footprints import Footprint, derive_footprints, read_footprints
@@ -224,8 +224,9 @@ def model_survey(ctx: JobContext) -> dict[str, Any]:
             report["lods"] = lods
             report["changes"] = [c.record() for c in changes[:MAX_REPORTED]]
             at = _effective_time(conn, row.acquired_at, changes)
-            report["valid_from"] = at.isoformat() if at else "job time (the survey has no "\
-                "acquisition time later than the versions it replaces)"
+            report["valid_from"] = at.isoformat() if at else (
+                "the job's time: the survey has no acquisition time later than the versions "
+                "it replaces")
             written = _write(conn, row.id, changes, frame, at)
             report.update(written)
             _store_changes(conn, row.id, changes, frame)
@@ -362,29 +363,30 @@ def _compare(ctx: JobContext, row: Any, xyz: np.ndarray, cl: Classification,
 
     plans: list[tuple[Change, Footprint]] = []
     changes: list[Change] = []
+    unseen: list[Current] = []  # current buildings no footprint of the survey matched
     for k, m in enumerate(current):
         mine = sorted(assigned.get(k, []), key=lambda t: -t[0])
-        if mine:
-            fp = mine[0][1]
-            iou = _iou(fp.polygon, m.footprint)
-            ch = Change(m.object_id, "compare", m.footprint, type=m.type, parent_id=m.parent_id)
-            if iou >= FOOTPRINT_IOU_CHANGED and len(mine) == 1:
-                # the model's footprint is trusted over one derived from the points
-                plans.append((ch, Footprint(m.object_id, m.footprint, "model")))
-            else:
-                ch.change = "changed"
-                ch.footprint = fp.polygon
-                ch.reasons.append(f"footprint IoU {iou:.2f} with the current version "
-                                  f"(changed under {FOOTPRINT_IOU_CHANGED})"
-                                  + (f", split into {len(mine)}" if len(mine) > 1 else ""))
-                plans.append((ch, Footprint(m.object_id, fp.polygon, fp.source)))
-            for _, other in mine[1:]:
-                unmatched.append(other)
+        if not mine:
+            unseen.append(m)
             continue
-        # no building found where it stood: look at the points inside its footprint
-        inside = shapely.contains_xy(m.footprint, xyz[:, 0], xyz[:, 1])
-        n_building = int((inside & (cl.classes == BUILDING)).sum())
-        n_ground = int((inside & (cl.classes == GROUND)).sum())
+        fp = mine[0][1]
+        iou = _iou(fp.polygon, m.footprint)
+        ch = Change(m.object_id, "compare", m.footprint, type=m.type, parent_id=m.parent_id)
+        if iou >= FOOTPRINT_IOU_CHANGED and len(mine) == 1:
+            # the model's footprint is trusted over one derived from the points
+            plans.append((ch, Footprint(m.object_id, m.footprint, "model")))
+        else:
+            ch.change = "changed"
+            ch.footprint = fp.polygon
+            ch.reasons.append(f"footprint IoU {iou:.2f} with the current version "
+                              f"(changed under {FOOTPRINT_IOU_CHANGED})"
+                              + (f", split into {len(mine)}" if len(mine) > 1 else ""))
+            plans.append((ch, Footprint(m.object_id, fp.polygon, fp.source)))
+        unmatched.extend(other for _, other in mine[1:])
+    # no footprint found where they stood: the points inside them tell standing from razed
+    for m, inside in zip(unseen, _classes_inside(unseen, xyz, cl.classes), strict=True):
+        n_building = int((inside == BUILDING).sum())
+        n_ground = int((inside == GROUND).sum())
         expected = cl.density * m.footprint.area
         if n_building >= max(30, 0.2 * expected):
             ch = Change(m.object_id, "compare", m.footprint, type=m.type, parent_id=m.parent_id)
@@ -436,6 +438,19 @@ def _compare(ctx: JobContext, row: Any, xyz: np.ndarray, cl: Classification,
     order = {"new": 0, "changed": 1, "demolished": 2, "unchanged": 3, "skipped": 4}
     changes.sort(key=lambda c: (order[c.change], c.object_id))
     return changes
+
+
+def _classes_inside(buildings: list[Current], xyz: np.ndarray, classes: np.ndarray
+                    ) -> list[np.ndarray]:
+    """The classes of the points inside each building's footprint (only the points within
+    their joint bounds are joined: a survey holds millions)."""
+    if not buildings:
+        return []
+    polys = [m.footprint for m in buildings]
+    x0, y0, x1, y1 = shapely.total_bounds(polys)
+    near = np.flatnonzero((xyz[:, 0] >= x0) & (xyz[:, 0] <= x1)
+                          & (xyz[:, 1] >= y0) & (xyz[:, 1] <= y1))
+    return [classes[near[ii]] for ii in points_in_footprints(polys, xyz[near, :2])]
 
 
 def _effective_time(conn: Connection, acquired_at: datetime | None, changes: list[Change]
