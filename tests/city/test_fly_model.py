@@ -187,7 +187,12 @@ def test_survey_to_buildings_and_a_resurvey(live_server, op, db_url, big, distri
     assert [f["properties"]["object_id"] for f in listed2["features"]] == [matched[razed][0]]
     coll = httpx.get(f"{url}/collections/city_changes/items",
                      params={"dataset_id": ds2, "limit": 100}).json()
-    assert len(coll["features"]) == len(district.buildings) - 1 + 1  # 11 kept/changed/new + 1
+    # every building of the district: 10 unchanged, 1 changed, 1 new, 1 demolished
+    assert len(coll["features"]) == len(district.buildings)
+    razed_row = httpx.get(f"{url}/collections/city_changes/items",
+                          params={"dataset_id": ds2, "change": "demolished"}).json()
+    assert [f["properties"]["object_id"] for f in razed_row["features"]] == [matched[razed][0]]
+    assert razed_row["features"][0]["geometry"]["type"] == "MultiPolygon"
 
 
 def test_field_without_buildings(live_server, op, db_url, big, tmp_path):
