@@ -42,7 +42,7 @@ from sqlalchemy import Connection, func, select, update
 
 from readers.cim import CityObject, Problem, Surface
 from recon.buildings import BuildingModel, points_in_footprints, reconstruct_buildings
-from recon.classify import BUILDING, GROUND, Classification, classify_points
+from recon.classify import BUILDING, GROUND, MIN_DENSITY, Classification, classify_points
 from recon.errors import ReconInputError
 from recon.footprints import Footprint, derive_footprints, read_footprints
 from recon.solids import Solid
@@ -206,13 +206,16 @@ def model_survey(ctx: JobContext) -> dict[str, Any]:
     building_xy = xyz[cl.classes == BUILDING][:, :2]
     candidates, footprint_report = _candidate_footprints(options, frame, building_xy)
     report["footprints"] = footprint_report
-    coverage = _coverage(row, frame, xyz)
+    coverage = Coverage(xyz, cl.density)
     tv: TilesetVersion | None = None
     try:
         with ctx.engine.begin() as conn:
             conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(LOCK_KEY))))
-            current = _current_buildings(conn, frame, coverage)
+            current, partly = _current_buildings(conn, frame, coverage)
+            candidates, cut = _whole(candidates, partly, coverage)
             changes = _compare(ctx, row, xyz, cl, candidates, current, frame)
+            report["edge"] = {"model_buildings_partly_surveyed": len(partly),
+                              "footprints_cut_by_the_edge": cut[:MAX_REPORTED]}
             counts = {k: sum(c.change == k for c in changes)
                       for k in ("new", "changed", "unchanged", "demolished")}
             report["buildings"] = counts
@@ -279,16 +282,66 @@ def _candidate_footprints(options: dict[str, Any], frame: MetricFrame, building_
                                        for s in fs.skipped[:MAX_REPORTED]]}
 
 
-def _coverage(row: Any, frame: MetricFrame, xyz: np.ndarray) -> Polygon | MultiPolygon:
-    """The surveyed area in the metric frame: 5 m cells that hold points (the dataset's
-    outline can be coarser than the gaps between flight lines)."""
-    cell = 5.0
-    if not len(xyz):
-        return Polygon()
-    ij = np.unique(np.floor(xyz[:, :2] / cell).astype(np.int64), axis=0)
-    boxes = shapely.box(ij[:, 0] * cell, ij[:, 1] * cell, (ij[:, 0] + 1) * cell,
-                        (ij[:, 1] + 1) * cell)
-    return shapely.union_all(boxes)
+class Coverage:
+    """Where the survey has points: a grid of cells that hold at least one. Cells of 2 m (more
+    in sparse surveys) hold several points each, so a surveyed cell is almost never empty,
+    and a building cut by the survey's edge shows as empty cells along its outline."""
+
+    def __init__(self, xyz: np.ndarray, density: float) -> None:
+        self.cell = max(2.0, float(np.sqrt(4.0 / max(density, 1e-6))))
+        if not len(xyz):
+            self.x0 = self.y0 = 0.0
+            self.grid = np.zeros((0, 0), bool)
+            return
+        self.x0, self.y0 = float(xyz[:, 0].min()), float(xyz[:, 1].min())
+        j = ((xyz[:, 0] - self.x0) // self.cell).astype(np.int64)
+        i = ((xyz[:, 1] - self.y0) // self.cell).astype(np.int64)
+        self.grid = np.zeros((int(i.max()) + 1, int(j.max()) + 1), bool)
+        self.grid[i, j] = True
+
+    @property
+    def empty(self) -> bool:
+        return not self.grid.any()
+
+    def envelope(self) -> Polygon:
+        rows, cols = self.grid.shape
+        return shapely.box(self.x0, self.y0, self.x0 + cols * self.cell,
+                           self.y0 + rows * self.cell)
+
+    def share(self, x: np.ndarray, y: np.ndarray) -> float:
+        """The share of the places x, y that lie in surveyed cells."""
+        if not len(x):
+            return 0.0
+        j = np.floor((x - self.x0) / self.cell).astype(np.int64)
+        i = np.floor((y - self.y0) / self.cell).astype(np.int64)
+        rows, cols = self.grid.shape
+        ok = (i >= 0) & (i < rows) & (j >= 0) & (j < cols)
+        hit = np.zeros(len(x), bool)
+        hit[ok] = self.grid[i[ok], j[ok]]
+        return float(hit.mean())
+
+    def of_area(self, poly: Any) -> float:
+        """The share of ``poly`` the survey covers (sampled on a grid of half cells)."""
+        x0, y0, x1, y1 = poly.bounds
+        step = self.cell / 2
+        gx, gy = np.meshgrid(np.arange(x0 + step / 2, x1, step), np.arange(y0 + step / 2, y1,
+                                                                            step))
+        gx, gy = gx.ravel(), gy.ravel()
+        inside = shapely.contains_xy(poly, gx, gy)
+        if not inside.any():  # smaller than a sample step: its centre
+            c = poly.representative_point()
+            return self.share(np.array([c.x]), np.array([c.y]))
+        return self.share(gx[inside], gy[inside])
+
+    def around(self, poly: Any, margin: float = 1.0) -> float:
+        """The share of a ring ``margin`` outside ``poly`` the survey covers: under 1, the
+        survey's edge cuts it (a footprint derived from the points there is truncated)."""
+        ring = shapely.get_exterior_ring(shapely.buffer(poly, margin))
+        n = max(8, int(ring.length / (self.cell / 4)))
+        pts = shapely.line_interpolate_point(ring, np.linspace(0, 1, n, endpoint=False),
+                                             normalized=True)
+        xy = shapely.get_coordinates(pts)
+        return self.share(xy[:, 0], xy[:, 1])
 
 
 @dataclass
@@ -300,11 +353,12 @@ class Current:
     height: float | None  # top above base of the stored geometry, m
 
 
-def _current_buildings(conn: Connection, frame: MetricFrame, coverage: Any) -> list[Current]:
-    """Current buildings of the model whose footprint lies in the surveyed area."""
-    if coverage.is_empty:
-        return []
-    area_ll = frame.polygon_to_lonlat(shapely.envelope(coverage))
+def _current_buildings(conn: Connection, frame: MetricFrame, coverage: Coverage
+                       ) -> tuple[list[Current], list[Current]]:
+    """Current buildings of the model the survey covers, and those it covers in part."""
+    if coverage.empty:
+        return [], []
+    area_ll = frame.polygon_to_lonlat(coverage.envelope())
     c = city_objects.c
     rows = conn.execute(
         select(c.object_id, c.type, c.parent_object_id, func.ST_AsBinary(c.footprint),
@@ -312,18 +366,41 @@ def _current_buildings(conn: Connection, frame: MetricFrame, coverage: Any) -> l
         .where(c.valid_to.is_(None), c.footprint.is_not(None), c.type.in_(BUILDING_TYPES),
                func.ST_Intersects(c.footprint,
                                   func.ST_GeomFromText(area_ll.wkt, 4326)))).all()
-    out = []
+    inside, partly = [], []
     for oid, typ, parent, wkb, zmin, zmax in rows:
         fp = frame.polygon_from_lonlat(shapely.from_wkb(wkb))
         if fp.is_empty or fp.area <= 0:
             continue
-        if shapely.intersection(fp, coverage).area < SURVEYED_SHARE * fp.area:
-            continue  # partly outside the survey: neither compared nor touched
         parts = [p for p in shapely.get_parts(shapely.make_valid(fp)) if p.area > 0]
-        poly = max(parts, key=lambda p: p.area) if len(parts) == 1 else shapely.union_all(parts)
+        poly = parts[0] if len(parts) == 1 else shapely.union_all(parts)
         height = None if zmin is None or zmax is None else float(zmax - zmin)
-        out.append(Current(oid, typ, parent, poly, height))
-    return out
+        share = coverage.of_area(poly)
+        if share >= SURVEYED_SHARE:
+            inside.append(Current(oid, typ, parent, poly, height))
+        elif share > 0:  # partly outside the survey: neither compared nor touched
+            partly.append(Current(oid, typ, parent, poly, height))
+    return inside, partly
+
+
+def _whole(candidates: list[Footprint], partly: list[Current], coverage: Coverage
+           ) -> tuple[list[Footprint], list[dict[str, str]]]:
+    """The footprints the survey covers whole. A footprint cut by the survey's edge, or over
+    a model building the survey covers only in part, is left out with the reason: its
+    points show part of a building, which would be modelled as a smaller new one."""
+    tree = shapely.STRtree([m.footprint for m in partly]) if partly else None
+    keep, cut = [], []
+    for fp in candidates:
+        over = [] if tree is None else [partly[int(k)].object_id
+                                        for k in tree.query(fp.polygon, predicate="intersects")]
+        if over:
+            cut.append({"id": fp.id, "reason": f"over {over[0]}, which the survey covers only "
+                                               "in part: not modelled"})
+        elif coverage.around(fp.polygon) < SURVEYED_SHARE:
+            cut.append({"id": fp.id, "reason": "at the survey's edge, partly outside it: "
+                                               "not modelled"})
+        else:
+            keep.append(fp)
+    return keep, cut
 
 
 def _iou(a: Any, b: Any) -> float:
@@ -414,8 +491,15 @@ def _compare(ctx: JobContext, row: Any, xyz: np.ndarray, cl: Classification,
     models = reconstruct_buildings(
         [fp for _, fp in plans], xyz, cl.dtm.height, classification=cl.classes,
         progress=lambda done, total: ctx.progress("reconstructing", done, total))
+    sparse = cl.density < MIN_DENSITY
     for (ch, _), bm in zip(plans, models, strict=True):
         ch.model = bm
+        if sparse and bm.lod == "2.2":
+            # a building can hold enough points (walls, a dense strip) where the survey as a
+            # whole is too sparse for roof planes to be trusted: the survey's figure decides
+            bm.lod = "1.2"
+            bm.reasons.append(f"sparse survey: {cl.density:.2f} points/m2 (under "
+                              f"{MIN_DENSITY:g}): LoD1.2 only")
         if bm.lod is None:
             ch.change = "skipped"
             ch.reasons.append("not reconstructed: " + ("; ".join(bm.reasons) or "no model"))

@@ -4,6 +4,7 @@ that changes nothing, and the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -137,3 +138,40 @@ def test_model_option_turns_the_trigger_off():
     assert model_after({}) and model_after({"model": True}) and model_after({"model": "yes"})
     for off in (False, "false", "False", "0", "no", "off"):
         assert not model_after({"model": off})
+
+
+def test_a_survey_half_outside_the_model_touches_only_what_it_covers(
+        live_server, op, db_url, settings, district, tmp_path):
+    ds = _survey(live_server, op, db_url, settings, district, tmp_path / "whole.laz")
+    first = _model(live_server, op, db_url, settings, ds)
+    assert first["buildings"]["new"] == len(district.buildings)
+    # the second flight stops halfway across one building
+    cut_x = district.buildings[0].footprint.centroid.x
+    keep = district.xyz[:, 0] < cut_x
+    half = dataclasses.replace(
+        district, xyz=district.xyz[keep], return_number=district.return_number[keep],
+        number_of_returns=district.number_of_returns[keep],
+        truth_class=district.truth_class[keep], building_id=district.building_id[keep])
+    ds2 = _survey(live_server, op, db_url, settings, half, tmp_path / "half.laz")
+    report = _model(live_server, op, db_url, settings, ds2)
+    assert report["buildings"]["demolished"] == 0 and report["buildings"]["new"] == 0
+    assert report["buildings"]["changed"] == 0
+    whole = [b for b in district.buildings if b.footprint.bounds[2] < cut_x - 2]
+    assert report["buildings"]["unchanged"] == len(whole)
+    assert report["edge"]["model_buildings_partly_surveyed"] >= 1
+    assert any(c["reason"].startswith("over survey") for c in
+               report["edge"]["footprints_cut_by_the_edge"])
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT count(*), count(*) FILTER (WHERE valid_to IS NULL) "
+                            "FROM city_objects").fetchone()
+    assert rows == (len(district.buildings), len(district.buildings))
+
+
+def test_a_sparse_survey_gives_lod12_with_a_warning(live_server, op, db_url, settings,
+                                                   tmp_path):
+    sparse = simulate_district(n_buildings=3, area_m=60.0, density=1.2, seed=5)
+    ds = _survey(live_server, op, db_url, settings, sparse, tmp_path / "sparse.laz")
+    report = _model(live_server, op, db_url, settings, ds)
+    assert any("sparse survey" in w for w in report["classification"]["warnings"])
+    assert report["lods"] and set(report["lods"]) == {"1.2"}
+    assert all(c["lod"] in ("1.2", None) for c in report["changes"])
