@@ -234,7 +234,12 @@ def model_survey(ctx: JobContext) -> dict[str, Any]:
             report.update(written)
             _store_changes(conn, row.id, changes, frame)
             tile_stats = None
-            if (written["written"] or written["ended"]) and city_has_geometry(conn):
+            drawable = city_has_geometry(conn)
+            if written["ended"] and not drawable:
+                # the tiler writes no empty tileset, and a tileset cannot be withdrawn yet
+                report["tiles_note"] = ("no city object with geometry is left: the city "
+                                        "tileset keeps its last version until one is")
+            if (written["written"] or written["ended"]) and drawable:
                 tv = begin_version(ctx.bookkeeping, ctx.settings.tiles_dir, CITY_TILESET,
                                    "mesh", dataset_id=row.id, job_id=ctx.job_id)
                 tile_stats = build_tiles(ctx, conn, tv)

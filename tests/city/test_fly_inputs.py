@@ -175,3 +175,33 @@ def test_a_sparse_survey_gives_lod12_with_a_warning(live_server, op, db_url, set
     assert any("sparse survey" in w for w in report["classification"]["warnings"])
     assert report["lods"] and set(report["lods"]) == {"1.2"}
     assert all(c["lod"] in ("1.2", None) for c in report["changes"])
+
+
+def test_a_survey_that_razed_every_building_ends_every_row(live_server, op, db_url,
+                                                                  settings, district,
+                                                                  tmp_path):
+    ds = _survey(live_server, op, db_url, settings, district, tmp_path / "before.laz")
+    _model(live_server, op, db_url, settings, ds)
+    v1 = httpx.get(f"{live_server.url}/city").json()["tileset"]
+    # every building gone: its first returns fall to the terrain, its wall returns vanish
+    building = district.building_id >= 0
+    first = building & (district.return_number == 1)
+    xyz = district.xyz.copy()
+    xyz[first, 2] = district.terrain(xyz[first, 0], xyz[first, 1])
+    keep = ~building | first
+    cls = np.where(first, 2, district.truth_class).astype(np.uint8)
+    razed = dataclasses.replace(
+        district, xyz=xyz[keep], return_number=district.return_number[keep],
+        number_of_returns=district.number_of_returns[keep], truth_class=cls[keep],
+        building_id=np.where(first, -1, district.building_id)[keep], buildings=[])
+    ds2 = _survey(live_server, op, db_url, settings, razed, tmp_path / "after.laz")
+    report = _model(live_server, op, db_url, settings, ds2)
+    assert report["buildings"]["demolished"] == len(district.buildings)
+    assert report["ended"] == len(district.buildings)
+    # the rows are ended; the tileset cannot be emptied (the tiler writes no empty tileset)
+    # and the report says so
+    assert report["tiles"] is None and "no city object with geometry" in report["tiles_note"]
+    city = httpx.get(f"{live_server.url}/city").json()
+    assert city["objects"] == 0 and city["tileset"] == v1
+    listed = httpx.get(f"{live_server.url}/city/objects").json()
+    assert listed["numberReturned"] == 0
