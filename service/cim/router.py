@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -260,9 +261,23 @@ async def survey_changes(dataset_id: Id, request: Request, _: Reader,
                      "features": features})
 
 
+def _server_layer(path: str, data_dir: Path) -> str:
+    """A footprint layer named by a client must lie in the server's data directory: an API
+    key is no licence to make the server open any file it can read."""
+    root = Path(data_dir).resolve()
+    resolved = (root / path).resolve()  # a relative path is taken from the data directory
+    if not resolved.is_relative_to(root):
+        raise Unprocessable(f"the footprint layer must be in the server's data directory "
+                            f"({root}); {path!r} is not")
+    if not resolved.exists():
+        raise Unprocessable(f"no footprint layer {path!r} in the server's data directory")
+    return str(resolved)
+
+
 class ModelBody(BaseModel):
-    footprints: str | None = Field(None, description="path on the server of a footprint "
-                                   "layer (GeoJSON, GeoPackage or any OGR source)")
+    footprints: str | None = Field(None, description="footprint layer (GeoJSON, GeoPackage "
+                                   "or any OGR source) in the server's data directory, as a "
+                                   "path relative to it or absolute")
     footprints_layer: str | None = Field(None, description="layer of that source")
     footprints_id: str | None = Field(None, description="attribute naming each building")
     reclassify: bool = Field(False, description="classify anew even where the file's "
@@ -284,6 +299,8 @@ async def model_survey_again(dataset_id: Id, request: Request, principal: Writer
         if problem is not None:
             raise (Unprocessable if row.kind != "lidar" else Conflict)(problem)
         params = body.model_dump(exclude_none=True) if body is not None else {}
+        if "footprints" in params:
+            params["footprints"] = _server_layer(params["footprints"], settings.data_dir)
         job_id = await submit_job_async(conn, "model_survey", dataset_id=dataset_id,
                                         params=params, created_by=principal.name,
                                         max_attempts=settings.job_max_attempts)

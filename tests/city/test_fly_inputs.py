@@ -77,11 +77,19 @@ def test_given_footprint_layer_then_a_second_run_changes_nothing(live_server, op
                               (x0 + 1, y0 + 6)])
     features.append({"type": "Feature", "properties": {"bid": "bowtie"},
                      "geometry": shapely.geometry.mapping(_lonlat(bowtie))})
-    layer = tmp_path / "footprints.geojson"
+    layer = settings.data_dir / "layers" / "footprints.geojson"
+    layer.parent.mkdir(parents=True, exist_ok=True)
     layer.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    # only layers in the server's data directory can be named
+    for outside, why in ((str(tmp_path / "footprints.geojson"), "data directory"),
+                         ("../../etc/passwd", "data directory"),
+                         ("layers/missing.gpkg", "no footprint layer")):
+        r = httpx.post(f"{live_server.url}/datasets/{ds}/model", headers=op,
+                       json={"footprints": outside})
+        assert r.status_code == 422 and why in r.json()["detail"], r.text
 
     report = _model(live_server, op, db_url, settings, ds,
-                    {"footprints": str(layer), "footprints_id": "bid"})
+                    {"footprints": "layers/footprints.geojson", "footprints_id": "bid"})
     assert report["footprints"]["source"] == "layer footprints.geojson"
     assert report["footprints"]["count"] == len(district.buildings)
     assert [s["id"] for s in report["footprints"]["skipped"]] == ["bowtie"]
