@@ -55,7 +55,9 @@ from service.jobs.context import JobContext, JobFailed
 from service.jobs.publish import DatasetOutcome, publish
 from service.jobs.submit import submit_job
 from service.tilesets.store import TilesetVersion, begin_version, fail_version
-from tiler.crs import ToWgs84, cached_transformer, horizontal_part, parse_crs
+from tiler.crs import ToWgs84, cached_transformer, crs_label, horizontal_part
+from tiler.errors import TilerInputError
+from tiler.pointcloud.source import inspect_source, resolve_crs, z_to_metres
 
 #: a building whose footprint overlaps its current version with an IoU under this changed
 FOOTPRINT_IOU_CHANGED = 0.8
@@ -134,18 +136,20 @@ def survey_problem(row: Any, dataset_id: int) -> str | None:
 
 class MetricFrame:
     """The survey's coordinates as metres: its own CRS when that is projected in metres,
-    else the UTM zone of its centre (heights then ellipsoidal)."""
+    else the UTM zone of its centre (heights then ellipsoidal). Heights are made metres and
+    ellipsoidal exactly as the survey's tiles made them (:mod:`tiler.pointcloud`)."""
 
-    def __init__(self, crs_label: str, vertical: str | None, x: np.ndarray, y: np.ndarray,
+    def __init__(self, crs: CRS, vertical: str | None, x: np.ndarray, y: np.ndarray,
                  z: np.ndarray) -> None:
-        crs = parse_crs(crs_label)
+        label = crs_label(crs)
+        z = z * z_to_metres(crs)
         horizontal = horizontal_part(crs)
         unit = horizontal.axis_info[0].unit_name if horizontal.axis_info else ""
         if horizontal.is_projected and unit in ("metre", "meter"):
             self.crs = horizontal
             self.to_wgs84 = ToWgs84(crs, vertical)
             self.xyz = np.column_stack([x, y, z])
-            self.note = f"points in {crs_label} (metres)"
+            self.note = f"points in {label} (metres)"
         else:
             src = ToWgs84(crs, vertical)
             lon, lat, h = src(x, y, z)
@@ -154,7 +158,7 @@ class MetricFrame:
             ex, ny = cached_transformer("EPSG:4326", self.crs).transform(lon, lat)
             self.xyz = np.column_stack([ex, ny, h])
             self.to_wgs84 = ToWgs84(self.crs, "ellipsoidal")
-            self.note = (f"points reprojected from {crs_label} to {self.crs.to_string()} "
+            self.note = (f"points reprojected from {label} to {self.crs.to_string()} "
                          "(metres, ellipsoidal heights)")
         self._from_ll = cached_transformer("EPSG:4326", self.crs)
         self._to_ll = cached_transformer(self.crs, "EPSG:4326")
@@ -185,8 +189,14 @@ def model_survey(ctx: JobContext) -> dict[str, Any]:
     options = {**(row.options or {}), **ctx.params}
     started = time.monotonic()
     ctx.progress("reading", 0, None)
-    x, y, z, rn, nr, cls = _read_points(Path(row.source_path))
-    frame = MetricFrame(row.crs, options.get("vertical"), x, y, z)
+    path = Path(row.source_path)
+    try:
+        # the CRS the survey's tiles were made in: the one given with it, else the file's
+        crs = resolve_crs(inspect_source(path), options.get("crs"))
+    except TilerInputError as exc:
+        raise JobFailed(str(exc)) from exc
+    x, y, z, rn, nr, cls = _read_points(path)
+    frame = MetricFrame(crs, options.get("vertical"), x, y, z)
     xyz = frame.xyz
     report: dict[str, Any] = {"survey": row.id, "points": len(xyz), "frame": frame.note,
                               "thresholds": {"footprint_iou_changed": FOOTPRINT_IOU_CHANGED,

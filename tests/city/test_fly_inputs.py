@@ -213,3 +213,26 @@ def test_a_survey_that_razed_every_building_ends_every_row(live_server, op, db_u
     assert city["objects"] == 0 and city["tileset"] == v1
     listed = httpx.get(f"{live_server.url}/city/objects").json()
     assert listed["numberReturned"] == 0
+
+
+def test_a_survey_in_feet_is_modelled_in_metres_at_the_heights_of_its_tiles(
+        live_server, op, db_url, settings):
+    # Autzen: Oregon Lambert in international feet with NAVD88 heights in feet (a CRS name the
+    # dataset row keeps as a label only: the file's own CRS is read again, as the tiler does)
+    autzen = ROOT / "tests" / "data" / "lidar" / "pdal_autzen_trim.laz"
+    settings.max_upload_bytes = 50 * 1024 * 1024
+    ds, job = upload(live_server, op, autzen.read_bytes(), filename=autzen.name)
+    assert run_job(job, db_url, settings) == "succeeded"
+    model_job = httpx.get(f"{live_server.url}/jobs/{job}").json()["report"]["model_job_id"]
+    assert run_job(model_job, db_url, settings) == "succeeded"
+    report = httpx.get(f"{live_server.url}/jobs/{model_job}").json()["report"]
+    assert "to EPSG:32610" in report["frame"]
+    assert report["buildings"]["new"] >= 1
+    bounds = httpx.get(f"{live_server.url}/datasets/{ds}").json()["bounds3d"]
+    objects = httpx.get(f"{live_server.url}/city/objects", params={"limit": 50}).json()
+    assert objects["numberReturned"] == report["buildings"]["new"]
+    for f in objects["features"]:
+        p = f["properties"]
+        # metres above the same ellipsoid as the point tiles: inside the survey's 3D bounds
+        assert bounds["min"][2] - 1 <= p["min_z"] < p["max_z"] <= bounds["max"][2] + 1
+        assert 2 < p["height"] < 40
