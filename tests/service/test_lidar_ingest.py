@@ -201,3 +201,18 @@ def test_vertical_datum_of_a_las_file_reaches_the_dataset(live_server, op, db_ur
     assert "taken as ellipsoidal" not in ds["height_note"]
     lowest = 7077.92 * 1200 / 3937
     assert 19.5 < lowest - ds["bounds3d"]["min"][2] < 22.0
+
+
+def test_model_false_in_the_upload_metadata_queues_no_model_job(live_server, op, db_url,
+                                                                big_settings):
+    """Fly and model follows every survey unless its upload says model=false; the option
+    reaches the job only if the upload keeps it."""
+    dataset_id, job_id = upload(live_server, op, AUTZEN.read_bytes(),
+                                filename=AUTZEN.name, survey="autzen no model", model="false")
+    assert run_job(job_id, db_url, big_settings) == "succeeded"
+    job = httpx.get(f"{live_server.url}/jobs/{job_id}").json()
+    assert "model_job_id" not in job["report"]
+    jobs = httpx.get(f"{live_server.url}/jobs", params={"dataset": dataset_id}).json()
+    assert [j["kind"] for j in jobs] == ["ingest_lidar"]
+    ds = httpx.get(f"{live_server.url}/datasets/{dataset_id}").json()
+    assert ds["options"]["model"] == "false"
