@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -125,6 +127,26 @@ def worker() -> None:
         asyncio.run(run_worker(settings, url, chores=CHORES))
 
 
+@contextlib.contextmanager
+def _job_progress() -> Iterator[tuple[Any, Callable[[Any], None]]]:
+    """A progress bar for a job run here, and the watcher that moves it with the job's row
+    (stage, fraction, items done of total)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[items]}"), TimeElapsedColumn(), transient=False,
+    ) as bar:
+        task = bar.add_task("queued", total=1.0, items="")
+
+        def watch(row: Any) -> None:
+            items = (f"{row.items_done:,} of {row.items_total:,}" if row.items_total
+                     else f"{row.items_done:,}" if row.items_done else "")
+            bar.update(task, completed=row.progress, description=row.stage, items=items)
+
+        yield bar, watch
+
+
 INGEST_KINDS = {"lidar": "lidar", "city": None, "bim": "ifc"}
 
 
@@ -144,8 +166,6 @@ def ingest(
 ) -> None:
     """Ingest FILE here, with a progress bar, then print a summary (the same dataset, job and
     tileset as an upload would make; the file is read where it lies)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from service.datasets.kinds import kind_for
     from service.intake import ingest_file
     from service.runtime.cluster import database
@@ -161,17 +181,7 @@ def ingest(
                if v}
     settings = get_settings()
     logging.basicConfig(level="WARNING")
-    with database(settings) as url, Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[items]}"), TimeElapsedColumn(), transient=False,
-    ) as bar:
-        task = bar.add_task("queued", total=1.0, items="")
-
-        def watch(row) -> None:
-            items = (f"{row.items_done:,} of {row.items_total:,}" if row.items_total
-                     else f"{row.items_done:,}" if row.items_done else "")
-            bar.update(task, completed=row.progress, description=row.stage, items=items)
-
+    with database(settings) as url, _job_progress() as (_, watch):
         final = ingest_file(url, dataset_kind, file, options=options, name=name, watch=watch)
     if final.status != "succeeded":
         typer.echo(f"ingest failed: {final.error}", err=True)
@@ -192,7 +202,6 @@ def model_survey(
 ) -> None:
     """Model survey DATASET_ID into buildings of the city model here, with a progress bar,
     then print the report (new / changed / unchanged / demolished buildings)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from service.cim.fly import SurveyRefused, model_here
     from service.runtime.cluster import database
@@ -204,17 +213,7 @@ def model_survey(
         params["footprints_layer"] = layer
     settings = get_settings()
     logging.basicConfig(level="WARNING")
-    with database(settings) as url, Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[items]}"), TimeElapsedColumn(), transient=False,
-    ) as bar:
-        task = bar.add_task("queued", total=1.0, items="")
-
-        def watch(row) -> None:
-            items = (f"{row.items_done:,} of {row.items_total:,}" if row.items_total
-                     else f"{row.items_done:,}" if row.items_done else "")
-            bar.update(task, completed=row.progress, description=row.stage, items=items)
-
+    with database(settings) as url, _job_progress() as (bar, watch):
         try:
             final = model_here(url, dataset_id, params=params, watch=watch)
         except SurveyRefused as exc:
