@@ -45,6 +45,10 @@ class UploadIntake:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
+    def _source(self, dataset_id: int, filename: str) -> Path:
+        """Where a dataset's uploaded file is kept: sources/<dataset id>/<file name>."""
+        return self.settings.data_dir / "sources" / str(dataset_id) / filename
+
     def kind_of(self, filename: str, declared: str | None) -> str:
         kind = kind_for(filename, declared)
         if not ingestible(self.settings, kind):
@@ -61,7 +65,7 @@ class UploadIntake:
             upload.kind, upload.options.get("name") or upload.filename, source_path="",
             sha256=digest, size_bytes=upload.length, options=dict(upload.options),
             uploaded_by=who))).scalar_one()
-        target = self.settings.data_dir / "sources" / str(dataset_id) / upload.filename
+        target = self._source(dataset_id, upload.filename)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part, target)
         try:
@@ -78,7 +82,7 @@ class UploadIntake:
 
     def undo(self, part: Path, dataset_id: int, filename: str) -> None:
         """The caller's transaction did not commit after :meth:`admit`: put the file back."""
-        target = self.settings.data_dir / "sources" / str(dataset_id) / filename
+        target = self._source(dataset_id, filename)
         if target.exists():
             os.replace(target, part)
 
