@@ -163,9 +163,12 @@ def ingest(
     anchor: Annotated[str | None, typer.Option(help="bim: place the model here, "
                                                     "'lon,lat,height,rotation_deg'; wins "
                                                     "over the file's georeferencing")] = None,
+    model: Annotated[bool, typer.Option(help="lidar: then model the survey into buildings "
+                                             "of the city model here (fly and model)")] = True,
 ) -> None:
     """Ingest FILE here, with a progress bar, then print a summary (the same dataset, job and
-    tileset as an upload would make; the file is read where it lies)."""
+    tileset as an upload would make; the file is read where it lies). A LiDAR survey is then
+    modelled into buildings here too, as an upload's would be by a worker."""
     from service.datasets.kinds import kind_for
     from service.intake import ingest_file
     from service.runtime.cluster import database
@@ -181,13 +184,19 @@ def ingest(
                if v}
     settings = get_settings()
     logging.basicConfig(level="WARNING")
-    with database(settings) as url, _job_progress() as (_, watch):
-        final = ingest_file(url, dataset_kind, file, options=options, name=name, watch=watch)
-    if final.status != "succeeded":
-        typer.echo(f"ingest failed: {final.error}", err=True)
-        raise typer.Exit(1)
-    typer.echo(json.dumps({"dataset_id": final.dataset_id, "job_id": final.id,
-                           **(final.report or {})}, default=str, indent=2))
+    # the model job is run here after the ingest, not queued: a queued job would wait for a
+    # worker that a command-line user may never start
+    with database(settings) as url:
+        with _job_progress() as (_, watch):
+            final = ingest_file(url, dataset_kind, file, options=options, name=name,
+                                watch=watch, job_params={"model": False})
+        if final.status != "succeeded":
+            typer.echo(f"ingest failed: {final.error}", err=True)
+            raise typer.Exit(1)
+        summary = {"dataset_id": final.dataset_id, "job_id": final.id, **(final.report or {})}
+        if dataset_kind == "lidar" and model:
+            summary["model"] = _model_here(url, final.dataset_id, {})
+    typer.echo(json.dumps(summary, default=str, indent=2))
 
 
 @model_app.command("survey")
@@ -203,7 +212,6 @@ def model_survey(
     """Model survey DATASET_ID into buildings of the city model here, with a progress bar,
     then print the report (new / changed / unchanged / demolished buildings)."""
 
-    from service.cim.fly import SurveyRefused, model_here
     from service.runtime.cluster import database
 
     params: dict[str, object] = {"reclassify": reclassify} if reclassify else {}
@@ -213,7 +221,17 @@ def model_survey(
         params["footprints_layer"] = layer
     settings = get_settings()
     logging.basicConfig(level="WARNING")
-    with database(settings) as url, _job_progress() as (bar, watch):
+    with database(settings) as url:
+        report = _model_here(url, dataset_id, params)
+    typer.echo(json.dumps({"dataset_id": dataset_id, **report}, default=str, indent=2))
+
+
+def _model_here(url: str, dataset_id: int, params: dict[str, object]) -> dict[str, Any]:
+    """Model survey ``dataset_id`` in this process with a progress bar; its report without
+    the change list (that is at /datasets/{id}/changes), or exit when it cannot."""
+    from service.cim.fly import SurveyRefused, model_here
+
+    with _job_progress() as (bar, watch):
         try:
             final = model_here(url, dataset_id, params=params, watch=watch)
         except SurveyRefused as exc:
@@ -224,9 +242,8 @@ def model_survey(
         typer.echo(f"modelling failed: {final.error}", err=True)
         raise typer.Exit(1)
     report = dict(final.report or {})
-    report.pop("changes", None)  # the list is at /datasets/{id}/changes
-    typer.echo(json.dumps({"dataset_id": dataset_id, "job_id": final.id, **report},
-                          default=str, indent=2))
+    report.pop("changes", None)
+    return {"model_job_id": final.id, **report}
 
 
 @db_app.command("upgrade")

@@ -89,10 +89,12 @@ class UploadIntake:
 
 def ingest_file(url: str, kind: str, path: Path, *, options: dict[str, Any],
                 name: str | None = None, who: str = "cli", watch: Watcher | None = None,
-                poll_seconds: float = 0.3, settings: Settings | None = None) -> Any:
+                poll_seconds: float = 0.3, settings: Settings | None = None,
+                job_params: dict[str, Any] | None = None) -> Any:
     """Create the dataset and job for ``path`` and run the job in this process (the CLI),
     with live progress; return the job's final row. Its progress, report and errors are
-    visible through the API as for an upload."""
+    visible through the API as for an upload. ``options`` are the dataset's (kept with it);
+    ``job_params`` are this run's only."""
     path = path.resolve()
     engine = sync_engine(url)
     with engine.begin() as conn:
@@ -100,7 +102,8 @@ def ingest_file(url: str, kind: str, path: Path, *, options: dict[str, Any],
             kind, name or path.name, source_path=str(path), sha256=sha256_of(path),
             size_bytes=path.stat().st_size, options=options, uploaded_by=who)).scalar_one()
         job_id = submit_job(conn, ingest_job_kind(kind), dataset_id=dataset_id,
-                            params=options, created_by=who, max_attempts=1, enqueue=False)
+                            params={**options, **(job_params or {})}, created_by=who,
+                            max_attempts=1, enqueue=False)
     runner = threading.Thread(target=run_job, args=(job_id, url, settings), daemon=True)
     runner.start()
     while runner.is_alive():

@@ -142,6 +142,31 @@ def test_cli_models_a_survey_with_a_progress_bar(live_server, op, db_url, settin
     assert refused.returncode == 2 and "no dataset 999999" in refused.stderr
 
 
+def test_cli_ingest_models_the_survey_here(db_url, settings, district, tmp_path):
+    """`twinbase ingest lidar` runs the model job in the same process: a job queued for a
+    worker would wait forever for a command-line user who never starts one."""
+    path = tmp_path / "here.laz"
+    write_las(district, path)
+    env = {**os.environ, "TWINBASE_DATABASE_URL": db_url,
+           "TWINBASE_DATA_DIR": str(settings.data_dir)}
+    done = subprocess.run([sys.executable, "-m", "service.cli", "ingest", "lidar", str(path)],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout[done.stdout.index("{\n"):])
+    assert out["model"]["buildings"]["new"] == len(district.buildings)
+    assert "model_job_id" not in {k for k in out if k != "model"}
+    skipped = subprocess.run([sys.executable, "-m", "service.cli", "ingest", "lidar",
+                              str(path), "--no-model"], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert skipped.returncode == 0, skipped.stderr
+    assert "\"model\"" not in skipped.stdout[skipped.stdout.index("{\n"):]
+    with psycopg.connect(db_url) as conn:
+        kinds = conn.execute("SELECT kind, status FROM jobs ORDER BY id").fetchall()
+    # two ingests and one model run, all finished here: nothing left waiting for a worker
+    assert sorted(kinds) == [("ingest_lidar", "succeeded")] * 2 + [("model_survey",
+                                                                    "succeeded")]
+
+
 def test_model_option_turns_the_trigger_off():
     assert model_after({}) and model_after({"model": True}) and model_after({"model": "yes"})
     for off in (False, "false", "False", "0", "no", "off"):
