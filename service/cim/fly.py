@@ -46,7 +46,7 @@ from recon.classify import BUILDING, GROUND, MIN_DENSITY, Classification, classi
 from recon.errors import ReconInputError
 from recon.footprints import Footprint, derive_footprints, read_footprints
 from recon.solids import Solid
-from service.cim.ingest import LOCK_KEY, build_tiles, city_has_geometry
+from service.cim.ingest import LOCK_KEY, build_tiles
 from service.cim.store import load_objects
 from service.cim.tables import CITY_TILESET, city_changes, city_objects
 from service.core.settings import Settings
@@ -244,12 +244,8 @@ def model_survey(ctx: JobContext) -> dict[str, Any]:
             report.update(written)
             _store_changes(conn, row.id, changes, frame)
             tile_stats = None
-            drawable = city_has_geometry(conn)
-            if written["ended"] and not drawable:
-                # the tiler writes no empty tileset, and a tileset cannot be withdrawn yet
-                report["tiles_note"] = ("no city object with geometry is left: the city "
-                                        "tileset keeps its last version until one is")
-            if (written["written"] or written["ended"]) and drawable:
+            # every building razed still makes a version: an empty city, not the last one
+            if written["written"] or written["ended"]:
                 tv = begin_version(ctx.bookkeeping, ctx.settings.tiles_dir, CITY_TILESET,
                                    "mesh", dataset_id=row.id, job_id=ctx.job_id)
                 tile_stats = build_tiles(ctx, conn, tv)

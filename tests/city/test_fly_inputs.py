@@ -18,6 +18,7 @@ import numpy as np
 import psycopg
 import pytest
 import shapely
+from helpers_3dtiles_validator import assert_no_errors
 from helpers_tus import upload
 from pyproj import Transformer
 
@@ -231,11 +232,15 @@ def test_a_survey_that_razed_every_building_ends_every_row(live_server, op, db_u
     report = _model(live_server, op, db_url, settings, ds2)
     assert report["buildings"]["demolished"] == len(district.buildings)
     assert report["ended"] == len(district.buildings)
-    # the rows are ended; the tileset cannot be emptied (the tiler writes no empty tileset)
-    # and the report says so
-    assert report["tiles"] is None and "no city object with geometry" in report["tiles_note"]
+    # the rows are ended and the city tileset is emptied too: a new version with a root and
+    # no content (the last version would still draw the razed buildings)
+    assert report["tiles"]["objects"] == 0 and report["tiles"]["tiles"] == 0
     city = httpx.get(f"{live_server.url}/city").json()
-    assert city["objects"] == 0 and city["tileset"] == v1
+    assert city["objects"] == 0 and city["tileset"]["version"] == v1["version"] + 1
+    doc = httpx.get(f"{live_server.url}{city['tileset']['url']}").json()
+    assert "content" not in doc["root"] and "children" not in doc["root"]
+    current = settings.tiles_dir / "cim" / f"v{city['tileset']['version']}" / "tileset.json"
+    assert_no_errors(current)
     listed = httpx.get(f"{live_server.url}/city/objects").json()
     assert listed["numberReturned"] == 0
 

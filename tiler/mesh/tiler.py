@@ -263,6 +263,8 @@ def _tile_features(
     k = 0
     for i, node in enumerate(nodes):
         nf = len(node.features)
+        if nf == 0:  # no feature at all (every one was removed): a root without content
+            continue
         v0, v1 = np.searchsorted(vtile_rank, [k, k + nf])
         t0, t1 = np.searchsorted(ttile_rank, [k, k + nf])
         k += nf
@@ -303,7 +305,7 @@ def _tile_features(
     write_json_atomic(out / MANIFEST_NAME, manifest)
     write_json_atomic(out / "tileset.json", tileset)
     return MeshTilesetResult(
-        features=len(used), tiles=len(nodes), bytes=total_bytes, triangles=len(tri),
+        features=len(used), tiles=len(tiles_doc), bytes=total_bytes, triangles=len(tri),
         vertices=total_vertices, manifest=manifest,
         diff=diff_manifests(previous_manifest, manifest),
         skipped=skipped, tileset_path=out / "tileset.json",
@@ -327,7 +329,8 @@ def _box(lo: np.ndarray, hi: np.ndarray) -> list[float]:
 
 def _tileset_json(root: TileNode, boxes, tiles_doc, frame: EnuFrame, largest: float):
     def tile(node: TileNode) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-        lo, hi = boxes[node.key]
+        # a tileset of no features keeps a root (3D Tiles needs one) around its frame's origin
+        lo, hi = boxes.get(node.key, (np.zeros(3), np.zeros(3)))
         kids = []
         for child in node.children:
             doc, clo, chi = tile(child)
@@ -338,8 +341,9 @@ def _tileset_json(root: TileNode, boxes, tiles_doc, frame: EnuFrame, largest: fl
             "boundingVolume": {"box": _box(lo, hi)},
             "geometricError": round(node.geometric_error, 3),
             "refine": "ADD",
-            "content": {"uri": tiles_doc[node.key]["uri"]},
         }
+        if node.key in tiles_doc:
+            doc["content"] = {"uri": tiles_doc[node.key]["uri"]}
         if kids:
             doc["children"] = kids
         return doc, lo, hi
