@@ -77,14 +77,17 @@ def test_triangulation_robustness() -> None:
     assert (t.normals[tri[poly == 0, 0], 2] > 0.99).all()
 
 
-def _cube(centre: np.ndarray, size: float = 2.0) -> list[MeshPolygon]:
+def _cube(centre: np.ndarray, size: float = 2.0, frame: EnuFrame | None = None
+          ) -> list[MeshPolygon]:
+    at = frame or FRAME
     c = np.asarray(centre, float)
     h = size / 2
     v = np.array([[x, y, z] for z in (-h, h) for y in (-h, h) for x in (-h, h)]) + c
     faces = [(0, 2, 3, 1), (4, 5, 7, 6), (0, 1, 5, 4), (1, 3, 7, 5), (3, 2, 6, 7), (2, 0, 4, 6)]
     kinds = ["GroundSurface", "RoofSurface", "WallSurface", "WallSurface", "WallSurface",
              "WallSurface"]
-    return [MeshPolygon([_geo(v[list(f)])], k) for f, k in zip(faces, kinds, strict=True)]
+    return [MeshPolygon([ecef_to_geodetic(at.to_ecef(v[list(f)]))], k)
+            for f, k in zip(faces, kinds, strict=True)]
 
 
 def test_32_bit_indices_when_a_tile_has_more_than_65535_vertices(tmp_path: Path) -> None:
@@ -381,7 +384,8 @@ def test_precision_guard_keeps_float32_for_large_boxes(tmp_path: Path) -> None:
     for name, centres in cases.items():
         feats = [MeshFeature(f"{name}{i}", {"n": i}, meshes=[_box_mesh(c)])
                  for i, c in enumerate(centres)]
-        res = tile_features(feats, tmp_path / name)
+        # one tile on purpose (far-apart places get tiles of their own by default)
+        res = tile_features(feats, tmp_path / name, max_tile_width_m=1e9)
         (tile,) = res.manifest["tiles"].values()
         path = tmp_path / name / tile["uri"]
         doc, binary = read_glb(path.read_bytes())
@@ -424,3 +428,35 @@ def test_normal_codes_are_unit_length_for_the_validator() -> None:
     assert np.abs(length - 1).max() <= content.NORMAL_LENGTH_TOLERANCE
     cos = (decoded * nrm).sum(axis=1) / length
     assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() < 1.0
+
+
+def test_far_apart_places_get_tiles_of_their_own(tmp_path: Path) -> None:
+    """Buildings in Delft and in Zurich (about 640 km apart), under the triangle budget of a
+    single tile: no tile with content is wider than a few kilometres (it was one tile of
+    hundreds of kilometres that a client had to load whole), every feature is in exactly one
+    tile, and the tileset passes the official validator."""
+    from helpers_3dtiles_validator import assert_no_errors
+
+    feats = []
+    for city, (lon, lat) in {"delft": (4.36, 52.01), "zurich": (8.54, 47.37)}.items():
+        frame = EnuFrame(lon, lat, 0.0)
+        for i in range(20):
+            centre = np.array([(i % 5) * 30.0, (i // 5) * 30.0, 5.0])
+            feats.append(MeshFeature(f"{city}-{i}", {"n": i}, _cube(centre, 10.0, frame)))
+    res = tile_features(feats, tmp_path, max_triangles_per_tile=100_000)
+    placed = [f for t in res.manifest["tiles"].values() for f in t["features"]]
+    assert sorted(placed) == sorted(f.id for f in feats)
+    doc = json.loads((tmp_path / "tileset.json").read_text())
+    widths = []
+
+    def walk(tile: dict) -> None:
+        if "content" in tile:
+            box = np.array(tile["boundingVolume"]["box"])
+            widths.append(2 * max(np.linalg.norm(box[3:6]), np.linalg.norm(box[6:9])))
+        for child in tile.get("children", []):
+            walk(child)
+
+    walk(doc["root"])
+    assert "content" not in doc["root"]  # the root spans both cities: only children draw
+    assert len(widths) >= 2 and max(widths) < 5000, widths
+    assert_no_errors(tmp_path / "tileset.json")

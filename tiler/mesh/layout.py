@@ -7,6 +7,11 @@ rest down to the four quadrants their centres fall in. Cells are fixed squares o
 anchored at the frame origin, so a tile's key (level, x, y) means the same area in every
 version, and a change in one place only touches the tiles whose cells contain it.
 
+A tile whose cell is wider than ``max_cell`` (a few km) holds only the features at least a
+quarter of its cell wide and hands the rest down whatever the budget: data from far-apart
+places (one city model of Delft, Zurich and Karlsruhe) would otherwise share one tile
+hundreds of kilometres wide, which a client must load whole before it can show any building.
+
 Geometric error of a tile = the size of the largest feature below it (what is missing when the
 tile is drawn without its children); leaves have 0.
 """
@@ -54,6 +59,7 @@ def build_quadtree(
     max_triangles: int,
     coarse_share: float = 0.25,
     priority: np.ndarray | None = None,
+    max_cell: float = 4096.0,
 ) -> TileNode:
     """Assign features (ENU centres, sizes in m, triangle counts) to quadtree tiles; a tile
     keeps the first features by (priority, size) and hands the rest to its children."""
@@ -67,13 +73,19 @@ def build_quadtree(
     def build(members: np.ndarray, level: int, x: int, y: int) -> TileNode:
         members = members[np.argsort(order[members], kind="stable")]
         tri = triangles[members]
-        if tri.sum() <= max_triangles or level >= MAX_LEVEL:
-            return TileNode(level, x, y, members)
-        cum = np.cumsum(tri)
-        take = max(1, int(np.searchsorted(cum, max_triangles * coarse_share, side="right")))
-        node = TileNode(level, x, y, members[:take])
-        rest = members[take:]
         cell = 2 * half / (1 << level)
+        if cell > max_cell and level < MAX_LEVEL:
+            big = sizes[members] >= cell / 4
+            node = TileNode(level, x, y, members[big])
+            rest = members[~big]
+        elif tri.sum() <= max_triangles or level >= MAX_LEVEL:
+            return TileNode(level, x, y, members)
+        else:
+            cum = np.cumsum(tri)
+            take = max(1, int(np.searchsorted(cum, max_triangles * coarse_share,
+                                              side="right")))
+            node = TileNode(level, x, y, members[:take])
+            rest = members[take:]
         x0, y0 = -half + x * cell, -half + y * cell
         qx = (centres[rest, 0] >= x0 + cell / 2).astype(np.int64)
         qy = (centres[rest, 1] >= y0 + cell / 2).astype(np.int64)

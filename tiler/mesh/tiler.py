@@ -150,13 +150,16 @@ def tile_features(
     previous_dir: str | Path | None = None,
     palette: Mapping[str | None, RGBA] | None = None,
     progress: Progress | None = None,
+    max_tile_width_m: float = 4096.0,
 ) -> MeshTilesetResult:
     """Tile features into ``out_dir`` (``tileset.json``, ``manifest.json``, ``tiles/*.glb``).
 
     ``max_triangles_per_tile`` (default 100,000; a single larger feature gets a tile
     of its own), ``previous_manifest`` and ``previous_dir`` (reuse the frame and grid of the
     previous version; hard-link tiles that come out identical), ``palette`` (class -> sRGB
-    RGBA, merged over :data:`CITY_PALETTE`), ``progress(stage, done, total)``.
+    RGBA, merged over :data:`CITY_PALETTE`), ``progress(stage, done, total)``,
+    ``max_tile_width_m`` (a tile's cell wider than this holds only features a quarter as wide:
+    far-apart places get tiles of their own).
     """
     # Hundreds of thousands of small containers are built; the cyclic collector would walk
     # them again and again (a large share of the run time) while finding nothing to free.
@@ -165,7 +168,8 @@ def tile_features(
     try:
         return _tile_features(features, out_dir, max_triangles_per_tile=max_triangles_per_tile,
                               previous_manifest=previous_manifest, previous_dir=previous_dir,
-                              palette=palette, progress=progress)
+                              palette=palette, progress=progress,
+                              max_tile_width_m=max_tile_width_m)
     finally:
         if was_enabled:
             gc.enable()
@@ -180,6 +184,7 @@ def _tile_features(
     previous_dir: str | Path | None = None,
     palette: Mapping[str | None, RGBA] | None = None,
     progress: Progress | None = None,
+    max_tile_width_m: float = 4096.0,
 ) -> MeshTilesetResult:
     """See :func:`tile_features`.
 
@@ -230,7 +235,8 @@ def _tile_features(
         half = float(previous_manifest["root_half_size"])
     ids_arr = np.array(flat.ids, dtype=object)
     root = build_quadtree(centres[used], sizes[used], tri_count[used], ids_arr[used],
-                          half, max_triangles_per_tile, priority=flat.priority[used])
+                          half, max_triangles_per_tile, priority=flat.priority[used],
+                          max_cell=max_tile_width_m)
     nodes = list(root.walk())
     for node in nodes:  # local indices of the used features -> feature indices
         node.features = used[node.features]
@@ -329,13 +335,15 @@ def _box(lo: np.ndarray, hi: np.ndarray) -> list[float]:
 
 def _tileset_json(root: TileNode, boxes, tiles_doc, frame: EnuFrame, largest: float):
     def tile(node: TileNode) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-        # a tileset of no features keeps a root (3D Tiles needs one) around its frame's origin
-        lo, hi = boxes.get(node.key, (np.zeros(3), np.zeros(3)))
+        # a tile without content (over far-apart children) bounds its children only
+        lo, hi = boxes.get(node.key, (np.full(3, np.inf), np.full(3, -np.inf)))
         kids = []
         for child in node.children:
             doc, clo, chi = tile(child)
             kids.append(doc)
             lo, hi = np.minimum(lo, clo), np.maximum(hi, chi)
+        if not np.isfinite(lo).all():  # no feature at all: a root (3D Tiles needs one) at
+            lo, hi = np.zeros(3), np.zeros(3)  # the frame's origin
         doc: dict[str, Any] = {
             # box in the local ENU frame of the root transform (children inherit it)
             "boundingVolume": {"box": _box(lo, hi)},
