@@ -23,7 +23,6 @@ from service.intake import UploadIntake
 from service.jobs import router as jobs
 from service.tilesets import router as tiles
 from service.uploads import tus
-from service.uploads.chores import CHORES
 from service.web.compression import TextGZipMiddleware
 from service.web.edge import HeadMiddleware, PublicUrlMiddleware
 from service.web.guard import GuardMiddleware
@@ -57,7 +56,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             from service.jobs.worker import run_worker as worker_main
 
             worker_task = asyncio.create_task(
-                worker_main(settings, url, install_signal_handlers=False, chores=CHORES))
+                worker_main(settings, url, install_signal_handlers=False, chores=domains.CHORES))
             log.info("in-process job worker started")
         try:
             yield

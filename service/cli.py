@@ -115,9 +115,9 @@ def _exit_cleanly(signum: int, _frame: object) -> None:
 @app.command()
 def worker() -> None:
     """Run a job worker until SIGINT / SIGTERM (uses DATABASE_URL or the embedded db)."""
+    from service.domains import CHORES
     from service.jobs.worker import run_worker
     from service.runtime.cluster import database
-    from service.uploads.chores import CHORES
 
     settings = get_settings()
     configure_logging(settings.log_level)

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from service.core.db import sync_engine
+from service.core.partitions import TimePartitioned, maintain
+from service.core.settings import Settings
 from service.features.registry import Collection
+from service.uploads.chores import CHORES as UPLOAD_CHORES
 
 # job kind -> "module:function"
 JOB_HANDLERS: dict[str, str] = {
@@ -21,6 +25,25 @@ JOB_HANDLERS: dict[str, str] = {
     "model_survey": "service.cim.fly:model_survey",
     "selfcheck": "service.jobs.selfcheck:selfcheck",
 }
+
+
+def partitioned() -> list[TimePartitioned]:
+    """The domains' tables partitioned by time (kept ahead and trimmed by a chore)."""
+    from service.layers.tables import TRAFFIC_PARTITIONS, WATER_PARTITIONS
+    from service.lowalt.tables import TELEMETRY_PARTITIONS
+
+    return [TELEMETRY_PARTITIONS, TRAFFIC_PARTITIONS, WATER_PARTITIONS]
+
+
+def maintain_partitions(url: str, settings: Settings) -> int:
+    """Chore: partitions made ahead of time, and those past their retention dropped."""
+    with sync_engine(url).begin() as conn:
+        report = maintain(conn, partitioned(), settings)
+    return sum(r["made"] + len(r["dropped"]) for r in report.values())
+
+
+#: the periodic clean-ups the worker's reaper runs
+CHORES = (*UPLOAD_CHORES, maintain_partitions)
 
 
 def collections() -> list[Collection]:

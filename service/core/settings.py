@@ -42,6 +42,12 @@ class Settings(BaseSettings):
         None, description="run a job worker inside `serve` (default: yes with the embedded db)"
     )
     worker_concurrency: int = 1
+    telemetry_retention_days: int | None = Field(
+        90, description="days of drone telemetry kept (daily partitions past it are dropped; "
+        "older reports are refused); empty: kept for ever")
+    observations_retention_days: int | None = Field(
+        None, description="days of traffic and water observations kept (monthly partitions "
+        "past it are dropped); empty: kept for ever")
     job_max_attempts: int = Field(3, description="runs of a job before it is failed for good")
     heartbeat_seconds: float = 5.0
     job_handlers: str = Field(

@@ -73,7 +73,8 @@ async def post_segments(request: Request, principal: Writer) -> dict[str, Any]:
 async def post_traffic(request: Request, principal: Writer) -> dict[str, Any]:
     rows = await _rows(request)
     async with request.app.state.engine.begin() as conn:
-        n = await traffic.ingest_observations(conn, rows)
+        n = await traffic.ingest_observations(
+            conn, rows, request.app.state.settings.observations_retention_days)
     request.state.audit_detail = {"layer": "traffic_observations", "rows": n}
     return {"inserted": n}
 
@@ -149,7 +150,8 @@ async def post_stations(request: Request, principal: Writer) -> dict[str, Any]:
 async def post_water(request: Request, principal: Writer) -> dict[str, Any]:
     rows = await _rows(request)
     async with request.app.state.engine.begin() as conn:
-        result = await water.ingest_observations(conn, rows)
+        result = await water.ingest_observations(
+            conn, rows, request.app.state.settings.observations_retention_days)
     request.state.audit_detail = {"layer": "water_observations", "rows": result["inserted"]}
     return result
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from service.core.partitions import TimePartitioned
 from service.core.tables import metadata  # one MetaData: foreign keys resolve across packages
 from service.layers.gb3838 import PARAMETERS
 
@@ -48,6 +49,7 @@ traffic_observations = Table(
     Column("volume", Integer, nullable=False),
     Column("speed_kmh", REAL, nullable=False),
     Column("occupancy", REAL),
+    postgresql_partition_by="RANGE (observed_at)",
 )
 
 water_stations = Table(
@@ -71,4 +73,11 @@ water_observations = Table(
     Column("grade", SmallInteger, nullable=False),
     Column("deciding", ARRAY(Text), nullable=False, server_default="{}"),
     Column("exceedance", JSONB, nullable=False, server_default="{}"),
+    postgresql_partition_by="RANGE (observed_at)",
 )
+
+# monthly partitions, kept for ``observations_retention_days`` (service.core.partitions)
+TRAFFIC_PARTITIONS = TimePartitioned("traffic_observations", "observed_at", "month", 3,
+                                     "observations_retention_days")
+WATER_PARTITIONS = TimePartitioned("water_observations", "observed_at", "month", 3,
+                                   "observations_retention_days")

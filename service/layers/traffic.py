@@ -7,8 +7,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.core.partitions import ensure
 from service.layers import gbt33171, store
 from service.layers.batch import Field, refuse, validate
+from service.layers.tables import TRAFFIC_PARTITIONS
 
 OBSERVATION_FIELDS = (
     Field("segment_id", "integer", required=True, min=1),
@@ -25,7 +27,8 @@ async def insert_segments(conn: AsyncConnection, rows: list[dict[str, Any]]) -> 
     return len(rows)
 
 
-async def ingest_observations(conn: AsyncConnection, raw_rows: list[Any]) -> int:
+async def ingest_observations(conn: AsyncConnection, raw_rows: list[Any],
+                              retention_days: int | None = None) -> int:
     rows, errors = validate(raw_rows, OBSERVATION_FIELDS)
     seen: dict[tuple[int, datetime], int] = {}
     for row in rows:
@@ -41,6 +44,9 @@ async def ingest_observations(conn: AsyncConnection, raw_rows: list[Any]) -> int
             errors.append({"row": row["_row"], "reasons": [
                 f"segment_id {row['segment_id']} is not a road segment"]})
     refuse(errors, len(raw_rows))
+    if rows:
+        await conn.run_sync(ensure, TRAFFIC_PARTITIONS, [r["observed_at"] for r in rows],
+                            retention_days)
     await conn.execute(store.upsert_traffic(rows))
     return len(rows)
 

@@ -9,8 +9,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.core.partitions import ensure
 from service.layers import gb3838, store
 from service.layers.batch import Field, refuse, validate
+from service.layers.tables import WATER_PARTITIONS
 
 _BOUNDS = {"ph": (0, 14), "fecal_coliform": (0, 1e9)}
 OBSERVATION_FIELDS = (
@@ -28,7 +30,8 @@ async def insert_stations(conn: AsyncConnection, rows: list[dict[str, Any]]) -> 
     return len(rows)
 
 
-async def ingest_observations(conn: AsyncConnection, raw_rows: list[Any]) -> dict[str, int]:
+async def ingest_observations(conn: AsyncConnection, raw_rows: list[Any],
+                              retention_days: int | None = None) -> dict[str, int]:
     rows, errors = validate(raw_rows, OBSERVATION_FIELDS)
     bodies: dict[int, str] = {}
     if rows:
@@ -57,6 +60,9 @@ async def ingest_observations(conn: AsyncConnection, raw_rows: list[Any]) -> dic
         elif result is not None:
             assessed.append((row, result))
     refuse(errors, len(raw_rows))
+    if assessed:
+        await conn.run_sync(ensure, WATER_PARTITIONS, [r["observed_at"] for r, _ in assessed],
+                            retention_days)
     await conn.execute(store.upsert_water([
         {**{c: r[c] for c in _COLUMNS}, "station_id": r["station_id"],
          "observed_at": r["observed_at"], "grade": a.grade, "deciding": ",".join(a.deciding),

@@ -42,7 +42,8 @@ _TELEMETRY_DOC = (
 async def telemetry_batch(body: TelemetryBatch, request: Request, _: Writer, s: Settings
                           ) -> dict[str, Any]:
     async with request.app.state.engine.begin() as conn:
-        out = await ingest(conn, body.points, s)
+        out = await ingest(conn, body.points, s,
+                           request.app.state.settings.telemetry_retention_days)
     request.state.audit_detail = {"telemetry": out["stored"]}
     return out
 
@@ -52,7 +53,8 @@ async def telemetry_batch(body: TelemetryBatch, request: Request, _: Writer, s: 
 async def telemetry_one(body: TelemetryIn, request: Request, _: Writer, s: Settings
                         ) -> dict[str, Any]:
     async with request.app.state.engine.begin() as conn:
-        return await ingest(conn, [body], s)
+        return await ingest(conn, [body], s,
+                            request.app.state.settings.telemetry_retention_days)
 
 
 @router.get("/drones-live", summary="Latest state of every drone, with conformance flags",

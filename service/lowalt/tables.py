@@ -34,6 +34,8 @@ from sqlalchemy.dialects.postgresql import (
     TSTZRANGE,
 )
 
+from service.core.partitions import TimePartitioned
+
 metadata = MetaData()
 
 DRONE_CLASSES = ("micro", "light", "small", "medium", "large")
@@ -109,7 +111,11 @@ drone_telemetry = Table(
     Column("route_id", BigInteger, ForeignKey("drone_routes.id", ondelete="SET NULL")),
     Column("flags", ARRAY(Text), nullable=False, server_default="{}"),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    postgresql_partition_by="RANGE (t)",
 )
+# daily partitions, kept for ``telemetry_retention_days`` (service.core.partitions)
+TELEMETRY_PARTITIONS = TimePartitioned("drone_telemetry", "t", "day", 3,
+                                       "telemetry_retention_days")
 
 # orders changes of drone_state for the live stream
 drone_state_seq = Sequence("drone_state_seq", metadata=metadata)

@@ -37,11 +37,13 @@ import shapely
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.core.errors import BadRequest, Unprocessable
+from service.core.partitions import ensure
 from service.lowalt import store
 from service.lowalt.geo import frame, grow, nearest_on_polyline, outer_radius
 from service.lowalt.ground import SEA_LEVEL_NOTE, SOURCES, load_ground
 from service.lowalt.schemas import TelemetryIn, check_in_area
 from service.lowalt.settings import LowAltSettings
+from service.lowalt.tables import TELEMETRY_PARTITIONS
 from service.lowalt.validation import height_limit
 
 
@@ -92,8 +94,8 @@ def conformance(points: list[TelemetryIn], routes: list[Any], s: LowAltSettings,
     return out
 
 
-async def ingest(conn: AsyncConnection, points: list[TelemetryIn], s: LowAltSettings
-                 ) -> dict[str, Any]:
+async def ingest(conn: AsyncConnection, points: list[TelemetryIn], s: LowAltSettings,
+                 retention_days: int | None = None) -> dict[str, Any]:
     for i, p in enumerate(points):
         if p.t.tzinfo is None:
             raise Unprocessable(f"point {i}: t needs a time zone", point=i)
@@ -117,6 +119,9 @@ async def ingest(conn: AsyncConnection, points: list[TelemetryIn], s: LowAltSett
     if unknown:
         raise Unprocessable(f"unknown drone(s) {unknown}: nothing was stored",
                             unknown_drones=unknown)
+    # the day's partition exists almost always (made ahead): asked of the catalogue only
+    # when a new day appears in this process
+    await conn.run_sync(ensure, TELEMETRY_PARTITIONS, [p.t for p in points], retention_days)
     margin = timedelta(seconds=s.time_margin_s)
     tmin, tmax = min(p.t for p in points), max(p.t for p in points)
     routes = [SimpleNamespace(**r._mapping) for r in (await conn.execute(
