@@ -196,6 +196,15 @@ def load(database_url: str, args: argparse.Namespace) -> dict:
     n_st, n_water = max(1, int(2_000 * args.scale)), int(1_000_000 * args.scale)
     timings: dict[str, float] = {}
     url = database_url.replace("postgresql+psycopg://", "postgresql://")
+    # the observations are partitioned by month: COPY needs the months it writes to exist
+    from service.core.db import sync_engine
+    from service.core.partitions import ensure
+    from service.layers.tables import TRAFFIC_PARTITIONS, WATER_PARTITIONS
+
+    span = [START - timedelta(hours=4 * max(1, n_water // n_st)), START + timedelta(days=31)]
+    with sync_engine(database_url).begin() as conn:
+        for spec in (TRAFFIC_PARTITIONS, WATER_PARTITIONS):
+            ensure(conn, spec, span, None)
     with psycopg.connect(url) as conn:
         conn.execute("TRUNCATE water_observations, water_stations, traffic_observations,"
                      " road_segments RESTART IDENTITY CASCADE")

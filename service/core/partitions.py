@@ -40,7 +40,9 @@ class TimePartitioned:
     step: Step
     ahead: int
     retention_setting: str
-    _known: set[datetime] = field(default_factory=set, compare=False, hash=False, repr=False)
+    # partitions known to exist, by database (a test session uses many)
+    _known: set[tuple[str, datetime]] = field(default_factory=set, compare=False, hash=False,
+                                              repr=False)
 
     def start(self, t: datetime) -> datetime:
         t = t.astimezone(UTC)
@@ -121,7 +123,8 @@ def ensure(conn: Connection, spec: TimePartitioned, times: Iterable[datetime],
             raise Unprocessable(
                 f"{spec.table} keeps {retention_days} days: a time of {lo.isoformat()} is "
                 f"older than what is kept (from {cutoff.isoformat()})")
-    wanted = [s for s in spec.starts(lo, hi) if s not in spec._known]
+    where = str(conn.engine.url)
+    wanted = [s for s in spec.starts(lo, hi) if (where, s) not in spec._known]
     if not wanted:
         return 0
     have = set(existing(conn, spec).values())
@@ -129,7 +132,7 @@ def ensure(conn: Connection, spec: TimePartitioned, times: Iterable[datetime],
     for s in wanted:
         if s not in have:
             made += _create(conn, spec, s)
-    spec._known.update(wanted)
+    spec._known.update((where, s) for s in wanted)
     return made
 
 
@@ -159,6 +162,6 @@ def maintain(conn: Connection, specs: Sequence[TimePartitioned], settings: Any,
                 if spec.after(lo) <= cutoff:
                     conn.execute(text(f'DROP TABLE "{name}"'))
                     dropped.append(name)
-                    spec._known.discard(lo)
+                    spec._known.discard((str(conn.engine.url), lo))
         report[spec.table] = {"made": made, "dropped": dropped}
     return report

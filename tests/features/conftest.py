@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 from sqlalchemy import text
+
+from service.core.partitions import ensure
+from service.layers.tables import WATER_PARTITIONS
 
 ROAD_CLASSES = ("expressway", "primary", "secondary", "branch")
 ORIGIN = (114.2440, 22.7170)
@@ -64,6 +68,8 @@ def layer_data(db_url: str) -> dict[str, object]:
             ("lake2", "2026-06-01T00:00:00Z", {"ph": 7.5, "dissolved_oxygen": 7.8, "nh3_n": 0.1,
                                                 "tp": 0.08, "tn": 0.4}),
         ]
+        # observations are partitioned by month: the samples' months are made first
+        ensure(conn, WATER_PARTITIONS, [datetime.fromisoformat(w) for _, w, _ in samples], None)
         for key, when, values in samples:
             body = "lake" if key.startswith("lake") else "river"
             result = gb3838.assess(values, body)
