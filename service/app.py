@@ -58,9 +58,19 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             worker_task = asyncio.create_task(
                 worker_main(settings, url, install_signal_handlers=False, chores=domains.CHORES))
             log.info("in-process job worker started")
+        stop_demo = asyncio.Event()
+        demo_task = None
+        if settings.demo:
+            from service.demo import fly
+
+            demo_task = asyncio.create_task(fly(app.state.engine, settings, stop_demo))
         try:
             yield
         finally:
+            stop_demo.set()
+            if demo_task is not None:
+                with contextlib.suppress(Exception):
+                    await demo_task
             if worker_task is not None:
                 worker_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -40,6 +40,8 @@ def serve(
                     "(SO_REUSEPORT), a supervisor restarts any that dies, and the "
                     "in-process job worker runs as one more process")] = 1,
     samples: Annotated[bool, typer.Option(help="queue data/ samples on an empty db")] = True,
+    demo: Annotated[bool, typer.Option(help="load the synthetic Longgang demo district on "
+                                            "the first start and fly its drones")] = True,
 ) -> None:
     """Run the API (and, with the embedded database, a job worker in the same process).
 
@@ -71,6 +73,13 @@ def serve(
             from service.intake import queue_samples
 
             queue_samples(settings, url)
+        if not demo:
+            settings.demo = False  # the API processes read it from the environment too
+            os.environ["TWINBASE_DEMO"] = "false"
+        if settings.demo:
+            from service.demo import queue_demo
+
+            queue_demo(settings, url)
         os.environ["DATABASE_URL"] = url
         in_process = settings.in_process_worker
         if in_process is None:

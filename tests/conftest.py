@@ -124,7 +124,7 @@ def settings(tmp_path: Path, db_url: str):
 
     return Settings(database_url=db_url, data_dir=tmp_path / "var",
                     max_upload_bytes=8 * 1024 * 1024, in_process_worker=False,
-                    load_samples=False, heartbeat_seconds=0.5, stalled_after_seconds=3)
+                    load_samples=False, demo=False, heartbeat_seconds=0.5, stalled_after_seconds=3)
 
 
 def _free_port() -> int:

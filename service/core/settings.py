@@ -59,6 +59,8 @@ class Settings(BaseSettings):
         "CPU seconds and 2 processes per worker)")
     stalled_after_seconds: float = Field(30.0, description="a worker silent this long is dead")
     load_samples: bool = Field(True, description="ingest data/ samples into an empty database")
+    demo: bool = Field(True, description="load the synthetic Longgang demo district on the "
+                       "first start and fly its drones while serving")
     samples_dir: Path = Path("data")
     log_level: str = "info"
 
