@@ -170,12 +170,14 @@ def test_the_tiles_and_the_download_carry_the_classes_of_the_model(
     assert _counts(classes) == counts
 
     # point for point: each tile point, matched to its source point by position (heights
-    # back through NAP), has the class the download gives that point
+    # back through NAP), has the class the download gives that point. Tile positions come
+    # back within 0.6 mm, and no two points of the crop are nearer than 7 mm: the nearest
+    # point within 3 mm is the one
     saved = tmp_path / "classified.laz"
     saved.write_bytes(r.content)
     s = source_points(saved)
     back = to_source(pts["ecef"], CRS)
-    m = match_to_source(s, back, np.array([0.01, 0.01, 0.01]))
+    m = match_to_source(s, back, 0.003, snap=False)
     assert np.array_equal(pts["classification"], classes[m])
 
     # mostly AHN's own classes: buildings (6) and ground (2) as AHN has them
