@@ -185,8 +185,8 @@ def test_the_tiles_and_the_download_carry_the_classes_of_the_model(
     tp = int((b_true & b_got).sum())
     f1 = 2 * tp / (b_true.sum() + b_got.sum())
     ground_error = float(((ahn == 2) != (classes == 2)).mean())
-    assert f1 >= 0.9, f1
-    assert ground_error <= 0.1, ground_error
+    assert f1 >= 0.93, f1  # 0.954 measured
+    assert ground_error <= 0.05, ground_error  # 0.016 measured
 
     # the version the ingest made (the file's classes) stays at its versioned URL
     old = httpx.get(f"{live_server.url}/tiles/{name}/v{v1}/tileset.json")
