@@ -24,6 +24,7 @@ they are, and the report says why.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import time
@@ -42,6 +43,8 @@ from service.core.ids import Id
 from service.core.tables import datasets, jobs, tilesets
 from service.jobs.context import JobContext, JobFailed
 from service.tilesets.store import TilesetVersion, begin_version, fail_version
+
+log = logging.getLogger(__name__)
 
 KEY = "classification"  # the dataset's stats entry
 MODEL, FILE = "model", "file"  # whose classes the survey's tiles carry
@@ -246,7 +249,8 @@ class ClassifiedSurvey:
             by_job = None if self.kept else self.ctx.job_id
         else:
             carry = before.get("tiles_carry", FILE)
-            version = before.get("tiles_version", self._current_version)
+            version = (self._current_version if self._current_version is not None
+                       else before.get("tiles_version"))
             by_job = before.get("tiles_classified_by_job")
         entry: dict[str, Any] = {
             "kept_file_classes": self.kept, "reason": self.reason,
@@ -286,7 +290,15 @@ class ClassifiedSurvey:
 
     def settle(self) -> None:
         """Committed: the files no longer named (the previous run's, those of attempts that
-        are over) are removed; a version a later survey overtook is given up."""
+        are over) are removed; a version a later survey overtook is given up. The job has
+        succeeded by now: a clean-up that fails is logged (the next run retries it)."""
+        try:
+            self._settle()
+        except Exception:
+            log.warning("survey %s: clearing older classified files failed", self.row.id,
+                        exc_info=True)
+
+    def _settle(self) -> None:
         if self._superseded and self.version is not None:
             fail_version(self.ctx.engine, self.version)
         keep = self.file.name if self.written else None

@@ -310,3 +310,26 @@ def test_a_failed_or_killed_model_run_keeps_the_published_tiles_and_file(
     assert now.headers["Twinbase-Tileset-Version"] == str(again["tiles_version"])
     assert laspy.read(io.BytesIO(_download(live_server, ds).content)).header.point_count \
         == laspy.read(io.BytesIO(published)).header.point_count
+
+
+def test_an_older_survey_modelled_again_leaves_a_newer_survey_on_top(
+        live_server, op, db_url, big, tmp_path):
+    """Two flights of the same area are versions of one tileset; modelling the first again
+    must not bring its points back over the second's: its LAZ is published, its tiles not."""
+    path, _ = _crop(tmp_path / "block.laz", half=20.0, strip=True)
+    older, first = _ingest(live_server, op, db_url, big, path, survey="block", model="false")
+    newer, second = _ingest(live_server, op, db_url, big, path, survey="block", model="false")
+    name = first["tileset"]
+    assert second["tileset"] == name and second["version"] > first["version"]
+    report = _run(live_server, db_url, big, _model_again(live_server, op, older))
+    done = report["classified"]
+    assert done["laz_file"] and f"shows survey {newer} now" in done["note"]
+    assert done["tiles_carry"] == "file"  # the survey's tiles were left as they were
+    now = httpx.get(f"{live_server.url}/tiles/{name}/tileset.json")
+    assert now.headers["Twinbase-Tileset-Version"] == str(second["version"])
+    survey = httpx.get(f"{live_server.url}/datasets/{older}").json()
+    assert [t["version"] for t in survey["tilesets"]] == [first["version"]]
+    r = _download(live_server, older)
+    assert r.status_code == 200
+    got = laspy.read(io.BytesIO(r.content))
+    assert _counts(np.asarray(got.classification)) == report["classification"]["counts"]
