@@ -60,10 +60,11 @@ def collections() -> list[Collection]:
 def routers() -> list[APIRouter]:
     """The domains' routers, after the platform's."""
     from service.bim.router import router as bim
+    from service.cim.classified import router as classified
     from service.cim.router import router as cim
     from service.cim.router import survey_router
     from service.dashboard.router import router as dashboard
     from service.layers.router import router as layers
     from service.lowalt.api import router as lowalt
 
-    return [layers, cim, survey_router, bim, lowalt, dashboard]
+    return [layers, cim, survey_router, classified, bim, lowalt, dashboard]

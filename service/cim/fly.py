@@ -46,6 +46,7 @@ from recon.classify import BUILDING, GROUND, MIN_DENSITY, Classification, classi
 from recon.errors import ReconInputError
 from recon.footprints import Footprint, derive_footprints, read_footprints
 from recon.solids import Solid
+from service.cim.classified import ClassifiedSurvey
 from service.cim.ingest import LOCK_KEY, build_tiles
 from service.cim.store import load_objects
 from service.cim.tables import CITY_TILESET, city_changes, city_objects
@@ -218,7 +219,10 @@ def model_survey(ctx: JobContext) -> dict[str, Any]:
     report["footprints"] = footprint_report
     coverage = Coverage(xyz, cl.density)
     tv: TilesetVersion | None = None
+    classified = ClassifiedSurvey(ctx, row, options, cl.classes, cl.decision.kept,
+                                  cl.decision.reason)
     try:
+        classified.prepare()  # the classified LAZ, and the survey's tiles made from it
         with ctx.engine.begin() as conn:
             conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(LOCK_KEY))))
             current, partly = _current_buildings(conn, frame, coverage)
@@ -252,17 +256,21 @@ def model_survey(ctx: JobContext) -> dict[str, Any]:
             report["tiles"] = tile_stats
             report["total_s"] = round(time.monotonic() - started, 3)
             ctx.progress("publishing", 1, 1)
+            classified.claim(conn, report)
             # the survey's row stays as its ingest left it, with the model's counts added
             publish(ctx, conn, dataset=DatasetOutcome(
-                stats={**(row.stats or {}), "model": {"buildings": counts, "lods": lods,
-                                                      "job_id": ctx.job_id}},
+                stats={**classified.stats(), "model": {"buildings": counts, "lods": lods,
+                                                       "job_id": ctx.job_id}},
                 crs=row.crs, height_note=row.height_note, footprint=datasets.c.footprint,
                 bounds3d=row.bounds3d, acquired_at=row.acquired_at),
-                version=tv, tileset_stats=tile_stats, report=report)
+                version=tv, tileset_stats=tile_stats, report=report,
+                also=classified.versions)
     except BaseException:
         if tv is not None:
             fail_version(ctx.engine, tv)
+        classified.discard()
         raise
+    classified.settle()
     return ctx.report
 
 

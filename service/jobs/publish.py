@@ -10,6 +10,7 @@ cannot commit it (:meth:`JobContext.hold`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,12 +41,16 @@ class DatasetOutcome:
 
 def publish(ctx: JobContext, conn: Connection, *, dataset: DatasetOutcome,
             version: TilesetVersion | None, tileset_stats: dict[str, Any] | None,
-            report: dict[str, Any]) -> None:
+            report: dict[str, Any],
+            also: Sequence[tuple[TilesetVersion, dict[str, Any]]] = ()) -> None:
     """Publish the ingest of ``ctx`` in ``conn``'s transaction, the one its rows were written
     in: the dataset becomes 'ready' with ``dataset``, ``version`` (if any: a city without
     geometry has nothing to draw) becomes the current version of its tileset with
-    ``tileset_stats``, and the job succeeds with ``report``. All of it commits with the
-    caller's transaction, and only if this attempt still owns the job.
+    ``tileset_stats``, and the job succeeds with ``report``. ``also`` are versions of other
+    tilesets the job made, each with its stats, that become current with it (a modelled
+    survey: the city model's tiles and the survey's own points with their new classes).
+    All of it commits with the caller's transaction, and only if this attempt still owns
+    the job.
 
     The job's row is locked first unless the handler did so earlier in this transaction
     (to lock it before writing its rows). Raises :class:`AttemptLost` or
@@ -61,6 +66,8 @@ def publish(ctx: JobContext, conn: Connection, *, dataset: DatasetOutcome,
         bounds3d=dataset.bounds3d, acquired_at=dataset.acquired_at, updated_at=func.now()))
     if version is not None and tileset_stats is not None:
         publish_in(conn, version, tileset_stats)
+    for other, stats in also:
+        publish_in(conn, other, stats)
     ctx.succeed_in(conn, report)
 
 
