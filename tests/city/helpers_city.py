@@ -66,6 +66,8 @@ def read_city_tiles(server, name: str = "cim") -> CityTiles:
     while stack:
         tile = stack.pop()
         stack.extend(tile.get("children", []))
+        if "content" not in tile:  # over far-apart children: no content of its own
+            continue
         uri = tile["content"]["uri"]
         got = httpx.get(f"{server.url}/tiles/{name}/{uri}")
         assert got.status_code == 200, uri
