@@ -181,7 +181,7 @@ def run(args: argparse.Namespace, url: str, *, load: bool) -> None:
                 "TIPG_MAX_FEATURES_PER_QUERY": "10000"}
     tb_env = {**env, "TWINBASE_LOG_LEVEL": "warning", "TWINBASE_IN_PROCESS_WORKER": "false"}
     tb_cmd = [sys.executable, "-m", "service.cli", "serve", "--workers", "2",
-              "--host", "127.0.0.1", "--port", str(tb_port), "--no-samples"]
+              "--host", "127.0.0.1", "--port", str(tb_port), "--no-samples", "--no-demo"]
     tipg_cmd = [str(tipg), "tipg.main:app", "-k", "uvicorn.workers.UvicornWorker", "-w", "2",
                 "--log-level", "warning", "-b", f"127.0.0.1:{tipg_port}"]
     procs = []

@@ -94,7 +94,8 @@ def start_server(url: str, port: int, data_dir: Path) -> subprocess.Popen:
            "TWINBASE_IN_PROCESS_WORKER": "false", "TWINBASE_DATA_DIR": str(data_dir)}
     log_file = (data_dir / "serve.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--workers", "2",
-                             "--host", "127.0.0.1", "--port", str(port), "--no-samples"],
+                             "--host", "127.0.0.1", "--port", str(port), "--no-samples",
+                             "--no-demo"],
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log_file,
                             start_new_session=True)
     deadline = time.monotonic() + 90

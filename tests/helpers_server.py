@@ -42,7 +42,7 @@ class ServeProcess:
                     **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port",
-             str(self.port), "--no-samples", *args],
+             str(self.port), "--no-samples", "--no-demo", *args],
             cwd=ROOT, env=full_env, stdout=self._out, stderr=subprocess.STDOUT)
 
     def output(self) -> str:

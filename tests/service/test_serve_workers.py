@@ -122,7 +122,7 @@ class Served:
         self._out = self.log.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--workers", "2", "--host",
-             "127.0.0.1", "--port", str(self.port), "--no-samples"],
+             "127.0.0.1", "--port", str(self.port), "--no-samples", "--no-demo"],
             cwd=ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT)
 
     def wait_ready(self) -> None:
