@@ -3,7 +3,7 @@ water_observations by month. The rows move into the new partitioned tables; part
 cover the data there is and a few steps ahead (a worker chore keeps them ahead afterwards
 and drops those past the retention).
 
-Revision ID: 0016
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-03
 """
@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from alembic import op
 from sqlalchemy import text
 
-revision = "0016"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
