@@ -15,9 +15,10 @@ from dispatch.model import (
     Unassigned,
     Vertiport,
 )
+from dispatch.replan import EmergencyAnswer, emergency, replan, with_task
 from dispatch.solve import Start, plan
 from dispatch.travel import FixedMatrix, StraightLineWithDetour, TravelTimes
 
-__all__ = ["Drone", "DronePlan", "FixedMatrix", "Plan", "Problem", "Start", "Stop",
-           "StraightLineWithDetour", "Task", "TravelTimes", "Trip", "Unassigned", "Vertiport",
-           "plan"]
+__all__ = ["Drone", "DronePlan", "EmergencyAnswer", "FixedMatrix", "Plan", "Problem", "Start",
+           "Stop", "StraightLineWithDetour", "Task", "TravelTimes", "Trip", "Unassigned",
+           "Vertiport", "emergency", "plan", "replan", "with_task"]
