@@ -19,11 +19,23 @@ there) are screened out before solving, each with its reason.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from pyvrp import Client, Depot, Location, ProblemData, VehicleType, solve
+from pyvrp import (
+    Activity,
+    Client,
+    Depot,
+    Location,
+    ProblemData,
+    Route,
+    Solution,
+    VehicleType,
+    solve,
+)
+from pyvrp.exceptions import PenaltyBoundWarning
 from pyvrp.stop import MaxRuntime
 
 from dispatch.model import INF, Drone, DronePlan, Plan, Problem, Task, Trip, Unassigned
@@ -128,7 +140,7 @@ def _screen(problem: Problem, sites: _Sites, starts: Mapping[str, Start]
 
 
 def _data(problem: Problem, sites: _Sites, tasks: Sequence[Task], starts: Mapping[str, Start],
-          energy_factor: Mapping[str, float]) -> ProblemData:
+          energy_factor: Mapping[str, float], required: bool = False) -> ProblemData:
     nv = sites.nv
     keep = [sites.ids.index(t.id) for t in tasks]
     sel = list(range(nv)) + keep
@@ -154,7 +166,8 @@ def _data(problem: Problem, sites: _Sites, tasks: Sequence[Task], starts: Mappin
             i, delivery=[round(t.payload_kg * GRAMS), energy],
             service_duration=math.ceil(t.service_s), tw_early=math.floor(t.tw_early),
             tw_late=math.floor(t.tw_late) if math.isfinite(t.tw_late) else np.iinfo(np.int64).max,
-            prize=prize(t.priority, scale), required=False, name=t.id))
+            prize=0 if required else prize(t.priority, scale), required=required,
+            name=t.id))
 
     profiles: dict[bytes, int] = {}
     matrices: list[np.ndarray] = []
@@ -180,6 +193,37 @@ def _data(problem: Problem, sites: _Sites, tasks: Sequence[Task], starts: Mappin
                      else np.iinfo(np.int64).max),
             reload_depots=list(range(nv)), profile=profiles[key], name=d.id))
     return ProblemData(locations, clients, depots, vtypes, matrices, matrices)
+
+
+def _carry(solution: Solution, data: ProblemData) -> Solution:
+    """The same routes (trips and all) as a solution of another data of the same shape."""
+    return Solution(data, [Route(data, [Activity(a.type, a.idx) for a in r.schedule()][1:-1],
+                                 r.vehicle_type()) for r in solution.routes()])
+
+
+def _search(problem: Problem, sites: _Sites, tasks: Sequence[Task], starts: Mapping[str, Start],
+            factor: Mapping[str, float], budget: float, seed: int,
+            init: Solution | None) -> tuple[ProblemData, Solution]:
+    """Every task required first; if the fleet cannot do them all, the prize-collecting
+    problem from there on.
+
+    PyVRP's moves that insert an optional task do not open a new trip for it (a reload
+    visit comes only with a required task's move), so prize-collecting alone, started
+    empty, stops at the trips it began with. Started from the all-required solution (over
+    capacity where the fleet is short), it drops what cannot fit instead.
+    """
+    req = _data(problem, sites, tasks, starts, factor, required=True)
+    opt = _data(problem, sites, tasks, starts, factor)
+    with warnings.catch_warnings():
+        # a fleet short of the work has no feasible all-required solution: expected here
+        warnings.simplefilter("ignore", PenaltyBoundWarning)
+        first = solve(req, stop=MaxRuntime(budget / 2), seed=seed, display=False,
+                      initial_solution=_carry(init, req) if init is not None else None).best
+    if first.is_feasible():
+        return req, first
+    best = solve(opt, stop=MaxRuntime(budget / 2), seed=seed, display=False,
+                 initial_solution=_carry(first, opt)).best
+    return opt, best
 
 
 def _legs(data: ProblemData, solution, problem: Problem, tasks: Sequence[Task]
@@ -255,13 +299,13 @@ def plan(problem: Problem, travel: TravelTimes | None = None, *, time_limit_s: f
 
     factor: dict[str, float] = {}
     legs: dict[str, list[Leg]] = {}
+    best: Solution | None = None
     rounds = 0
     for rounds in range(1, TIGHTEN_ROUNDS + 2):
-        data = _data(problem, sites, tasks, starts, factor)
         # the first solve has most of the time; a re-solve after tightening, the rest
         budget = time_limit_s * (0.6 if rounds == 1 else 0.4 / TIGHTEN_ROUNDS)
-        result = solve(data, stop=MaxRuntime(budget), seed=seed, display=False)
-        legs = _legs(data, result.best, problem, tasks)
+        data, best = _search(problem, sites, tasks, starts, factor, budget, seed, best)
+        legs = _legs(data, best, problem, tasks)
         over = False
         for did, dl in legs.items():
             d = problem.drone(did)
