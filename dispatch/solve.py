@@ -75,6 +75,29 @@ class _Sites:
             np.fill_diagonal(m, 0.0)
             self.times[d.id] = m
 
+        self._profiles: dict[tuple[int, ...], tuple[dict[str, int], list[np.ndarray]]] = {}
+
+    def profiles(self, sel: tuple[int, ...]) -> tuple[dict[str, int], list[np.ndarray]]:
+        """Whole-second matrices over the sites ``sel``, one per distinct drone profile."""
+        if sel not in self._profiles:
+            index: dict[bytes, int] = {}
+            matrices: list[np.ndarray] = []
+            of: dict[str, int] = {}
+            ix = np.ix_(sel, sel)
+            for d in self.problem.drones:
+                m = self.times[d.id][ix].copy()
+                # no ferry hop longer than one battery
+                hops = m[:self.nv, :self.nv]
+                hops[hops > d.endurance_s] = INF
+                im = np.where(np.isfinite(m), np.ceil(m), BIG).astype(np.int64)
+                key = im.tobytes()
+                if key not in index:
+                    index[key] = len(matrices)
+                    matrices.append(im)
+                of[d.id] = index[key]
+            self._profiles[sel] = (of, matrices)
+        return self._profiles[sel]
+
     def clock(self, drone: str) -> Clock:
         return Clock(self.problem, self.ids, self.times[drone])
 
@@ -82,52 +105,50 @@ class _Sites:
 def _screen(problem: Problem, sites: _Sites, starts: Mapping[str, Start]
             ) -> tuple[dict[str, list[str]], list[Unassigned]]:
     """For each task the drones that could serve it alone; the others with a reason."""
-    nv = sites.nv
+    nv, tasks = sites.nv, problem.tasks
     port_ix = {v.id: i for i, v in enumerate(problem.vertiports)}
-    able: dict[str, list[str]] = {}
-    out: list[Unassigned] = []
-    for k, task in enumerate(problem.tasks):
-        i = nv + k
-        if task.tw_early > task.tw_late:
-            out.append(Unassigned(task.id, "infeasible_window",
-                                  "its window closes before it opens"))
-            continue
-        carriers, reached, powered, fits = [], [], [], []
-        for d in problem.drones:
-            if task.payload_kg > d.payload_kg:
-                continue
-            carriers.append(d.id)
+    swap = np.array([v.swap_s for v in problem.vertiports])
+    service = np.array([t.service_s for t in tasks])
+    early = np.array([t.tw_early for t in tasks])
+    late = np.array([t.tw_late for t in tasks])
+    load = np.array([t.payload_kg for t in tasks])
+    shape = (len(problem.drones), len(tasks))
+    carry, reach, power, fits = (np.zeros(shape, bool) for _ in range(4))
+    with np.errstate(invalid="ignore"):
+        for j, d in enumerate(problem.drones):
             m = sites.times[d.id]
-            into, back = m[:nv, i], m[i, :nv]
-            if not (np.isfinite(into).any() and np.isfinite(back).any()):
-                continue
-            reached.append(d.id)
-            if into.min() + task.service_s + back.min() > d.endurance_s:
-                continue
-            powered.append(d.id)
+            into, back = m[:nv, nv:], m[nv:, :nv]  # (ports, tasks), (tasks, ports)
+            carry[j] = load <= d.payload_kg
+            reach[j] = carry[j] & np.isfinite(into).any(0) & np.isfinite(back).any(1)
+            shortest_back = back.min(1)
+            power[j] = reach[j] & (into.min(0) + service + shortest_back <= d.endurance_s)
             s = starts[d.id]
             # the earliest the drone can be there: from where it starts, or via another
             # vertiport after a swap (a lower bound: the hop's own battery is not checked)
             h = port_ix[s.vertiport]
-            hop = m[h, :nv] + np.array([v.swap_s for v in problem.vertiports])
+            hop = m[h, :nv] + swap
             hop[h] = 0.0
-            arrive = s.at + (hop + into).min()
-            begin = max(arrive, task.tw_early)
-            if begin > task.tw_late or begin + task.service_s + back.min() > d.available_until:
-                continue
-            fits.append(d.id)
-        if fits:
-            able[task.id] = fits
-        elif not carriers:
-            heaviest = max((d.payload_kg for d in problem.drones), default=0.0)
+            begin = np.maximum(s.at + (hop[:, None] + into).min(0), early)
+            fits[j] = power[j] & (begin <= late) & (
+                begin + service + shortest_back <= d.available_until)
+    able: dict[str, list[str]] = {}
+    out: list[Unassigned] = []
+    heaviest = max((d.payload_kg for d in problem.drones), default=0.0)
+    for k, task in enumerate(tasks):
+        if task.tw_early > task.tw_late:
+            out.append(Unassigned(task.id, "infeasible_window",
+                                  "its window closes before it opens"))
+        elif fits[:, k].any():
+            able[task.id] = [d.id for j, d in enumerate(problem.drones) if fits[j, k]]
+        elif not carry[:, k].any():
             out.append(Unassigned(task.id, "too_heavy",
                                   f"payload {task.payload_kg:g} kg; the largest any drone "
                                   f"carries is {heaviest:g} kg"))
-        elif not reached:
+        elif not reach[:, k].any():
             out.append(Unassigned(task.id, "unreachable",
                                   "no way there or back from any vertiport for the drones "
                                   "that could carry it"))
-        elif not powered:
+        elif not power[:, k].any():
             out.append(Unassigned(task.id, "out_of_battery_range",
                                   "the nearest vertiports are farther than one battery of "
                                   "every drone that could carry it allows (there, the work, "
@@ -153,15 +174,15 @@ def _data(problem: Problem, sites: _Sites, tasks: Sequence[Task], starts: Mappin
         Location(t.x, t.y, name=t.id) for t in tasks]
     depots = [Depot(i, service_duration=math.ceil(v.swap_s), name=v.id)
               for i, v in enumerate(problem.vertiports)]
-    refm = sites.times[ref_drone.id][np.ix_(sel, sel)]
+    refm = sites.times[ref_drone.id][np.ix_(sel, sel)].copy()
+    np.fill_diagonal(refm, INF)
+    # half of the shortest arc in and the shortest arc out: a share of the flight
+    half = 0.5 * (refm[:, nv:].min(0) + refm[nv:, :].min(1))
+    half[~np.isfinite(half)] = 0.0
     clients = []
     for k, t in enumerate(tasks):
         i = nv + k
-        arcs_in = np.sort(np.delete(refm[:, i], i))
-        arcs_out = np.sort(np.delete(refm[i, :], i))
-        half = 0.5 * (float(arcs_in[0]) + float(arcs_out[0]))
-        energy = math.ceil((t.service_s + (half if math.isfinite(half) else 0.0))
-                           * energy_factor.get(t.id, 1.0))
+        energy = math.ceil((t.service_s + float(half[k])) * energy_factor.get(t.id, 1.0))
         clients.append(Client(
             i, delivery=[round(t.payload_kg * GRAMS), energy],
             service_duration=math.ceil(t.service_s), tw_early=math.floor(t.tw_early),
@@ -169,20 +190,10 @@ def _data(problem: Problem, sites: _Sites, tasks: Sequence[Task], starts: Mappin
             prize=0 if required else prize(t.priority, scale), required=required,
             name=t.id))
 
-    profiles: dict[bytes, int] = {}
-    matrices: list[np.ndarray] = []
+    profile_of, matrices = sites.profiles(tuple(sel))
     vtypes = []
     ports = [v.id for v in problem.vertiports]
     for d in problem.drones:
-        m = sites.times[d.id][np.ix_(sel, sel)].copy()
-        # no ferry hop longer than one battery
-        hops = m[:nv, :nv]
-        hops[hops > d.endurance_s] = INF
-        im = np.where(np.isfinite(m), np.ceil(m), BIG).astype(np.int64)
-        key = im.tobytes()
-        if key not in profiles:
-            profiles[key] = len(matrices)
-            matrices.append(im)
         s = starts[d.id]
         vtypes.append(VehicleType(
             1, capacity=[round(d.payload_kg * GRAMS),
@@ -191,7 +202,7 @@ def _data(problem: Problem, sites: _Sites, tasks: Sequence[Task], starts: Mappin
             tw_early=math.ceil(s.at),
             tw_late=(math.floor(d.available_until) if math.isfinite(d.available_until)
                      else np.iinfo(np.int64).max),
-            reload_depots=list(range(nv)), profile=profiles[key], name=d.id))
+            reload_depots=list(range(nv)), profile=profile_of[d.id], name=d.id))
     return ProblemData(locations, clients, depots, vtypes, matrices, matrices)
 
 

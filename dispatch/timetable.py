@@ -88,33 +88,34 @@ def split_trips(clock: Clock, drone: Drone, legs: Sequence[Leg], start: float) -
     """
     legs = [Leg(g.origin, list(g.tasks), g.destination) for g in legs]
     ports = list(clock.ports)
-    i = 0
+    i, free = 0, start
     while i < len(legs):
-        trips = time_legs(clock, drone, legs, start)
-        if trips[i].flight_s <= drone.endurance_s + EPS or len(legs[i].tasks) < 2:
-            i += 1
-            continue
-        leg, chosen = legs[i], None
-        for k in range(len(leg.tasks) - 1, 0, -1):
-            for port in sorted(ports, key=lambda v: clock.t(leg.tasks[k - 1], v)):
-                cand = [*legs[:i], Leg(leg.origin, leg.tasks[:k], port),
-                        Leg(port, leg.tasks[k:], leg.destination), *legs[i + 1:]]
-                timed = time_legs(clock, drone, cand, start)
-                if timed[i].flight_s > drone.endurance_s + EPS:
-                    continue
-                if any(not why.startswith("flight") for _, why in
-                       violations(clock, drone, timed)):
-                    continue
-                chosen = cand
-                break
-            if chosen:
-                break
-        if chosen is None:
-            i += 1
-            continue
-        legs = chosen
+        trip = time_trip(clock, legs[i], free)
+        if trip.flight_s > drone.endurance_s + EPS and len(legs[i].tasks) >= 2:
+            leg = legs[i]
+            for k in range(len(leg.tasks) - 1, 0, -1):
+                # the three vertiports nearest the cut are enough to find a landing
+                near = sorted(ports, key=lambda v: clock.t(leg.tasks[k - 1], v))[:3]
+                tails = ([Leg(leg.origin, leg.tasks[:k], port),
+                          Leg(port, leg.tasks[k:], leg.destination), *legs[i + 1:]]
+                         for port in near)
+                tail = next((t for t in tails if _holds(clock, drone, t, free)), None)
+                if tail is not None:
+                    legs[i:] = tail
+                    trip = time_trip(clock, legs[i], free)
+                    break
+        free = trip.arrival + clock.ports[legs[i].destination].swap_s
         i += 1
     return legs
+
+
+def _holds(clock: Clock, drone: Drone, tail: Sequence[Leg], free: float) -> bool:
+    """The first leg of ``tail`` flies on one battery and no later rule but a battery
+    breaks (those are cut in turn)."""
+    timed = time_legs(clock, drone, tail, free)
+    if timed[0].flight_s > drone.endurance_s + EPS:
+        return False
+    return all(why.startswith("flight") for _, why in violations(clock, drone, timed))
 
 
 def violations(clock: Clock, drone: Drone, trips: Sequence[Trip]) -> list[tuple[int, str]]:
