@@ -19,6 +19,9 @@ fleet_plans = Table(
     Column("unassigned", Integer, nullable=False),
     Column("created_by", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    comment="Drone task assignments and schedules (trips per drone with times in seconds "
+            "from epoch, tasks left out with their reason); a re-plan or an emergency is a "
+            "new row with parent_id",
 )
 
 __all__ = ["fleet_plans"]
