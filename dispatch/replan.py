@@ -3,7 +3,9 @@
 The simplest honest version: at ``now`` every trip already flown or under way stays as it
 is (its stops are done or committed: a drone in the air finishes its trip), and the work
 not yet started is planned again from where each drone will be free. A drone that drops
-out keeps only what it finished; the rest of its trip under way goes back to the pool.
+out keeps only what it finished; the rest of its trip under way goes back to the pool, and
+that trip is cut at its last finished stop (its ``arrival`` is when the drone left that
+stop, its ``destination`` the vertiport it took off from: where it went is not known).
 """
 
 from __future__ import annotations

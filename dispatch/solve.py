@@ -36,7 +36,7 @@ from pyvrp import (
     solve,
 )
 from pyvrp.exceptions import PenaltyBoundWarning
-from pyvrp.stop import MaxRuntime
+from pyvrp.stop import MaxRuntime, MultipleCriteria, NoImprovement
 
 from dispatch.model import INF, Drone, DronePlan, Plan, Problem, Task, Trip, Unassigned
 from dispatch.timetable import Clock, Leg, split_trips, time_legs, violations
@@ -45,6 +45,13 @@ from dispatch.travel import StraightLineWithDetour, TravelTimes
 TIGHTEN_ROUNDS = 3
 BIG = 10**9  # an arc no drone takes: costlier than any prize
 GRAMS = 1000
+# a small problem has its best plan long before the time is up: stop after this many
+# iterations without a better one
+NO_IMPROVEMENT = 20_000
+
+
+def _stop(seconds: float) -> MultipleCriteria:
+    return MultipleCriteria([MaxRuntime(seconds), NoImprovement(NO_IMPROVEMENT)])
 
 
 def prize(priority: int, scale: float) -> int:
@@ -228,11 +235,11 @@ def _search(problem: Problem, sites: _Sites, tasks: Sequence[Task], starts: Mapp
     with warnings.catch_warnings():
         # a fleet short of the work has no feasible all-required solution: expected here
         warnings.simplefilter("ignore", PenaltyBoundWarning)
-        first = solve(req, stop=MaxRuntime(budget / 2), seed=seed, display=False,
+        first = solve(req, stop=_stop(budget / 2), seed=seed, display=False,
                       initial_solution=_carry(init, req) if init is not None else None).best
     if first.is_feasible():
         return req, first
-    best = solve(opt, stop=MaxRuntime(budget / 2), seed=seed, display=False,
+    best = solve(opt, stop=_stop(budget / 2), seed=seed, display=False,
                  initial_solution=_carry(first, opt)).best
     return opt, best
 
