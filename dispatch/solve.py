@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from pyvrp import (
@@ -170,10 +170,11 @@ def _screen(problem: Problem, sites: _Sites, starts: Mapping[str, Start]
 def _data(problem: Problem, sites: _Sites, tasks: Sequence[Task], starts: Mapping[str, Start],
           energy_factor: Mapping[str, float], required: bool = False) -> ProblemData:
     nv = sites.nv
-    keep = [sites.ids.index(t.id) for t in tasks]
-    sel = list(range(nv)) + keep
-    finite = [m[np.ix_(sel, sel)] for m in sites.times.values()]
-    scale = max((float(m[np.isfinite(m)].max()) for m in finite), default=1.0) or 1.0
+    where = {k: i for i, k in enumerate(sites.ids)}
+    sel = list(range(nv)) + [where[t.id] for t in tasks]
+    profile_of, matrices = sites.profiles(tuple(sel))
+    # the longest hop any drone can fly: the unit of the prizes
+    scale = float(max(int(m[m < BIG].max(initial=1)) for m in matrices))
     ref = float(np.median([d.speed_ms for d in problem.drones]))
     ref_drone = min(problem.drones, key=lambda d: abs(d.speed_ms - ref))
 
@@ -197,7 +198,6 @@ def _data(problem: Problem, sites: _Sites, tasks: Sequence[Task], starts: Mappin
             prize=0 if required else prize(t.priority, scale), required=required,
             name=t.id))
 
-    profile_of, matrices = sites.profiles(tuple(sel))
     vtypes = []
     ports = [v.id for v in problem.vertiports]
     for d in problem.drones:
@@ -358,4 +358,4 @@ def plan(problem: Problem, travel: TravelTimes | None = None, *, time_limit_s: f
         "flight_s": sum(t.flight_s for p in by_drone.values() for t in p.trips)})
 
 
-__all__ = ["Start", "plan", "prize", "replace"]
+__all__ = ["Start", "plan", "prize"]
