@@ -77,7 +77,7 @@ class FleetPlanIn(Strict):
     vertiports: list[VertiportIn] = Field(min_length=1, max_length=MAX_PORTS)
     drones: list[FleetDroneIn] = Field(min_length=1, max_length=MAX_DRONES)
     tasks: list[TaskIn] = Field(max_length=MAX_TASKS)
-    time_limit_s: float = Field(5, gt=0, le=60, description="solver time")
+    time_limit_s: float = Field(5, gt=0, le=30, description="solver time (s)")
     detour_factor: float = Field(
         1.3, ge=1, le=5, description="travel time = straight line x this / speed, until "
                                      "times come from the corridor network")
@@ -88,7 +88,7 @@ class ReplanIn(Strict):
     dropped: list[Ident] = Field([], max_length=MAX_DRONES, description="drones out of service")
     add_tasks: list[TaskIn] = Field([], max_length=MAX_TASKS)
     remove_tasks: list[Ident] = Field([], max_length=MAX_TASKS)
-    time_limit_s: float = Field(5, gt=0, le=60)
+    time_limit_s: float = Field(5, gt=0, le=30, description="solver time (s)")
 
 
 class EmergencyIn(Strict):
