@@ -19,6 +19,7 @@ COPY service ./service
 COPY readers ./readers
 COPY recon ./recon
 COPY tiler ./tiler
+COPY dispatch ./dispatch
 COPY migrations ./migrations
 COPY data ./data
 COPY --from=js /js/node_modules/cesium/Build/Cesium ./node_modules/cesium/Build/Cesium

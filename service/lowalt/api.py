@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.lowalt import api_fleet, api_live, api_rid, api_routes
+from service.lowalt import api_fleet, api_live, api_rid, api_routes, dispatch_api
 
 router = APIRouter()
-for _module in (api_fleet, api_live, api_rid, api_routes):
+for _module in (api_fleet, api_live, api_rid, api_routes, dispatch_api):
     router.include_router(_module.router)

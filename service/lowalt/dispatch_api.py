@@ -1,0 +1,275 @@
+"""Fleet dispatch: ``POST /fleet/plans`` assigns and schedules drone tasks (the ``dispatch``
+library, PyVRP), ``/fleet/plans/{id}/replan`` plans again while flying, and
+``/fleet/plans/{id}/emergency`` sends a drone to an incident.
+
+Travel times are the straight line times a detour factor (``travel_for``) until the
+corridor network gives shortest-path times; the planned flights are not reserved or
+approved on the network yet (``reserve_flights`` is where that goes): every answer says so
+in ``reservation``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dispatch import (
+    Plan,
+    Problem,
+    StraightLineWithDetour,
+    TravelTimes,
+    Unassigned,
+    emergency,
+    plan,
+    replan,
+)
+from service.core.auth import Reader, Writer
+from service.core.errors import Conflict, NotFound, Unprocessable
+from service.core.ids import Id
+from service.lowalt.dispatch_schemas import (
+    EmergencyIn,
+    FleetPlanIn,
+    ReplanIn,
+    problem_from,
+    task_from,
+)
+from service.lowalt.dispatch_tables import fleet_plans
+from service.lowalt.geo import frame
+from service.lowalt.settings import LowAltSettings, lowalt_settings
+
+router = APIRouter(prefix="/fleet/plans", tags=["fleet dispatch"])
+Settings = Annotated[LowAltSettings, Depends(lowalt_settings)]
+
+_422 = {422: {"description": "not a fleet problem (duplicate ids, a home that is no "
+                             "vertiport, a window ending before it starts, a vertiport in a "
+                             "prohibited zone, ...): every reason in `errors`; nothing was "
+                             "stored"}}
+
+# prohibited zones in force at some time of the plan holding a point; horizontal test: a
+# drone must come down to its work, whatever the zone's floor
+_IN_PROHIBITED = text(
+    "SELECT p.id, z.name FROM unnest(CAST(:ids AS text[]), CAST(:lons AS float8[]),"
+    " CAST(:lats AS float8[])) AS p(id, lon, lat)"
+    " JOIN airspace_zones z ON z.zone_type = 'prohibited'"
+    " AND ST_Intersects(z.geom, ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326))"
+    " AND z.valid && tstzrange(:t0, :t1)")
+
+
+def travel_for(detour: float) -> TravelTimes:
+    """The travel times plans are made with: the seam where the corridor network's
+    shortest-path times will come in."""
+    return StraightLineWithDetour(detour)
+
+
+async def reserve_flights(conn: AsyncConnection, plan_id: int, result: Plan) -> dict[str, Any]:
+    """Reserving and approving every planned flight on the corridor network, atomically.
+
+    Not done yet: the network's 4D reservations are built apart. Until they are wired
+    here, a plan is a schedule only, and its flights are NOT approved to fly.
+    """
+    return {"status": "not_reserved",
+            "detail": "planned flights are not reserved or approved on the corridor network "
+                      "yet; file each flight at /drone-routes for approval"}
+
+
+def _iso(epoch: datetime, s: float) -> str | None:
+    return None if not math.isfinite(s) else (epoch + timedelta(seconds=s)).isoformat()
+
+
+def _answer(row_id: int, kind: str, parent: int | None, epoch: datetime, result: Plan,
+            reservation: dict[str, Any]) -> dict[str, Any]:
+    drones = [{"drone": dp.drone, "trips": [{
+        "origin": t.origin, "destination": t.destination,
+        "departure": _iso(epoch, t.departure), "arrival": _iso(epoch, t.arrival),
+        "flight_s": round(t.flight_s, 1), "payload_kg": t.payload_kg,
+        "stops": [{"task": s.task, "arrival": _iso(epoch, s.arrival),
+                   "start": _iso(epoch, s.start), "departure": _iso(epoch, s.departure)}
+                  for s in t.stops]} for t in dp.trips]} for dp in result.drones]
+    return {"id": row_id, "kind": kind, "parent_id": parent, "start": epoch.isoformat(),
+            "planned": len(result.planned_tasks()), "drones": drones,
+            "unassigned": [{"task": u.task, "reason": u.reason, "detail": u.detail}
+                           for u in result.unassigned],
+            "completed": result.completed, "reservation": reservation,
+            "links": [{"rel": "self", "href": f"/fleet/plans/{row_id}"}]}
+
+
+async def _zones(conn: AsyncConnection, points: list[tuple[str, list[float]]],
+                 t0: datetime, t1: datetime) -> dict[str, str]:
+    if not points:
+        return {}
+    rows = (await conn.execute(_IN_PROHIBITED, {
+        "ids": [p[0] for p in points], "lons": [p[1][0] for p in points],
+        "lats": [p[1][1] for p in points], "t0": t0, "t1": t1})).all()
+    return {r.id: r.name for r in rows}
+
+
+def _where(t: Any) -> list[float]:
+    if t.position is not None:
+        return t.position
+    ring = np.asarray(t.area.coordinates[0] if t.area.type == "Polygon"
+                      else t.area.coordinates[0][0], dtype=float)
+    return [float(ring[:, 0].mean()), float(ring[:, 1].mean())]
+
+
+async def _screen_zones(conn: AsyncConnection, body: FleetPlanIn, problem: Problem
+                        ) -> tuple[Problem, list[Unassigned]]:
+    """A vertiport in a prohibited zone refuses the request; a task in one is reported."""
+    t1 = body.start + timedelta(days=2)
+    ports = await _zones(conn, [(v.id, v.position) for v in body.vertiports], body.start, t1)
+    if ports:
+        errors = [f"vertiport {k} lies in prohibited zone {v!r}" for k, v in ports.items()]
+        raise Unprocessable("; ".join(errors) + "; nothing was stored", errors=errors)
+    tasks = await _zones(conn, [(t.id, _where(t)) for t in body.tasks], body.start, t1)
+    out = [Unassigned(k, "in_prohibited_zone", f"inside prohibited zone {v!r}")
+           for k, v in tasks.items()]
+    kept = tuple(t for t in problem.tasks if t.id not in tasks)
+    return Problem(problem.vertiports, problem.drones, kept), out
+
+
+async def _store(conn: AsyncConnection, kind: str, parent: int | None, epoch: datetime,
+                 body: dict[str, Any], result: Plan, who: str) -> int:
+    return (await conn.execute(insert(fleet_plans).values(
+        parent_id=parent, kind=kind, epoch=epoch, problem=body, plan=result.to_dict(),
+        planned=len(result.planned_tasks()), unassigned=len(result.unassigned),
+        created_by=who).returning(fleet_plans.c.id))).scalar_one()
+
+
+async def _load(conn: AsyncConnection, plan_id: int) -> Any:
+    row = (await conn.execute(select(fleet_plans).where(fleet_plans.c.id == plan_id))).first()
+    if row is None:
+        raise NotFound(f"no fleet plan {plan_id}")
+    return row
+
+
+def _now_s(at: datetime | None, epoch: datetime) -> float:
+    at = at or datetime.now(UTC)
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise Unprocessable("at needs a time zone (e.g. 2026-05-01T10:00:00+08:00)")
+    return (at - epoch).total_seconds()
+
+
+@router.post("", status_code=201, summary="Assign and schedule drone tasks over a fleet",
+             responses=_422)
+async def create_plan(body: FleetPlanIn, request: Request, who: Writer,
+                      s: Settings) -> dict[str, Any]:
+    """Multi-trip (battery swaps at any vertiport), time windows, payload, battery
+    endurance; priorities as prizes, so tasks no drone can serve are left out, each with
+    its reason in `unassigned` (`too_heavy`, `out_of_battery_range`, `infeasible_window`,
+    `unreachable`, `in_prohibited_zone`, `not_planned`), and the rest is planned."""
+    problem = problem_from(body, frame(s.metric_crs))
+    async with request.app.state.engine.connect() as conn:
+        problem, in_zones = await _screen_zones(conn, body, problem)
+    result = await run_in_threadpool(plan, problem, travel_for(body.detour_factor),
+                                     time_limit_s=body.time_limit_s)
+    result.unassigned = in_zones + result.unassigned
+    async with request.app.state.engine.begin() as conn:
+        row_id = await _store(conn, "plan", None, body.start, body.model_dump(mode="json"),
+                              result, who.name)
+        reservation = await reserve_flights(conn, row_id, result)
+    request.state.audit_detail = {"fleet_plan": row_id, "planned": len(result.planned_tasks())}
+    return _answer(row_id, "plan", None, body.start, result, reservation)
+
+
+@router.get("/{plan_id}", summary="A stored fleet plan")
+async def get_plan(plan_id: Id, request: Request, _: Reader) -> dict[str, Any]:
+    async with request.app.state.engine.connect() as conn:
+        row = await _load(conn, plan_id)
+    return _answer(row.id, row.kind, row.parent_id, row.epoch, Plan.from_dict(row.plan),
+                   {"status": "not_reserved"})
+
+
+@router.post("/{plan_id}/replan", status_code=201, responses=_422,
+             summary="Plan again from now: a drone dropped out, tasks added or withdrawn")
+async def replan_plan(plan_id: Id, body: ReplanIn, request: Request, who: Writer,
+                      s: Settings) -> dict[str, Any]:
+    """Trips flown or under way at `at` stay as they are; a dropped drone keeps only the
+    stops it finished, and the rest of the work is planned again over the others. The
+    answer is a new plan (`parent_id` names this one)."""
+    async with request.app.state.engine.connect() as conn:
+        row = await _load(conn, plan_id)
+    stored = FleetPlanIn.model_validate(row.problem)
+    drones = {d.id for d in stored.drones}
+    errors = [f"no drone {d!r} in plan {plan_id}" for d in body.dropped if d not in drones]
+    ids = {t.id for t in stored.tasks}
+    errors += [f"no task {t!r} in plan {plan_id}" for t in body.remove_tasks if t not in ids]
+    errors += [f"task id {t.id!r} is in plan {plan_id} already" for t in body.add_tasks
+               if t.id in ids]
+    if errors:
+        raise Unprocessable("; ".join(errors) + "; nothing was stored", errors=errors)
+    gone = set(body.remove_tasks)
+    new_body = stored.model_copy(update={"tasks": [t for t in stored.tasks if t.id not in gone]
+                                         + list(body.add_tasks)})
+    problem = problem_from(new_body, frame(s.metric_crs))
+    previous = Plan.from_dict(row.plan)
+    dropped = sorted(set(previous.objective.get("dropped", [])) | set(body.dropped))
+    now = _now_s(body.at, row.epoch)
+    async with request.app.state.engine.connect() as conn:
+        problem, in_zones = await _screen_zones(conn, new_body, problem)
+    result = await run_in_threadpool(replan, problem, previous, now,
+                                     travel_for(stored.detour_factor), dropped=dropped,
+                                     time_limit_s=body.time_limit_s)
+    result.unassigned = in_zones + result.unassigned
+    async with request.app.state.engine.begin() as conn:
+        row_id = await _store(conn, "replan", plan_id, row.epoch,
+                              new_body.model_dump(mode="json"), result, who.name)
+        reservation = await reserve_flights(conn, row_id, result)
+    request.state.audit_detail = {"fleet_plan": row_id, "parent": plan_id}
+    return _answer(row_id, "replan", plan_id, row.epoch, result, reservation)
+
+
+@router.post("/{plan_id}/emergency", status_code=201,
+             summary="Send the nearest suitable drone to an incident",
+             responses={**_422, 409: {"description": "no drone can go: each drone's reason "
+                                                      "in `refused`; nothing was stored"}})
+async def post_emergency(plan_id: Id, body: EmergencyIn, request: Request, who: Writer,
+                         s: Settings) -> dict[str, Any]:
+    """The nearest suitable free drone goes; if none is free, the one whose diversion gives
+    up the least work, all of it of lower priority than the incident. The answer is a new
+    plan with `emergency` (drone, eta, pre-empted tasks, which are listed in `unassigned`
+    too, to re-plan)."""
+    async with request.app.state.engine.connect() as conn:
+        row = await _load(conn, plan_id)
+    stored = FleetPlanIn.model_validate(row.problem)
+    if any(t.id == body.task.id for t in stored.tasks):
+        raise Unprocessable(f"task id {body.task.id!r} is in plan {plan_id} already; "
+                            "nothing was stored")
+    fr = frame(s.metric_crs)
+    problem = problem_from(stored, fr)
+    errors: list[str] = []
+    task = task_from(body.task, row.epoch, fr, errors, kind="emergency")
+    if task is None:
+        raise Unprocessable("; ".join(errors) + "; nothing was stored", errors=errors)
+    async with request.app.state.engine.connect() as conn:
+        zone = await _zones(conn, [(task.id, _where(body.task))], row.epoch,
+                            row.epoch + timedelta(days=2))
+    if zone:
+        raise Unprocessable(f"the incident lies in prohibited zone {zone[task.id]!r}: no "
+                            "drone may go; nothing was stored")
+    previous = Plan.from_dict(row.plan)
+    now = _now_s(body.at, row.epoch)
+    answer = await run_in_threadpool(emergency, problem, previous, task, now,
+                                     travel_for(stored.detour_factor),
+                                     previous.objective.get("dropped", []))
+    if answer.drone is None:
+        raise Conflict(f"no drone available for emergency {task.id}: "
+                       + "; ".join(f"{k}: {v}" for k, v in answer.refused.items())
+                       + "; nothing was stored", refused=answer.refused)
+    new_body = stored.model_copy(update={"tasks": [*stored.tasks, body.task]})
+    async with request.app.state.engine.begin() as conn:
+        row_id = await _store(conn, "emergency", plan_id, row.epoch,
+                              new_body.model_dump(mode="json"), answer.plan, who.name)
+        reservation = await reserve_flights(conn, row_id, answer.plan)
+    request.state.audit_detail = {"fleet_plan": row_id, "emergency": task.id,
+                                  "drone": answer.drone}
+    out = _answer(row_id, "emergency", plan_id, row.epoch, answer.plan, reservation)
+    out["emergency"] = {"task": task.id, "drone": answer.drone,
+                        "eta": _iso(row.epoch, answer.eta or 0.0),
+                        "preempted": answer.preempted, "refused": answer.refused}
+    return out
