@@ -162,8 +162,7 @@ def output_crs(value: str | None) -> OutputCrs:
                    f"less the geoid the ingest added ({to_out.policy.note})")
     else:
         datum = horizontal.datum.name if horizontal.datum is not None else ""
-        same = (f" (the {datum} ellipsoid differs from it by 0.1 mm)"
-                if datum == "China 2000" else "")
+        same = " (CGCS2000's ellipsoid differs by 0.1 mm)" if datum == "China 2000" else ""
         heights = (f"heights are WGS 84 ellipsoidal heights in metres{same}, not above a "
                    f"vertical datum: {label} is 2D and EPSG defines no 3D form of it")
     return OutputCrs(crs, code, label, to_out, heights)
