@@ -49,6 +49,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import shapely
 from pyproj import CRS
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -384,8 +385,8 @@ class VertexPool:
 
 @dataclass
 class _Geometry:
-    lod: str
-    faces: list[list[np.ndarray]]  # rings of lon / lat / h, open
+    lod: str | None
+    wkb: bytes  # MultiPolygon Z of lon / lat / h, one polygon per surface
     semantics: list[str | None]
 
 
@@ -417,34 +418,22 @@ def _lod_key(lod: str) -> tuple[float, str]:
         return -1.0, lod
 
 
-def object_of(row: Any) -> _Object:
-    """A stored row as the object to write: type and attributes in CityJSON 2.0 terms, the
-    main geometry and the other LoDs, lowest LoD first."""
+def object_of(row: Any, lods: list[Any]) -> _Object:
+    """A stored row (and its other LoDs' rows) as the object to write: the main geometry
+    and the other LoDs, lowest LoD first."""
     geometries: list[_Geometry] = []
     if row.wkb is not None:
-        faces = polygons_from_wkb(bytes(row.wkb))
         sems = list((row.semantics or {}).get("surfaces") or [])
-        geometries.append(_Geometry(row.lod, faces, _pad(sems, len(faces))))
-    for lod, other in (row.other_lods or {}).items():
-        geom = (other or {}).get("geometry") or {}
-        polys = (geom.get("coordinates") or []) if geom.get("type") == "MultiPolygon" else []
-        faces = [[_open(np.asarray(r, float).reshape(-1, 3)) for r in poly] for poly in polys]
-        if faces:
-            geometries.append(_Geometry(lod, faces, _pad(list(other.get("surfaces") or []),
-                                                         len(faces))))
+        geometries.append(_Geometry(row.lod, bytes(row.wkb), sems))
+    for other in lods:
+        if other.wkb is not None:
+            geometries.append(_Geometry(other.lod, bytes(other.wkb),
+                                        list(other.surfaces or [])))
     geometries.sort(key=lambda g: _lod_key(export_lod(g.lod)))
     attributes = dict(row.attributes or {})
     if row.name is not None and "name" not in attributes:
         attributes["name"] = row.name
     return _Object(row.object_id, row.type, row.parent_object_id, attributes, geometries)
-
-
-def _pad(values: list[Any], n: int) -> list[str | None]:
-    return [v if isinstance(v, str) else None for v in (values + [None] * n)[:n]]
-
-
-def _open(ring: np.ndarray) -> np.ndarray:
-    return ring[:-1] if len(ring) > 1 and np.array_equal(ring[0], ring[-1]) else ring
 
 
 def cityjson_type(type_: str, has_parent: bool, has_children: bool
@@ -462,12 +451,91 @@ def cityjson_type(type_: str, has_parent: bool, has_children: bool
     return out, (None if out == type_ else type_)
 
 
-def _clean_ring(idx: np.ndarray) -> list[int] | None:
-    """A ring of vertex indices without repeats of the vertex before (two vertices closer
-    than the grid become one), open; None when fewer than 3 are left."""
-    ring = idx.tolist()
-    out = [v for i, v in enumerate(ring) if v != ring[i - 1]] if len(ring) > 1 else ring
-    return out if len(set(out)) >= 3 else None
+@dataclass
+class _Rings:
+    """The surfaces of many geometries as flat arrays: every ring's open coordinates, the
+    vertex count of each ring, the ring count of each face, the face count of each
+    geometry (faces in stored order, exterior ring first)."""
+
+    coords: np.ndarray  # (n, 3) lon, lat, h
+    ring_sizes: np.ndarray
+    face_rings: np.ndarray
+    geom_faces: np.ndarray
+
+
+def read_rings(wkbs: list[bytes]) -> _Rings:
+    """Decode the stored MultiPolygon Z WKB of many geometries at once (shapely's
+    vectorised functions: a Python loop over rings cost most of an export's time); a WKB
+    GEOS refuses goes through the project's own reader."""
+    shapes = shapely.from_wkb(np.array(wkbs, dtype=object), on_invalid="ignore")
+    bad = [i for i, g in enumerate(shapes) if g is None]
+    for i in bad:  # an empty stand-in keeps the numbering; its faces are added below
+        shapes[i] = shapely.MultiPolygon()
+    parts, part_geom = shapely.get_parts(shapes, return_index=True)
+    rings, ring_face = shapely.get_rings(parts, return_index=True)
+    coords, coord_ring = shapely.get_coordinates(rings, include_z=True, return_index=True)
+    sizes = np.bincount(coord_ring, minlength=len(rings))
+    # WKB rings are closed: drop each ring's last vertex
+    ends = np.cumsum(sizes) - 1
+    keep = np.ones(len(coords), bool)
+    keep[ends[sizes > 0]] = False
+    out = _Rings(coords[keep], np.maximum(sizes - 1, 0),
+                 np.bincount(ring_face, minlength=len(parts)),
+                 np.bincount(part_geom, minlength=len(shapes)))
+    if bad:
+        out = _with_fallback(out, wkbs, bad)
+    return out
+
+
+def _with_fallback(r: _Rings, wkbs: list[bytes], bad: list[int]) -> _Rings:
+    """``r`` with the faces of the geometries ``bad`` read by :func:`polygons_from_wkb`."""
+    face_end = np.cumsum(r.geom_faces)
+    ring_end = np.cumsum(r.face_rings)
+    coord_end = np.cumsum(r.ring_sizes)
+    coords, sizes, face_rings, geom_faces = [], [], [], []
+    for g in range(len(r.geom_faces)):
+        if g in bad:
+            faces = polygons_from_wkb(wkbs[g])
+            coords += [ring for face in faces for ring in face]
+            sizes += [len(ring) for face in faces for ring in face]
+            face_rings += [len(face) for face in faces]
+            geom_faces.append(len(faces))
+            continue
+        f0 = face_end[g] - r.geom_faces[g]
+        r0 = ring_end[f0 - 1] if f0 else 0
+        r1 = ring_end[face_end[g] - 1] if r.geom_faces[g] else r0
+        c0 = coord_end[r0 - 1] if r0 else 0
+        c1 = coord_end[r1 - 1] if r1 else c0
+        coords.append(r.coords[c0:c1])
+        sizes += r.ring_sizes[r0:r1].tolist()
+        face_rings += r.face_rings[f0:face_end[g]].tolist()
+        geom_faces.append(int(r.geom_faces[g]))
+    return _Rings(np.concatenate(coords) if coords else np.zeros((0, 3)),
+                  np.asarray(sizes, np.int64), np.asarray(face_rings, np.int64),
+                  np.asarray(geom_faces, np.int64))
+
+
+def clean_rings(idx: np.ndarray, sizes: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """Vertex indices of open rings without a repeat of the vertex before (two vertices
+    closer than the grid become one): the kept indices and each ring's new size, 0 for a
+    ring left with fewer than 3 vertices (or only 2 alternating)."""
+    if not len(idx):
+        return [], np.zeros(len(sizes), np.int64)
+    ring = np.repeat(np.arange(len(sizes)), sizes)
+    starts = np.cumsum(sizes) - sizes
+    prev = np.arange(len(idx)) - 1
+    prev[starts[sizes > 0]] = (starts + sizes - 1)[sizes > 0]  # cyclic: first after last
+    keep = idx != idx[prev]
+    new = np.bincount(ring[keep], minlength=len(sizes))
+    kept = idx[keep].tolist()
+    small = np.flatnonzero((new > 0) & (new < 5))
+    if len(small):
+        offsets = np.cumsum(new) - new
+        for r in small.tolist():
+            o = int(offsets[r])
+            if len(set(kept[o:o + int(new[r])])) < 3:
+                new[r] = -new[r]  # marked: dropped below, its indices skipped
+    return kept, new
 
 
 def shells(faces: list[list[list[int]]]) -> list[list[int]] | None:
@@ -557,19 +625,21 @@ class Converter:
     def objects(self, objects: list[_Object], pool: VertexPool, present: set[str],
                 children: dict[str, list[str]]) -> list[tuple[str, dict[str, Any]]]:
         """The objects as (id, CityJSON object); their vertices added to ``pool``."""
-        rings = [r for o in objects for g in o.geometries for f in g.faces for r in f]
-        counts = np.fromiter((len(r) for r in rings), np.int64, len(rings))
-        if rings:
-            q = self.quantize(np.concatenate(rings))
+        geoms = [g for o in objects for g in o.geometries]
+        r = read_rings([g.wkb for g in geoms])
+        if len(r.coords):
+            q = self.quantize(r.coords)
             written = q * SCALE + self.translate
             self.lo = np.minimum(self.lo, written.min(axis=0))
             self.hi = np.maximum(self.hi, written.max(axis=0))
-            idx = pool.add(q)
+            kept, new = clean_rings(pool.add(q), r.ring_sizes)
         else:
-            idx = np.zeros(0, np.int64)
-        cuts = np.split(idx, np.cumsum(counts)[:-1]) if rings else []
+            kept, new = [], np.zeros(len(r.ring_sizes), np.int64)
+        sizes = new.tolist()
+        face_rings = r.face_rings.tolist()
+        geom_faces = r.geom_faces.tolist()
+        at = ring_no = face_no = geom_no = 0
         out: list[tuple[str, dict[str, Any]]] = []
-        k = 0
         for o in objects:
             parent = o.parent if o.parent in present else None
             type_, source_type = cityjson_type(o.type, parent is not None,
@@ -584,13 +654,23 @@ class Converter:
             for g in o.geometries:
                 faces: list[list[list[int]]] = []
                 sems: list[str | None] = []
-                for face, sem in zip(g.faces, g.semantics, strict=True):
-                    cleaned = [_clean_ring(cuts[k + i]) for i in range(len(face))]
-                    k += len(face)
-                    if cleaned[0] is None:
-                        continue  # the face shrank below the grid: nothing to draw
-                    faces.append([r for r in cleaned if r is not None])
-                    sems.append(sem)
+                n_faces = geom_faces[geom_no]
+                geom_no += 1
+                for k in range(n_faces):
+                    face: list[list[int]] = []
+                    for j in range(face_rings[face_no]):
+                        n = sizes[ring_no]
+                        ring_no += 1
+                        if n > 0:
+                            face.append(kept[at:at + n])
+                        elif j == 0:
+                            face.append([])  # the exterior shrank below the grid
+                        at += abs(n)
+                    face_no += 1
+                    if face and face[0]:
+                        faces.append(face)
+                        sems.append(g.semantics[k] if k < len(g.semantics)
+                                    and isinstance(g.semantics[k], str) else None)
                 if faces:
                     geometry.append(geometry_object(type_, export_lod(g.lod), faces, sems))
             if geometry:
@@ -607,13 +687,22 @@ class Converter:
 
 ROW_SQL = """
     SELECT id, object_id, type, parent_object_id, lod, name, ST_AsBinary(geom, 'NDR') AS wkb,
-           attributes, semantics, other_lods
+           attributes, semantics
     FROM city_objects WHERE id = ANY(:ids)"""
+# the other LoDs are kept as GeoJSON: PostGIS turns them into WKB, read like the main one
+LODS_SQL = """
+    SELECT c.id, o.key AS lod, o.value -> 'surfaces' AS surfaces,
+           ST_AsBinary(ST_GeomFromGeoJSON(o.value -> 'geometry'), 'NDR') AS wkb
+    FROM city_objects c CROSS JOIN LATERAL jsonb_each(c.other_lods) o
+    WHERE c.id = ANY(:ids) AND jsonb_typeof(o.value -> 'geometry') = 'object'"""
 
 
-async def _rows(conn: AsyncConnection, ids: list[int]) -> list[Any]:
+async def _rows(conn: AsyncConnection, ids: list[int]) -> list[tuple[Any, list[Any]]]:
     rows = {r.id: r for r in (await conn.execute(text(ROW_SQL), {"ids": ids})).all()}
-    return [rows[i] for i in ids]
+    lods: dict[int, list[Any]] = {}
+    for r in (await conn.execute(text(LODS_SQL), {"ids": ids})).all():
+        lods.setdefault(r.id, []).append(r)
+    return [(rows[i], lods.get(i, [])) for i in ids]
 
 
 def _dumps(value: Any) -> str:
@@ -655,7 +744,7 @@ async def write_cityjson(conn: AsyncConnection, sel: Selection, out: OutputCrs,
     for ids, _ in sel.families(BATCH):
         rows = await _rows(conn, ids)
         written = await run(lambda rows=rows: conv.objects(
-            [object_of(r) for r in rows], pool, present, children))
+            [object_of(*r) for r in rows], pool, present, children))
         parts = []
         for oid, obj in written:
             parts.append(("" if first else ",") + _dumps(oid) + ":" + _dumps(obj))
@@ -695,7 +784,7 @@ async def write_cityjsonseq(conn: AsyncConnection, sel: Selection, out: OutputCr
         rows = await _rows(conn, ids)
 
         def features(rows: list[Any] = rows, roots: list[str] = roots) -> str:
-            objects = [object_of(r) for r in rows]
+            objects = [object_of(*r) for r in rows]
             lines = []
             start = 0
             for end in range(1, len(rows) + 1):
