@@ -517,8 +517,10 @@ def _with_fallback(r: _Rings, wkbs: list[bytes], bad: list[int]) -> _Rings:
 
 def clean_rings(idx: np.ndarray, sizes: np.ndarray) -> tuple[list[int], np.ndarray]:
     """Vertex indices of open rings without a repeat of the vertex before (two vertices
-    closer than the grid become one): the kept indices and each ring's new size, 0 for a
-    ring left with fewer than 3 vertices (or only 2 alternating)."""
+    closer than the grid become one, the first vertex counting as after the last): the
+    kept indices and each ring's new size; a ring left with fewer than 3 distinct vertices
+    is dropped: size 0 when nothing is left of it, else minus the count of its indices
+    still in the kept list."""
     if not len(idx):
         return [], np.zeros(len(sizes), np.int64)
     ring = np.repeat(np.arange(len(sizes)), sizes)

@@ -498,3 +498,45 @@ def _volume(verts: np.ndarray, shell: list) -> float:
             for i in range(1, len(ring) - 1):
                 total += float(np.dot(p[0], np.cross(p[i], p[i + 1]))) / 6.0
     return total
+
+
+CUBE = [[[0, 3, 2, 1]], [[4, 5, 6, 7]], [[0, 1, 5, 4]], [[1, 2, 6, 5]], [[2, 3, 7, 6]],
+        [[3, 0, 4, 7]]]  # outward, vertices 0-3 at the bottom, 4-7 on top
+
+
+def test_solids_are_found_by_topology():
+    """A closed, consistently oriented shell is a Solid; an open box, a flipped face or a
+    type without solids is a MultiSurface; two shells a MultiSolid where allowed."""
+    from service.cim.export import geometry_object, shells
+
+    sems = ["GroundSurface", "RoofSurface"] + ["WallSurface"] * 4
+    assert shells(CUBE) == [list(range(6))]
+    assert shells(CUBE[1:]) is None
+    flipped = [*CUBE[:1], [list(reversed(CUBE[1][0]))], *CUBE[2:]]
+    assert shells(flipped) is None
+    solid = geometry_object("Building", "2.2", CUBE, sems)
+    assert solid["type"] == "Solid" and solid["boundaries"] == [CUBE]
+    assert solid["semantics"]["values"] == [[0, 1, 2, 2, 2, 2]]
+    assert [s["type"] for s in solid["semantics"]["surfaces"]] == \
+        ["GroundSurface", "RoofSurface", "WallSurface"]
+    assert geometry_object("Building", "2.2", CUBE[1:], sems[1:])["type"] == "MultiSurface"
+    assert geometry_object("Road", "2", CUBE, sems)["type"] == "MultiSurface"
+    assert geometry_object("TINRelief", "2", CUBE, [None] * 6) == {
+        "type": "CompositeSurface", "lod": "2", "boundaries": CUBE}
+    second = [[[i + 8 for i in ring] for ring in face] for face in CUBE]
+    two = geometry_object("CityFurniture", "2", CUBE + second, sems * 2)
+    assert two["type"] == "MultiSolid" and len(two["boundaries"]) == 2
+    assert two["semantics"]["values"] == [[[0, 1, 2, 2, 2, 2]], [[0, 1, 2, 2, 2, 2]]]
+    # a Building may not be a MultiSolid: two shells stay surfaces
+    assert geometry_object("Building", "2", CUBE + second, sems * 2)["type"] == "MultiSurface"
+
+
+def test_rings_lose_vertices_that_meet_on_the_grid():
+    from service.cim.export import clean_rings
+
+    idx = np.array([1, 1, 2, 3,  5, 6, 5,  7, 8, 9, 7,  4, 4, 4])
+    kept, sizes = clean_rings(idx, np.array([4, 3, 4, 3]))
+    # [1, 2, 3]; [6, 5] (the first 5 repeats the last): too few, dropped (negative);
+    # [8, 9, 7] (the first 7 repeats the closing one); nothing of [4, 4, 4]
+    assert sizes.tolist() == [3, -2, 3, 0]
+    assert kept == [1, 2, 3, 6, 5, 8, 9, 7]
