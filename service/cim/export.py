@@ -773,7 +773,10 @@ async def write_cityjson(conn: AsyncConnection, sel: Selection, out: OutputCrs,
 async def write_cityjsonseq(conn: AsyncConnection, sel: Selection, out: OutputCrs,
                             at: datetime | None, run: Any) -> AsyncIterator[bytes]:
     """CityJSONSeq: a CityJSON header line, then one CityJSONFeature per root object."""
-    extent = box_extent(out, sel.box) if sel.box is not None else None
+    extent = None
+    if sel.box is not None:
+        box = box_extent(out, sel.box)  # outward to the millimetre: it must hold every vertex
+        extent = np.concatenate([np.floor(box[:3] / SCALE), np.ceil(box[3:] / SCALE)]) * SCALE
     translate = np.floor(extent[:3]) if extent is not None else np.zeros(3)
     header = {"type": "CityJSON", "version": "2.0",
               "transform": {"scale": [SCALE] * 3, "translate": _floats(translate)},
