@@ -7,16 +7,19 @@ on a building in the city tileset gives its ``id`` property; ``/city/objects/{id
 from __future__ import annotations
 
 import json
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select
 
+from service.cim import export
 from service.cim.tables import CITY_TILESET, city_changes, city_objects
 from service.core.auth import Reader, Writer
 from service.core.errors import BadRequest, Conflict, NotFound, Unprocessable
@@ -196,6 +199,81 @@ async def list_objects(
     return _geojson({"type": "FeatureCollection", "numberReturned": page.returned,
                      "features": [_listed(f) for f in page.features()],
                      "links": list_links(request_urls(request.scope)[1], q, page, GEOJSON)})
+
+
+EXPORT_DESCRIPTION = """\
+The city model as CityJSON 2.0 (`f=cityjson`, `application/city+json`) or CityJSONSeq
+(`f=cityjsonseq`, `application/city+json-seq`: a CityJSON line with `transform` and
+`metadata`, then one CityJSONFeature per line: a root object with its descendants).
+
+- `bbox=minlon,minlat,maxlon,maxlat` (tested against the footprint), in `bbox-crs`
+  (default CRS84; EPSG:4326, 4490 and 4547 in their axis order);
+- `datetime`: one instant, the city as it was then (versions with valid_from <= t <
+  valid_to); a date is the end of that day (UTC); default: the current objects. An interval
+  is refused (400);
+- `dataset`: only objects whose source is that dataset;
+- `crs`: the output CRS, a projected one in metres with an EPSG code (default EPSG:4547,
+  CGCS2000 / 3-degree Gauss-Kruger CM 114E); a compound one (e.g. EPSG:7415) gives heights
+  above its vertical datum, a 2D one WGS 84 ellipsoidal heights, as stored (the
+  metadata's title says which).
+
+Every object comes with its parents and descendants. Vertices are integers on a
+millimetre grid (`transform`); every stored LoD is a geometry with its semantic surfaces;
+closed shells are Solids. A CityJSON document holds at most `TWINBASE_CITY_EXPORT_MAX_OBJECTS`
+objects (422 with the count above it); CityJSONSeq has no limit. An empty selection is an
+empty, valid CityJSON."""
+
+
+@router.get(
+    "/export", summary="The city model as CityJSON 2.0 or CityJSONSeq (bbox, instant, dataset, "
+    "output CRS)", description=EXPORT_DESCRIPTION, response_class=StreamingResponse,
+    responses={200: {"content": {export.CITYJSON: {}, export.CITYJSONSEQ: {}}}})
+async def export_city(
+    request: Request, _: Reader,
+    bbox: str | None = None,
+    bbox_crs: str | None = Query(None, alias="bbox-crs"),
+    instant: str | None = Query(None, alias="datetime", description="an RFC 3339 instant "
+                                "or a date (its end); default: now"),
+    dataset: Id | None = None,
+    crs: str | None = Query(None, description=f"default {export.DEFAULT_CRS}"),
+    f: Literal["cityjson", "cityjsonseq"] = "cityjson",
+) -> StreamingResponse:
+    media = export.FORMATS[f]
+    out = export.output_crs(crs)
+    box = parse_bbox(bbox or None, bbox_crs or None)
+    at = export.export_instant(instant)
+    limit = request.app.state.settings.city_export_max_objects
+    stack = AsyncExitStack()
+    try:
+        conn = await stack.enter_async_context(request.app.state.engine.connect())
+        # one snapshot for the selection and every batch read after it
+        await conn.execution_options(isolation_level="REPEATABLE READ")
+        await stack.enter_async_context(conn.begin())
+        if dataset is not None and (await conn.execute(
+                select(datasets.c.id).where(datasets.c.id == dataset))).first() is None:
+            raise NotFound(f"no dataset {dataset}")
+        sel = await export.select_rows(conn, at, box, dataset)
+        if media == export.CITYJSON and len(sel) > limit:
+            raise Unprocessable(
+                f"the export holds {len(sel)} city objects, over the {limit} one CityJSON "
+                "document may hold: ask for f=cityjsonseq (streamed, no limit) or a smaller "
+                "bbox", objects=len(sel), limit=limit)
+        labels = (await conn.execute(select(datasets.c.crs).distinct().where(
+            datasets.c.id.in_(set(sel.datasets)), datasets.c.crs.is_not(None)))).scalars()
+        export.check_area(out, sel, sorted(labels))
+    except BaseException:
+        await stack.aclose()
+        raise
+    write = export.write_cityjson if media == export.CITYJSON else export.write_cityjsonseq
+
+    async def body():
+        async with stack:
+            async for chunk in write(conn, sel, out, at, anyio.to_thread.run_sync):
+                yield chunk
+
+    name = "city.city.json" if media == export.CITYJSON else "city.city.jsonl"
+    return StreamingResponse(body(), media_type=media, headers={
+        "Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @router.get("/objects/{object_id:path}/history", response_class=JSONResponse,

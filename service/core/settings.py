@@ -37,6 +37,10 @@ class Settings(BaseSettings):
         1024**3, description="disk space uploads must leave free (507 for an upload that would "
         "not): tiles, spill files and the embedded database share the disk")
     read_requires_key: bool = Field(False, description="tiles and layers need a viewer key")
+    city_export_max_objects: int = Field(
+        20_000, ge=0, description="most city objects one CityJSON document of /city/export "
+        "holds (422 above; CityJSONSeq has no limit): the document's shared vertex list is "
+        "kept until its end")
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     in_process_worker: bool | None = Field(
         None, description="run a job worker inside `serve` (default: yes with the embedded db)"

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 COMPRESSIBLE = ("application/json", "application/geo+json", "application/problem+json",
                 "application/schema+json", "application/vnd.oai.openapi+json",
+                "application/city+json", "application/city+json-seq",
                 "text/javascript", "application/javascript", "text/css", "text/html",
                 "image/svg+xml")
 THREAD_MIN = 128 * 1024  # compress larger chunks off the event loop
