@@ -21,6 +21,7 @@ from service.features import router as features
 from service.features.registry import Catalog
 from service.intake import UploadIntake
 from service.jobs import router as jobs
+from service.terrain import router as terrain
 from service.tilesets import router as tiles
 from service.uploads import tus
 from service.web.compression import TextGZipMiddleware
@@ -107,7 +108,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     # /health, /ready, /datasets, /jobs, /tiles and /uploads included), and its item and
     # tile routes are the hottest, so they are matched before the rest
     app.include_router(features.router)
-    for platform in (health, keys, jobs, datasets, tiles, tus):
+    for platform in (health, keys, jobs, datasets, tiles, terrain, tus):
         app.include_router(platform.router)
     for router in domains.routers():
         app.include_router(router)

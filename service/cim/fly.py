@@ -55,6 +55,7 @@ from service.core.tables import datasets, jobs
 from service.jobs.context import JobContext, JobFailed
 from service.jobs.publish import DatasetOutcome, publish
 from service.jobs.submit import submit_job
+from service.terrain.store import prepare_dtm, save_dtm
 from service.tilesets.store import TilesetVersion, begin_version, fail_version
 from tiler.crs import ToWgs84, cached_transformer, crs_label, horizontal_part
 from tiler.errors import TilerInputError
@@ -218,6 +219,7 @@ def model_survey(ctx: JobContext) -> dict[str, Any]:
     candidates, footprint_report = _candidate_footprints(options, frame, building_xy)
     report["footprints"] = footprint_report
     coverage = Coverage(xyz, cl.density)
+    dtm = prepare_dtm(cl.dtm, frame.crs, frame.to_wgs84, xyz[:, :2])  # kept with the survey
     tv: TilesetVersion | None = None
     classified = ClassifiedSurvey(ctx, row, options, cl.classes, cl.decision.kept,
                                   cl.decision.reason)
@@ -254,6 +256,7 @@ def model_survey(ctx: JobContext) -> dict[str, Any]:
                                    "mesh", dataset_id=row.id, job_id=ctx.job_id)
                 tile_stats = build_tiles(ctx, conn, tv)
             report["tiles"] = tile_stats
+            report["terrain"] = save_dtm(conn, row.id, row.acquired_at, dtm)
             report["total_s"] = round(time.monotonic() - started, 3)
             ctx.progress("publishing", 1, 1)
             classified.claim(conn, report)

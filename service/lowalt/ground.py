@@ -3,16 +3,18 @@
 Stored heights are WGS 84 ellipsoidal. The ground height (also ellipsoidal) under a point is
 taken, in this order, from:
 
-1. the city model: the lowest points (``min_z``) of current city objects near the point
+1. a survey's DTM (``service.terrain``): the terrain model made when a LiDAR survey was
+   modelled, newest survey first where several cover the point;
+2. the city model: the lowest points (``min_z``) of current city objects near the point
    (buildings stand on the ground, roads and terrain objects lie on it), interpolated by
    inverse distance from the four nearest within ``ground_radius_m``;
-2. a LiDAR survey whose footprint covers the point: the survey's lowest point (a survey's
+3. a LiDAR survey whose footprint covers the point: the survey's lowest point (a survey's
    minimum is ground or below it, so heights above ground come out high, never low);
-3. sea level: the EGM96 geoid undulation at the point (what an orthometric height of 0 is
+4. sea level: the EGM96 geoid undulation at the point (what an orthometric height of 0 is
    on the ellipsoid; about -2.5 m in Longgang).
 
-Each result says which of the three it used. A real terrain model (a DEM grid or a LiDAR
-ground class raster) would replace 1 and 2 where one is loaded; none is in the data yet.
+Each result says which it used (:data:`SOURCES`, by name; the indices are those of the
+tuple, which lists the DTM last so that earlier indices keep their meaning).
 """
 
 from __future__ import annotations
@@ -27,10 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service.lowalt import store
 from service.lowalt.geo import Frame, grow
 from service.lowalt.settings import LowAltSettings
+from service.terrain.store import ground_stack
+from tiler.terrain.grid import GridStack
 
-SOURCES = ("city_model", "lidar_survey", "egm96_sea_level")
+SOURCES = ("city_model", "lidar_survey", "egm96_sea_level", "survey_dtm")
+DTM = SOURCES.index("survey_dtm")
 SEA_LEVEL_NOTE = (
-    "no ground is known here (no city object within the ground radius, no LiDAR survey): "
+    "no ground is known here (no survey DTM, no city object within the ground radius, no "
+    "LiDAR survey): "
     "height above ground is measured from sea level (the EGM96 geoid), so it overstates "
     "the height wherever the terrain is above the sea")
 
@@ -54,6 +60,7 @@ class GroundModel:
     xy: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
     z: np.ndarray = field(default_factory=lambda: np.empty(0))
     surveys: list[tuple[shapely.Geometry, float]] = field(default_factory=list)
+    dtms: GridStack = field(default_factory=lambda: GridStack([]))
 
     def __post_init__(self) -> None:
         self._tree = cKDTree(self.xy) if len(self.xy) else None
@@ -63,6 +70,10 @@ class GroundModel:
         x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
         h = np.full(x.shape, np.nan)
         src = np.full(x.shape, 2)
+        if self.dtms.grids:
+            lon, lat = self.frame.to_lonlat(x, y)
+            h, which = self.dtms.sample(lon, lat)
+            src[which >= 0] = DTM
         if self._tree is not None:
             k = min(4, len(self.xy))
             d, i = self._tree.query(np.column_stack([x, y]), k=k,
@@ -71,7 +82,7 @@ class GroundModel:
             ok = np.isfinite(d)
             w = np.where(ok, 1.0 / np.maximum(d, 1.0) ** 2, 0.0)
             zz = np.where(ok, self.z[np.minimum(i, len(self.z) - 1)], 0.0)
-            has = ok.any(axis=1)
+            has = ok.any(axis=1) & np.isnan(h)
             h[has] = (w[has] * zz[has]).sum(1) / w[has].sum(1)
             src[has] = 0
         for poly, zmin in self.surveys:
@@ -110,4 +121,5 @@ async def load_ground(conn: AsyncConnection, area_m: shapely.Geometry, frame: Fr
         if r.z is not None and np.isfinite(r.z):
             surveys.append((frame.geom_to_metric(shapely.from_wkb(r.wkb)), float(r.z)))
     surveys.sort(key=lambda s: s[1])  # the lowest survey minimum wins where they overlap
-    return GroundModel(frame, settings.ground_radius_m, xy, z, surveys)
+    dtms = await ground_stack(conn, area_ll)
+    return GroundModel(frame, settings.ground_radius_m, xy, z, surveys, dtms)

@@ -12,7 +12,7 @@ from sqlalchemy import Table, create_engine, text
 
 TABLE_MODULES = ("service.core.tables", "service.cim.tables", "service.bim.tables",
                  "service.layers.tables", "service.lowalt.tables",
-                 "service.lowalt.dispatch_tables")
+                 "service.lowalt.dispatch_tables", "service.terrain.tables")
 # format_type() spellings of what SQLAlchemy compiles differently
 SAME_TYPE = {"float": "double precision", "varchar": "character varying",
              "timestamp": "timestamp without time zone"}
@@ -44,7 +44,7 @@ def test_every_package_declares_its_tables():
     for expected in ("datasets", "jobs", "tilesets", "uploads", "api_keys", "city_objects",
                      "bim_elements", "bim_spaces", "road_segments", "water_observations",
                      "drones", "drone_routes", "airspace_zones", "drone_state", "city_changes",
-                     "fleet_plans"):
+                     "fleet_plans", "survey_terrain"):
         assert expected in names
 
 

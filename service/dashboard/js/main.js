@@ -1,6 +1,6 @@
 // The reference dashboard: the city tileset, traffic, water quality, drone routes and live
 // drones over CesiumJS, fully offline (no Ion, no imagery, no terrain from the internet).
-import { activity, getJSON } from "./api.js";
+import { activity, apiUrl, getJSON, headers } from "./api.js";
 import { CityLayer, KIND_LABELS } from "./city.js";
 import { DronesLayer, RoutesLayer, STATUS } from "./drones.js";
 import { canShow, panel, showPicked } from "./panel.js";
@@ -23,6 +23,23 @@ const viewer = new Cesium.Viewer("viewer", {
 });
 viewer.scene.globe.baseColor = Cesium.Color.fromCssColorString("#2f3b33");
 viewer.scene.renderError.addEventListener((_, e) => errors.push(`render error: ${e?.message || e}`));
+
+// terrain: the surveys' DTMs the service keeps (/terrain/), once it has one; until then
+// the bare ellipsoid. Lit by a light that follows the camera, so slopes show at any hour.
+const terrain = { surveys: 0, on: false };
+async function loadTerrain() {
+  const layer = await getJSON("/terrain/layer.json");
+  terrain.surveys = layer.surveys || 0;
+  if (!terrain.surveys) return;
+  viewer.terrainProvider = await Cesium.CesiumTerrainProvider.fromUrl(
+    new Cesium.Resource({ url: apiUrl("/terrain/"), headers }), { requestVertexNormals: true });
+  viewer.scene.globe.enableLighting = true;
+  viewer.scene.light = new Cesium.DirectionalLight({ direction: viewer.camera.directionWC });
+  viewer.scene.preRender.addEventListener((scene) => {
+    scene.light.direction = Cesium.Cartesian3.clone(scene.camera.directionWC, scene.light.direction);
+  });
+  terrain.on = true;
+}
 
 const city = new CityLayer(viewer);
 const layers = {
@@ -185,7 +202,7 @@ function idle(timeoutMs = 60000) {
 
 function status() {
   return {
-    tilesets: city.children.size, kinds: city.kinds, ...city.stats,
+    tilesets: city.children.size, kinds: city.kinds, ...city.stats, terrain: { ...terrain },
     tilesLoaded: city.tileset ? city.tileset.tilesLoaded : null,
     pending: activity.pending, counts: { ...counts }, droneEvents: layers.drones.events,
     errors: [...errors, ...city.stats.errors], panel: panel.state,
@@ -203,6 +220,7 @@ viewer.scene.postRender.addEventListener(() => {
 
 async function start() {
   legend();
+  await loadTerrain();
   await city.load();
   kindToggles();
   const [traffic, water, routes, drones] = await Promise.all(
@@ -214,7 +232,7 @@ async function start() {
 
 // what the browser tests (and a curious operator in the console) use
 window.twinbase = {
-  viewer, city, layers, panel,
+  viewer, city, layers, panel, terrain,
   ready: start(),
   status, idle, view, setKinds, setLayers,
   toWindow(lon, lat, h) {

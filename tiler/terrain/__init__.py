@@ -1,0 +1,1 @@
+"""Terrain: survey height grids (packing, coverage, sampling) and quantized-mesh tiles."""
