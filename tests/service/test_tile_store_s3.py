@@ -10,7 +10,6 @@ message and leaves the previous version current; failed versions' objects are re
 from __future__ import annotations
 
 import shutil
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,17 +17,15 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from pydantic import SecretStr
 from helpers_seaweedfs import ACCESS_KEY, REGION, SECRET_KEY, SeaweedS3
 from helpers_tus import upload
+from pydantic import SecretStr
 
 from service.core.db import sync_engine
 from service.jobs.execute import run_job
 from service.tilesets import storage
-from service.tilesets.store import purge_failed_objects
 from service.tilesets.storage import S3TileStore, tile_store
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tiler"))
+from service.tilesets.store import purge_failed_objects
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 AUTZEN = DATA / "lidar" / "pdal_autzen_trim.laz"  # 110,000 points, Oregon Lambert (feet)
