@@ -113,9 +113,11 @@ def main() -> None:
                "TWINBASE_S3_ACCESS_KEY": ACCESS_KEY, "TWINBASE_S3_SECRET_KEY": SECRET_KEY}
         reads: dict[str, list[float]] = {}
         for mode in ("proxy", "redirect"):
-            with ServeProcess(pg.url, base / f"serve-{mode}" / "var",
-                              env={**env, "TWINBASE_TILE_SERVING": mode},
-                              args=("--workers", "2")) as srv:
+            srv = ServeProcess(pg.url, base / f"serve-{mode}" / "var",
+                               env={**env, "TWINBASE_TILE_SERVING": mode},
+                               args=("--workers", "2"))
+            try:
+                srv.wait_ready(timeout=300)  # a loaded machine starts it slowly
                 read_all(srv.url, "bench", version.version, rels, mode == "redirect")  # warm
                 reads[mode] = []
                 for _ in range(ROUNDS):
@@ -123,6 +125,8 @@ def main() -> None:
                     got = read_all(srv.url, "bench", version.version, rels, mode == "redirect")
                     reads[mode].append(time.perf_counter() - t)
                     assert got == total, (got, total)
+            finally:
+                srv.stop()
     finally:
         pg.destroy()
         seaweed.stop()

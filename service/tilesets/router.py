@@ -120,7 +120,14 @@ def _prefix_uris(tile: dict[str, Any], prefix: str) -> None:
         stack.extend(node.get("children") or [])
 
 
-@router.get("/{name}/v{version}/{path:path}", summary="Versioned tileset file (immutable)")
+@router.get("/{name}/v{version}/{path:path}", summary="Versioned tileset file (immutable)",
+            description="A file of a version. With the S3 tile store in redirect mode the "
+                        "answer is a 307 to the store (a presigned URL) or to the CDN in "
+                        "front of it; otherwise the bytes, with ETag and Range support.",
+            responses={206: {"description": "the byte range asked for"},
+                       304: {"description": "not modified (If-None-Match)"},
+                       307: {"description": "redirect mode: the file at the store or CDN"},
+                       416: {"description": "the range lies outside the file"}})
 async def versioned_file(name: str, version: Version, path: str, request: Request, _: Reader
                          ) -> Response:
     async with request.app.state.engine.connect() as conn:

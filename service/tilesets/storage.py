@@ -212,10 +212,9 @@ class S3TileStore(TileStore):
                 if sent is not None and sent.get(rel) == mark:
                     continue
                 files.append((path, rel, mark))
-        # tileset.json last: a preview's document only names content already there
-        files.sort(key=lambda f: (posixpath.basename(f[1]) == "tileset.json", f[1]))
+        # tileset.json after the content: a preview's document names only what is there
         last = [f for f in files if posixpath.basename(f[1]) == "tileset.json"]
-        rest = files[:len(files) - len(last)]
+        rest = [f for f in files if posixpath.basename(f[1]) != "tileset.json"]
         done = 0
         lock = threading.Lock()
 
