@@ -19,7 +19,6 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-
 from helpers_server import free_port
 
 ACCESS_KEY = "twinbase-test"
