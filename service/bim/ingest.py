@@ -37,6 +37,7 @@ from service.bim.mesh import mesh_features, palette
 from service.bim.store import replace_elements
 from service.jobs.context import JobContext, JobFailed, load_dataset
 from service.jobs.publish import DatasetOutcome, publish
+from service.tilesets.storage import tile_store
 from service.tilesets.store import begin_version, fail_version
 from tiler.mesh import tile_features
 
@@ -99,7 +100,7 @@ def ingest_ifc(ctx: JobContext) -> dict[str, Any]:
     # The tileset version row is written while the model is read: one database round trip
     # less on the way of a small model, where such round trips are most of the time.
     with ThreadPoolExecutor(1, thread_name_prefix=f"job-{ctx.job_id}-version") as side:
-        version = side.submit(begin_version, ctx.bookkeeping, ctx.settings.tiles_dir,
+        version = side.submit(begin_version, ctx.bookkeeping, tile_store(ctx.settings),
                               f"bim-{row.id}", "bim", dataset_id=row.id, job_id=ctx.job_id)
         try:
             with unpacked_ifc(Path(row.source_path),  # .ifczip too

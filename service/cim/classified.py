@@ -42,6 +42,7 @@ from service.core.errors import Conflict, NotFound, Unprocessable
 from service.core.ids import Id
 from service.core.tables import datasets, jobs, tilesets
 from service.jobs.context import JobContext, JobFailed
+from service.tilesets.storage import tile_store
 from service.tilesets.store import TilesetVersion, begin_version, fail_version
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ class ClassifiedSurvey:
         from tiler.pointcloud import tile_point_cloud
 
         ctx = self.ctx
-        self.version = begin_version(ctx.bookkeeping, ctx.settings.tiles_dir, name,
+        self.version = begin_version(ctx.bookkeeping, tile_store(ctx.settings), name,
                                      "pointcloud", dataset_id=self.row.id, job_id=ctx.job_id)
         try:
             result = tile_point_cloud(

@@ -56,6 +56,7 @@ from service.jobs.context import JobContext, JobFailed
 from service.jobs.publish import DatasetOutcome, publish
 from service.jobs.submit import submit_job
 from service.terrain.store import prepare_dtm, save_dtm
+from service.tilesets.storage import tile_store
 from service.tilesets.store import TilesetVersion, begin_version, fail_version
 from tiler.crs import ToWgs84, cached_transformer, crs_label, horizontal_part
 from tiler.errors import TilerInputError
@@ -252,7 +253,7 @@ def model_survey(ctx: JobContext) -> dict[str, Any]:
             tile_stats = None
             # every building razed still makes a version: an empty city, not the last one
             if written["written"] or written["ended"]:
-                tv = begin_version(ctx.bookkeeping, ctx.settings.tiles_dir, CITY_TILESET,
+                tv = begin_version(ctx.bookkeeping, tile_store(ctx.settings), CITY_TILESET,
                                    "mesh", dataset_id=row.id, job_id=ctx.job_id)
                 tile_stats = build_tiles(ctx, conn, tv)
             report["tiles"] = tile_stats

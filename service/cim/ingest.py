@@ -24,6 +24,7 @@ from service.cim.tables import CITY_TILESET, city_objects
 from service.cim.tiles import build_city_tileset
 from service.jobs.context import JobContext, JobFailed, load_dataset
 from service.jobs.publish import DatasetOutcome, publish
+from service.tilesets.storage import tile_store
 from service.tilesets.store import TilesetVersion, begin_version, fail_version
 
 MAX_TRIANGLES_PER_TILE = 100_000
@@ -53,7 +54,7 @@ def ingest_city(ctx: JobContext) -> dict[str, Any]:
             summary = _dataset_summary(conn, row.id)
             tile_stats = None
             if city_has_geometry(conn):  # else there is nothing to draw (yet)
-                tv = begin_version(ctx.bookkeeping, ctx.settings.tiles_dir, CITY_TILESET, "mesh",
+                tv = begin_version(ctx.bookkeeping, tile_store(ctx.settings), CITY_TILESET, "mesh",
                                    dataset_id=row.id, job_id=ctx.job_id)
                 tile_stats = build_tiles(ctx, conn, tv)
             stats = {"format": report.format, "version": report.version,
@@ -91,7 +92,7 @@ def city_has_geometry(conn: Connection) -> bool:
 def build_tiles(ctx: JobContext, conn: Connection, tv: TilesetVersion) -> dict[str, Any]:
     """A new version of the city tileset from the rows ``conn`` sees (this load included)."""
     tiles = build_city_tileset(
-        conn, tv.path, ctx.settings.tiles_dir, max_triangles_per_tile=MAX_TRIANGLES_PER_TILE,
+        conn, tv.path, tile_store(ctx.settings), max_triangles_per_tile=MAX_TRIANGLES_PER_TILE,
         progress=lambda stage, done, total: ctx.progress(f"tiling: {stage}", done, total))
     return {
         "tileset": f"/tiles/{CITY_TILESET}/tileset.json", "version": tv.version,

@@ -20,6 +20,8 @@ from service.cim.mesh import properties_of
 from service.cim.tables import CITY_TILESET, city_objects
 from service.cim.wkb import polygons_from_wkb
 from service.core.tables import tilesets
+from service.tilesets.storage import TileStore
+from service.tilesets.store import as_store
 from tiler.mesh import MeshFeature, MeshPolygon, MeshTilesetResult, tile_features
 from tiler.mesh.manifest import MANIFEST_NAME
 
@@ -45,26 +47,31 @@ def current_features(conn: Connection) -> Iterator[MeshFeature]:
         yield MeshFeature(id=row.object_id, properties=props, polygons=polygons)
 
 
-def previous_version(conn: Connection, tiles_dir: Path) -> tuple[dict[str, Any] | None,
-                                                                   Path | None]:
-    """Manifest and directory of the current city tileset, if it is on disk."""
+def previous_version(conn: Connection, where: TileStore | Path
+                     ) -> tuple[dict[str, Any] | None, Path | None]:
+    """Manifest of the current city tileset, and its directory when the store is a local
+    folder (unchanged tiles are then linked, not written again; from an object store the
+    manifest alone keeps them byte-identical)."""
     path = conn.execute(select(tilesets.c.path).where(
         tilesets.c.name == CITY_TILESET, tilesets.c.is_current,
         tilesets.c.status == "published")).scalar()
     if path is None:
         return None, None
-    folder = tiles_dir / path
+    tile_store = as_store(where)
     try:
-        manifest = json.loads((folder / MANIFEST_NAME).read_text())
-    except (OSError, ValueError):
+        raw = tile_store.read_bytes(f"{path}/{MANIFEST_NAME}")
+        manifest = json.loads(raw) if raw is not None else None
+    except ValueError:
+        manifest = None
+    if manifest is None:
         return None, None  # lost or unreadable: a full rebuild is still correct
-    return manifest, folder
+    return manifest, tile_store.local_dir(path)
 
 
-def build_city_tileset(conn: Connection, out_dir: Path, tiles_dir: Path, *,
+def build_city_tileset(conn: Connection, out_dir: Path, where: TileStore | Path, *,
                        max_triangles_per_tile: int, progress: Progress | None = None
                        ) -> MeshTilesetResult:
-    manifest, folder = previous_version(conn, tiles_dir)
+    manifest, folder = previous_version(conn, where)
     return tile_features(current_features(conn), out_dir,
                          max_triangles_per_tile=max_triangles_per_tile,
                          previous_manifest=manifest, previous_dir=folder, progress=progress)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,6 +68,26 @@ class Settings(BaseSettings):
                        "first start and fly its drones while serving")
     samples_dir: Path = Path("data")
     log_level: str = "info"
+    tile_store: Literal["local", "s3"] = Field(
+        "local", description="where published tilesets live: `local` (the tiles folder under "
+        "data_dir) or `s3` (any S3-compatible object store; tilers then write to a scratch "
+        "folder that is uploaded, and removed, before each publish)")
+    tile_serving: Literal["proxy", "redirect"] = Field(
+        "proxy", description="with the s3 store: `proxy` streams tiles through the API "
+        "(Range requests too); `redirect` answers versioned files with a 307 to a presigned "
+        "URL of the store, or to tile_public_url")
+    tile_public_url: str | None = Field(
+        None, description="s3 redirect mode: base URL of a CDN (or a public-read bucket) in "
+        "front of the store; a tile's URL is this base + its key (<name>/v<n>/<file>)")
+    s3_endpoint: str | None = Field(None, description="S3 endpoint URL (unset: AWS)")
+    s3_bucket: str | None = Field(None, description="bucket of the tile store")
+    s3_region: str = "us-east-1"
+    s3_access_key: str | None = Field(None, description="unset: boto3's credential chain")
+    s3_secret_key: SecretStr | None = None
+    s3_upload_concurrency: int = Field(16, ge=1, le=256,
+                                       description="parallel object uploads of one version")
+    s3_presign_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600,
+                                    description="lifetime of a redirect's presigned URL")
 
     @field_validator("public_url")
     @classmethod
@@ -79,6 +100,12 @@ class Settings(BaseSettings):
                                  f"not {value!r}")
         return value or None
 
+    @model_validator(mode="after")
+    def _store(self) -> Settings:
+        if self.tile_store == "s3" and not self.s3_bucket:
+            raise ValueError("TWINBASE_TILE_STORE=s3 needs TWINBASE_S3_BUCKET")
+        return self
+
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
@@ -86,6 +113,11 @@ class Settings(BaseSettings):
     @property
     def tiles_dir(self) -> Path:
         return self.data_dir / "tiles"
+
+    @property
+    def tiles_scratch_dir(self) -> Path:
+        """Where tilers write a version before it is uploaded to an s3 store."""
+        return self.data_dir / "scratch" / "tiles"
 
 
 @lru_cache

@@ -18,6 +18,7 @@ from service.jobs import store
 from service.jobs.cleanup import discard_failed_sources, fail_job_in
 from service.jobs.context import AttemptLost, JobContext, JobFailed
 from service.jobs.registry import handlers
+from service.tilesets.storage import tile_store
 from service.tilesets.store import VersionAbandoned, remove_version_files
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def _fail(engine, job_id: int, message: str, ctx: JobContext) -> str:
     if hidden is None:
         return _lost(job_id, ctx, message)
     log.warning("job %s failed: %s", job_id, message)
-    remove_version_files(ctx.settings.tiles_dir, hidden)
+    remove_version_files(tile_store(ctx.settings), hidden)
     if ctx.dataset_id is not None:
         discard_failed_sources(engine, ctx.settings, dataset_id=ctx.dataset_id)
     return "failed"

@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, Connection, func, update
 
 from service.core.tables import datasets
 from service.jobs.context import JobContext
-from service.tilesets.store import TilesetVersion, publish_in
+from service.tilesets.store import TilesetVersion, publish_in, store_version
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,18 @@ def publish(ctx: JobContext, conn: Connection, *, dataset: DatasetOutcome,
 
     The job's row is locked first unless the handler did so earlier in this transaction
     (to lock it before writing its rows). Raises :class:`AttemptLost` or
-    :class:`VersionAbandoned`; the caller's transaction then rolls back, rows included."""
+    :class:`VersionAbandoned`; the caller's transaction then rolls back, rows included.
+
+    The version's files go to the tile store first (an upload to S3), before the job's row
+    is locked, so the worker's heartbeat goes on meanwhile; a store that refuses them
+    raises ServiceUnavailable and nothing is switched."""
     if ctx.dataset_id is None:
         raise ValueError(f"job {ctx.job_id} ({ctx.kind}) has no dataset to publish")
     if (version is None) != (tileset_stats is None):
         raise ValueError("a tileset version is published with its stats, and only then")
+    for tv in ([version] if version is not None else []) + [other for other, _ in also]:
+        store_version(tv, progress=lambda done, total: ctx.progress(
+            "storing tiles", done, total))
     ctx.hold(conn)
     conn.execute(update(datasets).where(datasets.c.id == ctx.dataset_id).values(
         status="ready", crs=dataset.crs, height_note=dataset.height_note,

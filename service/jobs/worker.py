@@ -28,9 +28,11 @@ from service.jobs.execute import running_here
 from service.jobs.queue import QUEUE, make_queue
 from service.jobs.registry import prepare_worker_process
 from service.jobs.submit import new_queue_entry
+from service.tilesets.storage import tile_store
 from service.tilesets.store import (
     abandon_job_versions,
     abandon_orphan_versions,
+    purge_failed_objects,
     remove_version_files,
 )
 from tiler.lifetime import alive
@@ -100,7 +102,7 @@ def _take_from_silent_worker(url: str, settings: Settings, queue_job_id: int) ->
             hidden = fail_job_in(conn, row.id, what + "; no attempts left") or []
             outcome = "failed"
             log.error("job %s: %s; failed", row.id, what)
-    remove_version_files(settings.tiles_dir, hidden)
+    remove_version_files(tile_store(settings), hidden)
     if outcome == "failed":
         discard_failed_sources(sync_engine(url), settings)
     return outcome
@@ -144,7 +146,7 @@ def fail_orphans(url: str, settings: Settings) -> int:
             if paths is not None:
                 hidden += paths
                 lost += 1
-    remove_version_files(settings.tiles_dir, hidden)
+    remove_version_files(tile_store(settings), hidden)
     return lost + fail_dead_inline(url, settings)
 
 
@@ -168,7 +170,7 @@ def fail_dead_inline(url: str, settings: Settings | None = None) -> int:
                                  attempt=row.attempts)
         if hidden is not None:
             if settings is not None:
-                remove_version_files(settings.tiles_dir, hidden)
+                remove_version_files(tile_store(settings), hidden)
             lost += 1
     return lost
 
@@ -180,7 +182,9 @@ async def _reaper_loop(queue: procrastinate.App, settings: Settings, url: str,
             await reap_stalled(queue, settings, url)
             await asyncio.to_thread(fail_orphans, url, settings)
             await asyncio.to_thread(abandon_orphan_versions, sync_engine(url),
-                                    settings.tiles_dir)
+                                    tile_store(settings))
+            await asyncio.to_thread(purge_failed_objects, sync_engine(url),
+                                    tile_store(settings))
             await asyncio.to_thread(discard_failed_sources, sync_engine(url), settings)
             for chore in chores:
                 await asyncio.to_thread(chore, url, settings)

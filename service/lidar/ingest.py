@@ -17,6 +17,7 @@ from service.core.tables import jobs
 from service.jobs.context import JobContext, JobFailed, load_dataset
 from service.jobs.publish import DatasetOutcome, publish
 from service.jobs.submit import submit_job
+from service.tilesets.storage import tile_store
 from service.tilesets.store import begin_version, fail_version, mark_preview, slug_name
 from tiler.errors import TilerInputError
 from tiler.pointcloud import tile_point_cloud
@@ -31,7 +32,7 @@ def ingest_lidar(ctx: JobContext) -> dict[str, Any]:
     # surveys of the same area (same `survey` option, or same file name) are versions of one
     # tileset: the newest is current, older ones stay readable at their versioned URLs
     name = slug_name("survey", str(options.get("survey") or row.name))
-    tv = begin_version(ctx.bookkeeping, ctx.settings.tiles_dir, name, "pointcloud",
+    tv = begin_version(ctx.bookkeeping, tile_store(ctx.settings), name, "pointcloud",
                        dataset_id=row.id, job_id=ctx.job_id)
     started = time.monotonic()
     first_view: dict[str, float] = {}

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from service.tilesets.storage import LocalTileStore, TileStore
 from tiler.frames import ecef_to_geodetic
 
 # The URL name of the aggregate; no data tileset may take it.
@@ -116,15 +117,45 @@ def region_size_m(region: Sequence[float]) -> float:
 def _volume_of_file(path: str, mtime_ns: int, size: int) -> ChildVolume:
     # keyed by mtime and size too: a version's tileset.json is replaced once (preview, then
     # complete); its content files never change
-    doc = json.loads(Path(path).read_bytes())
+    return _volume_of(json.loads(Path(path).read_bytes()))
+
+
+def _volume_of(doc: dict[str, Any]) -> ChildVolume:
     root = doc["root"]
     region = region_of(root["boundingVolume"], root.get("transform"))
     return ChildVolume(region, float(doc.get("geometricError", root.get("geometricError", 0))))
 
 
-def child_volume(tiles_dir: Path, child: Child) -> ChildVolume | None:
+# (store, version path, status) -> volume: a version's tileset.json is replaced only when a
+# preview becomes complete, so one GET per version and status is enough
+_OBJECT_VOLUMES: dict[tuple[str, str, str], ChildVolume] = {}
+OBJECT_VOLUMES_KEPT = 512
+
+
+def _volume_of_object(store: TileStore, child: Child) -> ChildVolume | None:
+    key = (store.ident, child.path, child.status)
+    hit = _OBJECT_VOLUMES.get(key)
+    if hit is None:
+        body = store.read_bytes(f"{child.path}/tileset.json")
+        if body is None:
+            return None
+        hit = _volume_of(json.loads(body))
+        if len(_OBJECT_VOLUMES) >= OBJECT_VOLUMES_KEPT:
+            _OBJECT_VOLUMES.clear()
+        _OBJECT_VOLUMES[key] = hit
+    return hit
+
+
+def child_volume(where: TileStore | Path, child: Child) -> ChildVolume | None:
     """The region and geometric error of a child, or None when its files are gone."""
-    path = tiles_dir / child.path / "tileset.json"
+    store = where if isinstance(where, TileStore) else LocalTileStore(where)
+    folder = store.local_dir(child.path)
+    if folder is None:  # an object store
+        try:
+            return _volume_of_object(store, child)
+        except (ValueError, KeyError):
+            return None
+    path = folder / "tileset.json"
     try:
         st = path.stat()
         return _volume_of_file(str(path), st.st_mtime_ns, st.st_size)
@@ -132,14 +163,14 @@ def child_volume(tiles_dir: Path, child: Child) -> ChildVolume | None:
         return None
 
 
-def build(children: Sequence[Child], tiles_dir: Path,
+def build(children: Sequence[Child], where: TileStore | Path,
           kinds: frozenset[str] | None = None) -> dict[str, Any]:
     """The city tileset document for these current versions (optionally only some kinds)."""
     tiles = []
     for child in sorted(children, key=lambda c: (c.kind, c.name)):
         if kinds is not None and child.kind not in kinds:
             continue
-        vol = child_volume(tiles_dir, child)
+        vol = child_volume(where, child)
         if vol is None:
             continue
         tiles.append({

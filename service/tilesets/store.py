@@ -1,16 +1,19 @@
 """Tileset versions: written aside, then switched to current in one transaction.
 
-Each version lives in ``<tiles_dir>/<name>/v<version>/`` and its content files are never
-rewritten, so they can be cached forever. Only which version is *current* changes, by a
-single UPDATE pair under a unique partial index, so a dashboard never sees half a tileset.
+Each version lives under ``<name>/v<version>/`` in the tile store (the local tiles folder, or
+an S3 bucket: :mod:`service.tilesets.storage`) and its content files are never rewritten, so
+they can be cached forever. Only which version is *current* changes, by a single UPDATE pair
+under a unique partial index, so a dashboard never sees half a tileset; the version's files
+are all in the store before that switch (:func:`store_version`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +32,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from service.core.errors import ServiceUnavailable
 from service.core.tables import jobs, tilesets
 from service.tilesets.aggregate import AGGREGATE_NAME
+from service.tilesets.storage import LocalTileStore, Progress, TileStore
 
+log = logging.getLogger(__name__)
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
 VERSION_ATTEMPTS = 5
 UNFINISHED = ("building", "preview")
+# in a failed version's stats: its objects are gone from the object store
+OBJECTS_REMOVED = "objects_removed"
 
 
 class VersionAbandoned(Exception):
@@ -60,14 +68,33 @@ class TilesetVersion:
     id: int
     name: str
     version: int
-    path: Path
+    path: Path  # where the tiler writes it: the version itself, or a scratch folder
+    store: TileStore | None = None
+    # files already in the store (relative path -> size, mtime_ns): a preview's, then all
+    sent: dict[str, tuple[int, int]] = field(default_factory=dict)
+    stored: bool = False
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}/v{self.version}"
+
+    @property
+    def tile_store(self) -> TileStore:
+        return self.store or LocalTileStore(self.path.parent.parent)
 
 
-def begin_version(engine: Engine, tiles_dir: Path, name: str, kind: str, *,
+def as_store(where: TileStore | Path) -> TileStore:
+    """A store, from a store or a local tiles folder (as callers from before the S3 store
+    pass)."""
+    return where if isinstance(where, TileStore) else LocalTileStore(where)
+
+
+def begin_version(engine: Engine, where: TileStore | Path, name: str, kind: str, *,
                   dataset_id: int | None, job_id: int | None) -> TilesetVersion:
-    """Number a new version of ``name`` and make its (empty) directory. A lost 'building'
-    row is harmless (the directory is cleared on the next try), so a job passes its
-    bookkeeping engine, whose commits do not wait for the disk."""
+    """Number a new version of ``name`` and make its (empty) directory in the store's
+    working folder. A lost 'building' row is harmless (the directory is cleared on the next
+    try), so a job passes its bookkeeping engine, whose commits do not wait for the disk."""
+    tile_store = as_store(where)
     if not NAME.match(name):
         raise ValueError(f"bad tileset name {name!r}")
     if name == AGGREGATE_NAME:  # /tiles/city/tileset.json is the city tileset of them all
@@ -80,11 +107,25 @@ def begin_version(engine: Engine, tiles_dir: Path, name: str, kind: str, *,
         except IntegrityError:  # another build of this name took the number first
             if attempt == VERSION_ATTEMPTS - 1:
                 raise
-    path = tiles_dir / row.path
+    path = tile_store.work_dir / row.path
     if path.exists():  # left over by a crash before its row was written
         shutil.rmtree(path)
     path.mkdir(parents=True)
-    return TilesetVersion(row.id, name, row.version, path)
+    return TilesetVersion(row.id, name, row.version, path, tile_store)
+
+
+def store_version(tv: TilesetVersion, *, final: bool = True,
+                  progress: Progress | None = None) -> None:
+    """Put the version's files in the store under ``<name>/v<n>/`` (in parallel for S3),
+    before the database shows them: a preview's files so far (``final=False``), or all of
+    them, after which the scratch folder goes. Raises ServiceUnavailable when the store
+    refuses; nothing is switched then, and the caller fails the version."""
+    if tv.stored:
+        return
+    tv.tile_store.put_dir(tv.path, tv.prefix, sent=tv.sent, progress=progress)
+    if final:
+        tv.tile_store.discard_scratch(tv.path)
+        tv.stored = True
 
 
 def _next_version(name: str, kind: str, dataset_id: int | None, job_id: int | None):
@@ -106,6 +147,7 @@ def mark_preview(engine: Engine, tv: TilesetVersion, stats: dict[str, Any]) -> b
     """Coarse levels are on disk: make them visible. The preview becomes current only when
     no complete version exists, so a re-run never hides a good tileset behind a partial one.
     Returns whether it became current."""
+    store_version(tv, final=False)
     with engine.begin() as conn:
         conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(tv.name))))
         has_current = conn.execute(select(tilesets.c.id).where(
@@ -135,11 +177,12 @@ def publish_in(conn: Connection, tv: TilesetVersion, stats: dict[str, Any]) -> N
 
 
 def fail_version(engine: Engine, tv: TilesetVersion) -> None:
-    """The build failed: hide its preview and delete its files."""
+    """The build failed: hide its preview and delete its files (scratch and store)."""
     with engine.begin() as conn:
         conn.execute(update(tilesets).where(tilesets.c.id == tv.id).values(
             status="failed", is_current=False))
     shutil.rmtree(tv.path, ignore_errors=True)
+    remove_version_files(tv.tile_store, [tv.prefix])
 
 
 def abandon_job_versions(conn: Connection, job_id: int) -> list[str]:
@@ -152,7 +195,7 @@ def abandon_job_versions(conn: Connection, job_id: int) -> list[str]:
         .values(status="failed", is_current=False).returning(tilesets.c.path)).scalars())
 
 
-def abandon_orphan_versions(engine: Engine, tiles_dir: Path) -> int:
+def abandon_orphan_versions(engine: Engine, where: TileStore | Path) -> int:
     """Unfinished versions whose job is no longer running (its worker was killed, the job
     was requeued or failed meanwhile, the server restarted): a preview would otherwise
     stay current, and its files on disk, for ever. Returns how many were removed."""
@@ -163,16 +206,55 @@ def abandon_orphan_versions(engine: Engine, tiles_dir: Path) -> int:
                 ~exists().where(and_(jobs.c.id == tilesets.c.job_id,
                                      jobs.c.status == "running")))
             .values(status="failed", is_current=False).returning(tilesets.c.path)).scalars())
-    remove_version_files(tiles_dir, paths)
+    remove_version_files(where, paths)
     return len(paths)
 
 
-def remove_version_files(tiles_dir: Path, paths: list[str]) -> None:
-    root = tiles_dir.resolve()
+def remove_version_files(where: TileStore | Path, paths: list[str]) -> None:
+    """Delete versions (``<name>/v<n>`` as the rows hold them) from the store and from its
+    working folder. A store that cannot be reached is logged, not raised: the rows are
+    already failed (never shown again), and only the space of their objects is lost until
+    an operator deletes the logged prefix."""
+    tile_store = as_store(where)
+    root = tile_store.work_dir.resolve()
     for rel in paths:
-        path = (tiles_dir / rel).resolve()
+        path = (tile_store.work_dir / rel).resolve()
         if path.is_relative_to(root) and path != root:  # paths are ours, but never outside
             shutil.rmtree(path, ignore_errors=True)
+            if not isinstance(tile_store, LocalTileStore):
+                try:
+                    tile_store.delete_prefix(rel)
+                except ServiceUnavailable as exc:
+                    log.warning("tileset %s: its objects were not deleted: %s", rel, exc)
+
+
+def purge_failed_objects(engine: Engine, where: TileStore | Path, limit: int = 100) -> int:
+    """Delete the objects of failed versions from an object store, once each (marked in
+    their stats): :func:`remove_version_files` deletes them when a version fails, but a
+    store that was down then (the reason many uploads fail) still holds what reached it.
+    A local store needs none: its folders go with the version. Returns versions purged."""
+    tile_store = as_store(where)
+    if isinstance(tile_store, LocalTileStore):
+        return 0
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(tilesets.c.id, tilesets.c.path)
+            .where(tilesets.c.status == "failed",
+                   ~tilesets.c.stats.has_key(OBJECTS_REMOVED))
+            .order_by(tilesets.c.id).limit(limit)).all()
+    purged = 0
+    for row in rows:
+        try:
+            tile_store.delete_prefix(row.path)
+        except ServiceUnavailable as exc:  # still away: the next pass tries again
+            log.warning("tileset %s: its objects were not deleted: %s", row.path, exc)
+            break
+        with engine.begin() as conn:
+            conn.execute(update(tilesets).where(tilesets.c.id == row.id).values(
+                stats=tilesets.c.stats.op("||")(func.jsonb_build_object(
+                    OBJECTS_REMOVED, True))))
+        purged += 1
+    return purged
 
 
 # -- what the API reads ------------------------------------------------------------------------

@@ -34,3 +34,20 @@ def test_ci_runs_exactly_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "./run test" in readme.split("\n## ")[0]
     assert "exec ./run test\n" in ci
+
+
+def test_compose_api_and_workers_share_the_s3_tile_store():
+    from service.core.settings import Settings
+
+    doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = doc["services"]
+    store = services["seaweedfs"]
+    assert store["image"].startswith("chrislusf/seaweedfs:") and "mini" in store["command"]
+    for name in ("api", "worker"):
+        env = {k: str(v).replace("${TWINBASE_S3_SECRET:-change-me-too}", "change-me-too")
+               for k, v in services[name]["environment"].items() if k.startswith("TWINBASE_")}
+        settings = Settings(**{k.removeprefix("TWINBASE_").lower(): v for k, v in env.items()})
+        assert settings.tile_store == "s3" and settings.s3_bucket == "tiles"
+        assert settings.s3_endpoint == "http://seaweedfs:8333"
+        assert f"-bucket={settings.s3_bucket}" in store["command"]
+        assert settings.s3_access_key == store["environment"]["AWS_ACCESS_KEY_ID"]
