@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     load_samples: bool = Field(True, description="ingest data/ samples into an empty database")
     samples_dir: Path = Path("data")
     log_level: str = "info"
+    home_lon: float = Field(114.25, ge=-180, le=180,
+                            description="the dashboard's home area: centre longitude (WGS 84)")
+    home_lat: float = Field(22.72, ge=-90, le=90,
+                            description="the dashboard's home area: centre latitude (WGS 84)")
+    home_radius_m: float = Field(
+        6000, gt=0, description="the dashboard's home area: radius in metres; the first view "
+        "flies there when a published tileset lies in it, else to the newest dataset")
 
     @field_validator("public_url")
     @classmethod
