@@ -90,14 +90,14 @@ def _run(server, db_url: str, settings, job_id: int) -> dict:
 def _wait_for(path: Path, proc: subprocess.Popen, seconds: float) -> None:
     end = time.monotonic() + seconds
     while not path.exists():
-        assert proc.poll() is None, ("the browser scenario ended early", proc.stdout.read()[-3000:],
-                                     proc.stderr.read()[-3000:])
+        assert proc.poll() is None, ("the browser scenario ended early",
+                                     proc.stdout.read()[-3000:])
         assert time.monotonic() < end, f"{path.name} never appeared"
         time.sleep(0.2)
 
 
 @needs_browser
-@pytest.mark.timeout(480)  # two surveys modelled and software WebGL on a busy 2-core machine
+@pytest.mark.timeout(900)  # two surveys modelled and software WebGL on a busy 2-core machine
 def test_dashboard_on_a_longgang_district(live_server, auth, db_url, settings, tmp_path):
     op = auth("operator")
     district = simulate_district(n_buildings=13, area_m=120.0, density=10.0, seed=7)
@@ -113,10 +113,12 @@ def test_dashboard_on_a_longgang_district(live_server, auth, db_url, settings, t
     shots.mkdir()
     files = {k: tmp_path / f"{k}.flag" for k in ("waiting", "ingested", "seen", "done")}
     spec = {"url": f"{live_server.url}/dashboard/", "out": str(shots), "timeout_s": 90,
-            "deadline_s": 400, **{f"{k}_file": str(v) for k, v in files.items()}}
+            "deadline_s": 700, **{f"{k}_file": str(v) for k, v in files.items()}}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
+    # the scenario's own log (timed steps) goes to a file: read it when a step hangs
+    log = (tmp_path / "scenario.log").open("w")
     proc = subprocess.Popen(["node", str(SCENARIO), str(tmp_path / "spec.json")], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=log, text=True)
     try:
         # the second survey, uploaded while the page is open: one razed, one built, one raised
         _wait_for(files["waiting"], proc, 240)
@@ -131,10 +133,12 @@ def test_dashboard_on_a_longgang_district(live_server, auth, db_url, settings, t
         _wait_for(files["seen"], proc, 120)
         _run(live_server, db_url, settings, model2)
         files["done"].write_text(json.dumps({"dataset": ds2, "jobs": [job2, model2]}))
-        out, err = proc.communicate(timeout=300)
+        out, _ = proc.communicate(timeout=720)
     finally:
         if proc.poll() is None:
             proc.kill()
+        log.close()
+    err = (tmp_path / "scenario.log").read_text()
     if os.environ.get("TWINBASE_ARTIFACTS"):
         keep = Path(os.environ["TWINBASE_ARTIFACTS"])
         keep.mkdir(parents=True, exist_ok=True)

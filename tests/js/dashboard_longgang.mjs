@@ -116,8 +116,10 @@ try {
   await idle();
   await shot("jobs-done");
 
-  // ---- the survey's change report
+  // ---- the survey's change report, over the city model alone (the points would hide it)
+  await page.evaluate(() => window.twinbase.setKinds(["mesh"]));
   await page.click(`#datasets li[data-dataset="${done.dataset}"] button.changes`);
+  log("changes");
   await page.waitForFunction(() => window.twinbase.changes.counts !== null, null, { timeout: timeoutMs });
   await sleep(300);
   await idle();
@@ -129,6 +131,7 @@ try {
   await page.click("#changes-clear");
 
   // ---- the living map at the first survey's date, by the slider
+  log("living map");
   await page.evaluate(() => {
     const s = document.getElementById("city-date");
     s.value = "0";
@@ -150,12 +153,14 @@ try {
   await page.waitForFunction(() => window.twinbase.living.at === null, null, { timeout: timeoutMs });
 
   // ---- English, by the visible switch, and remembered
+  await page.evaluate(() => window.twinbase.setKinds(null));
   await page.click("#lang");
   await page.waitForFunction(() => document.documentElement.lang === "en", null, { timeout: timeoutMs });
   await idle();
   summary.english = await page.evaluate(texts);
   await shot("english");
   state.reloading = true;
+  log("reload");
   await page.reload({ waitUntil: "load", timeout: timeoutMs });
   await page.evaluate(() => window.twinbase.ready);
   state.reloading = false;
