@@ -15,6 +15,7 @@ export class CityLayer {
     this.children = new Map(); // tileset name -> extras (kind, version, status)
     this.kinds = null; // null: every kind
     this.hidden = null; // Set of city object ids not drawn
+    this.tints = null; // Map of city object id -> Cesium.Color
     this.stats = { tileLoads: 0, tileFailures: 0, visibleTiles: 0, errors: [] };
     this._visible = 0;
     viewer.scene.preRender.addEventListener(() => { this._visible = 0; });
@@ -70,7 +71,18 @@ export class CityLayer {
     if (hidden && hidden.size) {
       style.show = { evaluate: (feature) => !hidden.has(String(feature.getProperty("id"))) };
     }
+    const tints = this.tints;
+    if (tints && tints.size) {
+      style.color = { evaluate: (feature, result) => Cesium.Color.clone(
+        tints.get(String(feature.getProperty("id"))) || Cesium.Color.WHITE, result) };
+    }
     tileset.style = style;
+  }
+
+  // city objects drawn in a colour of their own (a change report's new and changed buildings)
+  tint(colours) {
+    this.tints = colours && colours.size ? colours : null;
+    this.applyStyle();
   }
 
   hide(ids) {

@@ -41,7 +41,7 @@ const layers = {
   drones: new DronesLayer(viewer),
 };
 const counts = {};
-const changes = new ChangesLayer(viewer);
+const changes = new ChangesLayer(viewer, city);
 const living = new LivingMap(viewer, city);
 let tileVersions = "";
 const datasets = new DatasetsPanel({ flyToDataset, showChanges });

@@ -139,7 +139,8 @@ export class JobsPanel {
 
 // a survey's new, changed and demolished buildings as coloured footprints on the ground
 export class ChangesLayer {
-  constructor(viewer) {
+  constructor(viewer, city) {
+    this.city = city;
     this.source = new Cesium.CustomDataSource("changes");
     viewer.dataSources.add(this.source);
     this.dataset = null;
@@ -150,11 +151,13 @@ export class ChangesLayer {
     const body = await getJSON(`/datasets/${dataset.id}/changes`);
     this.source.entities.removeAll();
     const counts = { new: 0, changed: 0, demolished: 0 };
+    const tints = new Map(); // buildings still standing are coloured in the city model itself
     for (const f of body.features) {
       const change = f.properties.change;
       if (!(change in CHANGE_COLOURS) || !f.geometry) continue;
       counts[change]++;
       const colour = Cesium.Color.fromCssColorString(CHANGE_COLOURS[change]);
+      if (change !== "demolished") tints.set(String(f.id), colour);
       const polys = f.geometry.type === "MultiPolygon" ? f.geometry.coordinates : [f.geometry.coordinates];
       polys.forEach((poly, i) => {
         this.source.entities.add({
@@ -170,6 +173,7 @@ export class ChangesLayer {
         });
       });
     }
+    this.city.tint(tints);
     this.dataset = dataset;
     this.counts = counts;
     this.render();
@@ -187,6 +191,7 @@ export class ChangesLayer {
 
   clear() {
     this.source.entities.removeAll();
+    this.city.tint(null);
     this.dataset = null;
     this.counts = null;
     this.render();
