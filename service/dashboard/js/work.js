@@ -128,7 +128,8 @@ export class JobsPanel {
       detail.className = "detail note";
       detail.textContent = t("job.progress", {
         status: tOr(`job.status.${j.status}`, j.status),
-        stage: tOr(`job.stage.${j.stage}`, j.stage || ""),
+        // a finished job's stage says nothing its status does not
+        stage: j.status === "succeeded" ? "" : tOr(`job.stage.${j.stage}`, j.stage || ""),
         percent: Math.round(j.progress.fraction * 100) });
       if (j.error) detail.title = j.error; // the service's own words, for an operator
       li.append(head, bar, detail);
