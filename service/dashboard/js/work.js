@@ -128,8 +128,8 @@ export class JobsPanel {
       detail.className = "detail note";
       detail.textContent = t("job.progress", {
         status: tOr(`job.status.${j.status}`, j.status),
-        // a finished job's stage says nothing its status does not
-        stage: j.status === "succeeded" ? "" : tOr(`job.stage.${j.stage}`, j.stage || ""),
+        // only a running or failed job's stage says more than its status
+        stage: ["running", "failed"].includes(j.status) ? tOr(`job.stage.${j.stage}`, j.stage || "") : "",
         percent: Math.round(j.progress.fraction * 100) });
       if (j.error) detail.title = j.error; // the service's own words, for an operator
       li.append(head, bar, detail);
