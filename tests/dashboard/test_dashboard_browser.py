@@ -133,7 +133,7 @@ def known_building(server) -> tuple[str, list[float]]:
 
 
 @needs_browser
-@pytest.mark.timeout(720)  # ingest and software WebGL on a busy 2-core machine
+@pytest.mark.timeout(1200)  # ingest and software WebGL on a busy 2-core machine
 def test_dashboard_in_headless_chromium(live_server, auth, db_url, settings, tmp_path):
     from service.lowalt.settings import LowAltSettings
 
@@ -154,7 +154,7 @@ def test_dashboard_in_headless_chromium(live_server, auth, db_url, settings, tmp
     shots.mkdir()
     spec = {
         "url": f"{live_server.url}/dashboard/", "out": str(shots), "timeout_s": 60,
-        "deadline_s": 540,
+        "deadline_s": 1000,
         "building": {"lon": lon, "lat": lat, "h": h, "range": 120},
         "station": {"lon": station["geometry"]["coordinates"][0],
                     "lat": station["geometry"]["coordinates"][1], "h": layers["ground"] + 4,
@@ -164,7 +164,7 @@ def test_dashboard_in_headless_chromium(live_server, auth, db_url, settings, tmp
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     run = subprocess.run(["node", str(CHECK), str(tmp_path / "spec.json")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=1050)
     lines = run.stdout.strip().splitlines()
     assert lines, (run.returncode, run.stderr[-3000:])
     summary = json.loads(lines[-1])
