@@ -73,8 +73,10 @@ export class CityLayer {
     }
     const tints = this.tints;
     if (tints && tints.size) {
-      style.color = { evaluate: (feature, result) => Cesium.Color.clone(
-        tints.get(String(feature.getProperty("id"))) || Cesium.Color.WHITE, result) };
+      // a custom style expression: Cesium asks colours of it by evaluateColor
+      const colourOf = (feature, result) => Cesium.Color.clone(
+        tints.get(String(feature.getProperty("id"))) || Cesium.Color.WHITE, result);
+      style.color = { evaluate: colourOf, evaluateColor: colourOf };
     }
     tileset.style = style;
   }
