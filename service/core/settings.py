@@ -88,6 +88,13 @@ class Settings(BaseSettings):
                                        description="parallel object uploads of one version")
     s3_presign_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600,
                                     description="lifetime of a redirect's presigned URL")
+    home_lon: float = Field(114.25, ge=-180, le=180,
+                            description="the dashboard's home area: centre longitude (WGS 84)")
+    home_lat: float = Field(22.72, ge=-90, le=90,
+                            description="the dashboard's home area: centre latitude (WGS 84)")
+    home_radius_m: float = Field(
+        6000, gt=0, description="the dashboard's home area: radius in metres; the first view "
+        "flies there when a published tileset lies in it, else to the newest dataset")
 
     @field_validator("public_url")
     @classmethod

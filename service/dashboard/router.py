@@ -8,14 +8,22 @@ elsewhere when the build lives outside the checkout (e.g. in a container image).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.core.auth import Reader
 from service.core.errors import NotFound
+from service.jobs import store as job_store
+from service.jobs.router import job_view
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
 
@@ -65,6 +73,52 @@ async def dashboard_redirect(request: Request) -> RedirectResponse:
 @router.get("/dashboard/")
 async def dashboard_page(request: Request) -> Response:
     return _send(request, PAGE_DIR, "index.html", PAGE_CACHE)
+
+
+@router.get("/dashboard/config.json")
+async def dashboard_config(request: Request) -> dict[str, Any]:
+    """What the page needs from the settings: where its home area is."""
+    s = request.app.state.settings
+    return {"home": {"lon": s.home_lon, "lat": s.home_lat, "radius_m": s.home_radius_m}}
+
+
+# the jobs panel's stream: how often the job table is read, how many jobs are shown, and how
+# long an unchanged stream waits before a keep-alive comment (proxies close idle streams)
+JOBS_POLL_S = 1.0
+JOBS_SHOWN = 20
+JOBS_KEEPALIVE_S = 15.0
+
+
+async def job_events(engine: AsyncEngine, is_disconnected: Callable[[], Awaitable[bool]],
+                     poll_s: float = JOBS_POLL_S) -> AsyncIterator[bytes]:
+    """The recent jobs as one ``jobs`` event, again whenever any of them changed (a job's
+    progress is written by its worker as it goes, so each write is a new event)."""
+    yield f"retry: {int(poll_s * 1000) + 1000}\n\n".encode()
+    last: str | None = None
+    idle = 0.0
+    while not await is_disconnected():
+        async with engine.connect() as conn:
+            rows = (await conn.execute(job_store.recent(status=None, dataset_id=None,
+                                                        limit=JOBS_SHOWN))).all()
+        body = json.dumps([job_view(r) for r in rows], default=str, ensure_ascii=False)
+        if body != last:
+            last = body
+            idle = 0.0
+            yield f"event: jobs\ndata: {body}\n\n".encode()
+        else:
+            idle += poll_s
+            if idle >= JOBS_KEEPALIVE_S:
+                idle = 0.0
+                yield b": keep-alive\n\n"
+        await asyncio.sleep(poll_s)
+
+
+@router.get("/dashboard/jobs/stream")
+async def dashboard_jobs_stream(request: Request, _: Reader) -> StreamingResponse:
+    """Server-Sent Events for the jobs panel: the recent jobs with their progress."""
+    return StreamingResponse(job_events(request.app.state.engine, request.is_disconnected),
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @router.get("/dashboard/cesium/{path:path}")

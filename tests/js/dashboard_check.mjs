@@ -9,24 +9,14 @@
 //          "building": {"id", "lon", "lat", "h"}, "station": {"id", "lon", "lat", "h"},
 //          "drone": {"id", "key", "path": [[lon, lat, h], ...]}, "timeout_s": 60}
 import { readFile } from "node:fs/promises";
-import { createRequire } from "node:module";
 import path from "node:path";
-
-const require = createRequire(import.meta.url);
-const { chromium } = require("playwright-core");
-
-// the flags that give WebGL in a headless, offline Chromium (software rendering)
-const FLAGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  "--no-first-run"];
-const LOOPBACK = /^https?:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?\//;
+import { newSummary, openBrowser, watchedPage } from "./dashboard_page.mjs";
 
 const spec = JSON.parse(await readFile(process.argv[2], "utf8"));
 const timeoutMs = (spec.timeout_s || 60) * 1000;
-const summary = { steps: [], clicks: {}, drone: null, consoleErrors: [], pageErrors: [],
-  failedRequests: [], httpErrors: [], blocked: [], webgl: null, harnessError: null };
+const summary = { ...newSummary(), drone: null };
 const t0 = Date.now();
-let closing = false;
+const state = { closing: false, reloading: false };
 const log = (msg) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}\n`);
 
 function finish() {
@@ -41,23 +31,9 @@ const deadline = setTimeout(() => {
   process.exit(1);
 }, (spec.deadline_s || 200) * 1000);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: FLAGS,
-});
+const browser = await openBrowser();
 try {
-  const page = await browser.newPage({ viewport: { width: 1024, height: 640 } });
-  await page.route("**/*", (route) => {
-    const u = route.request().url();
-    if (LOOPBACK.test(u) || u.startsWith("data:") || u.startsWith("blob:")) return route.continue();
-    summary.blocked.push(u);
-    return route.abort();
-  });
-  page.on("console", (m) => { if (m.type() === "error") summary.consoleErrors.push(m.text().slice(0, 500)); });
-  page.on("pageerror", (e) => summary.pageErrors.push(String(e.message || e).slice(0, 500)));
-  page.on("requestfailed", (r) => {
-    if (!closing) summary.failedRequests.push(`${r.failure()?.errorText} ${r.url()}`);
-  });
-  page.on("response", (r) => { if (r.status() >= 400) summary.httpErrors.push(`${r.status()} ${r.url()}`); });
+  const page = await watchedPage(browser, summary, state);
 
   await page.goto(spec.url, { waitUntil: "load", timeout: timeoutMs });
   summary.webgl = await page.evaluate(() => {
@@ -109,6 +85,32 @@ try {
     await page.evaluate(() => window.twinbase.panel.close());
   }
 
+  // the first view as the page opens it, before any step moves the camera
+  await page.evaluate((ms) => window.twinbase.idle(ms), timeoutMs);
+  const first = path.join(spec.out, "first-view.png");
+  await page.screenshot({ path: first });
+  summary.firstView = { ...(await page.evaluate(() => window.twinbase.status().firstView)),
+    centre: await page.evaluate(() => window.twinbase.centreFill()), screenshot: first,
+    lang: await page.evaluate(() => document.documentElement.lang),
+    heading: await page.evaluate(() => document.querySelector("h1").textContent) };
+  // the measure's control: open sea, where nothing is drawn, must measure empty
+  await page.evaluate(() => window.twinbase.view({ lon: -20, lat: -40, h: 0, range: 3000, pitch: -60 }));
+  await page.evaluate((ms) => window.twinbase.idle(ms), timeoutMs);
+  summary.emptyView = { centre: await page.evaluate(() => window.twinbase.centreFill()) };
+  await page.screenshot({ path: path.join(spec.out, "empty-view.png") });
+
+  // the dataset list flies to each survey, city model and BIM model
+  summary.datasets = [];
+  for (const d of await page.evaluate(() => window.twinbase.datasets.shown().map((x) => ({ id: x.id, kind: x.kind, name: x.name })))) {
+    log(`dataset ${d.id} ${d.kind}`);
+    await page.click(`#datasets li[data-dataset="${d.id}"] button.go`);
+    await page.waitForTimeout(200);
+    await page.evaluate((ms) => window.twinbase.idle(ms), timeoutMs);
+    const file = path.join(spec.out, `dataset-${d.kind}.png`);
+    await page.screenshot({ path: file });
+    summary.datasets.push({ ...d, centre: await page.evaluate(() => window.twinbase.centreFill()), screenshot: file });
+  }
+
   await shot("city", null, { traffic: true, water: true, routes: true, drones: true }, "city");
   for (const kind of await page.evaluate(() => window.twinbase.city.allKinds())) {
     await shot(`tiles-${kind}`, [kind], ALL_OFF, kind, kind === "bim" ? -35 : -45);
@@ -147,11 +149,11 @@ try {
   if (spec.station) await click("station", spec.station, ["mesh"], { ...ALL_OFF, water: true });
   if (spec.bim) await click("bim", spec.bim, ["bim"], ALL_OFF);
   summary.final = await page.evaluate(() => window.twinbase.status());
-  closing = true;
+  state.closing = true;
 } catch (e) {
   summary.harnessError = String(e.stack || e).slice(0, 3000);
 } finally {
-  closing = true;
+  state.closing = true;
   await browser.close();
   clearTimeout(deadline);
   finish();

@@ -3,12 +3,9 @@
 // the service answers with only those children; the children themselves stay in the
 // browser's cache (their versioned URLs are immutable).
 import { apiUrl, getJSON, headers } from "./api.js";
+import { tOr } from "./i18n.js";
 
-export const KIND_LABELS = {
-  mesh: "City model (CIM)",
-  bim: "BIM models",
-  pointcloud: "LiDAR surveys",
-};
+export const kindLabel = (kind) => tOr(`kind.${kind}`, kind);
 
 export class CityLayer {
   constructor(viewer) {
@@ -17,6 +14,8 @@ export class CityLayer {
     this.doc = null; // the city tileset document with every kind
     this.children = new Map(); // tileset name -> extras (kind, version, status)
     this.kinds = null; // null: every kind
+    this.hidden = null; // Set of city object ids not drawn
+    this.tints = null; // Map of city object id -> Cesium.Color
     this.stats = { tileLoads: 0, tileFailures: 0, visibleTiles: 0, errors: [] };
     this._visible = 0;
     viewer.scene.preRender.addEventListener(() => { this._visible = 0; });
@@ -48,8 +47,7 @@ export class CityLayer {
     const tileset = await Cesium.Cesium3DTileset.fromUrl(resource, {
       maximumScreenSpaceError: 8,
     });
-    // points of a few pixels read as a surface; meshes ignore the point size
-    tileset.style = new Cesium.Cesium3DTileStyle({ pointSize: 3 });
+    this.applyStyle(tileset);
     // a picked feature is tinted by mixing, so the highlight shows on any roof colour
     tileset.colorBlendMode = Cesium.Cesium3DTileColorBlendMode.MIX;
     tileset.colorBlendAmount = 0.7;
@@ -62,6 +60,36 @@ export class CityLayer {
     tileset.tileVisible.addEventListener(() => { this._visible++; });
     this.viewer.scene.primitives.add(tileset);
     this.tileset = tileset;
+  }
+
+  // points of a few pixels read as a surface (meshes ignore the point size); objects in
+  // this.hidden (city objects that did not exist yet at the living map's date) are not drawn
+  applyStyle(tileset = this.tileset) {
+    if (!tileset) return;
+    const style = new Cesium.Cesium3DTileStyle({ pointSize: 3 });
+    const hidden = this.hidden;
+    if (hidden && hidden.size) {
+      style.show = { evaluate: (feature) => !hidden.has(String(feature.getProperty("id"))) };
+    }
+    const tints = this.tints;
+    if (tints && tints.size) {
+      // a custom style expression: Cesium asks colours of it by evaluateColor
+      const colourOf = (feature, result) => Cesium.Color.clone(
+        tints.get(String(feature.getProperty("id"))) || Cesium.Color.WHITE, result);
+      style.color = { evaluate: colourOf, evaluateColor: colourOf };
+    }
+    tileset.style = style;
+  }
+
+  // city objects drawn in a colour of their own (a change report's new and changed buildings)
+  tint(colours) {
+    this.tints = colours && colours.size ? colours : null;
+    this.applyStyle();
+  }
+
+  hide(ids) {
+    this.hidden = ids && ids.size ? ids : null;
+    this.applyStyle();
   }
 
   // which tileset (and so which API) a picked tile feature belongs to

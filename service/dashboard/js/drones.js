@@ -1,8 +1,11 @@
 // Drone routes as 3D corridors (the stored horizontal corridor extruded over the route's
 // altitude band) coloured by status, and live drones from the telemetry stream (SSE).
 import { apiUrl, getJSON, headers } from "./api.js";
+import { LABEL_FONT } from "./fonts.js";
+import { t } from "./i18n.js";
 import { openEventStream } from "./sse.js";
 
+// route status colours; their names are in the catalogues (route.status.<status>)
 export const STATUS = {
   planned: "#42a5f5", approved: "#66bb6a", active: "#00e5ff",
   suspended: "#ffa726", retired: "#9e9e9e",
@@ -34,7 +37,7 @@ export class RoutesLayer {
       const mid = line[Math.floor(line.length / 2)];
       this.source.entities.add({
         id: `route-${f.id}`,
-        name: p.name || `route ${f.id}`,
+        name: p.name || t("route.unnamed", { id: f.id }),
         polygon: {
           hierarchy: hierarchy(p.corridor),
           height: p.alt_lower_m, extrudedHeight: p.alt_upper_m,
@@ -55,15 +58,28 @@ export class RoutesLayer {
       this.source.entities.add({
         id: `route-label-${f.id}`,
         position: Cesium.Cartesian3.fromDegrees(mid[0], mid[1], p.alt_upper_m + 5),
-        label: { text: `${p.name || "route " + f.id} (${p.status})`,
-                 font: "13px Liberation Sans, sans-serif", fillColor: colour,
+        label: { text: this.labelOf(p, f.id),
+                 font: LABEL_FONT, fillColor: colour,
                  outlineColor: Cesium.Color.BLACK, outlineWidth: 3,
                  style: Cesium.LabelStyle.FILL_AND_OUTLINE,
                  disableDepthTestDistance: Number.POSITIVE_INFINITY },
         properties: { layer: "routes", id: f.id },
       });
     }
+    this.rows = body.features;
     return body.features.length;
+  }
+
+  labelOf(p, id) {
+    return t("route.label", { name: p.name || t("route.unnamed", { id }),
+                              status: t(`route.status.${p.status}`) });
+  }
+
+  relabel() {
+    for (const f of this.rows || []) {
+      const e = this.source.entities.getById(`route-label-${f.id}`);
+      if (e) e.label.text = this.labelOf(f.properties, f.id);
+    }
   }
 
   set visible(on) { this.source.show = on; }
@@ -75,6 +91,7 @@ export class DronesLayer {
     viewer.dataSources.add(this.source);
     this.trails = new Map(); // drone id -> [Cartesian3]
     this.events = 0; // state events received from the stream
+    this.last = new Map(); // drone id -> what its label says
     this.stream = null;
   }
 
@@ -107,7 +124,7 @@ export class DronesLayer {
         name: p.serial,
         point: { pixelSize: 14, outlineColor: Cesium.Color.BLACK, outlineWidth: 2,
                  disableDepthTestDistance: Number.POSITIVE_INFINITY },
-        label: { font: "13px Liberation Sans, sans-serif", fillColor: Cesium.Color.WHITE,
+        label: { font: LABEL_FONT, fillColor: Cesium.Color.WHITE,
                  outlineColor: Cesium.Color.BLACK, outlineWidth: 3,
                  style: Cesium.LabelStyle.FILL_AND_OUTLINE,
                  pixelOffset: new Cesium.Cartesian2(0, -18),
@@ -119,9 +136,18 @@ export class DronesLayer {
     }
     entity.position = position;
     entity.point.color = colour;
-    entity.label.text = `${p.serial} ${p.battery_pct ?? "?"}%${silent ? " (silent)" : ""}`;
     entity.properties.t = p.t;
+    this.last.set(f.id, { serial: p.serial, battery: p.battery_pct ?? "?", silent });
+    this.labelOne(f.id);
   }
+
+  labelOne(id) {
+    const d = this.last.get(id);
+    const e = this.source.entities.getById(`drone-${id}`);
+    if (d && e) e.label.text = t(d.silent ? "drone.silent" : "drone.label", d);
+  }
+
+  relabel() { for (const id of this.last.keys()) this.labelOne(id); }
 
   positionOf(id) {
     const e = this.source.entities.getById(`drone-${id}`);

@@ -1,11 +1,20 @@
 // The reference dashboard: the city tileset, traffic, water quality, drone routes and live
-// drones over CesiumJS, fully offline (no Ion, no imagery, no terrain from the internet).
-import { activity, apiUrl, getJSON, headers } from "./api.js";
-import { CityLayer, KIND_LABELS } from "./city.js";
+// drones over CesiumJS, with the uploads' jobs, the datasets and a survey's changes; fully
+// offline (Cesium's bundled imagery, no Ion, nothing from the internet). Every word shown
+// comes from the message catalogues (i18n.js), Simplified Chinese unless switched.
+import { activity, getJSON } from "./api.js";
+import { offlineBaseLayer } from "./basemap.js";
+import { CityLayer, kindLabel } from "./city.js";
 import { DronesLayer, RoutesLayer, STATUS } from "./drones.js";
-import { canShow, panel, showPicked } from "./panel.js";
-import { LEVELS, TrafficLayer } from "./traffic.js";
-import { CLASSES, WaterLayer } from "./water.js";
+import { groundFor } from "./ground.js";
+import { currentLang, initI18n, onLangChange, otherLang, setLang, t } from "./i18n.js";
+import { LivingMap } from "./living.js";
+import { centreFill, glyphs } from "./probe.js";
+import { canShow, panel, showPicked, showRows } from "./panel.js";
+import { setUpTerrain, terrainState } from "./terrain.js";
+import { LEVEL_COLOURS, TrafficLayer } from "./traffic.js";
+import { CLASS_COLOURS, WaterLayer } from "./water.js";
+import { bboxOf, CHANGE_COLOURS, ChangesLayer, DatasetsPanel, JobsPanel } from "./work.js";
 
 const errors = [];
 window.addEventListener("error", (e) => errors.push(String(e.message || e)));
@@ -13,8 +22,7 @@ window.addEventListener("unhandledrejection", (e) => errors.push(String(e.reason
 
 Cesium.Ion.defaultAccessToken = undefined; // never ask Ion for anything
 const viewer = new Cesium.Viewer("viewer", {
-  baseLayer: false, // no imagery: government networks are often offline
-  terrainProvider: new Cesium.EllipsoidTerrainProvider(),
+  baseLayer: offlineBaseLayer(),
   geocoder: false, baseLayerPicker: false, timeline: false, animation: false,
   homeButton: false, sceneModePicker: false, navigationHelpButton: false,
   fullscreenButton: false, infoBox: false, selectionIndicator: false,
@@ -23,23 +31,8 @@ const viewer = new Cesium.Viewer("viewer", {
 });
 viewer.scene.globe.baseColor = Cesium.Color.fromCssColorString("#2f3b33");
 viewer.scene.renderError.addEventListener((_, e) => errors.push(`render error: ${e?.message || e}`));
+const terrain = setUpTerrain(viewer);
 
-// terrain: the surveys' DTMs the service keeps (/terrain/), once it has one; until then
-// the bare ellipsoid. Lit by a light that follows the camera, so slopes show at any hour.
-const terrain = { surveys: 0, on: false };
-async function loadTerrain() {
-  const layer = await getJSON("/terrain/layer.json");
-  terrain.surveys = layer.surveys || 0;
-  if (!terrain.surveys) return;
-  viewer.terrainProvider = await Cesium.CesiumTerrainProvider.fromUrl(
-    new Cesium.Resource({ url: apiUrl("/terrain/"), headers }), { requestVertexNormals: true });
-  viewer.scene.globe.enableLighting = true;
-  viewer.scene.light = new Cesium.DirectionalLight({ direction: viewer.camera.directionWC });
-  viewer.scene.preRender.addEventListener((scene) => {
-    scene.light.direction = Cesium.Cartesian3.clone(scene.camera.directionWC, scene.light.direction);
-  });
-  terrain.on = true;
-}
 
 const city = new CityLayer(viewer);
 const layers = {
@@ -49,6 +42,14 @@ const layers = {
   drones: new DronesLayer(viewer),
 };
 const counts = {};
+const changes = new ChangesLayer(viewer, city);
+const living = new LivingMap(viewer, city);
+let tileVersions = "";
+const datasets = new DatasetsPanel({ flyToDataset, showChanges });
+const jobs = new JobsPanel({
+  datasetName: (id) => datasets.rows.find((d) => d.id === id)?.name ?? (id ? `#${id}` : ""),
+  onChange: (before, after) => jobsMoved(before, after).catch((e) => console.error(e)),
+});
 
 // ---- time slider: observations up to a moment of the last 7 days, in 15-minute steps
 const slider = document.getElementById("time");
@@ -57,11 +58,12 @@ function sliderTime() {
   return new Date(Date.now() - stepsBack * 15 * 60 * 1000);
 }
 async function applyTime() {
-  const t = sliderTime();
+  const when = sliderTime();
   document.getElementById("time-label").textContent =
-    Number(slider.value) === Number(slider.max) ? "now" : t.toISOString().slice(0, 16).replace("T", " ") + " UTC";
-  counts.trafficObserved = await layers.traffic.colour(t);
-  counts.waterSampled = await layers.water.colour(t);
+    Number(slider.value) === Number(slider.max) ? t("time.now")
+      : t("time.utc", { time: when.toISOString().slice(0, 16).replace("T", " ") });
+  counts.trafficObserved = await layers.traffic.colour(when);
+  counts.waterSampled = await layers.water.colour(when);
 }
 let timer = null;
 slider.addEventListener("input", () => {
@@ -79,7 +81,9 @@ function kindToggles() {
     input.checked = true;
     input.dataset.kind = kind;
     input.addEventListener("change", () => setKinds(checkedKinds()).catch((e) => console.error(e)));
-    label.append(input, ` ${KIND_LABELS[kind] || kind}`);
+    const text = document.createElement("span");
+    text.textContent = kindLabel(kind);
+    label.append(input, " ", text);
     return label;
   }));
 }
@@ -105,11 +109,28 @@ for (const input of document.querySelectorAll("input[data-layer]")) {
 }
 
 function legend() {
-  const row = ([text, css]) => `<span class="row"><span class="swatch" style="background:${css}"></span>${text}</span>`;
-  const group = (title, items) => `<h2>${title}</h2><div class="rows">${items.map(row).join("")}</div>`;
-  document.getElementById("legend").innerHTML =
-    group("Congestion (GB/T 33171)", LEVELS) + group("Water class (GB 3838)", CLASSES) +
-    group("Route status", Object.entries(STATUS));
+  const row = ([text, css]) => {
+    const r = document.createElement("span");
+    r.className = "row";
+    const sw = document.createElement("span");
+    sw.className = "swatch";
+    sw.style.background = css;
+    r.append(sw, text);
+    return r;
+  };
+  const group = (title, items) => {
+    const h = document.createElement("h2");
+    h.textContent = t(title);
+    const rows = document.createElement("div");
+    rows.className = "rows";
+    rows.append(...items.map(row));
+    return [h, rows];
+  };
+  document.getElementById("legend").replaceChildren(
+    ...group("legend.congestion", LEVEL_COLOURS.map((c, i) => [t(`level.${i}`), c])),
+    ...group("legend.water", CLASS_COLOURS.map((c, i) => [t(`water.class.${i + 1}`), c])),
+    ...group("legend.routes", Object.entries(STATUS).map(([k, c]) => [t(`route.status.${k}`), c])),
+    ...group("legend.changes", Object.entries(CHANGE_COLOURS).map(([k, c]) => [t(`change.${k}`), c])));
 }
 
 // ---- picking: a tile feature's id (property table) or a layer entity's id -> API row
@@ -134,7 +155,15 @@ new Cesium.ScreenSpaceEventHandler(viewer.scene.canvas).setInputAction((click) =
     }
   } else if (picked && picked.id instanceof Cesium.Entity && picked.id.properties) {
     const layer = picked.id.properties.layer?.getValue();
-    if (layer) showPicked(layer, picked.id.properties.id.getValue(), picked.id);
+    if (layer === "changes") {
+      const row = picked.id.properties.row.getValue();
+      showRows("panel.change", String(row.object_id), "changes", row.object_id,
+               { ...row, change: t(`change.${row.change}`) });
+    } else if (layer === "mesh-then") {
+      showPicked("mesh", picked.id.properties.id.getValue(), null);
+    } else if (layer) {
+      showPicked(layer, picked.id.properties.id.getValue(), picked.id);
+    }
   }
 }, Cesium.ScreenSpaceEventType.LEFT_CLICK);
 
@@ -177,6 +206,144 @@ async function view(target, pitchDeg = -40) {
   return true;
 }
 
+// ---- the first view: the home area (a setting, Longgang by default) when a published
+// tileset lies in it, else the newest published dataset, else every tileset
+const M_PER_DEG_LAT = 110_574;
+function homeRegion(home) {
+  const dLat = home.radius_m / M_PER_DEG_LAT;
+  const dLon = home.radius_m / (111_320 * Math.cos(Cesium.Math.toRadians(home.lat)));
+  return [home.lon - dLon, home.lat - dLat, home.lon + dLon, home.lat + dLat].map(Cesium.Math.toRadians);
+}
+const overlaps = (a, b) => a[0] <= b[2] && b[0] <= a[2] && a[1] <= b[3] && b[1] <= a[3];
+
+// where the first view goes, and why ("home", "newest" or "all"); no camera move. Datasets'
+// own bounds decide, not tileset regions: the city tileset's region spans every city model
+// wherever it is, so it would claim the home area holds data when the data is elsewhere.
+function firstViewTarget(cfg) {
+  const box = homeRegion(cfg.home);
+  const inHome = datasets.shown().map(datasetRegion).filter((r) => overlaps(r, box));
+  if (inHome.length) {
+    // the data in the home area, clipped to it: a dataset reaching far out does not widen the view
+    const r = [Math.max(Math.min(...inHome.map((x) => x[0])), box[0]),
+               Math.max(Math.min(...inHome.map((x) => x[1])), box[1]),
+               Math.min(Math.max(...inHome.map((x) => x[2])), box[2]),
+               Math.min(Math.max(...inHome.map((x) => x[3])), box[3]),
+               Math.min(...inHome.map((x) => x[4])), Math.max(...inHome.map((x) => x[5]))];
+    return { reason: "home", region: r };
+  }
+  const newest = datasets.newest();
+  if (newest) return { reason: "newest", dataset: newest.id, region: datasetRegion(newest) };
+  if (city.children.size) return { reason: "all", region: city.doc.root.boundingVolume.region };
+  return { reason: "none", region: null };
+}
+
+async function firstView() {
+  const target = firstViewTarget(config);
+  if (target.region) await flyToRegion(target.region, -40);
+  return target;
+}
+
+async function flyToRegion(region, pitchDeg = -40) {
+  const sphere = regionSphere(region);
+  await flyToSphere(sphere, pitchDeg, Math.max(sphere.radius * 2.2, 50));
+}
+
+// a dataset's region (radians, with heights): its 3D bounds (WGS 84 degrees and ellipsoidal
+// metres), else its footprint's with its tileset's heights
+function datasetRegion(d) {
+  const b = d.bounds3d;
+  if (b && Array.isArray(b.min) && Array.isArray(b.max)) {
+    return [...[b.min[0], b.min[1], b.max[0], b.max[1]].map(Cesium.Math.toRadians), b.min[2], b.max[2]];
+  }
+  const [w, s, e, n] = bboxOf(d.footprint).map(Cesium.Math.toRadians);
+  const names = new Set(tiles.filter((x) => x.dataset_id === d.id).map((x) => x.name));
+  const r = city.regionOf((c) => names.has(c.tileset));
+  return [w, s, e, n, r ? r[4] : 0, r ? r[5] : 50];
+}
+
+async function flyToDataset(d) {
+  await flyToRegion(datasetRegion(d), d.kind === "bim" || d.kind === "ifc" ? -35 : -45);
+  return d.id;
+}
+
+async function showChanges(d) {
+  const [w, s, e, n] = bboxOf(d.footprint);
+  const ground = await groundFor([[w, s], [e, n]]);
+  const out = await changes.show(d, ground);
+  await flyToRegion(datasetRegion(d), -55);
+  return out;
+}
+document.getElementById("changes-clear").addEventListener("click", () => changes.clear());
+
+// ---- jobs: when one moves or ends, the datasets and the city tileset may have changed
+// (a survey's first tileset version is published while its modelling still runs)
+async function jobsMoved(before, after) {
+  const was = new Map(before.map((j) => [j.id, `${j.status}/${j.stage}`]));
+  if (after.every((j) => was.get(j.id) === `${j.status}/${j.stage}`)) return;
+  await refreshData();
+}
+async function refreshData() {
+  tiles = await getJSON("/tiles");
+  const versions = tiles.map((x) => `${x.name}@${x.version}`).sort().join(",");
+  await datasets.load();
+  if (versions !== tileVersions) {
+    tileVersions = versions;
+    await city.load();
+    kindToggles();
+    await livingMoments();
+  }
+}
+
+// ---- the living map's date: one stop per day the model changed, then "now"
+const dateSlider = document.getElementById("city-date");
+let moments = [];
+async function livingMoments() {
+  moments = await living.moments();
+  const atNow = Number(dateSlider.value) === Number(dateSlider.max);
+  dateSlider.max = String(moments.length);
+  if (atNow) dateSlider.value = dateSlider.max;
+  dateSlider.disabled = moments.length === 0;
+  livingLabel();
+}
+function livingDate() {
+  const i = Number(dateSlider.value);
+  // the end of that day (UTC): the map as it stood once that day's data was in
+  return i >= moments.length ? null : new Date(`${moments[i]}T23:59:59Z`);
+}
+function livingLabel() {
+  const at = living.at;
+  document.getElementById("city-date-label").textContent = at
+    ? t("cityDate.at", { date: at.toISOString().slice(0, 10) }) : t("cityDate.now");
+  document.getElementById("city-date-counts").textContent = at
+    ? `${t("cityDate.counts", { hidden: living.hidden, ghosts: living.ghosts })} ${t("cityDate.note")}` : "";
+}
+async function showCityAt(at) {
+  const out = await living.show(at);
+  livingLabel();
+  return out;
+}
+let dateTimer = null;
+dateSlider.addEventListener("input", () => {
+  clearTimeout(dateTimer);
+  dateTimer = setTimeout(() => showCityAt(livingDate()).catch((e) => console.error(e)), 250);
+});
+
+// ---- the language switch: everything drawn with words is drawn again
+document.getElementById("lang").addEventListener("click", () => setLang(otherLang()).catch((e) => console.error(e)));
+onLangChange(() => {
+  legend();
+  kindToggles();
+  datasets.render();
+  jobs.render();
+  changes.render();
+  livingLabel();
+  layers.water.relabel();
+  layers.routes.relabel();
+  layers.drones.relabel();
+  applyTime().catch((e) => console.error(e));
+  updateStatus();
+});
+
 // ---- idle: tiles loaded, entities built, no request of ours in flight, for several
 // rendered frames in a row (software WebGL renders a few frames a second, so frames, not
 // milliseconds, are what "settled" means)
@@ -202,39 +369,55 @@ function idle(timeoutMs = 60000) {
 
 function status() {
   return {
-    tilesets: city.children.size, kinds: city.kinds, ...city.stats, terrain: { ...terrain },
+    tilesets: city.children.size, kinds: city.kinds, ...city.stats, terrain: { ...terrainState },
     tilesLoaded: city.tileset ? city.tileset.tilesLoaded : null,
     pending: activity.pending, counts: { ...counts }, droneEvents: layers.drones.events,
     errors: [...errors, ...city.stats.errors], panel: panel.state,
+    lang: currentLang(), jobEvents: jobs.events, jobs: jobs.jobs.length,
+    datasets: datasets.shown().length, firstView: firstTarget,
   };
 }
 
 function updateStatus() {
   const s = status();
   document.getElementById("status").textContent =
-    `${s.tilesets} tilesets · ${s.tileLoads} tiles loaded · ${s.visibleTiles} visible`;
+    t("status.line", { tilesets: s.tilesets, loads: s.tileLoads, visible: s.visibleTiles });
 }
 viewer.scene.postRender.addEventListener(() => {
   if (viewer.scene.frameState.frameNumber % 30 === 0) updateStatus();
 });
 
+let config = null;
+let tiles = [];
+let firstTarget = null;
+
 async function start() {
+  await initI18n();
   legend();
-  await loadTerrain();
-  await city.load();
+  jobs.render();
+  [config, tiles] = await Promise.all([getJSON("/dashboard/config.json"), getJSON("/tiles")]);
+  tileVersions = tiles.map((x) => `${x.name}@${x.version}`).sort().join(",");
+  await Promise.all([city.load(), datasets.load(), terrain]);
   kindToggles();
+  firstTarget = await firstView();
+  jobs.start();
   const [traffic, water, routes, drones] = await Promise.all(
     ["traffic", "water", "routes", "drones"].map((n) => layers[n].load()));
   Object.assign(counts, { traffic, water, routes, drones });
-  await applyTime();
-  await view("city");
+  await Promise.all([applyTime(), livingMoments()]);
 }
 
 // what the browser tests (and a curious operator in the console) use
 window.twinbase = {
-  viewer, city, layers, panel, terrain,
+  viewer, city, layers, panel, datasets, jobs, changes, living, terrain: terrainState,
   ready: start(),
-  status, idle, view, setKinds, setLayers,
+  status, idle, view, setKinds, setLayers, firstView, firstViewTarget, flyToRegion,
+  flyToDataset: (id) => flyToDataset(datasets.rows.find((d) => d.id === id)),
+  showChanges: (id) => showChanges(datasets.rows.find((d) => d.id === id)),
+  showCityAt: (iso) => showCityAt(iso ? new Date(iso) : null),
+  setLang, t, refreshData,
+  centreFill: (fraction) => centreFill(viewer, city, fraction),
+  glyphs,
   toWindow(lon, lat, h) {
     const p = Cesium.SceneTransforms.worldToWindowCoordinates(
       viewer.scene, Cesium.Cartesian3.fromDegrees(lon, lat, h));
@@ -246,5 +429,8 @@ window.twinbase = {
 };
 window.twinbase.ready.catch((e) => {
   errors.push(`start: ${e.message || e}`);
+  const box = document.getElementById("error");
+  box.textContent = t("error.start", { detail: e.message || e });
+  box.hidden = false;
   console.error("dashboard failed to start", e);
 });

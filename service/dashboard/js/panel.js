@@ -1,6 +1,8 @@
 // The properties panel: whatever was clicked is fetched from the API by its id, so what is
 // shown is the row as the service holds it, not what the tile or layer carried.
 import { getJSON } from "./api.js";
+import { t } from "./i18n.js";
+import { TrafficLayer } from "./traffic.js";
 
 const el = (id) => document.getElementById(id);
 
@@ -25,7 +27,7 @@ export const panel = {
     this.state = "loading";
     el("panel").hidden = false;
     el("panel").dataset.state = "loading";
-    el("panel-title").textContent = title;
+    el("panel-title").textContent = t(title);
     el("panel-subtitle").textContent = subtitle || "";
     el("panel-props").replaceChildren();
   },
@@ -52,7 +54,7 @@ export const panel = {
   fail(message) {
     this.state = "error";
     el("panel").dataset.state = "error";
-    el("panel-subtitle").textContent = message;
+    el("panel-subtitle").textContent = t("panel.error", { detail: message });
   },
 
   close() {
@@ -67,47 +69,54 @@ const enc = encodeURIComponent;
 
 // what to fetch for each kind of thing that can be clicked
 const SOURCES = {
-  mesh: async (id) => ["City object", (await getJSON(`/city/objects/${enc(id)}?geometry=none`)).properties],
+  mesh: async (id) => ["panel.cityObject", (await getJSON(`/city/objects/${enc(id)}?geometry=none`)).properties],
   bim: async (id, source) => {
     const ds = /^bim-(\d+)$/.exec(source.name);
     const q = ds ? `?dataset=${ds[1]}` : "";
     const f = await getJSON(`/bim/elements/${enc(id)}${q}`);
     const { links, ...props } = f.properties;
-    return ["BIM element", props];
+    return ["panel.bimElement", props];
   },
   traffic: async (id, entity) => {
     const f = await getJSON(`/collections/road_segments/items/${enc(id)}`);
-    return ["Road segment", { congestion: entity.properties.level?.getValue(), ...f.properties }];
+    const level = entity.properties.level?.getValue();
+    return ["panel.road", { congestion: TrafficLayer.levelName(level), ...f.properties }];
   },
-  water: async (id) => ["Water station", (await getJSON(`/collections/water_stations/items/${enc(id)}`)).properties],
+  water: async (id) => ["panel.station", (await getJSON(`/collections/water_stations/items/${enc(id)}`)).properties],
   routes: async (id) => {
     const f = await getJSON(`/drone-routes/${enc(id)}`);
     const { corridor, validation, ...props } = f.properties;
-    return ["Drone route", { ...props, violations: (validation?.violations || []).length }];
+    return ["panel.route", { ...props, violations: (validation?.violations || []).length }];
   },
   tileset: async (name) => {
     const t = (await getJSON("/tiles")).find((x) => x.name === name) || { name };
     const ds = t.dataset_id ? await getJSON(`/datasets/${t.dataset_id}`) : {};
-    return ["Tileset", { ...t, dataset: ds.name, crs: ds.crs, acquired_at: ds.acquired_at }];
+    return ["panel.tileset", { ...t, dataset: ds.name, crs: ds.crs, acquired_at: ds.acquired_at }];
   },
   drones: async (id, entity) => {
     const d = await getJSON(`/drones/${enc(id)}`);
     const { links, ...props } = d;
-    return ["Drone", { ...props, last_report: entity.properties.t?.getValue() }];
+    return ["panel.drone", { ...props, last_report: entity.properties.t?.getValue() }];
   },
 };
 
 export async function showPicked(kind, id, context) {
-  panel.open("Loading…", `${kind} ${id}`);
+  panel.open(t("panel.loading"), `${kind} ${id}`);
   try {
     const [title, props] = await SOURCES[kind](id, context);
-    el("panel-title").textContent = title;
+    el("panel-title").textContent = t(title);
     el("panel-subtitle").textContent = String(id);
     panel.fill(kind, id, props);
   } catch (e) {
     panel.fail(String(e.message || e));
     console.error("could not load properties", kind, id, e);
   }
+}
+
+// a panel filled by the caller (a change report row, say): no request
+export function showRows(titleKey, subtitle, kind, id, props) {
+  panel.open(t(titleKey), subtitle);
+  panel.fill(kind, id, props);
 }
 
 export function canShow(kind) {

@@ -2,11 +2,10 @@
 // the hour before the chosen time (/layers/traffic/congestion).
 import { allFeatures, getJSON, isoHoursBefore } from "./api.js";
 import { coordsOf, groundFor } from "./ground.js";
+import { t } from "./i18n.js";
 
-export const LEVELS = [
-  ["free", "#1a9641"], ["light", "#a6d96a"], ["mild", "#ffd92f"],
-  ["moderate", "#f46d43"], ["severe", "#b2182b"],
-];
+// colours of levels 0..4 (畅通 .. 严重拥堵); their names are in the catalogues (level.N)
+export const LEVEL_COLOURS = ["#1a9641", "#a6d96a", "#ffd92f", "#f46d43", "#b2182b"];
 const NO_DATA = "#9e9e9e";
 
 export class TrafficLayer {
@@ -44,13 +43,15 @@ export class TrafficLayer {
     const level = new Map(body.segments.map((s) => [s.id, s]));
     for (const [id, entity] of this.entities) {
       const s = level.get(id);
-      const css = s ? LEVELS[s.level][1] : NO_DATA;
+      const css = s ? LEVEL_COLOURS[s.level] : NO_DATA;
       entity.polyline.material = Cesium.Color.fromCssColorString(css);
       entity.polyline.depthFailMaterial = Cesium.Color.fromCssColorString(css).withAlpha(0.35);
-      entity.properties.level = s ? s.level_en : "no data";
+      entity.properties.level = s ? s.level : null;
     }
     return body.segments.length;
   }
+
+  static levelName(level) { return level === null || level === undefined ? t("level.none") : t(`level.${level}`); }
 
   set visible(on) { this.source.show = on; }
 }

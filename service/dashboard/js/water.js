@@ -2,12 +2,11 @@
 // before the chosen time, classed by the service (single-factor rule).
 import { allFeatures, getJSON } from "./api.js";
 import { coordsOf, groundFor } from "./ground.js";
+import { LABEL_FONT } from "./fonts.js";
+import { t } from "./i18n.js";
 
-// grade 1..6 = I, II, III, IV, V, worse than V (劣V)
-export const CLASSES = [
-  ["I", "#00c5ff"], ["II", "#1f6bff"], ["III", "#00b050"],
-  ["IV", "#ffd700"], ["V", "#ff8c00"], ["worse than V", "#e00000"],
-];
+// colours of grades 1..6 = Ⅰ .. Ⅴ, 劣Ⅴ; their names are in the catalogues (water.class.N)
+export const CLASS_COLOURS = ["#00c5ff", "#1f6bff", "#00b050", "#ffd700", "#ff8c00", "#e00000"];
 const NO_DATA = "#9e9e9e";
 
 export class WaterLayer {
@@ -15,6 +14,7 @@ export class WaterLayer {
     this.source = new Cesium.CustomDataSource("water");
     viewer.dataSources.add(this.source);
     this.entities = new Map(); // station id -> entity
+    this.grades = new Map(); // station id -> grade at the chosen time (null: no sample)
   }
 
   async load() {
@@ -29,7 +29,7 @@ export class WaterLayer {
         point: { pixelSize: 16, color: Cesium.Color.fromCssColorString(NO_DATA),
                  outlineColor: Cesium.Color.WHITE, outlineWidth: 2,
                  disableDepthTestDistance: Number.POSITIVE_INFINITY },
-        label: { text: "", font: "13px Liberation Sans, sans-serif", fillColor: Cesium.Color.WHITE,
+        label: { text: "", font: LABEL_FONT, fillColor: Cesium.Color.WHITE,
                  outlineColor: Cesium.Color.BLACK, outlineWidth: 3,
                  style: Cesium.LabelStyle.FILL_AND_OUTLINE,
                  pixelOffset: new Cesium.Cartesian2(0, -20),
@@ -48,12 +48,21 @@ export class WaterLayer {
     for (const { station_id: id, latest } of body.stations) {
       const entity = this.entities.get(String(id));
       if (!entity) continue;
-      const cls = latest ? CLASSES[latest.grade - 1] : null;
-      sampled += cls ? 1 : 0;
-      entity.point.color = Cesium.Color.fromCssColorString(cls ? cls[1] : NO_DATA);
-      entity.label.text = cls ? `${entity.name}: ${cls[0]}` : `${entity.name}: no sample`;
+      const grade = latest ? latest.grade : null;
+      sampled += grade ? 1 : 0;
+      this.grades.set(String(id), grade);
+      entity.point.color = Cesium.Color.fromCssColorString(grade ? CLASS_COLOURS[grade - 1] : NO_DATA);
     }
+    this.relabel();
     return sampled;
+  }
+
+  relabel() {
+    for (const [id, entity] of this.entities) {
+      const grade = this.grades.get(id);
+      entity.label.text = grade ? t("water.label", { name: entity.name, cls: t(`water.class.${grade}`) })
+        : t("water.noSample", { name: entity.name });
+    }
   }
 
   set visible(on) { this.source.show = on; }
