@@ -3,10 +3,15 @@
 For every footprint the building-class points inside it and a ground function
 ``ground(x, y) -> z`` (a DTM, from :mod:`recon.terrain` or any other source) give:
 
-- **LoD1.2**: the footprint extruded from the ground height to a percentile of its roof
-  points. The 70th percentile is the default, as 3DBAG publishes for LoD1.2 (3dfier's default
-  is the 90th): on a pitched roof a percentile between the eave and the ridge keeps the
-  volume near the true one, and a high percentile would follow chimneys and antennas.
+- **LoD1.2**: the footprint extruded from the ground height to one roof height. By default
+  the height that fits the roof best on a raster: the mean of the roof's 0.5 m cells (each
+  cell the mean of its points), which minimises the RMSE of a flat top to the roof over its
+  area, whatever the roof's shape. A percentile can be asked for instead
+  (``ReconParams.lod12_percentile``: 3DBAG publishes the 70th, 3dfier's default is the
+  90th); every building records the 50th, 70th and 90th percentiles either way. A higher
+  percentile follows the ridge, chimneys and antennas and leaves the eaves further off; no
+  single height comes closer to a pitched roof than the spread of its heights over the
+  footprint (a gable of rise R: R / sqrt(12)), the floor that the roof shape sets for LoD1.2.
 - **LoD2.2**: roof planes, the roof partition and the closed solid of :mod:`recon.roofs`.
 
 The base height is the median of the ground function on a ring 1 m outside the footprint
@@ -24,7 +29,10 @@ only, with a warning), no plane found, or a LoD2.2 solid that failed the validit
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -62,8 +70,11 @@ Lod = Literal["1.2", "2.2"]
 class ReconParams:
     """Tunable choices of the reconstruction, with the reasons for their defaults."""
 
-    #: roof percentile of the LoD1.2 height (3DBAG: 70th; 3dfier's default: 90th)
-    lod12_percentile: float = 70.0
+    #: roof percentile of the LoD1.2 height (3DBAG: 70th; 3dfier's default: 90th); None:
+    #: the height of least raster RMSE (the mean of the roof's cells)
+    lod12_percentile: float | None = None
+    #: cell of that raster, m (the cell of the roof-height error the benchmarks measure)
+    lod12_cell: float = 0.5
     #: a survey sparser than this (points/m2 of footprint) gives LoD1.2 only, with a warning
     min_density: float = 2.0
     #: fewer roof points than this: LoD1.2 only
@@ -156,19 +167,31 @@ def _base_height(footprint: Polygon, ground: GroundFunction) -> float | None:
     return float(np.median(z)) if len(z) else None
 
 
+def _raster_mean(pts: np.ndarray, cell: float) -> float:
+    """The mean height of a raster of the points (each occupied cell the mean of its points):
+    the flat top of least RMSE to the roof over its area, with no part of the roof weighted
+    by how densely it happened to be sampled."""
+    ij = np.floor(pts[:, :2] / cell).astype(np.int64)
+    _, inverse, counts = np.unique(ij, axis=0, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse.ravel(), weights=pts[:, 2], minlength=len(counts))
+    return float(np.mean(sums / counts))
+
+
 def _extrusion(footprint: Polygon, base_z: float, top_z: float) -> Solid:
     return solid_from_partition([RoofRegion(footprint, Plane(0.0, 0.0, top_z))], base_z,
                                 min_height=0.0)
 
 
 def reconstruct_building(footprint: Footprint | Polygon, xyz: np.ndarray,
-                         ground: GroundFunction, params: ReconParams | None = None, *,
-                         building_id: str | None = None) -> BuildingModel:
+                         ground: GroundFunction | None, params: ReconParams | None = None, *,
+                         building_id: str | None = None, base_z: float | None = None
+                         ) -> BuildingModel:
     """LoD1.2 and LoD2.2 of one building from the building-class points inside its footprint.
 
-    ``xyz`` may hold points outside the footprint; they are ignored. Problems of the data
-    (no points, too few, sparse, no ground) end up in ``reasons``/``warnings``, never as
-    exceptions; a malformed argument raises :class:`~recon.errors.ReconInputError`.
+    ``xyz`` may hold points outside the footprint; they are ignored. ``base_z``, when given,
+    is the base height (else it is taken from ``ground`` around the footprint). Problems of
+    the data (no points, too few, sparse, no ground) end up in ``reasons``/``warnings``,
+    never as exceptions; a malformed argument raises :class:`~recon.errors.ReconInputError`.
     """
     params = params or ReconParams()
     if isinstance(footprint, Footprint):
@@ -194,7 +217,12 @@ def reconstruct_building(footprint: Footprint | Polygon, xyz: np.ndarray,
         bm.reasons.append(f"{len(roof)} building points inside the footprint: no height to "
                           "model (is the footprint where the survey is?)")
         return bm
-    base = _base_height(poly, ground)
+    if base_z is not None:
+        base: float | None = float(base_z)
+    elif ground is None:
+        raise ReconInputError(f"building {fid}: neither a ground function nor a base height")
+    else:
+        base = _base_height(poly, ground)
     if base is None:
         bm.reasons.append("no ground height around the footprint (outside the DTM)")
         return bm
@@ -202,7 +230,10 @@ def reconstruct_building(footprint: Footprint | Polygon, xyz: np.ndarray,
     p50, p70, p90 = np.percentile(roof[:, 2], [50.0, 70.0, 90.0])
     bm.roof_percentiles = {"p50": float(p50), "p70": float(p70), "p90": float(p90),
                            "max": float(roof[:, 2].max())}
-    top = float(np.percentile(roof[:, 2], params.lod12_percentile))
+    if params.lod12_percentile is not None:
+        top = float(np.percentile(roof[:, 2], params.lod12_percentile))
+    else:
+        top = _raster_mean(roof, params.lod12_cell)
     if top <= base + 0.5:
         bm.reasons.append(f"roof points only {top - base:.2f} m above the ground: not a building")
         return bm
@@ -309,15 +340,28 @@ def points_in_footprints(footprints: Sequence[Footprint | Polygon], xy: np.ndarr
     return out
 
 
+#: fewer buildings than this are reconstructed in this process: starting workers costs more
+PARALLEL_MIN_BUILDINGS = 24
+#: buildings per task sent to a worker (enough to amortise the pickling, few enough to
+#: balance the load and report progress often)
+TASK_BUILDINGS = 8
+
+
 def reconstruct_buildings(footprints: Sequence[Footprint], xyz: np.ndarray,
                           ground: GroundFunction, *, classification: np.ndarray | None = None,
                           building_class: int = 6, params: ReconParams | None = None,
-                          progress: Callable[[int, int], None] | None = None
-                          ) -> list[BuildingModel]:
+                          progress: Callable[[int, int], None] | None = None,
+                          processes: int | None = None) -> list[BuildingModel]:
     """Every footprint's building from a survey's points (``classification`` picks the
     building-class points; without it all points are taken as building points).
 
-    ``progress(done, total)`` is called after each building.
+    ``processes``: worker processes; None takes one per core when there are at least
+    :data:`PARALLEL_MIN_BUILDINGS` buildings, 1 works in this process. The result is the same
+    either way: every building depends only on its own points, its base height (taken here
+    from ``ground``, which therefore never has to travel to a worker) and ``params`` (the
+    plane detection is seeded per building).
+
+    ``progress(done, total)`` is called as buildings are done.
     """
     xyz = np.asarray(xyz, dtype=np.float64)
     if xyz.ndim != 2 or xyz.shape[1] != 3:
@@ -328,12 +372,92 @@ def reconstruct_buildings(footprints: Sequence[Footprint], xyz: np.ndarray,
             raise ReconInputError(f"{len(cls)} classes for {len(xyz)} points")
         xyz = xyz[cls == building_class]
     idx = points_in_footprints(footprints, xyz)
-    out = []
-    for k, (fp, ii) in enumerate(zip(footprints, idx, strict=True)):
-        bm = reconstruct_building(fp, xyz[ii], ground, params)
-        if isinstance(fp, Footprint) and fp.problems:
-            bm.warnings.extend(f"footprint: {p}" for p in fp.problems)
-        out.append(bm)
-        if progress is not None:
-            progress(k + 1, len(footprints))
-    return out
+    params = params or ReconParams()
+    total = len(footprints)
+    polys = [fp.polygon if isinstance(fp, Footprint) else fp for fp in footprints]
+    bases = [_base_height(p, ground) if isinstance(p, Polygon) and not p.is_empty else None
+             for p in polys]
+    tasks = [(fp, xyz[ii], base) for fp, ii, base in zip(footprints, idx, bases, strict=True)]
+    del idx
+    if processes is None:
+        processes = (os.cpu_count() or 1) if total >= PARALLEL_MIN_BUILDINGS else 1
+    processes = max(1, min(processes, -(-total // TASK_BUILDINGS)))
+    if processes == 1:
+        out = []
+        for k, task in enumerate(tasks):
+            out.append(_one(task, ground, params))
+            if progress is not None:
+                progress(k + 1, total)
+        return out
+    return _in_workers(tasks, ground, params, processes, progress)
+
+
+Task = tuple[Footprint, np.ndarray, float | None]
+
+
+def _one(task: Task, ground: GroundFunction | None, params: ReconParams) -> BuildingModel:
+    fp, pts, base = task
+    bm = reconstruct_building(fp, pts, ground, params, base_z=base)
+    if isinstance(fp, Footprint) and fp.problems:
+        bm.warnings.extend(f"footprint: {p}" for p in fp.problems)
+    return bm
+
+
+def _batch(tasks: list[Task], params: ReconParams) -> list[BuildingModel]:
+    # in a worker: the base heights came with the tasks, no ground function is needed (a
+    # building without one has no base and gets its reason without asking for it)
+    return [_one(t, _NO_GROUND, params) for t in tasks]
+
+
+def _no_ground(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.full(np.shape(x), np.nan)
+
+
+_NO_GROUND: GroundFunction = _no_ground
+
+
+def _in_workers(tasks: list[Task], ground: GroundFunction, params: ReconParams,
+                processes: int, progress: Callable[[int, int], None] | None
+                ) -> list[BuildingModel]:
+    total = len(tasks)
+    # the biggest buildings first, so the last tasks are short and no core idles at the end
+    order = sorted(range(total), key=lambda k: -len(tasks[k][1]))
+    batches = [order[s:s + TASK_BUILDINGS] for s in range(0, total, TASK_BUILDINGS)]
+    out: list[BuildingModel | None] = [None] * total
+    done = 0
+    with _executor(processes) as ex:
+        pending: dict[Future[list[BuildingModel]], list[int]] = {
+            ex.submit(_batch, [tasks[k] for k in b], params): b for b in batches}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                ks = pending.pop(fut)
+                for k, bm in zip(ks, fut.result(), strict=True):
+                    out[k] = bm
+                done += len(ks)
+                if progress is not None:
+                    progress(done, total)
+    return [bm for bm in out if bm is not None]
+
+
+def _executor(processes: int) -> ProcessPoolExecutor:
+    # 'forkserver' (else 'spawn'): the caller may run threads (a job's progress writer, a
+    # database pool), and forking a threaded process can deadlock a worker. One BLAS thread
+    # per worker: the workers already use every core (read when the server starts).
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(["recon.buildings"])
+    saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    os.environ.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    try:
+        ex = ProcessPoolExecutor(processes, mp_context=ctx)
+        for _ in range(processes):  # start them now, while the environment above is set
+            ex.submit(os.getpid)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return ex

@@ -306,14 +306,17 @@ def classify_objects(
         smooth &= ~through
     else:
         through = np.zeros(idx.size, dtype=bool)
-    rows = np.repeat(np.arange(idx.size, dtype=np.int32), k)
+    # the neighbour lists are the rows of the graph already: kept edges go straight into a
+    # CSR matrix (a COO matrix of row and column arrays, converted, was the peak of memory)
     cols = nn.ravel()
-    keep = smooth[rows] & smooth[cols] & (dist.ravel() < link)
-    rows, cols = rows[keep], cols[keep]
-    del dist, keep
-    graph = sparse.coo_matrix(
-        (np.ones(rows.size, dtype=np.int8), (rows, cols)),
-        shape=(idx.size, idx.size),
+    keep = np.repeat(smooth, k) & smooth[cols] & (dist.ravel() < link)
+    del dist
+    indptr = np.zeros(idx.size + 1, dtype=np.int64)
+    np.cumsum(keep.reshape(-1, k).sum(axis=1), out=indptr[1:])
+    cols = cols[keep]
+    del keep
+    graph = sparse.csr_matrix(
+        (np.ones(cols.size, dtype=np.int8), cols, indptr), shape=(idx.size, idx.size),
     )
     _, labels = csgraph.connected_components(graph, directed=False)
     sizes = np.bincount(labels)

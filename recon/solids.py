@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 __all__ = [
     "GROUND",
@@ -276,11 +277,19 @@ def triangles(solid: Solid) -> np.ndarray:
     return np.concatenate(out) if out else np.empty((0, 3, 3))
 
 
-def distance_to_surface(solid: Solid, points: np.ndarray, *, chunk: int = 2048) -> np.ndarray:
+def distance_to_surface(solid: Solid, points: np.ndarray, *, pairs: int = 200_000,
+                        patch_m: float = 2.0, sample_m: float = 0.5) -> np.ndarray:
     """Euclidean distance of every point to the solid's boundary (its nearest face).
 
     This is how 3DBAG reports a building's fit: a point on a wall or a dormer side is
     measured to that wall, not vertically to the roof above it.
+
+    Exact, and pruned twice: each point's distance to the triangle of its nearest sample
+    (the triangles sampled every ``sample_m``, a k-d tree over the samples) bounds its
+    distance from above; the points go in compact patches (``patch_m`` cells), and a patch
+    measures only the triangles whose box lies within its largest bound, then, point by
+    point, those whose box is nearer than the point's bound. Testing every triangle's box
+    against every point took half of a building's reconstruction on roofs of many faces.
     """
     tri = triangles(solid)
     pts = np.asarray(points, dtype=np.float64)
@@ -290,23 +299,51 @@ def distance_to_surface(solid: Solid, points: np.ndarray, *, chunk: int = 2048) 
     t = tri - origin
     a, b, c = t[:, 0], t[:, 1], t[:, 2]
     lo, hi = t.min(axis=1), t.max(axis=1)
-    centre = t.mean(axis=1)
+    samples, owner = _triangle_samples(t, sample_m)
+    p_all = pts - origin
+    _, nearest = cKDTree(samples).query(p_all)
+    ub_all = _pair_d2(p_all, *(t[owner[nearest], k] for k in range(3)))
+    cell = np.floor(p_all[:, :2] / patch_m).astype(np.int64)
+    order = np.lexsort((cell[:, 0], cell[:, 1]))
     out = np.empty(len(pts))
+    # a patch of points against every triangle: about ``pairs`` pairs (a solid of a few
+    # faces takes all its points at once)
+    chunk = int(np.clip(pairs // len(tri), 128, 16384))
     for s in range(0, len(pts), chunk):
-        p = pts[s:s + chunk] - origin
-        # a triangle's centre bounds the distance from above, its box from below: only
-        # triangles whose box is nearer than the nearest centre are measured exactly
-        pp = (p * p).sum(axis=1)
-        ub = (pp[:, None] - 2.0 * (p @ centre.T) + (centre * centre).sum(axis=1)).min(axis=1)
-        gap = np.maximum(lo[None] - p[:, None, :], p[:, None, :] - hi[None])
+        rows = order[s:s + chunk]
+        p = p_all[rows]
+        ub = ub_all[rows]
+        r = float(np.sqrt(ub.max()))
+        pmin, pmax = p.min(axis=0) - r, p.max(axis=0) + r
+        cand = np.flatnonzero(((lo <= pmax) & (hi >= pmin)).all(axis=1))
+        gap = np.maximum(lo[cand][None] - p[:, None, :], p[:, None, :] - hi[cand][None])
         np.maximum(gap, 0.0, out=gap)
         gap *= gap
-        pi, ti = np.nonzero(gap.sum(axis=2) <= ub[:, None] * (1 + 1e-9) + 1e-9)
+        pi, ci = np.nonzero(gap.sum(axis=2) <= ub[:, None] * (1 + 1e-9) + 1e-9)
+        ti = cand[ci]
         d2 = _pair_d2(p[pi], a[ti], b[ti], c[ti])
-        best = np.full(len(p), np.inf)
+        best = ub.copy()
         np.minimum.at(best, pi, d2)
-        out[s:s + chunk] = np.sqrt(best)
+        out[rows] = np.sqrt(best)
     return out
+
+
+def _triangle_samples(t: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Points on each triangle of ``t`` (T, 3, 3) on a barycentric grid about ``step`` apart
+    (the corners at least), and the index of the triangle of each."""
+    edges = np.linalg.norm(t - np.roll(t, 1, axis=1), axis=2).max(axis=1)
+    ks = np.clip(np.ceil(edges / step), 1, 64).astype(np.int64)
+    out, owner = [], []
+    for k in np.unique(ks):
+        ids = np.flatnonzero(ks == k)
+        i, j = np.nonzero(np.add.outer(np.arange(k + 1), np.arange(k + 1)) <= k)
+        u, v = i / k, j / k
+        tt = t[ids]
+        pts = (tt[:, None, 0] + u[None, :, None] * (tt[:, None, 1] - tt[:, None, 0])
+               + v[None, :, None] * (tt[:, None, 2] - tt[:, None, 0]))
+        out.append(pts.reshape(-1, 3))
+        owner.append(np.repeat(ids, len(u)))
+    return np.concatenate(out), np.concatenate(owner)
 
 
 def _pair_d2(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:

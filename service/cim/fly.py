@@ -200,6 +200,7 @@ def model_survey(ctx: JobContext) -> dict[str, Any]:
         raise JobFailed(str(exc)) from exc
     x, y, z, rn, nr, cls = _read_points(path)
     frame = MetricFrame(crs, options.get("vertical"), x, y, z)
+    del x, y, z  # the frame holds the points now: 24 bytes a point less for the whole job
     xyz = frame.xyz
     report: dict[str, Any] = {"survey": row.id, "points": len(xyz), "frame": frame.note,
                               "thresholds": {"footprint_iou_changed": FOOTPRINT_IOU_CHANGED,

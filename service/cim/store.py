@@ -146,17 +146,38 @@ def _geojson(surfaces: list[Surface]) -> dict[str, Any]:
 
 
 def multipolygon_wkb(obj: CityObject) -> bytes | None:
-    """The object's surfaces as ISO WKB MultiPolygon Z.
+    """The object's surfaces as ISO WKB (little-endian) MultiPolygon Z (type 1006) of
+    Polygon Z (1003), rings closed.
 
     Stored as MultiPolygon Z rather than PolyhedralSurface Z: PostGIS cannot write a
     polyhedral surface as GeoJSON, and GDAL, QGIS and GEOS-backed functions read multipolygons.
-    Both encodings are a count of Polygon Z parts, so only the type code differs.
+    The bytes are those of ``obj.to_wkb()`` with the type code changed, made in one numpy
+    pass over all rings: closing each ring with its own ``vstack`` was most of the time of
+    staging a reconstructed building (tens of surfaces each).
     """
-    wkb = obj.to_wkb()
-    if wkb is None:
+    surfaces = obj.surfaces
+    if not surfaces:
         return None
-    assert wkb[:5] == struct.pack("<BI", 1, 1015), "expected little-endian PolyhedralSurface Z"
-    return struct.pack("<BI", 1, 1006) + wkb[5:]
+    rings = [r for sf in surfaces for r in sf.rings]
+    n = np.fromiter((len(r) for r in rings), dtype=np.int64, count=len(rings))
+    coords = np.concatenate(rings) if rings else np.empty((0, 3))
+    closed_n = n + 1
+    ring_of = np.repeat(np.arange(len(rings)), closed_n)
+    first = np.cumsum(closed_n) - closed_n
+    pos = np.arange(int(closed_n.sum())) - first[ring_of]
+    pos[pos == n[ring_of]] = 0  # the closing vertex is the ring's first
+    starts = np.cumsum(n) - n
+    buf = np.ascontiguousarray(coords[starts[ring_of] + pos], dtype="<f8").tobytes()
+    parts = [struct.pack("<BII", 1, 1006, len(surfaces))]
+    k = 0
+    for sf in surfaces:
+        parts.append(struct.pack("<BII", 1, 1003, len(sf.rings)))
+        for _ in sf.rings:
+            at, size = int(first[k]) * 24, int(closed_n[k]) * 24
+            parts.append(struct.pack("<I", int(closed_n[k])))
+            parts.append(buf[at:at + size])
+            k += 1
+    return b"".join(parts)
 
 
 def stage_row(seq: int, obj: CityObject) -> tuple[Any, ...]:

@@ -153,3 +153,63 @@ def test_a_survey_of_several_buildings_picks_each_ones_points():
         assert abs(m.n_points - len(p)) <= 0.03 * len(p)
         s = m.summary()
         assert s["lod"] == "2.2" and s["rmse_lod22_m"] < 0.1 and s["volume_lod22_m3"] > 0
+
+
+def test_workers_give_the_same_buildings_as_one_process():
+    # a simulated district (every roof type, trees, sloping terrain) and a ground function
+    # that is a closure: it cannot be sent to a worker, and need not be
+    from recon.simulate import simulate_district
+
+    s = simulate_district(n_buildings=26, area_m=170.0, density=8.0, seed=3)
+    terrain = s.terrain
+    fps = [Footprint(f"b{b.id}", b.footprint, "given") for b in s.buildings]
+    fps.append(Footprint("nowhere", shapely.box(-50, -50, -40, -40), "given"))
+    done = []
+
+    def run(processes):
+        return reconstruct_buildings(fps, s.xyz, lambda x, y: terrain(x, y),
+                                     classification=s.truth_class, processes=processes,
+                                     progress=lambda i, n: done.append((i, n)))
+
+    serial = run(1)
+    parallel = run(2)
+    assert done[-1] == (len(fps), len(fps))
+    assert [m.id for m in parallel] == [f.id for f in fps]
+    assert {m.lod for m in serial} >= {"2.2", None}  # "nowhere" has no points
+    for a, b in zip(serial, parallel, strict=True):
+        assert a.summary() == b.summary()
+        for sa, sb in ((a.lod12, b.lod12), (a.lod22, b.lod22)):
+            assert (sa is None) == (sb is None)
+            if sa is not None:
+                assert np.array_equal(sa.vertices, sb.vertices)
+                assert sa.faces == sb.faces and sa.semantics == sb.semantics
+
+
+def test_lod12_height_is_the_flat_top_of_least_raster_error():
+    # a gable of 4 m rise (eave 8, ridge 12) sampled three times as densely along its ridge:
+    # the flat top that fits best over the area is the mean roof height, 10 m, however
+    # the points fall
+    rng = np.random.default_rng(11)
+    b = make_building("gable", angle=0.3, rise=4.0)
+    pts = sample(b, rng, density=12.0, wall_density=0.5)
+    extra = sample(b, rng, density=24.0, wall_density=0.0)
+    across = -extra[:, 0] * math.sin(0.3) + extra[:, 1] * math.cos(0.3)
+    pts = np.concatenate([pts, extra[np.abs(across) < 2.5]])
+    bm = reconstruct_building(b.footprint, pts, flat_ground())
+    # 10 m, but for the 0.3 m eave bands that are not roof points (ReconParams.edge_m):
+    # the mean over the 4.7 m of each slope left, 8 + 0.8 * (0.3 + 4.7 / 2)
+    assert bm.height == pytest.approx(10.12, abs=0.05)
+    gx, gy = _raster(b)
+    inside = shapely.contains_xy(b.footprint, gx, gy)
+    gx, gy = gx[inside], gy[inside]
+    truth = b.roof(gx, gy)
+
+    def rmse(m):
+        return float(np.sqrt(np.mean((m.roof_z(gx, gy, "1.2") - truth) ** 2)))
+
+    # the best any flat top can do on this roof is its spread: rise / sqrt(12)
+    assert rmse(bm) == pytest.approx(4.0 / math.sqrt(12), abs=0.05)
+    for pct in (50.0, 70.0, 90.0):
+        other = reconstruct_building(b.footprint, pts, flat_ground(),
+                                     ReconParams(lod12_percentile=pct))
+        assert rmse(bm) < rmse(other)
