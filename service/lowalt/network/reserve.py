@@ -295,8 +295,8 @@ async def _commit(conn: AsyncConnection, body: FlightIn, vol: RouteVolume, tl: T
 
 
 async def cancel(conn: AsyncConnection, reservation_id: int) -> dict[str, Any]:
-    row = (await conn.execute(store.RESERVATION.where(store.rs.c.id == reservation_id)
-                              .with_for_update())).first()
+    row = (await conn.execute(store.RESERVATION.with_for_update(),
+                              {"id": reservation_id})).first()
     if row is None:
         raise NotFound(f"no network reservation {reservation_id}")
     if row.status == "cancelled":
