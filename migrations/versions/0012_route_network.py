@@ -131,7 +131,7 @@ def upgrade() -> None:
         CREATE TABLE network_slots (
             reservation_id bigint NOT NULL
                 REFERENCES network_reservations (id) ON DELETE CASCADE,
-            kind char(1) NOT NULL CHECK (kind IN ('e', 'v', 'n')),
+            kind varchar(1) NOT NULL CHECK (kind IN ('e', 'v', 'n')),
             ref_id bigint NOT NULL,
             during tstzrange NOT NULL CHECK (NOT isempty(during)),
             -- one flight per resource per headway: a slot is the headway around the time

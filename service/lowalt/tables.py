@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (
-    CHAR,
     BigInteger,
     Boolean,
     Column,
@@ -215,7 +214,7 @@ network_slots = Table(
     "network_slots", metadata,
     Column("reservation_id", BigInteger,
            ForeignKey("network_reservations.id", ondelete="CASCADE"), nullable=False),
-    Column("kind", CHAR(1), nullable=False),
+    Column("kind", String(1), nullable=False),
     Column("ref_id", BigInteger, nullable=False),
     Column("during", TSTZRANGE, nullable=False),
 )

@@ -24,6 +24,7 @@ from service.lowalt.ground import GroundModel
 from service.lowalt.network.graph import (
     Plan,
     capacity_per_hour,
+    crowded,
     heading_deg,
     layer_agl,
     sector,
@@ -118,4 +119,14 @@ def build_edges(plan: Plan, check: Checker, s: LowAltSettings, fr: Frame, now: d
                 "verdict": result["verdict"],
                 "rules": sorted({x["rule"] for x in bad}),
                 "reason": "; ".join(x["message"] for x in bad[:3])})
-    return kept, dropped
+    gap = s.separation_h_m + 2 * s.network_half_width_m
+    close = crowded([(e.u, e.v, e.layer, e.xyz[:, :2]) for e in kept], plan.nodes, gap)
+    for i, why in sorted(close.items()):
+        e = kept[i]
+        a, b = fr.to_lonlat(e.xyz[[0, -1], 0], e.xyz[[0, -1], 1])
+        dropped.append({
+            "from": [round(float(a[0]), 7), round(float(b[0]), 7)],
+            "to": [round(float(a[1]), 7), round(float(b[1]), 7)],
+            "layer": e.layer, "layer_agl_m": e.agl, "source": e.source, "guide": e.guide,
+            "verdict": "accepted", "rules": ["network_separation"], "reason": why})
+    return [e for i, e in enumerate(kept) if i not in close], dropped

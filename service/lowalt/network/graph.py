@@ -119,10 +119,71 @@ def _split_loops(lines: list[shapely.LineString]) -> list[shapely.LineString]:
     return out
 
 
+def _consolidate(parts: list[shapely.LineString], guide: list[str | None], gap: float
+                 ) -> tuple[list[shapely.LineString], list[str | None]]:
+    """Junctions closer than ``gap`` become one, at their centroid: the ends of the parts
+    move there, and parts that then start and end at one junction and are short go."""
+    if gap <= 0 or not parts:
+        return parts, guide
+    coords = [shapely.get_coordinates(g) for g in parts]
+    ends = np.array([c[i] for c in coords for i in (0, -1)])
+    pairs = cKDTree(ends).query_pairs(gap, output_type="ndarray")
+    n = len(ends)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)) \
+        if len(pairs) else coo_matrix((n, n))
+    _, label = connected_components(graph, directed=False)
+    sums = np.zeros((label.max() + 1, 2))
+    np.add.at(sums, label, ends)
+    centre = sums / np.bincount(label)[:, None]
+    out, names = [], []
+    for k, (c, name) in enumerate(zip(coords, guide, strict=True)):
+        a, b = label[2 * k], label[2 * k + 1]
+        c = c.copy()
+        c[0], c[-1] = centre[a], centre[b]
+        if a == b and shapely.LineString(c).length < 3 * gap:
+            continue
+        out.append(shapely.LineString(c))
+        names.append(name)
+    return out, names
+
+
+def crowded(edges: list[tuple[int, int, int, np.ndarray]], node_xy: np.ndarray, gap: float
+            ) -> dict[int, str]:
+    """Edges (u, v, layer, xy) that come closer than ``gap`` to a corridor of their layer
+    or to a junction without meeting it there: flights on them would not be kept apart by
+    the slots of a shared node. The shorter of two such edges goes, and an edge passing a
+    junction it does not end at (a junction's column is where flights change layers)."""
+    if not edges or gap <= 0:
+        return {}
+    lines = np.array([shapely.LineString(xy) for *_, xy in edges], dtype=object)
+    length = shapely.length(lines)
+    tree = shapely.STRtree(lines)
+    out: dict[int, str] = {}
+    a, b = tree.query(lines, predicate="dwithin", distance=gap)
+    for i, j in zip(a.tolist(), b.tolist(), strict=True):
+        if i >= j or i in out or j in out:
+            continue
+        (ui, vi, li, _), (uj, vj, lj, _) = edges[i], edges[j]
+        if li != lj or {ui, vi} & {uj, vj}:
+            continue
+        k, other = (i, j) if length[i] <= length[j] else (j, i)
+        out[k] = (f"within {gap:g} m of another corridor on its layer (edge {other} of the "
+                  "plan) with no junction between them")
+    pts = shapely.points(node_xy)
+    ni, ei = tree.query(pts, predicate="dwithin", distance=gap)
+    for n, e in zip(ni.tolist(), ei.tolist(), strict=True):
+        u, v, _, _ = edges[e]
+        if e not in out and n not in (u, v):
+            out[e] = f"passes within {gap:g} m of a junction it does not meet"
+    return out
+
+
 def plan_corridors(lines: list[shapely.LineString], names: list[str | None],
                    vertiports: np.ndarray, max_connector_m: float,
-                   min_part_m: float = 1.0) -> Plan:
-    """Nodes and undirected parts from metric guide lines and vertiport positions (k, 2)."""
+                   min_part_m: float = 1.0, gap: float = 0.0) -> Plan:
+    """Nodes and undirected parts from metric guide lines and vertiport positions (k, 2).
+    Junctions closer than ``gap`` are merged, and a vertiport whose nearest point on a
+    guide is within ``gap`` of a junction joins that junction."""
     if not lines:
         return Plan(np.empty((0, 2)), np.empty(0, np.int64), [], list(range(len(vertiports))))
     src = np.asarray(lines, dtype=object)
@@ -135,6 +196,7 @@ def plan_corridors(lines: list[shapely.LineString], names: list[str | None],
                                           normalized=True)
     near = tree.query_nearest(mids, all_matches=False)[1]
     guide = [names[int(i)] for i in near]
+    parts, guide = _consolidate(parts, guide, gap)
     sources = ["guide"] * len(parts)
     unconnected: list[int] = []
     connectors: list[tuple[int, shapely.LineString]] = []
@@ -148,6 +210,10 @@ def plan_corridors(lines: list[shapely.LineString], names: list[str | None],
             continue
         line = parts[i]
         at = line.project(p)
+        if at < max(gap, KEY_M):
+            at = 0.0
+        elif at > line.length - max(gap, KEY_M):
+            at = line.length
         q = line.interpolate(at)
         if KEY_M < at < line.length - KEY_M:
             a = substring(line, 0, at)
@@ -197,6 +263,8 @@ class Network:
     version: int = 0
     _graph: object = field(default=None, repr=False)
     _tree: object = field(default=None, repr=False)
+    # predecessors of the shortest-path tree from each source state asked for so far
+    _pred: dict = field(default_factory=dict, repr=False)
 
     @property
     def levels(self) -> int:
@@ -264,8 +332,12 @@ class Network:
         lv = self.levels
         g = self.graph()
         s, t = a * lv + lv - 1, b * lv + lv - 1
-        dist, pred = dijkstra(g, directed=True, indices=s, return_predecessors=True)
-        if not np.isfinite(dist[t]):
+        if s not in self._pred:
+            if len(self._pred) > 4096:
+                self._pred.clear()
+            self._pred[s] = dijkstra(g, directed=True, indices=s, return_predecessors=True)[1]
+        pred = self._pred[s]
+        if t != s and pred[t] < 0:
             return []
         out = [t]
         while out[-1] != s:
@@ -296,14 +368,21 @@ class Network:
 
 
 def disconnected_by(before: Network, after: Network) -> list[dict]:
-    """Vertiports an edit cuts off: pairs that could reach each other both ways before and
-    cannot after. Each with the vertiports it lost."""
+    """Vertiports an edit cuts off: of each group of vertiports that reached each other
+    both ways before, the largest part still joined after stays, and every vertiport
+    outside it is cut off, with the vertiports it lost."""
     gb, ga = before.vertiport_groups(), after.vertiport_groups()
     out = []
-    for v, comp in gb.items():
-        was = {w for w, c in gb.items() if c == comp and w != v}
-        now = {w for w, c in ga.items() if ga.get(v) is not None and c == ga[v] and w != v}
-        lost = sorted(was - now)
-        if lost:
-            out.append({"vertiport": v, "lost": lost})
+    for comp in sorted(set(gb.values())):
+        members = sorted(v for v, c in gb.items() if c == comp)
+        parts: dict[int, list[int]] = {}
+        for v in members:
+            parts.setdefault(ga.get(v, -1 - v), []).append(v)
+        if len(parts) < 2:
+            continue
+        keep = max(parts.values(), key=lambda p: (len(p), -p[0]))
+        for v in members:
+            if v not in keep:
+                mine = parts[ga.get(v, -1 - v)]
+                out.append({"vertiport": v, "lost": [w for w in members if w not in mine]})
     return out

@@ -236,7 +236,8 @@ async def generate(conn: AsyncConnection, body: GenerateIn, s: LowAltSettings, b
     vxy = np.column_stack(fr.to_metric(np.array([r.lon for r in vps], float),
                                        np.array([r.lat for r in vps], float))) \
         if vps else np.empty((0, 2))
-    plan = plan_corridors(lines, names, vxy, s.network_max_connector_m)
+    plan = plan_corridors(lines, names, vxy, s.network_max_connector_m,
+                          gap=s.separation_h_m + 2 * s.network_half_width_m)
     reach = s.network_half_width_m + s.clearance_h_m + 5
     x0, y0, x1, y1 = shapely.total_bounds(np.asarray(lines, dtype=object))
     if len(vxy):
