@@ -315,6 +315,12 @@ async def run(url: str, args: argparse.Namespace, world: dict, ox: float, oy: fl
         day0 = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0,
                                                                microsecond=0)
         times, approved, refused = [], [], 0
+        prof = None
+        if os.environ.get("AIRSPACE_PROFILE"):
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
         for n in range(args.flights):
             a, b = rng.choice(ids, 2, replace=False).tolist()
             dep = day0 + timedelta(seconds=float(rng.uniform(0, 86_400)))
@@ -333,6 +339,11 @@ async def run(url: str, args: argparse.Namespace, world: dict, ox: float, oy: fl
             if n % 1000 == 999:
                 log(f"{n + 1} flights: {len(approved)} approved, p99 "
                     f"{pct(times, 99):.1f} ms")
+        if prof is not None:
+            import pstats
+
+            prof.disable()
+            pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
         out["flights_asked"] = args.flights
         out["flights_per_day"] = len(approved)
         out["flights_refused"] = refused

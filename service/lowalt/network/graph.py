@@ -5,7 +5,11 @@ noded where they cross (``shapely.union_all``) and merged through points where o
 meet (``shapely.line_merge``), so every part runs from junction to junction and no two parts
 cross between nodes. Each vertiport is joined to its nearest guide by a straight connector
 to the nearest point on it (the guide is split there, a new junction). Every part becomes
-two directed edges, one each way.
+two directed edges, one each way. Junctions closer than the separation (``gap``:
+separation_h + 2 x half-width, 50 m by default) are merged first, and a vertiport whose
+nearest guide point is that close to a junction joins the junction; ``crowded`` then names
+the edges that still pass closer than ``gap`` to a corridor of their layer, or to a junction
+they do not meet, with no shared node whose slots would keep the flights apart.
 
 Layers by heading: a directed edge's heading is the bearing of its chord, clockwise from
 grid north of the metric CRS. The sector is ``floor(((heading + 45) mod 360) / 90)``:
@@ -263,8 +267,12 @@ class Network:
     version: int = 0
     _graph: object = field(default=None, repr=False)
     _tree: object = field(default=None, repr=False)
-    # predecessors of the shortest-path tree from each source state asked for so far
+    # vertiport id -> capacity per hour (take-offs and landings)
+    pads: dict = field(default_factory=dict)
+    # predecessors of the shortest-path tree from each source state asked for so far, and
+    # anything else derived once per version (timelines of paths, the edge index)
     _pred: dict = field(default_factory=dict, repr=False)
+    memo: dict = field(default_factory=dict, repr=False)
 
     @property
     def levels(self) -> int:
@@ -346,9 +354,14 @@ class Network:
 
     def edge_between(self, u: int, v: int, layer: int) -> int:
         """Index of the fastest edge from node u to v on a layer."""
-        m = np.flatnonzero((self.edge_from == u) & (self.edge_to == v)
-                           & (self.edge_layer == layer))
-        return int(m[np.argmin(self.edge_length[m])])
+        index = self.memo.get("edges")
+        if index is None:
+            index = {}
+            for k in np.argsort(-self.edge_length).tolist():  # the shortest one wins
+                index[(int(self.edge_from[k]), int(self.edge_to[k]),
+                       int(self.edge_layer[k]))] = k
+            self.memo["edges"] = index
+        return index[(u, v, layer)]
 
     def nearest_nodes(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nearest node (index) of each metric point, and its distance."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,6 @@ from service.lowalt.network.schemas import FlightIn
 from service.lowalt.network.service import load_network, plain
 from service.lowalt.schemas import RouteVolume
 from service.lowalt.settings import LowAltSettings
-from service.lowalt.tables import drone_routes
 from service.lowalt.validation import check_volume
 
 LEVEL_KEYS = 16
@@ -75,8 +75,10 @@ class Timeline:
     edges: list[int] = field(default_factory=list)
 
     def point(self, p: np.ndarray, t: float) -> None:
-        if self.xyz and np.allclose(self.xyz[-1], p) and abs(self.t[-1] - t) < 1e-9:
-            return
+        if self.t and abs(self.t[-1] - t) < 1e-9:
+            last = self.xyz[-1]
+            if abs(last[0] - p[0]) + abs(last[1] - p[1]) + abs(last[2] - p[2]) < 1e-6:
+                return
         self.xyz.append(np.asarray(p, float))
         self.t.append(t)
 
@@ -84,6 +86,16 @@ class Timeline:
 def node_headway(s: LowAltSettings) -> float:
     return 3600.0 / capacity_per_hour(s.network_speed_ms, s.separation_h_m,
                                       s.network_half_width_m, s.network_buffer_s)
+
+
+def path_timeline(net: Network, a: int, b: int, s: LowAltSettings) -> Timeline | None:
+    """The timeline of the fastest path from node a to node b, once per network version
+    (offsets do not depend on the departure)."""
+    key = ("timeline", a, b)
+    if key not in net.memo:
+        states = net.path(a, b)
+        net.memo[key] = timeline(net, states, net.pads, s) if states else None
+    return net.memo[key]
 
 
 def timeline(net: Network, states: list[tuple[int, int]], pads: dict[int, float],
@@ -202,17 +214,14 @@ async def reserve_flight(conn: AsyncConnection, body: FlightIn, s: LowAltSetting
     net = await load_network(conn, s)
     a = _vertiport_node(net, body.from_vertiport, "from")
     b = _vertiport_node(net, body.to_vertiport, "to")
-    states = net.path(a, b)
-    if not states:
+    tl = path_timeline(net, a, b, s)
+    if tl is None:
         raise Conflict(f"the network has no path from vertiport {body.from_vertiport} to "
                        f"{body.to_vertiport} (a corridor closed?)")
-    caps = dict((await conn.execute(
-        select(store.vp.c.id, store.vp.c.capacity_per_hour).where(
-            store.vp.c.id.in_([body.from_vertiport, body.to_vertiport])))).all())
-    tl = timeline(net, states, caps, s)
     span = tl.t[-1]
     now = datetime.now(UTC)
-    bad = check_volume(_volume(tl, body.departure, s, body.priority), s, now)
+    bad = check_volume(SimpleNamespace(start=body.departure,
+                                       end=body.departure + timedelta(seconds=span)), s, now)
     if bad:
         raise Unprocessable(bad[0]["message"], violations=bad)
     for _attempt in range(3):
@@ -273,11 +282,11 @@ async def _commit(conn: AsyncConnection, body: FlightIn, vol: RouteVolume, tl: T
     result = {"verdict": "accepted", "violations": [],
               "checked": {"network": {"version": net.version, "edges": len(tl.edges),
                                       "slots": len(tl.slots)}, "window": window}}
-    route_id = await lowalt_store.insert_route(conn, vol, body.drone_id, body.name,
-                                               result, by)
-    await conn.execute(lowalt_store.approved(route_id, by, None, result))
-    await conn.execute(drone_routes.update().where(drone_routes.c.id == route_id)
-                       .values(on_network=True))
+    # filed, approved and on the network in one statement
+    route_id = (await conn.execute(
+        lowalt_store.new_route(vol, body.drone_id, body.name, result, by).values(
+            status="approved", approved_by=by, approved_at=func.now(), on_network=True))
+    ).scalar_one()
     rid = (await conn.execute(
         store.rs.insert().values(
             route_id=route_id, drone_id=body.drone_id, version_id=net.version,

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import numpy as np
 import shapely
-from sqlalchemy import func
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.core.errors import Conflict, NotFound, Unprocessable
@@ -130,6 +130,8 @@ async def load_network(conn: AsyncConnection, s: LowAltSettings,
     nodes = (await conn.execute(store.CURRENT_NODES)).all()
     edges = (await conn.execute(store.CURRENT_EDGES)).all()
     net = network_from_rows(nodes, edges, fr, s, version)
+    net.pads = dict((await conn.execute(
+        select(store.vp.c.id, store.vp.c.capacity_per_hour))).all())
     if len(_CACHE) > 16:
         _CACHE.clear()
     _CACHE[key] = net
