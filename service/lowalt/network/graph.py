@@ -277,7 +277,8 @@ class Network:
     @property
     def levels(self) -> int:
         """Flight layers in use, plus the ground level (the last)."""
-        return int(self.edge_layer.max()) + 2 if len(self.edge_layer) else 1
+        top = int(self.edge_layer.max()) + 1 if len(self.edge_layer) else 0
+        return max(top, len(SECTORS)) + 1
 
     def node_index(self, node_id: int) -> int:
         hit = np.flatnonzero(self.node_ids == node_id)
