@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 
-from service.core.auth import Principal, Reader, Writer, require
+from service.core.auth import READ_ROLES, Principal, Reader, Writer, require
 from service.core.errors import NotFound
 from service.core.ids import Id
 from service.lowalt.network import reserve, service, store
@@ -26,6 +26,8 @@ router = APIRouter(prefix="/airspace", tags=["low altitude"])
 Planner = Annotated[Principal, Depends(require(frozenset({"planner", "admin"}),
                                                "planning the route network"))]
 Settings = Annotated[LowAltSettings, Depends(lowalt_settings)]
+# a POST answers reads here, but every POST takes a key
+AnyKey = Annotated[Principal, Depends(require(READ_ROLES, "asking for travel times"))]
 
 _LAYERS = ("Layers by heading (clockwise from grid north): sector floor(((heading + 45) mod "
            "360) / 90), 0 north, 1 east, 2 south, 3 west bound, flown at network_base_agl_m "
@@ -147,7 +149,7 @@ async def cancel_flight(reservation_id: Id, request: Request, _: Writer) -> dict
 
 @router.post("/network/travel-times",
              summary="Seconds between every pair of positions over the current network")
-async def travel_times(body: TravelTimesIn, request: Request, _: Reader, s: Settings
+async def travel_times(body: TravelTimesIn, request: Request, _: AnyKey, s: Settings
                        ) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
         out = await service.travel_time_matrix(conn, body.positions, s)
