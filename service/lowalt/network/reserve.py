@@ -28,6 +28,11 @@ off-network flights near the path are checked against it geometrically (the part
 over those only), under shared advisory locks on the airspace cells that off-network
 approvals lock exclusively. Zones active in the flight's window are checked too (a
 temporary zone declared after the network was built).
+
+Open point: the brute-force 4D check of ``benchmarks/airspace.py`` found a few pairs of
+approved flights closer than the separation (benchmarks/RESULTS.md). A suspect: layers
+follow the ground, so two corridors leaving one junction on layers 20 m apart are less
+than 20 m apart a little way out where the ground under them differs.
 """
 
 from __future__ import annotations
