@@ -234,7 +234,12 @@ def brute_force(flights: list[dict], sample: list[int], s: LowAltSettings) -> in
             pb = np.column_stack([np.interp(ts, b["t"], b["xyz"][:, k]) for k in range(3)])
             h = np.hypot(pa[:, 0] - pb[:, 0], pa[:, 1] - pb[:, 1])
             v = np.abs(pa[:, 2] - pb[:, 2])
-            if np.any((h < hsep - 1e-6) & (v < vsep - 1e-6)):
+            bad = (h < hsep - 1e-6) & (v < vsep - 1e-6)
+            if np.any(bad):
+                if (min(i, j), max(i, j)) not in found:
+                    k = int(np.flatnonzero(bad)[np.argmin(h[bad])])
+                    log(f"conflict {i} {j}: {h[k]:.1f} m apart, {v[k]:.1f} m vertically at"
+                        f" {pa[k].round(1).tolist()} / {pb[k].round(1).tolist()}")
                 found.add((min(i, j), max(i, j)))
     return len(found)
 
