@@ -30,9 +30,11 @@ approvals lock exclusively. Zones active in the flight's window are checked too 
 temporary zone declared after the network was built).
 
 Open point: the brute-force 4D check of ``benchmarks/airspace.py`` found a few pairs of
-approved flights closer than the separation (benchmarks/RESULTS.md). A suspect: layers
-follow the ground, so two corridors leaving one junction on layers 20 m apart are less
-than 20 m apart a little way out where the ground under them differs.
+approved flights closer than the separation (benchmarks/RESULTS.md): every one on layers
+20 m apart, 19.9-20.0 m apart vertically near a junction. Layers follow the ground, so
+corridors leaving one junction on adjacent layers lose a few centimetres of the 20 m where
+the ground under them differs; a layer step with a margin over the 20 m minimum is the fix
+to make and measure.
 """
 
 from __future__ import annotations
