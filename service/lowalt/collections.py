@@ -1,5 +1,7 @@
-"""Drone routes, airspace zones and the live drone layer (``drones_live``) in the OGC API -
-Features catalogue. ``silent`` uses the default 15 s here (a fixed SELECT has no settings).
+"""Drone routes, airspace zones, the live drone layer (``drones_live``), the route network
+(``route_network``: its corridor edges, current ones unless a datetime asks for the history)
+and vertiports in the OGC API - Features catalogue. ``silent`` uses the default 15 s here
+(a fixed SELECT has no settings).
 """
 
 from __future__ import annotations
@@ -107,5 +109,66 @@ COLLECTIONS: tuple[Collection, ...] = (
         ),
         temporal=("t", None),
         keywords=("low altitude", "drones", "live"),
+    ),
+    Collection(
+        id="route_network",
+        title="Route network",
+        description="Corridor edges of the low-altitude route network: directed centre lines "
+                    "(lon, lat, ellipsoidal height) at the flight layer of their heading "
+                    "(layer 0 north, 1 east, 2 south, 3 west bound), with capacity in "
+                    "flights per hour. Without a datetime the current network; with one, "
+                    "the edges valid then (every edit is a version: valid_from/valid_to).",
+        source=(
+            "(SELECT e.id, e.from_node, e.to_node, e.geom, e.heading_deg, e.layer,"
+            " e.layer_agl_m, e.half_width_m, e.vertical_half_m, e.length_m, e.speed_ms,"
+            " e.capacity_per_hour, e.source, e.guide, e.verdict, e.version_from,"
+            " e.version_to, e.valid_from, e.valid_to, e.closed_reason"
+            " FROM network_edges e)"
+        ),
+        geometry_type="LineString",
+        has_z=True,
+        properties=(
+            Prop("from_node", "integer", title="From node"),
+            Prop("to_node", "integer", title="To node"),
+            Prop("heading_deg", "number", title="Heading (degrees from grid north)"),
+            Prop("layer", "integer", title="Layer (0 N, 1 E, 2 S, 3 W bound)"),
+            Prop("layer_agl_m", "number", title="Layer above ground (m)"),
+            Prop("half_width_m", "number", title="Corridor half width (m)"),
+            Prop("vertical_half_m", "number", title="Corridor half height (m)"),
+            Prop("length_m", "number", title="Length (m)"),
+            Prop("speed_ms", "number", title="Speed (m/s)"),
+            Prop("capacity_per_hour", "integer", title="Capacity (flights per hour)"),
+            Prop("source", "string", title="Made from",
+                 enum=("guide", "connector", "planner")),
+            Prop("guide", "string", title="Guide line"),
+            Prop("verdict", "string", title="Validation verdict"),
+            Prop("version_from", "integer", title="First version"),
+            Prop("version_to", "integer", title="Closed in version"),
+            Prop("valid_from", "datetime", title="Valid from"),
+            Prop("valid_to", "datetime", title="Valid to (empty: current)"),
+            Prop("closed_reason", "string", title="Why closed"),
+        ),
+        temporal=("valid_from", "valid_to"),
+        current_only="t.version_to IS NULL",
+        keywords=("low altitude", "route network"),
+    ),
+    Collection(
+        id="vertiports",
+        title="Vertiports",
+        description="Vertiports and landing points: pad (lon, lat, ellipsoidal height) and "
+                    "capacity in take-offs and landings per hour.",
+        source=(
+            "(SELECT v.id, v.code, v.name, v.geom, v.pad_m, v.capacity_per_hour,"
+            " v.created_at FROM vertiports v)"
+        ),
+        geometry_type="Point",
+        properties=(
+            Prop("code", "string", title="Code"),
+            Prop("name", "string", title="Name"),
+            Prop("pad_m", "number", title="Pad height (m, ellipsoidal)"),
+            Prop("capacity_per_hour", "integer", title="Movements per hour"),
+            Prop("created_at", "datetime", title="Created"),
+        ),
+        keywords=("low altitude", "vertiports"),
     ),
 )

@@ -50,6 +50,17 @@ class LowAltSettings(BaseSettings):
     silent_after_s: float = Field(15.0, description="a drone this long without a report")
     stream_poll_s: float = Field(1.0, description="how often the live stream looks")
     stream_keepalive_s: float = Field(15.0, description="comment line on an idle stream")
+    network_speed_ms: float = Field(15.0, description="cruise speed on network corridors")
+    network_climb_ms: float = Field(3.0, description="climb and descent rate on the network")
+    network_half_width_m: float = Field(10.0, description="half-width of a network corridor")
+    network_vertical_half_m: float = Field(5.0, description="half-height of a corridor")
+    network_base_agl_m: float = Field(30.0, description="layer of northbound edges (AGL)")
+    network_layer_step_m: float = Field(
+        20.0, description="height between heading layers (N, E, S, W bound)")
+    network_buffer_s: float = Field(
+        10.0, description="time buffer in an edge's headway (timing uncertainty)")
+    network_max_connector_m: float = Field(
+        1500.0, description="longest straight connector from a vertiport to a guide line")
 
 
 @lru_cache

@@ -276,7 +276,7 @@ def test_the_table_survives_hostile_filters(server):
 
 @pytest.mark.parametrize("collection", ["road_segments", "water_stations", "surveys",
                                         "city_objects", "bim_elements", "drone_routes",
-                                        "airspace_zones"])
+                                        "airspace_zones", "route_network", "vertiports"])
 def test_every_layer_is_a_collection(server, collection):
     listed = [c["id"] for c in get(server, "/collections").json()["collections"]]
     assert collection in listed
