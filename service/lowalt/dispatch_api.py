@@ -2,10 +2,10 @@
 library, PyVRP), ``/fleet/plans/{id}/replan`` plans again while flying, and
 ``/fleet/plans/{id}/emergency`` sends a drone to an incident.
 
-Travel times are the straight line times a detour factor (``travel_for``) until the
-corridor network gives shortest-path times; the planned flights are not reserved or
-approved on the network yet (``reserve_flights`` is where that goes): every answer says so
-in ``reservation``.
+Travel times are the corridor network's shortest paths when a network has been generated,
+else the straight line times a detour factor (``travel_for``; every answer says which in
+``travel``). The planned flights are not reserved or approved on the network yet
+(``reserve_flights`` is where that goes): every answer says so in ``reservation``.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ from service.lowalt.dispatch_schemas import (
 )
 from service.lowalt.dispatch_tables import fleet_plans
 from service.lowalt.geo import frame
+from service.lowalt.network.graph import Network
+from service.lowalt.network.service import load_network
 from service.lowalt.settings import LowAltSettings, lowalt_settings
 
 router = APIRouter(prefix="/fleet/plans", tags=["fleet dispatch"])
@@ -62,10 +64,37 @@ _IN_PROHIBITED = text(
     " AND z.valid && tstzrange(:t0, :t1)")
 
 
-def travel_for(detour: float) -> TravelTimes:
-    """The travel times plans are made with: the seam where the corridor network's
-    shortest-path times will come in."""
-    return StraightLineWithDetour(detour)
+class NetworkTravel:
+    """Shortest-path times over the corridor network (climb, corridors at their speed, layer
+    changes, descent), each site joining its nearest network node by a straight hop at the
+    network's speed; inf where the network has no path (the task is then unreachable)."""
+
+    def __init__(self, net: Network, speed_ms: float) -> None:
+        self.net = net
+        self.speed_ms = speed_ms
+
+    def matrix(self, sites: Any, drone: Any) -> np.ndarray:
+        xy = np.array([[x, y] for _, x, y in sites], dtype=float)
+        idx, access = self.net.nearest_nodes(xy)
+        uniq, inv = np.unique(idx, return_inverse=True)
+        seconds = self.net.travel_times(uniq, uniq)[np.ix_(inv, inv)]
+        hop = access / self.speed_ms
+        out = seconds + hop[:, None] + hop[None, :]
+        np.fill_diagonal(out, 0.0)
+        return out
+
+
+async def travel_for(conn: AsyncConnection, detour: float, s: LowAltSettings
+                     ) -> tuple[TravelTimes, str]:
+    """The travel times plans are made with, and what they are: the corridor network's
+    shortest paths when there is a network, else the straight line times ``detour``."""
+    try:
+        net = await load_network(conn, s)
+    except NotFound:
+        net = None
+    if net is None or not len(net.node_ids):
+        return StraightLineWithDetour(detour), f"straight line x {detour:g} (no route network)"
+    return NetworkTravel(net, s.network_speed_ms), f"route network version {net.version}"
 
 
 async def reserve_flights(conn: AsyncConnection, plan_id: int, result: Plan) -> dict[str, Any]:
@@ -166,15 +195,16 @@ async def create_plan(body: FleetPlanIn, request: Request, who: Writer,
     problem = problem_from(body, frame(s.metric_crs))
     async with request.app.state.engine.connect() as conn:
         problem, in_zones = await _screen_zones(conn, body, problem)
-    result = await run_in_threadpool(plan, problem, travel_for(body.detour_factor),
-                                     time_limit_s=body.time_limit_s)
+        travel, travel_label = await travel_for(conn, body.detour_factor, s)
+    result = await run_in_threadpool(plan, problem, travel, time_limit_s=body.time_limit_s)
     result.unassigned = in_zones + result.unassigned
     async with request.app.state.engine.begin() as conn:
         row_id = await _store(conn, "plan", None, body.start, body.model_dump(mode="json"),
                               result, who.name)
         reservation = await reserve_flights(conn, row_id, result)
     request.state.audit_detail = {"fleet_plan": row_id, "planned": len(result.planned_tasks())}
-    return _answer(row_id, "plan", None, body.start, result, reservation)
+    return {**_answer(row_id, "plan", None, body.start, result, reservation),
+            "travel": travel_label}
 
 
 @router.get("/{plan_id}", summary="A stored fleet plan")
@@ -212,8 +242,8 @@ async def replan_plan(plan_id: Id, body: ReplanIn, request: Request, who: Writer
     now = _now_s(body.at, row.epoch)
     async with request.app.state.engine.connect() as conn:
         problem, in_zones = await _screen_zones(conn, new_body, problem)
-    result = await run_in_threadpool(replan, problem, previous, now,
-                                     travel_for(stored.detour_factor), dropped=dropped,
+        travel, travel_label = await travel_for(conn, stored.detour_factor, s)
+    result = await run_in_threadpool(replan, problem, previous, now, travel, dropped=dropped,
                                      time_limit_s=body.time_limit_s)
     result.unassigned = in_zones + result.unassigned
     async with request.app.state.engine.begin() as conn:
@@ -221,7 +251,8 @@ async def replan_plan(plan_id: Id, body: ReplanIn, request: Request, who: Writer
                               new_body.model_dump(mode="json"), result, who.name)
         reservation = await reserve_flights(conn, row_id, result)
     request.state.audit_detail = {"fleet_plan": row_id, "parent": plan_id}
-    return _answer(row_id, "replan", plan_id, row.epoch, result, reservation)
+    return {**_answer(row_id, "replan", plan_id, row.epoch, result, reservation),
+            "travel": travel_label}
 
 
 @router.post("/{plan_id}/emergency", status_code=201,
@@ -249,13 +280,13 @@ async def post_emergency(plan_id: Id, body: EmergencyIn, request: Request, who: 
     async with request.app.state.engine.connect() as conn:
         zone = await _zones(conn, [(task.id, _where(body.task))], row.epoch,
                             row.epoch + timedelta(days=2))
+        travel, travel_label = await travel_for(conn, stored.detour_factor, s)
     if zone:
         raise Unprocessable(f"the incident lies in prohibited zone {zone[task.id]!r}: no "
                             "drone may go; nothing was stored")
     previous = Plan.from_dict(row.plan)
     now = _now_s(body.at, row.epoch)
-    answer = await run_in_threadpool(emergency, problem, previous, task, now,
-                                     travel_for(stored.detour_factor),
+    answer = await run_in_threadpool(emergency, problem, previous, task, now, travel,
                                      previous.objective.get("dropped", []))
     if answer.drone is None:
         raise Conflict(f"no drone available for emergency {task.id}: "
@@ -269,6 +300,7 @@ async def post_emergency(plan_id: Id, body: EmergencyIn, request: Request, who: 
     request.state.audit_detail = {"fleet_plan": row_id, "emergency": task.id,
                                   "drone": answer.drone}
     out = _answer(row_id, "emergency", plan_id, row.epoch, answer.plan, reservation)
+    out["travel"] = travel_label
     out["emergency"] = {"task": task.id, "drone": answer.drone,
                         "eta": _iso(row.epoch, answer.eta or 0.0),
                         "preempted": answer.preempted, "refused": answer.refused}

@@ -85,6 +85,7 @@ def test_a_plan_is_made_stored_and_read_back(api, auth, city):
     assert served["parcel"] == "D2"  # only D2 carries 4 kg
     assert plan["planned"] == 3
     assert plan["reservation"]["status"] == "not_reserved"
+    assert plan["travel"].startswith("straight line")  # no route network in this city
     _times_ok(plan, body)
     got = api.get(f"/fleet/plans/{plan['id']}")
     assert got.status_code == 200

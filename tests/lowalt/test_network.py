@@ -133,6 +133,33 @@ def test_generate_keeps_only_valid_edges_on_heading_layers(api, auth, world, por
     assert {f["properties"]["source"] for f in edges} == {"guide", "connector"}
 
 
+def test_fleet_plans_fly_the_network_paths(api, auth, world):
+    """With a network, a fleet plan's legs take the network's shortest-path times (climb,
+    corridors, layer changes, descent), not the straight line."""
+    from datetime import UTC, datetime
+
+    pad, task = HERE.ll(200, -60), HERE.ll(700, 800)
+    r = api.post("/airspace/network/travel-times", json={"positions": [pad, task]},
+                 headers=auth("planner"))
+    assert r.status_code == 200, r.text
+    network_s = r.json()["seconds"][0][1]
+    body = {"start": datetime(2030, 5, 1, 8, tzinfo=UTC).isoformat(),
+            "vertiports": [{"id": "VP", "position": pad}],
+            "drones": [{"id": "D", "home": "VP", "endurance_min": 30, "payload_kg": 2,
+                        "speed_ms": 15}],
+            "tasks": [{"id": "look", "position": task, "service_s": 60}], "time_limit_s": 1}
+    r = api.post("/fleet/plans", json=body, headers=auth("operator"))
+    assert r.status_code == 201, r.text
+    plan = r.json()
+    assert plan["travel"].startswith("route network version")
+    [trip] = plan["drones"][0]["trips"]
+    leg = (datetime.fromisoformat(trip["stops"][0]["arrival"])
+           - datetime.fromisoformat(trip["departure"])).total_seconds()
+    straight = float(np.hypot(500, 860)) / 15
+    assert abs(leg - network_s) <= 1.5, (leg, network_s)
+    assert leg > straight * 1.05  # the corridors are longer than the straight line
+
+
 def test_every_edge_passes_the_services_own_validation(api, auth, world):
     w = auth("operator")
     d = drone(api, w)
