@@ -66,7 +66,13 @@ def _lod1(building: Any, base: float, top: float, oid: str, vertices: list[list[
           attributes: dict[str, Any]) -> dict[str, Any]:
     """A footprint extruded from ``base`` to ``top`` as a CityJSON LoD1 Solid with semantics
     (ground, roof, walls; outward)."""
-    ring = orient(building, 1.0).exterior.coords[:-1]
+    # on the millimetre grid the file is written at, with no repeated corner (a wall between
+    # two corners that round to one point would have no area)
+    clean = shapely.set_precision(building, 0.001).buffer(0)
+    if clean.geom_type != "Polygon":  # the largest part of a footprint the grid split
+        clean = max(shapely.get_parts(clean), key=lambda p: p.area)
+    clean = orient(clean, 1.0)
+    ring = clean.exterior.coords[:-1]
     n = len(ring)
     first = len(vertices)
     for x, y in ring:
