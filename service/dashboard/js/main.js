@@ -9,6 +9,7 @@ import { DronesLayer, RoutesLayer, STATUS } from "./drones.js";
 import { groundFor } from "./ground.js";
 import { currentLang, initI18n, onLangChange, otherLang, setLang, t } from "./i18n.js";
 import { LivingMap } from "./living.js";
+import { LAYER_COLOURS, NetworkLayer } from "./network.js";
 import { centreFill, glyphs } from "./probe.js";
 import { canShow, panel, showPicked, showRows } from "./panel.js";
 import { setUpTerrain, terrainState } from "./terrain.js";
@@ -39,6 +40,7 @@ const layers = {
   traffic: new TrafficLayer(viewer),
   water: new WaterLayer(viewer),
   routes: new RoutesLayer(viewer),
+  network: new NetworkLayer(viewer),
   drones: new DronesLayer(viewer),
 };
 const counts = {};
@@ -130,6 +132,7 @@ function legend() {
     ...group("legend.congestion", LEVEL_COLOURS.map((c, i) => [t(`level.${i}`), c])),
     ...group("legend.water", CLASS_COLOURS.map((c, i) => [t(`water.class.${i + 1}`), c])),
     ...group("legend.routes", Object.entries(STATUS).map(([k, c]) => [t(`route.status.${k}`), c])),
+    ...group("legend.network", LAYER_COLOURS.map((c, i) => [t(`network.layer.${i}`), c])),
     ...group("legend.changes", Object.entries(CHANGE_COLOURS).map(([k, c]) => [t(`change.${k}`), c])));
 }
 
@@ -339,6 +342,7 @@ onLangChange(() => {
   livingLabel();
   layers.water.relabel();
   layers.routes.relabel();
+  layers.network.relabel();
   layers.drones.relabel();
   applyTime().catch((e) => console.error(e));
   updateStatus();
@@ -401,9 +405,9 @@ async function start() {
   kindToggles();
   firstTarget = await firstView();
   jobs.start();
-  const [traffic, water, routes, drones] = await Promise.all(
-    ["traffic", "water", "routes", "drones"].map((n) => layers[n].load()));
-  Object.assign(counts, { traffic, water, routes, drones });
+  const [traffic, water, routes, drones, network] = await Promise.all(
+    ["traffic", "water", "routes", "drones", "network"].map((n) => layers[n].load()));
+  Object.assign(counts, { traffic, water, routes, drones, network });
   await Promise.all([applyTime(), livingMoments()]);
 }
 

@@ -93,6 +93,10 @@ const SOURCES = {
     const ds = t.dataset_id ? await getJSON(`/datasets/${t.dataset_id}`) : {};
     return ["panel.tileset", { ...t, dataset: ds.name, crs: ds.crs, acquired_at: ds.acquired_at }];
   },
+  network: async (id) => ["panel.corridor",
+    (await getJSON(`/collections/route_network/items/${enc(id)}`)).properties],
+  vertiports: async (id) => ["panel.vertiport",
+    (await getJSON(`/collections/vertiports/items/${enc(id)}`)).properties],
   drones: async (id, entity) => {
     const d = await getJSON(`/drones/${enc(id)}`);
     const { links, ...props } = d;
