@@ -71,8 +71,12 @@ def test_demo_district_loads_once_and_ingests(db_url, settings, tmp_path):
     assert run_job(city_job, db_url, settings) == "succeeded"
     with engine.connect() as conn:
         stored = conn.execute(text("SELECT count(*) FROM city_objects")).scalar()
+        report = conn.execute(text("SELECT report FROM jobs WHERE id = :j"),
+                              {"j": city_job}).scalar()
     engine.dispose()
     assert stored == n_objects
+    # every wall of every building is a proper surface (no corner repeated on the mm grid)
+    assert report["problem_count"] == 0, report["problems"][:3]
 
 
 def test_demo_drones_fly_while_serving(db_url, settings):
