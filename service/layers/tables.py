@@ -50,6 +50,7 @@ traffic_observations = Table(
     Column("speed_kmh", REAL, nullable=False),
     Column("occupancy", REAL),
     postgresql_partition_by="RANGE (observed_at)",
+    comment="partitioned by month of observed_at (traffic_observations_YYYYMM)",
 )
 
 water_stations = Table(
@@ -74,6 +75,7 @@ water_observations = Table(
     Column("deciding", ARRAY(Text), nullable=False, server_default="{}"),
     Column("exceedance", JSONB, nullable=False, server_default="{}"),
     postgresql_partition_by="RANGE (observed_at)",
+    comment="partitioned by month of observed_at (water_observations_YYYYMM)",
 )
 
 # monthly partitions, kept for ``observations_retention_days`` (service.core.partitions)

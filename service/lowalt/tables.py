@@ -115,6 +115,7 @@ drone_telemetry = Table(
     Column("flags", ARRAY(Text), nullable=False, server_default="{}"),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     postgresql_partition_by="RANGE (t)",
+    comment="partitioned by day of t (drone_telemetry_YYYYMMDD)",
 )
 # daily partitions, kept for ``telemetry_retention_days`` (service.core.partitions)
 TELEMETRY_PARTITIONS = TimePartitioned("drone_telemetry", "t", "day", 3,
