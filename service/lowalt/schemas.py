@@ -193,6 +193,8 @@ def _area_of_use(crs: str) -> tuple[float, float, float, float] | None:
 
 
 def check_in_area(lon: np.ndarray, lat: np.ndarray, crs: str) -> None:
+    if np.size(lon) == 0 or np.size(lat) == 0:
+        raise Unprocessable("no coordinates: a position is [longitude, latitude] in degrees")
     if not (np.all(np.abs(lon) <= 180) and np.all(np.abs(lat) <= 90)):
         raise Unprocessable("coordinates must be [longitude, latitude, height] in degrees")
     area = _area_of_use(crs)

@@ -209,3 +209,14 @@ def test_bad_flights_are_refused_with_a_reason(api, auth, net):
     assert api.post("/airspace/network/flights", json={
         "drone_id": d, "from_vertiport": net["W"], "to_vertiport": net["E"],
         "departure": t0.isoformat()}).status_code == 401
+
+
+def test_positions_without_both_coordinates_are_refused(api, auth, net):
+    """An empty position once reached the area check and answered 500."""
+    w = auth("planner")
+    for positions in ([[]], [[114.25]], [[114.25, 22.72, 10.0, 1.0]]):
+        r = api.post("/airspace/network/travel-times", json={"positions": positions}, headers=w)
+        assert r.status_code == 422, (positions, r.text)
+    r = api.post("/airspace/vertiports", json={"name": "x", "position": [],
+                                               "capacity_per_hour": 10}, headers=w)
+    assert r.status_code == 422, r.text

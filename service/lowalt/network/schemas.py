@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from service.core.instants import WorkingDatetime
-from service.lowalt.schemas import Position, Strict
+from service.lowalt.schemas import Strict
+
+#: [lon, lat] or [lon, lat, h]: a point needs both coordinates (an empty one was a 500)
+Position = Annotated[list[float], Field(min_length=2, max_length=3)]
 
 
 class VertiportIn(Strict):
