@@ -265,11 +265,15 @@ function datasetRegion(d) {
 }
 
 async function flyToDataset(d) {
+  // the list may hold the row as it was queued (no bounds yet): ask for it as it is now
+  if (!d.bounds3d && !d.footprint) d = await getJSON(`/datasets/${d.id}`);
+  if (!d.bounds3d && !d.footprint) return null; // nothing published to fly to yet
   await flyToRegion(datasetRegion(d), d.kind === "bim" || d.kind === "ifc" ? -35 : -45);
   return d.id;
 }
 
 async function showChanges(d) {
+  if (!d.footprint) d = await getJSON(`/datasets/${d.id}`); // a row listed before it was ready
   const [w, s, e, n] = bboxOf(d.footprint);
   const ground = await groundFor([[w, s], [e, n]]);
   const out = await changes.show(d, ground);
