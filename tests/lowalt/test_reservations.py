@@ -217,6 +217,10 @@ def test_positions_without_both_coordinates_are_refused(api, auth, net):
     for positions in ([[]], [[114.25]], [[114.25, 22.72, 10.0, 1.0]]):
         r = api.post("/airspace/network/travel-times", json={"positions": positions}, headers=w)
         assert r.status_code == 422, (positions, r.text)
+    # [lon, lat] and [lon, lat, h] mixed (a 500 once): far off the globe, refused with reason
+    r = api.post("/airspace/network/travel-times", headers=w, json={
+        "positions": [[3.7e16, -1.6e91], [-1.5e16, 4.0e-185, -1.8e-68]]})
+    assert r.status_code == 422 and "degrees" in r.json()["detail"], r.text
     r = api.post("/airspace/vertiports", json={"name": "x", "position": [],
                                                "capacity_per_hour": 10}, headers=w)
     assert r.status_code == 422, r.text

@@ -173,7 +173,8 @@ async def travel_time_matrix(conn: AsyncConnection, positions: list[list[float]]
     (climbs, corridors, layer changes, descent). ``seconds[i][j]`` is inf where the network
     has no path. The function task assignment calls."""
     net = await load_network(conn, s)
-    p = np.asarray(positions, float).reshape(-1, 2)
+    # [lon, lat] or [lon, lat, h] mixed: the heights play no part in a ground-to-ground time
+    p = np.array([q[:2] for q in positions], float).reshape(-1, 2)
     check_in_area(p[:, 0], p[:, 1], s.metric_crs)
     fr = frame(s.metric_crs)
     x, y = fr.to_metric(p[:, 0], p[:, 1])
