@@ -135,6 +135,28 @@ def synthetic() -> dict[str, float]:
     }
 
 
+def against_3dfier(fps: list, models: list) -> tuple[list[float], list[float]]:
+    """Our LoD1.2 roof height, and the 90th percentile of the roof points, minus the top of
+    3dfier's LoD1 block of the same building, for every building both have (3dfier's block
+    covering at least 90 % of our footprint)."""
+    peer = json.loads(PEER.read_text())
+    verts = np.asarray(peer["vertices"], dtype=np.float64)
+    ours, p90 = [], []
+    for f, m in zip(fps, models, strict=True):
+        obj = peer["CityObjects"].get(f.id)
+        if obj is None or obj["type"] != "Building" or m.lod12_roof_z is None:
+            continue
+        idx = [v for g in obj["geometry"] for shell in g["boundaries"] for face in shell
+               for ring in face for v in ring]
+        hull = shapely.convex_hull(shapely.multipoints(verts[idx, :2]))
+        if f.polygon.intersection(hull).area < 0.9 * f.polygon.area:
+            continue
+        top = float(verts[idx, 2].max())
+        ours.append(m.lod12_roof_z - top)
+        p90.append(m.roof_percentiles["p90"] - top)
+    return ours, p90
+
+
 def ahn() -> dict[str, float]:
     import laspy
 
@@ -154,21 +176,7 @@ def ahn() -> dict[str, float]:
     published = [s for m in models for s in (m.lod12, m.lod22) if s is not None]
     valid = sum(check_solid(s).valid for s in published)
 
-    peer = json.loads(PEER.read_text())
-    verts = np.asarray(peer["vertices"], dtype=np.float64)
-    d70, d90 = [], []
-    for f, m in zip(fps, models, strict=True):
-        obj = peer["CityObjects"].get(f.id)
-        if obj is None or obj["type"] != "Building" or m.lod12_roof_z is None:
-            continue
-        idx = [v for g in obj["geometry"] for shell in g["boundaries"] for face in shell
-               for ring in face for v in ring]
-        hull = shapely.convex_hull(shapely.multipoints(verts[idx, :2]))
-        if f.polygon.intersection(hull).area < 0.9 * f.polygon.area:
-            continue
-        top = float(verts[idx, 2].max())
-        d70.append(m.lod12_roof_z - top)
-        d90.append(m.roof_percentiles["p90"] - top)
+    d70, d90 = against_3dfier(fps, models)
     d70a, d90a = np.abs(d70), np.abs(d90)
     return {
         "ahn_buildings": len(models),

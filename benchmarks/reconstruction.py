@@ -71,7 +71,6 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT / "tests" / "data"
 AHN = DATA / "lidar" / "ahn3_delft_cropped_1.laz"
 BGT = DATA / "recon" / "bgt_pand_delft.sqlite"
-PEER = DATA / "cim" / "3dfier_testarea_lod1.json"
 SEED = 16
 CELL = 0.5  # raster of the roof height error, m
 MATCH_IOU = 0.5
@@ -338,6 +337,10 @@ def quality(survey: Any, stored: list[dict[str, Any]]) -> dict[str, Any]:
 def ahn() -> dict[str, Any]:
     import laspy
 
+    # the comparison with 3dfier's LoD1 is the one of the buildings benchmark (a sibling
+    # script: this one's folder is first on sys.path when it runs)
+    from buildings import against_3dfier
+
     from recon.buildings import reconstruct_buildings
     from recon.classify import BUILDING, class_f1, classify_points, ground_total_error
     from recon.footprints import read_footprints
@@ -361,21 +364,7 @@ def ahn() -> dict[str, Any]:
     published = [s for m in models for s in (m.lod12, m.lod22) if s is not None]
     valid = sum(check_solid(s).valid for s in published)
 
-    peer = json.loads(PEER.read_text())
-    verts = np.asarray(peer["vertices"], dtype=np.float64)
-    ours, p90 = [], []
-    for f, m in zip(fps, models, strict=True):
-        obj = peer["CityObjects"].get(f.id)
-        if obj is None or obj["type"] != "Building" or m.lod12_roof_z is None:
-            continue
-        idx = [v for g in obj["geometry"] for shell in g["boundaries"] for face in shell
-               for ring in face for v in ring]
-        hull = shapely.convex_hull(shapely.multipoints(verts[idx, :2]))
-        if f.polygon.intersection(hull).area < 0.9 * f.polygon.area:
-            continue
-        top = float(verts[idx, 2].max())
-        ours.append(m.lod12_roof_z - top)
-        p90.append(m.roof_percentiles["p90"] - top)
+    ours, p90 = against_3dfier(fps, models)
     log(f"AHN: classified in {t_cl:.1f} s, {len(models)} buildings in {t_rec:.1f} s")
     return {
         "ahn_points": len(xyz),
