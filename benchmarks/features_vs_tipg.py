@@ -37,14 +37,13 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
+
+from procs import free_port, start, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 TIPG_VERSION = "1.6.1"
@@ -60,12 +59,6 @@ REQUESTS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def ensure_tipg() -> Path:
     python = TIPG_ENV / "bin" / "python"
     if not (TIPG_ENV / "bin" / "gunicorn").exists():
@@ -73,33 +66,6 @@ def ensure_tipg() -> Path:
         subprocess.run(["uv", "pip", "install", "-q", "--python", str(python),
                         f"tipg=={TIPG_VERSION}", "gunicorn", "uvicorn[standard]"], check=True)
     return TIPG_ENV / "bin" / "gunicorn"
-
-
-def start(cmd: list[str], env: dict[str, str], port: int, probe: str) -> subprocess.Popen:
-    # the server's log goes to a file: an undrained pipe would stall a busy server
-    log = ROOT / "var" / f"bench-{port}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=log.open("wb"), start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe}", timeout=5) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.3)
-    stop(proc)
-    raise RuntimeError(f"{cmd[0]} did not start: {log.read_text()[-2000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _ms(text: str) -> float:

@@ -29,13 +29,10 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,6 +41,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from procs import free_port, start, stop, tree_rss_kb  # noqa: E402
 
 from service.core import db  # noqa: E402
 from service.core.auth import create_key  # noqa: E402
@@ -56,67 +55,21 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def pct(xs: list[float], p: float) -> float | None:
     return round(float(np.percentile(xs, p)), 1) if xs else None
 
 
 def rss_mb(root: int) -> float:
     """Resident memory of the server and every process under it (API workers, children)."""
-    parent: dict[int, int] = {}
-    rss: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            parent[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    rss[int(entry.name)] = int(line.split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    tree, grew = {root}, True
-    while grew:
-        more = {pid for pid, pp in parent.items() if pp in tree} - tree
-        grew = bool(more)
-        tree |= more
-    return sum(rss.get(pid, 0) for pid in tree) / 1024
+    return tree_rss_kb(root) / 1024
 
 
 def start_server(url: str, port: int, data_dir: Path) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": url, "TWINBASE_LOG_LEVEL": "warning",
            "TWINBASE_IN_PROCESS_WORKER": "false", "TWINBASE_DATA_DIR": str(data_dir)}
-    log_file = (data_dir / "serve.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--workers", "2",
-                             "--host", "127.0.0.1", "--port", str(port), "--no-samples",
-                             "--no-demo"],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log_file,
-                            start_new_session=True)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.3)
-    stop(proc)
-    raise RuntimeError(f"the server did not start: {(data_dir / 'serve.log').read_text()[-2000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    return start([sys.executable, "-m", "service.cli", "serve", "--workers", "2",
+                  "--host", "127.0.0.1", "--port", str(port), "--no-samples", "--no-demo"],
+                 env, port, "/ready", timeout_s=90)
 
 
 class Watcher:
@@ -235,7 +188,7 @@ def main() -> None:
         engine.dispose()
     finally:
         if proc is not None:
-            stop(proc)
+            stop(proc, grace_s=20)
         pg.destroy()
         shutil.rmtree(work, ignore_errors=True)
     result = {

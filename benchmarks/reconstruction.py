@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 import shapely
+from procs import tree_rss_kb
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -130,33 +131,6 @@ print(run_job({job}, {url!r}, settings))
 """
 
 
-def _tree_rss_kb(pid: int) -> int:
-    """Resident memory of ``pid`` and all its descendants, kB (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(d))
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo.extend(children.get(p, ()))
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-                        break
-        except OSError:
-            pass
-    return total
-
-
 def run_model_job(url: str, data_dir: Path, laz: Path) -> dict[str, Any]:
     """Store the survey, run ``model_survey`` in a child process, measure it."""
     import datetime as dt
@@ -184,7 +158,7 @@ def run_model_job(url: str, data_dir: Path, laz: Path) -> dict[str, Any]:
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     peak, stages, last = 0, {}, None
     while child.poll() is None:
-        peak = max(peak, _tree_rss_kb(child.pid))
+        peak = max(peak, tree_rss_kb(child.pid))
         with engine.connect() as conn:
             name = conn.execute(select(jobs.c.stage).where(jobs.c.id == job_id)).scalar()
         if name and name != last:
