@@ -29,7 +29,6 @@ only, with a warning), no plane found, or a LoD2.2 solid that failed the validit
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -52,6 +51,7 @@ from recon.roofs import (
     solid_from_partition,
 )
 from recon.solids import Solid, check_solid, distance_to_surface
+from tiler.pool import worker_pool
 
 __all__ = [
     "BuildingModel",
@@ -441,23 +441,5 @@ def _in_workers(tasks: list[Task], ground: GroundFunction, params: ReconParams,
 
 
 def _executor(processes: int) -> ProcessPoolExecutor:
-    # 'forkserver' (else 'spawn'): the caller may run threads (a job's progress writer, a
-    # database pool), and forking a threaded process can deadlock a worker. One BLAS thread
-    # per worker: the workers already use every core (read when the server starts).
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["recon.buildings"])
-    saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
-    os.environ.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    try:
-        ex = ProcessPoolExecutor(processes, mp_context=ctx)
-        for _ in range(processes):  # start them now, while the environment above is set
-            ex.submit(os.getpid)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return ex
+    # the caller may run threads (a job's progress writer, a database pool): see worker_pool
+    return worker_pool(processes, "recon.buildings")

@@ -30,7 +30,6 @@ import contextlib
 import ctypes
 import itertools
 import math
-import multiprocessing
 import os
 import shutil
 import signal
@@ -38,7 +37,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +65,7 @@ from tiler.pointcloud.source import (
     resolve_crs,
     z_to_metres,
 )
+from tiler.pool import worker_pool
 from tiler.tileset import write_bytes_atomic, write_json_atomic
 
 # Records are gathered with np.take: numpy's structured fancy indexing (``rec[index]``) is
@@ -167,33 +167,9 @@ class _InlineExecutor(Executor):
 def _make_executor(workers: int, inline: bool) -> Executor:
     if inline:
         return _InlineExecutor()
-    workers = max(1, workers)
-    # 'forkserver' (else 'spawn'): workers fork from a clean server process that never
-    # decodes LAZ, so no lazrs thread is ever forked (that deadlocks), whatever threads the
-    # calling process runs. The server imports this module once; a spawned worker instead
-    # pays its imports again (laspy pulls in requests) before its first task.
-    # One BLAS thread per worker: the workers already use every core. The environment is
-    # read when the server (or a spawned worker) starts.
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["tiler.pointcloud.pipeline"])
-    saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
-    os.environ.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    try:
-        ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(os.getpid(),))
-        # start every worker now, while the environment above is set; they boot (their
-        # imports) while this process plans
-        for _ in range(workers):
-            ex.submit(os.getpid)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return ex
+    # the workers decode LAZ; the server process (forkserver) imports only this module
+    return worker_pool(max(1, workers), "tiler.pointcloud.pipeline",
+                       initializer=_worker_init, initargs=(os.getpid(),))
 
 
 # --- planning --------------------------------------------------------------------------
