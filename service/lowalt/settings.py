@@ -56,7 +56,9 @@ class LowAltSettings(BaseSettings):
     network_vertical_half_m: float = Field(5.0, description="half-height of a corridor")
     network_base_agl_m: float = Field(30.0, description="layer of northbound edges (AGL)")
     network_layer_step_m: float = Field(
-        20.0, description="height between heading layers (N, E, S, W bound)")
+        25.0, description="height between heading layers (N, E, S, W bound): the vertical "
+        "separation of volumes (separation_v + 2 x vertical half) plus a margin for the "
+        "ground under two corridors near each other differing in height")
     network_buffer_s: float = Field(
         10.0, description="time buffer in an edge's headway (timing uncertainty)")
     network_max_connector_m: float = Field(

@@ -2,11 +2,11 @@
 buildings along the roads, a 60 m tower standing on one road, a prohibited zone over
 another, and three vertiports.
 
-Known truth: the tower blocks the 30, 50 and 70 m layers (top 60 m + 10 m clearance +
-5 m half-height) and leaves the 90 m (westbound) layer; the zone blocks both directions of
+Known truth: the tower blocks the 30 and 55 m layers (top 60 m + 10 m clearance +
+5 m half-height) and leaves the 80 m (westbound) layer; the zone blocks both directions of
 its road; every kept edge passes the service's own validation (POST /drone-routes/validate,
 as any filed route); layers follow the heading rule; corridors meet only at nodes, and
-flows crossing there are 20 m apart vertically; capacity is
+flows crossing there are 25 m apart vertically; capacity is
 floor(3600 / ((30 + 2 * 10) / 15 + 10)) = 270 per hour.
 """
 
@@ -110,10 +110,10 @@ def test_generate_keeps_only_valid_edges_on_heading_layers(api, auth, world, por
     out = r.json()
     edges = _edges(api)
     assert len(edges) == out["edges"] > 0
-    # the tower: only the westbound (90 m) edge of its road survives; the zone: both gone
+    # the tower: only the westbound (80 m) edge of its road survives; the zone: both gone
     dropped = out["dropped_edges"]
     tower = [d for d in dropped if "'tower'" in d["reason"]]
-    assert sorted(d["layer"] for d in tower) == [1]  # eastbound at 50 m
+    assert sorted(d["layer"] for d in tower) == [1]  # eastbound at 55 m
     assert all(d["rules"] == ["building_clearance"] for d in tower)
     zone = [d for d in dropped if "barracks" in d["reason"]]
     assert sorted(d["layer"] for d in zone) == [0, 2]  # northbound and southbound
@@ -125,7 +125,7 @@ def test_generate_keeps_only_valid_edges_on_heading_layers(api, auth, world, por
         h = math.degrees(math.atan2(xyz[-1, 0] - xyz[0, 0], xyz[-1, 1] - xyz[0, 1])) % 360
         sector = int(((h + 45) % 360) // 90)
         assert p["layer"] == sector, f
-        assert np.allclose(xyz[:, 2], 30 + 20 * sector, atol=0.05), f
+        assert np.allclose(xyz[:, 2], 30 + 25 * sector, atol=0.05), f
         assert p["capacity_per_hour"] == CAPACITY
         on_tower_road = abs(xyz[:, 1] - 400).max() < 1 and xyz[:, 0].min() >= 399
         if on_tower_road:

@@ -83,7 +83,7 @@ def test_a_flight_reserves_every_place_on_its_path(api, auth, net):
     assert "n" in kinds
     route = api.get(f"/drone-routes/{out['route_id']}").json()["properties"]
     assert route["status"] == "approved"
-    # the path is flown eastbound: every corridor on the 50 m layer
+    # the path is flown eastbound: every corridor on the 55 m layer
     feats = {f["id"]: f for f in api.get("/collections/route_network/items",
                                          params={"limit": 1000}).json()["features"]}
     assert {feats[e]["properties"]["layer"] for e in out["edges"]} <= {0, 1, 2}

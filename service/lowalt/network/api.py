@@ -31,7 +31,7 @@ AnyKey = Annotated[Principal, Depends(require(READ_ROLES, "asking for travel tim
 
 _LAYERS = ("Layers by heading (clockwise from grid north): sector floor(((heading + 45) mod "
            "360) / 90), 0 north, 1 east, 2 south, 3 west bound, flown at network_base_agl_m "
-           "+ sector x network_layer_step_m above the ground (30, 50, 70, 90 m by default). "
+           "+ sector x network_layer_step_m above the ground (30, 55, 80, 105 m by default). "
            "Capacity per hour of an edge: floor(3600 / ((separation_h_m + 2 x half_width_m) "
            "/ speed_ms + buffer_s)).")
 

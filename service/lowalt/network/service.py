@@ -109,6 +109,9 @@ async def create_vertiport(conn: AsyncConnection, body: VertiportIn, s: LowAltSe
 # --- the current network --------------------------------------------------------------
 
 _CACHE: dict[tuple[str, int], Network] = {}
+# the newest version loaded per database: approval reads the current version in its own
+# first statement and loads again when it differs
+_LATEST: dict[str, Network] = {}
 
 
 async def current_version(conn: AsyncConnection) -> int | None:
@@ -116,8 +119,14 @@ async def current_version(conn: AsyncConnection) -> int | None:
 
 
 async def load_network(conn: AsyncConnection, s: LowAltSettings,
-                       version: int | None = None) -> Network:
-    """The current network (edges whose version_to is NULL), cached per version."""
+                       version: int | None = None, cached: bool = False) -> Network:
+    """The current network (edges whose version_to is NULL), cached per version. With
+    ``cached``, the newest one loaded before (no query) when there is one: the caller
+    checks its version."""
+    if cached and version is None:
+        hit = _LATEST.get(str(conn.engine.url))
+        if hit is not None:
+            return hit
     if version is None:
         version = await current_version(conn)
     if version is None:
@@ -125,6 +134,7 @@ async def load_network(conn: AsyncConnection, s: LowAltSettings,
     key = (str(conn.engine.url), version)
     hit = _CACHE.get(key)
     if hit is not None:
+        _remember(key[0], hit)
         return hit
     fr = frame(s.metric_crs)
     nodes = (await conn.execute(store.CURRENT_NODES)).all()
@@ -135,7 +145,14 @@ async def load_network(conn: AsyncConnection, s: LowAltSettings,
     if len(_CACHE) > 16:
         _CACHE.clear()
     _CACHE[key] = net
+    _remember(key[0], net)
     return net
+
+
+def _remember(url: str, net: Network) -> None:
+    cur = _LATEST.get(url)
+    if cur is None or cur.version <= net.version:
+        _LATEST[url] = net
 
 
 def network_from_rows(nodes, edges, fr: Frame, s: LowAltSettings, version: int) -> Network:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    text,
     union,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
@@ -138,3 +139,73 @@ SLOT_ROWS = select(sl.c.kind, sl.c.ref_id, func.lower(sl.c.during).label("a"),
 # approved and active flights off the network that could conflict (the partial index over
 # off-network flights: on-network ones are the reservations' business)
 OFFNET_CANDIDATES = CONFLICT_CANDIDATES.where(drone_routes.c.on_network.is_(False))
+
+# Approval in two statements (each a round trip; the rest of the work is in the process).
+# BEFORE: the current version, the drone's class, shared locks on the airspace cells
+# (off-network approvals take them exclusively; taken before RESERVE's snapshot, which reads
+# the off-network flights), whether a zone is active near the path then, and the slots held
+# on the path's resources (their bounds in epoch seconds).
+BEFORE = text("""
+SELECT (SELECT max(id) FROM network_versions) AS version,
+       (SELECT class FROM drones WHERE id = :drone) AS klass,
+       (SELECT count(pg_advisory_xact_lock_shared(k))
+          FROM unnest(CAST(:cells AS bigint[])) AS k) AS cells,
+       EXISTS (SELECT 1 FROM airspace_zones z
+                WHERE z.valid && tstzrange(:z0, :z1, '[)')
+                  AND ST_Intersects(z.geom, ST_GeomFromWKB(:area, 4326))) AS zones,
+       (SELECT json_agg(json_build_array(s.kind, s.ref_id, extract(epoch FROM lower(s.during)),
+                                         extract(epoch FROM upper(s.during))))
+          FROM unnest(CAST(:kinds AS text[]), CAST(:refs AS bigint[])) AS q(k, r)
+          JOIN network_slots s ON s.kind = q.k AND s.ref_id = q.r
+         WHERE s.during && tstzrange(:t0, :t1, '[)')) AS held
+""")
+
+# RESERVE: the approved route, the reservation and its slots in one statement. A slot taken
+# meanwhile (the exclusion constraint; a racer's uncommitted one is waited for) or a live
+# route of the drone in the window is skipped, not an error, so the caller's transaction
+# lives on: fewer slots than asked (or no route) is a refusal, and UNDO takes the rows back.
+# Also the ids of approved off-network flights near the path then (the partial index over
+# those only), read after BEFORE's locks.
+RESERVE = text("""
+WITH route AS (
+  INSERT INTO drone_routes (name, drone_id, priority, created_by, geom, corridor, half_width_m,
+                            vertical_half_m, alt_band, time_window, length_m, verdict,
+                            validation, validated_at, status, approved_by, approved_at,
+                            on_network)
+  VALUES (:name, :drone, :priority, :by, ST_GeomFromWKB(:geom, 4326),
+          ST_GeomFromWKB(:corridor, 4326), :hw, :vh,
+          numrange(CAST(CAST(:lo AS float8) AS numeric), CAST(CAST(:hi AS float8) AS numeric),
+                   '[]'),
+          tstzrange(:dep, :arr, '[)'), :length, 'accepted', CAST(:validation AS jsonb), now(),
+          'approved', :by, now(), true)
+  ON CONFLICT DO NOTHING
+  RETURNING id),
+res AS (
+  INSERT INTO network_reservations (route_id, drone_id, version_id, status, created_by, path,
+                                    time_window)
+  SELECT id, :drone, :version, 'held', :by, CAST(:path AS jsonb), tstzrange(:dep, :arr, '[)')
+    FROM route
+  RETURNING id),
+slot AS (
+  INSERT INTO network_slots (reservation_id, kind, ref_id, during)
+  SELECT res.id, q.k, q.r, tstzrange(q.a, q.b, '[)')
+    FROM res, unnest(CAST(:kinds AS text[]), CAST(:refs AS bigint[]),
+                     CAST(:los AS timestamptz[]), CAST(:his AS timestamptz[]))
+              WITH ORDINALITY AS q(k, r, a, b, i)
+   ORDER BY q.i
+  ON CONFLICT DO NOTHING
+  RETURNING 1)
+SELECT (SELECT id FROM route) AS route_id, (SELECT id FROM res) AS reservation_id,
+       (SELECT count(*) FROM slot) AS slots,
+       (SELECT array_agg(d.id) FROM drone_routes d
+         WHERE d.status IN ('approved', 'active') AND NOT d.on_network
+           AND d.time_window && tstzrange(:c0, :c1, '[)')
+           AND d.alt_band && numrange(CAST(CAST(:clo AS float8) AS numeric),
+                                      CAST(CAST(:chi AS float8) AS numeric), '[]')
+           AND ST_Intersects(d.corridor, ST_GeomFromWKB(:area, 4326))) AS offnet
+""")
+
+UNDO = text("""
+WITH r AS (DELETE FROM network_reservations WHERE id = :reservation)
+DELETE FROM drone_routes WHERE id = :route
+""")
