@@ -28,10 +28,18 @@ Measured:
   separation_v + 2 x vertical half vertically at one time): pairs found in conflict, that
   the reservations let through (0 is right).
 
-The fleet keys (``solomon_*``, ``ortools_*``, ``longgang_*``) belong to task assignment and
-are null here.
+The fleet keys come from ``benchmarks/dispatch.py`` (imported and run, not copied; its
+generated Solomon-type instances, PyVRP and OR-Tools side by side, and its Longgang day of
+200 tasks, 30 drones and 5 vertiports): ``solomon_mean_gap_pct``, ``ortools_mean_gap_pct``,
+``longgang_tasks``, ``longgang_plan_s``. ``longgang_valid_fraction``: every trip of that
+Longgang plan (vertiport, its stops in order, vertiport, straight legs at
+``--longgang-agl`` above the ground, in the plan's times on the benchmark's day) validated
+by the service's own validation (``validate_route``, as ``POST /drone-routes/validate``)
+against the benchmark's city, fraction accepted. The plan's travel times are straight
+lines with a detour factor, not the network's paths: the fraction says how many of its
+trips could be flown as planned here.
 
-    uv run python benchmarks/airspace.py [--flights 10000] [--keep DIR]
+    uv run --group bench python benchmarks/airspace.py [--flights 10000] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -213,6 +221,86 @@ def guide_geojson(world: dict, ox: float, oy: float) -> dict:
     return {"type": "FeatureCollection", "features": feats}
 
 
+def fleet_figures(args: argparse.Namespace) -> tuple[dict, list[dict]]:
+    """benchmarks/dispatch.py's figures (its ``main`` run with these arguments), and the
+    Longgang plan's trips as lists of metric points with their times (s in the day)."""
+    import contextlib
+    import importlib
+    import importlib.util
+    import io
+
+    bench = str(ROOT / "benchmarks")
+    # benchmarks/dispatch.py would shadow the dispatch package it imports
+    path = [p for p in sys.path if p != bench]
+    saved, sys.path[:] = list(sys.path), path
+    try:
+        importlib.import_module("dispatch")
+        spec = importlib.util.spec_from_file_location("dispatch_benchmark",
+                                                      ROOT / "benchmarks" / "dispatch.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path[:] = saved
+    plans = []
+    solve = mod.plan
+
+    def keep(problem, *a, **k):
+        result = solve(problem, *a, **k)
+        plans.append((problem, result))
+        return result
+
+    mod.plan = keep
+    argv, buf = sys.argv, io.StringIO()
+    sys.argv = ["dispatch.py", "--seconds", str(args.solomon_seconds), "--reference-s",
+                str(args.reference_s), "--longgang-s", str(args.longgang_s)]
+    try:
+        with contextlib.redirect_stdout(buf):
+            mod.main()
+    finally:
+        sys.argv = argv
+    out = json.loads(buf.getvalue().strip().splitlines()[-1])
+    problem, result = plans[-1]
+    where = {p.id: (p.x, p.y) for p in problem.vertiports}
+    where.update({k.id: (k.x, k.y) for k in problem.tasks})
+    trips = []
+    for d in result.drones:
+        for tr in d.trips:
+            pts = [where[tr.origin], *(where[s.task] for s in tr.stops), where[tr.destination]]
+            trips.append({"drone": d.drone, "xy": np.array(pts, float),
+                          "t0": tr.departure, "t1": tr.arrival})
+    return out, trips
+
+
+async def validate_trips(conn, trips: list[dict], day0: datetime, agl: float,
+                         s: LowAltSettings) -> tuple[int, dict]:
+    """Trips accepted by the service's validation, and the refusing rules counted."""
+    from service.lowalt.ground import load_ground
+
+    fr = frame(s.metric_crs)
+    ok, rules = 0, {}
+    for trip in trips:
+        line = shapely.segmentize(shapely.LineString(trip["xy"]), 25.0)
+        if line.length < 1.0:
+            ok += 1
+            continue
+        c = shapely.get_coordinates(line)
+        ground = await load_ground(conn, line.buffer(50.0), fr, s)
+        g, _ = ground.at_xy(c[:, 0], c[:, 1])
+        xyz = np.column_stack([c, g + agl])
+        t0 = day0 + timedelta(seconds=trip["t0"])
+        t1 = day0 + timedelta(seconds=max(trip["t1"], trip["t0"] + 1.0))
+        vol = RouteVolume(fr.lonlatz(xyz), xyz, s.default_half_width_m,
+                          s.default_vertical_half_m,
+                          corridor_polygon(xyz, s.default_half_width_m), t0, t1, 0, fr)
+        res = await validate_route(conn, vol, "light", s)
+        if res["verdict"] == "accepted":
+            ok += 1
+        for v in res["violations"]:
+            if v["severity"] != "notice":
+                rules[v["rule"]] = rules.get(v["rule"], 0) + 1
+    return ok, rules
+
+
 def brute_force(flights: list[dict], sample: list[int], s: LowAltSettings) -> int:
     """Pairs (a sampled flight, any other) closer than the separation at one time."""
     hsep = s.separation_h_m + 2 * s.network_half_width_m
@@ -372,6 +460,19 @@ async def run(url: str, args: argparse.Namespace, world: dict, ox: float, oy: fl
         out["reservation_conflicts_missed"] = brute_force(flights, smp, s)
         out["brute_force_sample"] = len(smp)
         out["brute_force_s"] = round(time.perf_counter() - t, 1)
+        log(f"brute force: {out['reservation_conflicts_missed']} missed")
+        if not args.no_fleet:
+            fleet, trips = fleet_figures(args)
+            for k in ("solomon_mean_gap_pct", "ortools_mean_gap_pct", "ortools_failed",
+                      "instances", "instance_kind", "gap_reference", "longgang_tasks",
+                      "longgang_drones", "longgang_vertiports", "longgang_plan_s",
+                      "longgang_planned", "longgang_unassigned", "longgang_trips"):
+                out[k] = fleet.get(k)
+            async with engine.connect() as conn:
+                ok, rules = await validate_trips(conn, trips, day0, args.longgang_agl, s)
+            out["longgang_valid_fraction"] = round(ok / max(len(trips), 1), 4)
+            out["longgang_refused_by_rule"] = rules
+            out["longgang_trips_agl_m"] = args.longgang_agl
     finally:
         await engine.dispose()
     return out
@@ -382,6 +483,16 @@ def main() -> None:
     ap.add_argument("--flights", type=int, default=10_000)
     ap.add_argument("--validate-sample", type=int, default=1000)
     ap.add_argument("--brute-sample", type=int, default=300)
+    ap.add_argument("--solomon-seconds", type=float, default=10.0,
+                    help="benchmarks/dispatch.py: solver time per instance per solver")
+    ap.add_argument("--reference-s", type=float, default=60.0,
+                    help="benchmarks/dispatch.py: the long PyVRP run gaps are measured to")
+    ap.add_argument("--longgang-s", type=float, default=15.0,
+                    help="benchmarks/dispatch.py: solver time of the Longgang day")
+    ap.add_argument("--longgang-agl", type=float, default=110.0,
+                    help="height above the ground of the Longgang trips validated")
+    ap.add_argument("--no-fleet", action="store_true",
+                    help="skip the fleet figures (benchmarks/dispatch.py)")
     ap.add_argument("--keep", type=Path, help="cluster directory to keep (default: temporary)")
     args = ap.parse_args()
     fr = frame("EPSG:4547")
@@ -405,9 +516,10 @@ def main() -> None:
         if args.keep is None:
             pg.destroy()
             shutil.rmtree(base, ignore_errors=True)
-    out.update({"solomon_mean_gap_pct": None, "ortools_mean_gap_pct": None,
-                "longgang_tasks": None, "longgang_plan_s": None,
-                "longgang_valid_fraction": None})
+    for k in ("solomon_mean_gap_pct", "ortools_mean_gap_pct", "longgang_tasks",
+              "longgang_plan_s", "longgang_valid_fraction"):
+        out.setdefault(k, None)
+    out["load_1min"] = round(os.getloadavg()[0], 2)
     out["goal"] = ("stretch_median <= 1.25; network_valid_fraction 1.0; network_build_s < 60;"
                    " approve_p99_ms < 50; reservation_conflicts_missed 0")
     print(json.dumps(out))

@@ -14,12 +14,14 @@ they do not meet, with no shared node whose slots would keep the flights apart.
 Layers by heading: a directed edge's heading is the bearing of its chord, clockwise from
 grid north of the metric CRS. The sector is ``floor(((heading + 45) mod 360) / 90)``:
 0 northbound, 1 eastbound, 2 southbound, 3 westbound. An edge flies at
-``base_agl + sector * step`` above the ground (defaults 30, 50, 70, 90 m; the top of the
-volume, 95 m, stays under the 120 m limit). Eastbound and westbound are 40 m apart. Edges
+``base_agl + sector * step`` above the ground (defaults 30, 55, 80, 105 m; the top of the
+volume, 110 m, stays under the 120 m limit). Eastbound and westbound are 50 m apart. Edges
 only meet at nodes, so crossing flows are edges of different sectors through one junction:
-their layers are ``step`` apart, which is at least both vertical half-heights plus the
-vertical separation (20 m = 5 + 5 + 10 by default). Same-sector flows merge at a node on
-one layer; the outgoing edge's capacity bounds the merged flow.
+their layers are ``step`` apart, both vertical half-heights plus the vertical separation
+(20 m = 5 + 5 + 10 by default) plus a margin of 5 m for the ground under two corridors
+near each other differing (``corridors.vertical_clashes`` holds the network to it).
+Same-sector flows merge at a node on one layer; the outgoing edge's capacity bounds the
+merged flow.
 
 Capacity (flights per hour) of an edge, from the separation minima and the speed: two
 drones in trail on one corridor keep the horizontal separation between their volumes, so

@@ -3,38 +3,39 @@ at the times it is there.
 
 The fastest path between the two vertiports (``Network.path``) gives a timeline: the climb
 from the pad, each corridor edge at its speed, the layer changes at junctions, the descent.
-Each place the flight is at gives a slot, the resource's headway centred on the time it is
-there:
+Each place the flight is at gives a slot, an interval of time on a resource (``timeline``
+says which and why they keep flights apart):
 
-* ``e`` a directed edge, when the flight enters it: headway 3600 / the edge's capacity;
-* ``n`` a junction at one flight layer (``node_id * 16 + layer``), when the flight passes
-  it on that layer, in level flight or climbing or descending through it: the network's
-  headway. Flows that cross at a junction on different layers hold different keys; a
-  drone changing layers holds the key of every layer it passes;
+* ``e`` a directed edge, from entering it: 3600 / the edge's capacity;
+* ``n`` a junction at one flight layer (``node_id * 16 + layer``): passing it in level
+  flight, the network's headway around the time there; climbing or descending in its
+  column, while within the vertical separation (plus the ground's slack there) of the
+  layer. Flows that cross at a junction on different layers hold different keys.
+  ``node_id * 16 + 8 + band``: a band of the column, held by climbing and descending drones
+  only, so two in one column within the vertical separation share one;
 * ``v`` a vertiport, at take-off and at landing: 3600 / its capacity.
 
 The exclusion constraint on ``network_slots`` keeps any two slots of one resource apart, so
 two flights are at one place at least a headway apart, an edge takes at most its capacity
-per hour, and of two reservations racing for the same slot exactly one commits. Every slot
-of a flight is inserted in one statement; a refusal leaves nothing. The look-ups are index
+per hour, and of two reservations racing for the same slot exactly one commits. The
+generation keeps flights on different layers apart vertically wherever their corridors come
+within the horizontal separation (``corridors.vertical_clashes``). The look-ups are index
 scans on (resource, time), whatever the number of flights: no pairwise geometry between
 flights on the network.
 
 With ``max_delay_s`` the earliest departure at or after the one asked for is found from the
 slots held on the path's resources (each held slot forbids an interval of departures), and
 reserved. The flight is also a ``drone_routes`` row (approved, ``on_network``), so
-off-network flights are checked against it geometrically as ever; before reserving, the
-off-network flights near the path are checked against it geometrically (the partial index
-over those only), under shared advisory locks on the airspace cells that off-network
-approvals lock exclusively. Zones active in the flight's window are checked too (a
-temporary zone declared after the network was built).
+off-network flights are checked against it geometrically as ever; off-network flights near
+the path are read after taking shared advisory locks on the airspace cells that
+off-network approvals lock exclusively, and checked against it geometrically. Zones active
+in the flight's window are checked too (a temporary zone declared after the network was
+built).
 
-Open point: the brute-force 4D check of ``benchmarks/airspace.py`` found a few pairs of
-approved flights closer than the separation (benchmarks/RESULTS.md): every one on layers
-20 m apart, 19.9-20.0 m apart vertically near a junction. Layers follow the ground, so
-corridors leaving one junction on adjacent layers lose a few centimetres of the 20 m where
-the ground under them differs; a layer step with a margin over the 20 m minimum is the fix
-to make and measure.
+Round trips: an approval is two statements (``store.BEFORE`` reads, ``store.RESERVE``
+writes the route, the reservation and every slot), plus the caller's BEGIN and COMMIT; a
+zone or an off-network flight near the path adds the reads of the full check. The network,
+each path's timeline and its geometry are cached per network version in the process.
 """
 
 from __future__ import annotations
@@ -302,7 +303,9 @@ def _static(tl: Timeline, s: LowAltSettings) -> dict[str, Any]:
     order = sorted(range(len(tl.slots)), key=lambda i: tl.slots[i][:2])
     keys = sorted({(k, r) for k, r, _, _ in tl.slots})
     hit = tl.memo["static"] = {
-        "geom": shapely.to_wkb(shapely.LineString(vol.lonlatz), output_dimension=3),
+        # from an array: a LineString from a list of rows took 12 ms for 400 points
+        "geom": shapely.to_wkb(shapely.linestrings(np.asarray(vol.lonlatz, float)),
+                               output_dimension=3),
         "corridor": shapely.to_wkb(vol.corridor_ll), "lo": lo, "hi": hi,
         "length": vol.length_m, "cells": cell_keys(vol, s),
         "zone_area": shapely.to_wkb(fr.geom_to_lonlat(vol.tube_m(s.sample_step_m))),

@@ -155,7 +155,7 @@ SELECT (SELECT max(id) FROM network_versions) AS version,
                   AND ST_Intersects(z.geom, ST_GeomFromWKB(:area, 4326))) AS zones,
        (SELECT json_agg(json_build_array(s.kind, s.ref_id, extract(epoch FROM lower(s.during)),
                                          extract(epoch FROM upper(s.during))))
-          FROM unnest(CAST(:kinds AS text[]), CAST(:refs AS bigint[])) AS q(k, r)
+          FROM unnest(CAST(:kinds AS varchar[]), CAST(:refs AS bigint[])) AS q(k, r)
           JOIN network_slots s ON s.kind = q.k AND s.ref_id = q.r
          WHERE s.during && tstzrange(:t0, :t1, '[)')) AS held
 """)
