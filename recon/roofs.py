@@ -245,6 +245,16 @@ def _no_pinches(lab: np.ndarray, passes: int = 20) -> None:
 def _grid_partition(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane],
                     labels: np.ndarray, cell: float, min_area: float, knn: int = 5,
                     simplify: float = 0.0) -> list[RoofRegion]:
+    """The labelled grid's partition, regularised when ``simplify`` > 0 ([] if none)."""
+    out = _grid_partitions(footprint, xyz, planes, labels, cell, min_area, knn, simplify)
+    return out[0][0] if out else []
+
+
+def _grid_partitions(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane],
+                     labels: np.ndarray, cell: float, min_area: float, knn: int = 5,
+                     simplify: float = 0.0) -> list[tuple[list[RoofRegion], str]]:
+    """The labelled grid's partition: regularised ("grid") and, when ``simplify`` > 0, also
+    as labelled ("grid_raw"), for the caller to fall back on."""
     angle = dominant_direction(footprint)
     fp_uv = shapely.transform(footprint, lambda c: _rotate(c, -angle))
     u0, v0, u1, v1 = fp_uv.bounds
@@ -292,9 +302,10 @@ def _grid_partition(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane]
         _, (ri, rj) = ndimage.distance_transform_edt(lab < 0, return_indices=True)
         lab = lab[ri, rj]
     _no_pinches(lab)
-    faces, face_label = _label_faces(lab, u0, v0, cell)
+    raw, face_label = _label_faces(lab, u0, v0, cell)
+    out = []
     if simplify > 0:
-        faces = _regularise(faces, simplify)
+        faces = _regularise(raw, simplify)
         c, sn = math.cos(angle), math.sin(angle)
         # the planes in the grid's axes (x = u cos - v sin, y = u sin + v cos)
         uv_planes = [(p.a * c + p.b * sn, -p.a * sn + p.b * c, p.c) for p in planes]
@@ -302,14 +313,21 @@ def _grid_partition(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane]
                                                                  v0 + nv * cell))
         if snapped is not None:
             faces = _regularise(snapped, simplify)
-    regions: list[RoofRegion] = []
-    for face, j in zip(faces, face_label, strict=True):
-        back = shapely.transform(face, lambda c: _rotate(c, angle))
-        clipped = shapely.intersection(back, footprint)
-        # every piece is kept: a dropped sliver would leave a hole in the roof
-        for part in _polygons(clipped, 1e-4):
-            regions.append(RoofRegion(shapely.simplify(part, 0.001), planes[j]))
-    return regions
+        out.append((faces, "grid"))
+        out.append((raw, "grid_raw"))
+    else:
+        out.append((raw, "grid"))
+    result = []
+    for faces, method in out:
+        regions: list[RoofRegion] = []
+        for face, j in zip(faces, face_label, strict=True):
+            back = shapely.transform(face, lambda c: _rotate(c, angle))
+            clipped = shapely.intersection(back, footprint)
+            # every piece is kept: a dropped sliver would leave a hole in the roof
+            for part in _polygons(clipped, 1e-4):
+                regions.append(RoofRegion(shapely.simplify(part, 0.001), planes[j]))
+        result.append((regions, method))
+    return result
 
 
 def _label_faces(lab: np.ndarray, u0: float, v0: float, cell: float
@@ -457,14 +475,18 @@ def partition_candidates(footprint: Polygon, xyz: np.ndarray, planes: Sequence[P
     if len(planes) <= 8:
         cands.append((_envelope(footprint, planes, True, min_area), "lower_envelope"))
         cands.append((_envelope(footprint, planes, False, min_area), "upper_envelope"))
-    cands.append((_grid_partition(footprint, xyz, planes, labels, cell, min_area,
-                                  simplify=simplify), "grid"))
+    cands.extend(_grid_partitions(footprint, xyz, planes, labels, cell, min_area,
+                                  simplify=simplify))
     area = footprint.area
     # a partition must tile the footprint; one that does not is no candidate
     scored = [(r, m, _rmse(r, xyz)) for r, m in cands
               if r and abs(sum(x.polygon.area for x in r) - area) < 0.01 * area]
-    grid = [c for c in scored if c[1] == "grid"]
-    env = sorted([c for c in scored if c[1] != "grid"], key=lambda c: c[2])
+    grid = [c for c in scored if c[1].startswith("grid")]
+    if len(grid) == 2 and grid[1][2] < grid[0][2] - 0.01:
+        # the regularised outline moved a boundary the points disagree with (a step taken
+        # for a ridge, a small part simplified away): the outline as labelled goes first
+        grid.reverse()
+    env = sorted([c for c in scored if not c[1].startswith("grid")], key=lambda c: c[2])
     if env and (not grid or env[0][2] <= grid[0][2] * 1.05 + 0.02):
         return env[:1] + grid + env[1:]
     return grid + env
