@@ -11,7 +11,9 @@ Steps for one building (all in coordinates local to the building, for precision)
    built and the one closer to the points wins: the lower envelope of the planes (exact,
    straight ridges and hips for gable, hip, shed and flat roofs, where the roof is the minimum
    of its planes) and a labelled grid in the building's own axes (any roof: steps between
-   parts, dormers), polygonised and clipped to the footprint.
+   parts, dormers), polygonised, regularised (the grid's staircase simplified on the shared
+   edges, boundaries where two planes meet moved onto their intersection line) and clipped
+   to the footprint; the grid's partition as labelled stays a candidate behind it.
 3. :func:`solid_from_partition`: the partition is noded (shared vertices snapped, T-junctions
    split, edges split where two neighbouring roof faces cross), each region is lifted onto its
    plane, step walls close height differences between neighbouring regions, outer walls go
@@ -482,7 +484,7 @@ def partition_candidates(footprint: Polygon, xyz: np.ndarray, planes: Sequence[P
     scored = [(r, m, _rmse(r, xyz)) for r, m in cands
               if r and abs(sum(x.polygon.area for x in r) - area) < 0.01 * area]
     grid = [c for c in scored if c[1].startswith("grid")]
-    if len(grid) == 2 and grid[1][2] < grid[0][2] - 0.01:
+    if len(grid) == 2 and grid[1][2] < grid[0][2] - 0.003:
         # the regularised outline moved a boundary the points disagree with (a step taken
         # for a ridge, a small part simplified away): the outline as labelled goes first
         grid.reverse()
