@@ -392,6 +392,11 @@ def _template_objects(n: int) -> list[Any]:
     return out
 
 
+def _shift(k: int, n_templates: int, per_row: int, step_deg: float) -> np.ndarray:
+    block = k // n_templates
+    return np.array([(block % per_row) * step_deg, (block // per_row) * step_deg, 0.0])
+
+
 def _copies(templates: list[Any], n: int, step_deg: float) -> Iterator[Any]:
     """``n`` objects: the templates repeated over a grid of ``step_deg`` (lon/lat) blocks."""
     import dataclasses
@@ -401,8 +406,7 @@ def _copies(templates: list[Any], n: int, step_deg: float) -> Iterator[Any]:
     per_row = math.ceil(math.sqrt(math.ceil(n / len(templates))))
     for k in range(n):
         t = templates[k % len(templates)]
-        block = k // len(templates)
-        shift = np.array([(block % per_row) * step_deg, (block // per_row) * step_deg, 0.0])
+        shift = _shift(k, len(templates), per_row, step_deg)
 
         def moved(surfaces: list[Any], shift: np.ndarray = shift) -> list[Any]:
             # source_rings (metres) are read for heights only: kept as they are
@@ -441,8 +445,19 @@ def write_50k(engine: Any, data_dir: Path, n: int, templates: list[Any]) -> dict
     out_dir = data_dir / "tiles50k"
     problems: list[Problem] = []
     t = time.perf_counter()
+    # the job hands the store the footprint each building was reconstructed over; here the
+    # template's, moved with the copy
+    per_row = math.ceil(math.sqrt(math.ceil(n / len(templates))))
+    footprints = [t.footprint for t in templates]
+
+    def footprint_of(obj: Any) -> Any:
+        k = int(obj.id[1:])
+        shift = _shift(k, len(templates), per_row, step)[:2]
+        return shapely.transform(footprints[k % len(templates)], lambda c: c + shift)
+
     with engine.begin() as conn:
-        loaded = load_objects(conn, _copies(templates, n, step), ds, problems)
+        loaded = load_objects(conn, _copies(templates, n, step), ds, problems,
+                              footprint_of=footprint_of)
         t_load = time.perf_counter() - t
         tiles = build_city_tileset(conn, out_dir, data_dir / "tiles",
                                    max_triangles_per_tile=MAX_TRIANGLES_PER_TILE)

@@ -88,6 +88,10 @@ class ReconParams:
     #: cell of the grid roof partition, m: the step between two roof parts is placed to half
     #: a cell, and a step of several metres makes that strip count
     partition_cell: float = 0.125
+    #: the grid partition's boundaries are simplified (corners of triangles smaller than
+    #: this squared removed, :func:`recon.roofs._regularise`): the staircase of half-cell
+    #: steps goes, a real corner of a roof part stays; 0 keeps the staircase
+    partition_simplify_m: float = 0.35
     #: smallest roof region kept, m2
     min_region_m2: float = 1.0
     #: points this close to the footprint's edge are not roof points, m
@@ -284,7 +288,8 @@ def _lod22(bm: BuildingModel, poly: Polygon, roof: np.ndarray, pts: np.ndarray, 
     if not local_poly.is_valid:
         local_poly = as_polygon(shapely.make_valid(local_poly))
     cands = partition_candidates(local_poly, local, planes, labels,
-                                 cell=params.partition_cell, min_area=params.min_region_m2)
+                                 cell=params.partition_cell, min_area=params.min_region_m2,
+                                 simplify=params.partition_simplify_m)
     if not cands:
         bm.reasons.append("LoD2.2 failed: no roof partition covers the footprint")
         return

@@ -116,6 +116,10 @@ class Classification:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+#: points per piece of the per-point passes over a survey (16 MB a float array)
+_PIECE = 1 << 21
+
+
 def _grid_index(
     x: np.ndarray, y: np.ndarray, cell: float
 ) -> tuple[np.ndarray, int, int, float, float]:
@@ -123,9 +127,15 @@ def _grid_index(
     y0 = float(np.floor(y.min() / cell) * cell)
     cols = int((x.max() - x0) // cell) + 1
     rows = int((y.max() - y0) // cell) + 1
-    j = ((x - x0) / cell).astype(np.int64)
-    i = ((y - y0) / cell).astype(np.int64)
-    return i * cols + j, rows, cols, x0, y0
+    # in pieces, into the smallest integer type that holds every cell: made at once, the
+    # temporaries of the index were five arrays of 8 bytes a point, the peak of a survey's
+    # ground filtering
+    flat = np.empty(len(x), dtype=np.int32 if rows * cols < 2**31 else np.int64)
+    for s in range(0, len(x), _PIECE):
+        j = ((x[s:s + _PIECE] - x0) / cell).astype(np.int64)
+        i = ((y[s:s + _PIECE] - y0) / cell).astype(np.int64)
+        flat[s:s + _PIECE] = i * cols + j
+    return flat, rows, cols, x0, y0
 
 
 def _validate(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -197,10 +207,14 @@ def ground_filter(
         raise NoGroundError("no ground found: the filter flagged every cell as an object")
     dem = fill_gaps(np.where(objects, np.nan, filled), ~objects)
     gy, gx = np.gradient(dem, cell)
-    tol = threshold + scalar * np.hypot(gx, gy) * cell
-    dz = z - _bilinear(dem, x, y, x0, y0, cell)
-    ground = (dz <= tol.ravel()[flat]) & (dz >= -low_noise_m) & ~low_pt
-    low = low_pt | (dz < -low_noise_m)
+    tol = (threshold + scalar * np.hypot(gx, gy) * cell).ravel()
+    ground = np.empty(z.size, dtype=bool)
+    low = np.empty(z.size, dtype=bool)
+    for s in range(0, z.size, _PIECE):  # in pieces: two float arrays a point less at the peak
+        sl = slice(s, s + _PIECE)
+        dz = z[sl] - _bilinear(dem, x[sl], y[sl], x0, y0, cell)
+        ground[sl] = (dz <= tol[flat[sl]]) & (dz >= -low_noise_m) & ~low_pt[sl]
+        low[sl] = low_pt[sl] | (dz < -low_noise_m)
     return ground, low
 
 

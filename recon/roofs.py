@@ -11,7 +11,9 @@ Steps for one building (all in coordinates local to the building, for precision)
    built and the one closer to the points wins: the lower envelope of the planes (exact,
    straight ridges and hips for gable, hip, shed and flat roofs, where the roof is the minimum
    of its planes) and a labelled grid in the building's own axes (any roof: steps between
-   parts, dormers), polygonised and clipped to the footprint.
+   parts, dormers), polygonised, regularised (the grid's staircase simplified on the shared
+   edges, boundaries where two planes meet moved onto their intersection line) and clipped
+   to the footprint; the grid's partition as labelled stays a candidate behind it.
 3. :func:`solid_from_partition`: the partition is noded (shared vertices snapped, T-junctions
    split, edges split where two neighbouring roof faces cross), each region is lifted onto its
    plane, step walls close height differences between neighbouring regions, outer walls go
@@ -243,8 +245,18 @@ def _no_pinches(lab: np.ndarray, passes: int = 20) -> None:
 
 
 def _grid_partition(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane],
-                    labels: np.ndarray, cell: float, min_area: float, knn: int = 5
-                    ) -> list[RoofRegion]:
+                    labels: np.ndarray, cell: float, min_area: float, knn: int = 5,
+                    simplify: float = 0.0) -> list[RoofRegion]:
+    """The labelled grid's partition, regularised when ``simplify`` > 0 ([] if none)."""
+    out = _grid_partitions(footprint, xyz, planes, labels, cell, min_area, knn, simplify)
+    return out[0][0] if out else []
+
+
+def _grid_partitions(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane],
+                     labels: np.ndarray, cell: float, min_area: float, knn: int = 5,
+                     simplify: float = 0.0) -> list[tuple[list[RoofRegion], str]]:
+    """The labelled grid's partition: regularised ("grid") and, when ``simplify`` > 0, also
+    as labelled ("grid_raw"), for the caller to fall back on."""
     angle = dominant_direction(footprint)
     fp_uv = shapely.transform(footprint, lambda c: _rotate(c, -angle))
     u0, v0, u1, v1 = fp_uv.bounds
@@ -292,18 +304,149 @@ def _grid_partition(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane]
         _, (ri, rj) = ndimage.distance_transform_edt(lab < 0, return_indices=True)
         lab = lab[ri, rj]
     _no_pinches(lab)
-    regions: list[RoofRegion] = []
-    for j in range(np_):
-        mask = lab == j
-        if not mask.any():
+    raw, face_label = _label_faces(lab, u0, v0, cell)
+    out = []
+    if simplify > 0:
+        faces = _regularise(raw, simplify)
+        c, sn = math.cos(angle), math.sin(angle)
+        # the planes in the grid's axes (x = u cos - v sin, y = u sin + v cos)
+        uv_planes = [(p.a * c + p.b * sn, -p.a * sn + p.b * c, p.c) for p in planes]
+        snapped = _snap_to_ridges(faces, face_label, uv_planes, (u0, v0, u0 + nu * cell,
+                                                                 v0 + nv * cell))
+        if snapped is not None:
+            faces = _regularise(snapped, simplify)
+        out.append((faces, "grid"))
+        out.append((raw, "grid_raw"))
+    else:
+        out.append((raw, "grid"))
+    result = []
+    for faces, method in out:
+        regions: list[RoofRegion] = []
+        for face, j in zip(faces, face_label, strict=True):
+            back = shapely.transform(face, lambda c: _rotate(c, angle))
+            clipped = shapely.intersection(back, footprint)
+            # every piece is kept: a dropped sliver would leave a hole in the roof
+            for part in _polygons(clipped, 1e-4):
+                regions.append(RoofRegion(shapely.simplify(part, 0.001), planes[j]))
+        result.append((regions, method))
+    return result
+
+
+def _label_faces(lab: np.ndarray, u0: float, v0: float, cell: float
+                 ) -> tuple[list[Polygon], list[int]]:
+    """The label grid as a polygonal coverage: one polygon per connected region of a label,
+    neighbours sharing every vertex of their common edges (the linework of all regions
+    noded together and polygonised), with each polygon's label."""
+    outlines = []
+    for j in np.unique(lab):
+        merged = shapely.union_all(mask_boxes(lab == j, u0, v0, cell))
+        outlines.extend(shapely.get_parts(shapely.boundary(merged)))
+    faces = list(shapely.get_parts(shapely.polygonize(
+        shapely.get_parts(shapely.line_merge(shapely.union_all(outlines))))))
+    inner = shapely.get_coordinates(shapely.point_on_surface(faces))
+    col = np.clip(((inner[:, 0] - u0) / cell).astype(np.int64), 0, lab.shape[1] - 1)
+    row = np.clip(((inner[:, 1] - v0) / cell).astype(np.int64), 0, lab.shape[0] - 1)
+    return faces, lab[row, col].tolist()
+
+
+def _snap_to_ridges(faces: list[Polygon], face_label: list[int],
+                    planes: Sequence[tuple[float, float, float]],
+                    frame: tuple[float, float, float, float], *, dz: float = 0.5,
+                    reach: float = 1.0) -> list[Polygon] | None:
+    """The boundaries between roof regions that are ridges, hips or valleys moved onto the
+    line where their two planes meet (a node of three or more onto their common point).
+
+    The grid places a ridge where the nearest points' labels change, and near a ridge the
+    points fit both planes to within the noise, so the labelled boundary wanders by a few
+    decimetres either side of the true line: each wander is a roof edge, a sliver of step
+    wall between two faces that nearly meet, and height error. A boundary vertex is moved
+    when its two planes are within ``dz`` of each other there (a step between roof parts
+    is higher and stays where the points put it) and the line is within ``reach``. A vertex
+    on the grid's frame moves along it to where the line crosses it (the footprint cuts the
+    line there, after), the frame's corners stay. None when the moved regions no longer
+    form a valid coverage (the caller keeps them as they were).
+    """
+    where: dict[tuple[float, float], set[int]] = defaultdict(set)
+    for face, j in zip(faces, face_label, strict=True):
+        for ring in [face.exterior, *face.interiors]:
+            for xy in ring.coords:
+                where[xy].add(j)
+    u0, v0, u1, v1 = frame
+    eps = 1e-9
+    moved: dict[tuple[float, float], tuple[float, float]] = {}
+    on_frame: set[tuple[float, float]] = set()
+    for (u, v), labs in where.items():
+        on_u = min(abs(u - u0), abs(u - u1)) < eps  # on a side of the frame: u fixed
+        on_v = min(abs(v - v0), abs(v - v1)) < eps
+        if len(labs) < 2 or (on_u and on_v) or ((on_u or on_v) and len(labs) > 2):
             continue
-        merged = shapely.union_all(mask_boxes(mask[:nv], u0, v0, cell))
-        back = shapely.transform(merged, lambda c: _rotate(c, angle))
-        clipped = shapely.intersection(back, footprint)
-        # every piece is kept: a dropped sliver would leave a hole in the roof
-        for part in _polygons(clipped, 1e-4):
-            regions.append(RoofRegion(shapely.simplify(part, 0.001), planes[j]))
-    return regions
+        ls = sorted(labs)
+        rows = [(planes[i][0] - planes[k][0], planes[i][1] - planes[k][1],
+                 planes[i][2] - planes[k][2]) for n, i in enumerate(ls) for k in ls[n + 1:]]
+        m = np.asarray(rows)
+        if np.abs(m[:, 0] * u + m[:, 1] * v + m[:, 2]).max() > dz:
+            continue
+        g = np.hypot(m[:, 0], m[:, 1])
+        if (g < 1e-6).any():
+            continue
+        if on_u or on_v:  # along the frame to where the line crosses it
+            a, b, cc = rows[0]
+            if on_u and abs(b) > 1e-6:
+                nu_, nv_ = u, -(a * u + cc) / b
+            elif on_v and abs(a) > 1e-6:
+                nu_, nv_ = -(b * v + cc) / a, v
+            else:
+                continue
+            if not (u0 < nu_ < u1 or on_u) or not (v0 < nv_ < v1 or on_v):
+                continue
+        elif len(rows) == 1:  # onto the line: the nearest point of it
+            a, b, cc = rows[0]
+            t = (a * u + b * v + cc) / (a * a + b * b)
+            nu_, nv_ = u - t * a, v - t * b
+        else:  # onto the planes' common point (least squares)
+            sol, *_ = np.linalg.lstsq(m[:, :2] / g[:, None], -m[:, 2] / g, rcond=None)
+            nu_, nv_ = float(sol[0]), float(sol[1])
+            if np.abs(m[:, 0] * nu_ + m[:, 1] * nv_ + m[:, 2]).max() > 0.05:
+                continue
+        if math.hypot(nu_ - u, nv_ - v) <= reach:
+            moved[(u, v)] = (nu_, nv_)
+            if on_u or on_v:
+                on_frame.add((u, v))
+    area = sum(f.area for f in faces)
+    # the moves along the frame are the first to go when the moved regions overlap
+    for moves in (moved, {k: m for k, m in moved.items() if k not in on_frame}):
+        if not moves:
+            return None
+
+        def move(ring: shapely.LinearRing, moves: dict = moves) -> list[tuple[float, float]]:
+            return [moves.get(xy, xy) for xy in ring.coords]
+
+        out = [Polygon(move(f.exterior), [move(h) for h in f.interiors]) for f in faces]
+        if (all(p.is_valid and not p.is_empty for p in out)
+                and abs(sum(p.area for p in out) - area) <= 1e-6 * area):  # no overlap, no gap
+            return out
+    return None
+
+
+def _regularise(faces: list[Polygon], tolerance: float) -> list[Polygon]:
+    """The staircase of the grid taken out of the boundaries between roof regions.
+
+    A boundary that crosses the grid's axes (a hip, a valley, a step at an angle) comes out
+    of the grid as a staircase of half-cell steps: hundreds of edges, each a wall or a roof
+    edge, each a triangle to measure, check, tile and store. Visvalingam-Whyatt on the
+    coverage (GEOS's coverage simplifier, through shapely) removes the corners whose
+    triangle is smaller than ``tolerance`` squared, and it moves each shared edge once for
+    both neighbours and keeps the nodes where three regions meet, so the regions still
+    tile the grid's rectangle without gaps or overlaps and the solid over them closes. The
+    outer boundary (the grid's rectangle, clipped to the footprint afterwards) is kept as it
+    is. A simplification that breaks a region (possible when the tolerance is near a
+    region's size) is not used.
+    """
+    out = shapely.coverage_simplify(np.asarray(faces, dtype=object), tolerance,
+                                    simplify_boundary=False)
+    if not all(shapely.is_valid(out)) or any(shapely.is_empty(out)):
+        return faces
+    return list(out)
 
 
 def _rmse(regions: Sequence[RoofRegion], xyz: np.ndarray) -> float:
@@ -317,8 +460,8 @@ def _rmse(regions: Sequence[RoofRegion], xyz: np.ndarray) -> float:
 
 
 def partition_candidates(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane],
-                         labels: np.ndarray, *, cell: float = 0.25, min_area: float = 1.0
-                         ) -> list[tuple[list[RoofRegion], str, float]]:
+                         labels: np.ndarray, *, cell: float = 0.25, min_area: float = 1.0,
+                         simplify: float = 0.0) -> list[tuple[list[RoofRegion], str, float]]:
     """Roof partitions of the footprint, best first: (regions, method, RMSE to the points).
 
     The envelope (straight plane intersections) comes first unless the grid labelling fits
@@ -334,23 +477,29 @@ def partition_candidates(footprint: Polygon, xyz: np.ndarray, planes: Sequence[P
     if len(planes) <= 8:
         cands.append((_envelope(footprint, planes, True, min_area), "lower_envelope"))
         cands.append((_envelope(footprint, planes, False, min_area), "upper_envelope"))
-    cands.append((_grid_partition(footprint, xyz, planes, labels, cell, min_area), "grid"))
+    cands.extend(_grid_partitions(footprint, xyz, planes, labels, cell, min_area,
+                                  simplify=simplify))
     area = footprint.area
     # a partition must tile the footprint; one that does not is no candidate
     scored = [(r, m, _rmse(r, xyz)) for r, m in cands
               if r and abs(sum(x.polygon.area for x in r) - area) < 0.01 * area]
-    grid = [c for c in scored if c[1] == "grid"]
-    env = sorted([c for c in scored if c[1] != "grid"], key=lambda c: c[2])
+    grid = [c for c in scored if c[1].startswith("grid")]
+    if len(grid) == 2 and grid[1][2] < grid[0][2] - 0.003:
+        # the regularised outline moved a boundary the points disagree with (a step taken
+        # for a ridge, a small part simplified away): the outline as labelled goes first
+        grid.reverse()
+    env = sorted([c for c in scored if not c[1].startswith("grid")], key=lambda c: c[2])
     if env and (not grid or env[0][2] <= grid[0][2] * 1.05 + 0.02):
         return env[:1] + grid + env[1:]
     return grid + env
 
 
 def partition_roof(footprint: Polygon, xyz: np.ndarray, planes: Sequence[Plane],
-                   labels: np.ndarray, *, cell: float = 0.25, min_area: float = 1.0
-                   ) -> tuple[list[RoofRegion], str, float]:
+                   labels: np.ndarray, *, cell: float = 0.25, min_area: float = 1.0,
+                   simplify: float = 0.0) -> tuple[list[RoofRegion], str, float]:
     """The best roof partition of :func:`partition_candidates` (empty, "none" if none)."""
-    cands = partition_candidates(footprint, xyz, planes, labels, cell=cell, min_area=min_area)
+    cands = partition_candidates(footprint, xyz, planes, labels, cell=cell, min_area=min_area,
+                                 simplify=simplify)
     return cands[0] if cands else ([], "none", float("inf"))
 
 
@@ -376,6 +525,7 @@ def solid_from_partition(regions: Sequence[RoofRegion], base_z: float, *,
     """
     if not regions:
         raise PartitionError("no roof regions")
+    base_z = float(base_z)  # a NumPy scalar would make the levels' comparisons NumPy booleans
     # 1. vertex table: snap vertices closer than `snap` to one
     rings: list[tuple[int, list[np.ndarray]]] = []  # (region, rings as coordinate arrays)
     allxy = []

@@ -609,12 +609,17 @@ def to_city_object(ch: Change, frame: MetricFrame, dataset_id: int) -> CityObjec
 def _write(conn: Connection, dataset_id: int, changes: list[Change], frame: MetricFrame,
            at: datetime | None) -> dict[str, Any]:
     """New versions of the new and changed buildings; the end of the demolished ones."""
-    objects = [to_city_object(c, frame, dataset_id) for c in changes
-               if c.change in ("new", "changed")]
+    written_changes = [c for c in changes if c.change in ("new", "changed")]
+    objects = [to_city_object(c, frame, dataset_id) for c in written_changes]
+    # the footprint each building was reconstructed over: the store need not make it again
+    # from the ground surfaces (a union per building)
+    footprints = {c.object_id: frame.polygon_to_lonlat(c.model.footprint)
+                  for c in written_changes if c.model is not None}
     problems: list[Problem] = []
     written = 0
     if objects:
-        loaded = load_objects(conn, objects, dataset_id, problems, valid_from=at)
+        loaded = load_objects(conn, objects, dataset_id, problems, valid_from=at,
+                              footprint_of=lambda o: footprints.get(o.id))
         written = loaded.inserted - loaded.unchanged
     gone = [c.object_id for c in changes if c.change == "demolished"]
     ended = 0

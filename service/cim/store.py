@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import shapely
+from shapely.geometry import MultiPolygon, Polygon
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -140,8 +141,35 @@ def to_json(value: Any) -> str:
     return doc.replace("\\u0000", "")
 
 
+def _closed_rings(surfaces: list[Surface]) -> tuple[np.ndarray, np.ndarray]:
+    """Every ring of the surfaces closed (its first vertex repeated at its end), all in one
+    (N, 3) array made in one numpy pass, and the closed length of each ring."""
+    rings = [r for sf in surfaces for r in sf.rings]
+    n = np.fromiter((len(r) for r in rings), dtype=np.int64, count=len(rings))
+    coords = np.concatenate(rings) if rings else np.empty((0, 3))
+    closed_n = n + 1
+    ring_of = np.repeat(np.arange(len(rings)), closed_n)
+    first = np.cumsum(closed_n) - closed_n
+    pos = np.arange(int(closed_n.sum())) - first[ring_of]
+    pos[pos == n[ring_of]] = 0  # the closing vertex is the ring's first
+    starts = np.cumsum(n) - n
+    return coords[starts[ring_of] + pos], closed_n
+
+
 def _geojson(surfaces: list[Surface]) -> dict[str, Any]:
-    polys = [[np.vstack([r, r[:1]]).round(9).tolist() for r in s.rings] for s in surfaces]
+    # one round and one tolist for all rings: per ring, they were most of the time of
+    # staging a reconstructed building's LoD1.2
+    coords, closed_n = _closed_rings(surfaces)
+    flat = coords.round(9).tolist()
+    ends = np.cumsum(closed_n).tolist()
+    polys, k, at = [], 0, 0
+    for sf in surfaces:
+        poly = []
+        for _ in sf.rings:
+            poly.append(flat[at:ends[k]])
+            at = ends[k]
+            k += 1
+        polys.append(poly)
     return {"type": "MultiPolygon", "coordinates": polys}
 
 
@@ -158,16 +186,9 @@ def multipolygon_wkb(obj: CityObject) -> bytes | None:
     surfaces = obj.surfaces
     if not surfaces:
         return None
-    rings = [r for sf in surfaces for r in sf.rings]
-    n = np.fromiter((len(r) for r in rings), dtype=np.int64, count=len(rings))
-    coords = np.concatenate(rings) if rings else np.empty((0, 3))
-    closed_n = n + 1
-    ring_of = np.repeat(np.arange(len(rings)), closed_n)
+    coords, closed_n = _closed_rings(surfaces)
     first = np.cumsum(closed_n) - closed_n
-    pos = np.arange(int(closed_n.sum())) - first[ring_of]
-    pos[pos == n[ring_of]] = 0  # the closing vertex is the ring's first
-    starts = np.cumsum(n) - n
-    buf = np.ascontiguousarray(coords[starts[ring_of] + pos], dtype="<f8").tobytes()
+    buf = np.ascontiguousarray(coords, dtype="<f8").tobytes()
     parts = [struct.pack("<BII", 1, 1006, len(surfaces))]
     k = 0
     for sf in surfaces:
@@ -180,9 +201,16 @@ def multipolygon_wkb(obj: CityObject) -> bytes | None:
     return b"".join(parts)
 
 
-def stage_row(seq: int, obj: CityObject) -> tuple[Any, ...]:
+Footprint = Polygon | MultiPolygon
+
+
+def stage_row(seq: int, obj: CityObject, footprint: Footprint | None = None
+              ) -> tuple[Any, ...]:
+    """The staging row of ``obj``; ``footprint`` (lon/lat), when the caller knows it, spares
+    making it again from the object's ground surfaces."""
     geom = multipolygon_wkb(obj)
-    footprint = obj.footprint
+    if footprint is None:
+        footprint = obj.footprint
     zmin = zmax = None
     if obj.surfaces:
         z = np.concatenate([r[:, 2] for s in obj.surfaces for r in s.rings])
@@ -199,12 +227,16 @@ def stage_row(seq: int, obj: CityObject) -> tuple[Any, ...]:
 
 def load_objects(conn: Connection, objects: Iterable[CityObject], dataset_id: int,
                  problems: list[Problem], *, progress: Callable[[int], None] | None = None,
-                 valid_from: datetime | None = None) -> LoadResult:
+                 valid_from: datetime | None = None,
+                 footprint_of: Callable[[CityObject], Footprint | None] | None = None
+                 ) -> LoadResult:
     """Stage ``objects`` (streamed, never all in memory as rows) and make them current.
 
     A second object with an id already seen in this file is skipped and reported in
     ``problems``; the first one wins. ``valid_from`` is when the new versions begin (and the
     ones they replace end): default now(); a survey gives its acquisition time.
+    ``footprint_of(obj)``: the object's footprint in lon/lat when the caller has it (a
+    reconstruction starts from it), else None to make it from the ground surfaces.
     """
     city_stage.create(conn)
     raw = conn.connection.driver_connection  # psycopg 3: COPY needs the driver's cursor
@@ -218,7 +250,8 @@ def load_objects(conn: Connection, objects: Iterable[CityObject], dataset_id: in
                                                 "object with it was loaded, this one skipped"))
                 continue
             seen.add(obj.id)
-            copy.write_row(stage_row(result.inserted, obj))
+            fp = footprint_of(obj) if footprint_of is not None else None
+            copy.write_row(stage_row(result.inserted, obj, fp))
             result.inserted += 1
             result.with_geometry += obj.has_geometry
             if progress and result.inserted % 1000 == 0:
