@@ -159,7 +159,8 @@ def _finish(ctx: JobContext, parent_id: int, split: Any, report: dict[str, Any])
                 func.sum(lidar_chunks.c.elapsed_s), func.max(lidar_chunks.c.elapsed_s),
                 func.count()).where(lidar_chunks.c.split_job_id == parent_id)).one()
         publish_survey(pctx, {**(options or {}), **pctx.params}, tv, result, {
-            "split": {"chunks": split.chunks, "chunk_s_sum": round(costs[0] or 0.0, 3),
+            "split": {**(parent.report or {}).get("split", {}),
+                      "chunks": split.chunks, "chunk_s_sum": round(costs[0] or 0.0, 3),
                       "chunk_s_max": round(costs[1] or 0.0, 3),
                       "finish_s": round(time.monotonic() - started, 3),
                       "finished_by_job": ctx.job_id}}, also=also, fail_on_error=False)
