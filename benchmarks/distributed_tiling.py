@@ -66,7 +66,7 @@ def survey_file(n: int) -> Path:
 def start_workers(count: int, url: str, data_dir: Path, chunk_points: int,
                   log: Path) -> list[subprocess.Popen]:
     env = dict(os.environ, DATABASE_URL=url, TWINBASE_DATA_DIR=str(data_dir),
-               TWINBASE_LIDAR_CHUNK_POINTS=str(chunk_points), TWINBASE_WARM_START="true",
+               TWINBASE_LIDAR_CHUNK_POINTS=str(chunk_points), TWINBASE_WARM_START="false",
                TWINBASE_LOG_LEVEL="warning", TWINBASE_DEMO="false",
                TWINBASE_LOAD_SAMPLES="false")
     procs = []
@@ -93,7 +93,7 @@ def ingest(url: str, survey: Path, label: str, split: bool, workers: int, data_d
            chunk_points: int, log: Path) -> dict:
     procs = start_workers(workers, url, data_dir, chunk_points, log)
     try:
-        time.sleep(8)  # started and warm before the job is queued
+        time.sleep(8)  # started (and connected) before the job is queued
         engine = db.sync_engine(url)
         with engine.begin() as conn:
             dataset_id = conn.execute(new_dataset(
