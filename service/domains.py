@@ -19,6 +19,7 @@ from service.uploads.chores import CHORES as UPLOAD_CHORES
 # job kind -> "module:function"
 JOB_HANDLERS: dict[str, str] = {
     "ingest_lidar": "service.lidar.ingest:ingest_lidar",
+    "lidar_chunk": "service.lidar.chunks:tile_lidar_chunk",
     "ingest_cityjson": "service.cim.ingest:ingest_city",
     "ingest_citygml": "service.cim.ingest:ingest_city",
     "ingest_ifc": "service.bim.ingest:ingest_ifc",
@@ -42,8 +43,15 @@ def maintain_partitions(url: str, settings: Settings) -> int:
     return sum(r["made"] + len(r["dropped"]) for r in report.values())
 
 
+def settle_failed_chunks(url: str, settings: Settings) -> int:
+    """Chore: the split LiDAR ingests one of whose chunk jobs failed for good, failed."""
+    from service.lidar.chunks import settle_failed_chunks as settle
+
+    return settle(url, settings)
+
+
 #: the periodic clean-ups the worker's reaper runs
-CHORES = (*UPLOAD_CHORES, maintain_partitions)
+CHORES = (*UPLOAD_CHORES, maintain_partitions, settle_failed_chunks)
 
 
 def collections() -> list[Collection]:

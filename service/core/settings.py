@@ -54,6 +54,13 @@ class Settings(BaseSettings):
         None, description="days of traffic and water observations kept (monthly partitions "
         "past it are dropped); empty: kept for ever")
     job_max_attempts: int = Field(3, description="runs of a job before it is failed for good")
+    lidar_split_above_points: int = Field(
+        50_000_000, ge=0, description="a LiDAR survey with more points is tiled in spatial "
+        "chunks, one job each, by every worker (an upload's `split` option asks for it or "
+        "against it); the workers then share `<data_dir>/split`")
+    lidar_chunk_points: int = Field(
+        3_000_000, ge=1, description="points per chunk of a split LiDAR survey (whole "
+        "octree cells: a chunk may hold more)")
     heartbeat_seconds: float = 5.0
     job_handlers: str = Field(
         "service.domains:JOB_HANDLERS",

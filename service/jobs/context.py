@@ -44,6 +44,7 @@ class JobContext:
     dataset: Any = None  # the dataset row, marked as ingesting when the job was claimed
     report: dict[str, Any] = field(default_factory=dict)
     succeeded: bool = False
+    waiting: bool = False  # the job goes on in jobs of its own (wait_in)
     min_interval: float = 0.5
     _last_write: float = 0.0
     _stage: str = ""
@@ -105,6 +106,21 @@ class JobContext:
                         ).first() is None:
             raise AttemptLost(f"job {self.job_id}: attempt {self.attempt} no longer owns it")
         self.succeeded = True
+
+
+    def wait_in(self, conn: Connection, stage: str, done: int, total: int | None) -> None:
+        """The job goes on in other jobs (the chunks of a split survey), one of which ends
+        it: it stays 'running', owned by this attempt number, but no worker or queue entry
+        holds it any longer, so the reaper does not take it for dead when this attempt
+        returns. Inside the handler's last transaction, after :meth:`hold`."""
+        self.hold(conn)
+        conn.execute(update(jobs).where(jobs.c.id == self.job_id,
+                                        jobs.c.attempts == self.attempt)
+                     .values(worker=None, queue_job_id=None, stage=stage, items_done=done,
+                             items_total=total, progress=min(1.0, done / total) if total
+                             else 0.0, report=store._merged(self.report),
+                             updated_at=func.now()))
+        self.waiting = True
 
 
 class _ProgressWriter(threading.Thread):

@@ -77,6 +77,8 @@ def _run(ctx: JobContext, engine, kind: str) -> str:
         last = ctx.close(write_pending=False)  # stored with the outcome below
         if ctx.succeeded:  # the handler stored its outcome with its data
             return "succeeded"
+        if ctx.waiting:  # other jobs finish it (JobContext.wait_in)
+            return "waiting"
         ctx.report.update(report)
     except (AttemptLost, VersionAbandoned) as exc:
         return _lost(job_id, ctx, exc)

@@ -44,7 +44,7 @@ from service.uploads.space import InsufficientStorage, ensure_room, is_disk_full
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination,checksum,expiration"
 CHECKSUM_ALGOS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "md5": hashlib.md5}
-OPTION_KEYS = ("crs", "vertical", "name", "survey", "anchor", "model")
+OPTION_KEYS = ("crs", "vertical", "name", "survey", "anchor", "model", "split")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 router = APIRouter(prefix="/uploads", tags=["uploads"])

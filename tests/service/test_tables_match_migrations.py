@@ -12,7 +12,8 @@ from sqlalchemy import Table, create_engine, text
 
 TABLE_MODULES = ("service.core.tables", "service.cim.tables", "service.bim.tables",
                  "service.layers.tables", "service.lowalt.tables",
-                 "service.lowalt.dispatch_tables", "service.terrain.tables")
+                 "service.lowalt.dispatch_tables", "service.terrain.tables",
+                 "service.lidar.tables")
 # format_type() spellings of what SQLAlchemy compiles differently
 SAME_TYPE = {"float": "double precision", "varchar": "character varying",
              "timestamp": "timestamp without time zone"}

@@ -30,7 +30,7 @@ import numpy as np
 from shapely.geometry.base import BaseGeometry
 
 from tiler.pointcloud import footprint as fp
-from tiler.pointcloud.pipeline import Settings, describe, lonlat_bounds, run
+from tiler.pointcloud.pipeline import RunOutput, Settings, describe, lonlat_bounds, run
 from tiler.pointcloud.source import acquisition_time
 
 __all__ = ["PointCloudResult", "Settings", "tile_point_cloud"]
@@ -94,7 +94,13 @@ def tile_point_cloud(
     except BaseException:
         tileset.unlink(missing_ok=True)
         raise
+    return result_of(out, t0)
+
+
+def result_of(out: RunOutput, t0: float) -> PointCloudResult:
+    """What the service stores, from a finished run (``t0``: when the run started)."""
     plan = out.plan
+    tileset = Path(plan.out) / "tileset.json"
     ix, iy, zlo, zhi = fp.merge_cells(*out.occupancy)
     cell_m = plan.q * 2 ** (plan.R - plan.F)
     shape_enu = fp.footprint_enu(ix, iy, cell_m, plan.cube_min[0], plan.cube_min[1])

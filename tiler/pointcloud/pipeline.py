@@ -289,7 +289,6 @@ def distribute(plan: Plan, start: int, stop: int, taken: np.ndarray) -> ReadStat
     shift = np.uint32(plan.R - plan.L)
     side = 1 << plan.L
     cell_dir = Path(plan.spill) / "cells"
-    pid = os.getpid()
     for blk in read_range(plan.info, start, stop, plan.chunk):
         n = len(blk.x)
         stats.points += n
@@ -315,12 +314,12 @@ def distribute(plan: Plan, start: int, stop: int, taken: np.ndarray) -> ReadStat
         if keep is not None:
             kept = np.flatnonzero(keep)
             rec, cid = np.take(rec, kept), cid[kept]
-        _append_by_cell(cell_dir, plan.L, side, rec, cid, pid)
+        _append_by_cell(cell_dir, plan.L, side, rec, cid, start)
     return stats
 
 
 def _append_by_cell(folder: Path, level: int, side: int, rec: np.ndarray, cid: np.ndarray,
-                    pid: int) -> None:
+                    task: int) -> None:
     if not len(rec):
         return
     small = cid.max() < 65536
@@ -332,7 +331,10 @@ def _append_by_cell(folder: Path, level: int, side: int, rec: np.ndarray, cid: n
     for a, b in zip(starts, ends, strict=True):
         c = int(cid[a])
         cx, cy, cz = c // (side * side), (c // side) % side, c % side
-        with open(folder / f"{level}-{cx}-{cy}-{cz}.{pid}.bin", "ab") as fh:
+        # one file per (cell, distribute task), named by the task's first point: read back
+        # in name order, a cell's points come in file order whichever process read them,
+        # so a cell is tiled the same way by one job or by a chunk job of a split survey
+        with open(folder / f"{level}-{cx}-{cy}-{cz}.{task:012d}.bin", "ab") as fh:
             fh.write(rec[a:b].tobytes())
 
 
@@ -358,11 +360,15 @@ def _occupancy(plan: Plan, keys: np.ndarray, bits: int, cell_level: int, u: np.n
     return xy[:, 0].astype(np.int64), xy[:, 1].astype(np.int64), zlo, zhi
 
 
-def tile_cell(plan: Plan, level: int, cell: tuple[int, int, int], files: list[str]) -> CellResult:
-    """Load a spill cell (and delete its files) and tile it."""
+def tile_cell(plan: Plan, level: int, cell: tuple[int, int, int], files: list[str],
+              keep_files: bool = False) -> CellResult:
+    """Load a spill cell (and delete its files unless ``keep_files``: a chunk job that may
+    be retried keeps them) and tile it."""
+    files = sorted(files)
     rec = np.concatenate([np.fromfile(f, SPILL) for f in files]) if files else np.empty(0, SPILL)
-    for f in files:
-        os.unlink(f)
+    if not keep_files:
+        for f in files:
+            os.unlink(f)
     return _tile_records(plan, level, cell, rec)
 
 
@@ -404,14 +410,16 @@ def _tile_records(plan: Plan, level: int, cell: tuple[int, int, int], rec: np.nd
     lv_sorted = levels[by_level]
     lv_starts = np.flatnonzero(np.r_[True, lv_sorted[1:] != lv_sorted[:-1]])
     lv_ends = np.r_[lv_starts[1:], len(lv_sorted)]
-    pid = os.getpid()
     for a, b in zip(lv_starts, lv_ends, strict=True):
         lv = int(lv_sorted[a])
         idx = by_level[a:b]
         if lv < level:  # a node above this cell: shared with the neighbouring cells
             k = tuple(int(v) >> (level - lv) for v in cell)
-            path = Path(plan.spill) / "shared" / f"{lv}-{k[0]}-{k[1]}-{k[2]}.{pid}.bin"
-            with open(path, "ab") as fh:
+            # one file per (shared node, cell), written whole: a retried cell rewrites its
+            # own files instead of adding its points twice
+            path = (Path(plan.spill) / "shared" / f"{lv}-{k[0]}-{k[1]}-{k[2]}."
+                    f"{level:02d}-{cell[0]:07d}-{cell[1]:07d}-{cell[2]:07d}.bin")
+            with open(path, "wb") as fh:
                 fh.write(np.take(rec, idx).tobytes())
             continue
         starts = octree.node_runs(keys[idx], bits, lv - level)
@@ -425,7 +433,7 @@ def _tile_records(plan: Plan, level: int, cell: tuple[int, int, int], rec: np.nd
 
 
 def tile_shared(plan: Plan, key: NodeKey, files: list[str]) -> NodeInfo:
-    rec = np.concatenate([np.fromfile(f, SPILL) for f in files])
+    rec = np.concatenate([np.fromfile(f, SPILL) for f in sorted(files)])
     for f in files:
         os.unlink(f)
     return write_node(plan, key, rec)
@@ -551,6 +559,59 @@ def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToW
          mapper: LocalMapper, cube_min: tuple[float, float, float], q: float, R: int,
          report: Progress, on_preview: Callable[[Path], None] | None, settings: Settings,
          t0: float) -> RunOutput:
+    prep = prepare(info, out_dir, spill, ex, to_wgs, mapper, cube_min, q, R, report,
+                   on_preview, settings, t0)
+    # ---- tile the cells, largest first
+    cells = spill_cells(spill)
+    sizes = {k: sum(os.path.getsize(f) for f in v) for k, v in cells.items()}
+    todo = sorted(cells, key=lambda k: -sizes[k])
+    rest_total = info.point_count - prep.taken
+    futs2 = [ex.submit(tile_cell, prep.plan, k[0], k[1:], cells[k]) for k in todo]
+    done = 0
+    report("tiling", 0, rest_total)
+    for f in as_completed(futs2):
+        r = f.result()
+        prep.add_cell(r)
+        done += r.points
+        report("tiling", done, rest_total)
+    prep.marks["cells_tiled"] = time.perf_counter() - t0
+    return finish(prep, ex, report, t0)
+
+
+@dataclass
+class Prepared:
+    """A run up to its spill cells: what the cells' tiling and :func:`finish` need (pickled
+    into the spill folder when the cells are tiled by separate chunk jobs)."""
+
+    plan: Plan
+    to_wgs: ToWgs84
+    nodes: dict[NodeKey, NodeInfo]
+    stats: ReadStats
+    occ_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    first_view_s: float | None
+    taken: int  # points kept by the preview levels
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def add_cell(self, r: CellResult) -> None:
+        self.nodes.update(r.nodes)
+        self.occ_parts.append(r.occupancy)
+
+
+def spill_cells(spill: Path) -> dict[tuple[int, int, int, int], list[str]]:
+    """The spill cells (level, x, y, z) and their files, as the distribute pass left them."""
+    cells: dict[tuple[int, int, int, int], list[str]] = defaultdict(list)
+    for p in (spill / "cells").iterdir():
+        lv, x, y, z = (int(v) for v in p.name.split(".")[0].split("-"))
+        cells[(lv, x, y, z)].append(str(p))
+    return {k: sorted(v) for k, v in cells.items()}
+
+
+def prepare(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToWgs84,
+            mapper: LocalMapper, cube_min: tuple[float, float, float], q: float, R: int,
+            report: Progress, on_preview: Callable[[Path], None] | None, settings: Settings,
+            t0: float) -> Prepared:
+    """Plan, preview and distribute: every point not in the preview levels is in the spill
+    file of its cell when this returns."""
     n = info.point_count
     report("reading", 0, n)
     marks = {"workers_started": time.perf_counter() - t0}
@@ -659,7 +720,7 @@ def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToW
         zz = srec["u"][:, 2].astype(np.int64)
         occ_parts.append((xy[:, 0].astype(np.int64), xy[:, 1].astype(np.int64), zz, zz))
     extras = {"twinbase": {"stage": "preview", "points": len(taken)}}
-    tileset_bytes = write_json_atomic(
+    write_json_atomic(
         tileset_path, build_tileset(nodes, transform=frame.matrix(), root_side_m=plan.side_m,
                                     grid_bits=octree.GRID_BITS, final=False, extras=extras))
     first_view = time.perf_counter() - t0
@@ -677,27 +738,20 @@ def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToW
         raise PointCountMismatchError(
             f"{info.path.name}: the header says {n} points but {stats.points} were read; the "
             "header is wrong or the file is damaged")
-
     marks["distributed"] = time.perf_counter() - t0
-    # ---- tile the cells, largest first
-    cells: dict[tuple[int, int, int, int], list[str]] = defaultdict(list)
-    for p in (spill / "cells").iterdir():
-        lv, x, y, z = (int(v) for v in p.name.split(".")[0].split("-"))
-        cells[(lv, x, y, z)].append(str(p))
-    sizes = {k: sum(os.path.getsize(f) for f in v) for k, v in cells.items()}
-    todo = sorted(cells, key=lambda k: -sizes[k])
-    rest_total = n - len(taken)
-    futs2 = [ex.submit(tile_cell, plan, k[0], k[1:], cells[k]) for k in todo]
-    done = 0
-    report("tiling", 0, rest_total)
-    for f in as_completed(futs2):
-        r = f.result()
-        nodes.update(r.nodes)
-        occ_parts.append(r.occupancy)
-        done += r.points
-        report("tiling", done, rest_total)
+    return Prepared(plan, to_wgs, nodes, stats, occ_parts, first_view, len(taken), marks)
 
-    marks["cells_tiled"] = time.perf_counter() - t0
+
+def finish(prep: Prepared, ex: Executor, report: Progress, t0: float) -> RunOutput:
+    """Once every cell is tiled: the nodes shared by several cells, then the final
+    ``tileset.json``."""
+    plan, nodes, marks = prep.plan, prep.nodes, prep.marks
+    n = plan.info.point_count
+    spill = Path(plan.spill)
+    out_dir = Path(plan.out)
+    frame = plan.mapper.frame
+    tileset_path = out_dir / "tileset.json"
+
     # ---- nodes shared by several cells
     shared: dict[NodeKey, list[str]] = defaultdict(list)
     for p in (spill / "shared").iterdir():
@@ -717,14 +771,15 @@ def _run(info: SourceInfo, out_dir: Path, spill: Path, ex: Executor, to_wgs: ToW
     written = sum(v.count for v in nodes.values())
     if written != n:
         raise RuntimeError(f"internal error: {written} points tiled of {n}")
-    occupancy = tuple(np.concatenate([o[j] for o in occ_parts]) for j in range(4))
+    occupancy = tuple(np.concatenate([o[j] for o in prep.occ_parts]) for j in range(4))
     extras = {"twinbase": {"stage": "final", "points": n}}
     tileset_bytes = write_json_atomic(
         tileset_path, build_tileset(nodes, transform=frame.matrix(), root_side_m=plan.side_m,
                                     grid_bits=octree.GRID_BITS, final=True, extras=extras))
     marks["assembled"] = time.perf_counter() - t0
-    return RunOutput(plan, to_wgs, nodes, stats, occupancy, first_view,  # type: ignore[arg-type]
-                     tileset_bytes, {k: round(v, 3) for k, v in marks.items()})
+    return RunOutput(plan, prep.to_wgs, nodes, prep.stats, occupancy,  # type: ignore[arg-type]
+                     prep.first_view_s, tileset_bytes, {k: round(v, 3) for k, v in marks.items()})
+
 
 
 def lonlat_bounds(plan: Plan, ix: Iterable[int], iy: Iterable[int], zlo: np.ndarray,
