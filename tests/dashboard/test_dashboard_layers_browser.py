@@ -109,8 +109,19 @@ def seed_airspace(server, op: dict[str, str], planner: dict[str, str]) -> dict:
         "geometry": {"type": "LineString", "coordinates": [[*ll(0, 0), h], [*ll(50, 50), h]]},
         "start_time": (now + timedelta(hours=2)).isoformat(),
         "end_time": (now + timedelta(hours=3)).isoformat()})
-    return {"edges": len(edges), "ports": len(ports), "route": route["id"],
-            "reserved": reserved["route_id"], "click": path[1], "drone": drone["serial"]}
+    # a fleet plan over the vertiports: its trips as the public API gives them
+    plan = _post(server, "/fleet/plans", op, {
+        "start": (now + timedelta(hours=1)).isoformat(),
+        "vertiports": [{"id": "W", "position": ll(-50, -40)}],
+        "drones": [{"id": "D1", "home": "W", "endurance_min": 30, "payload_kg": 2,
+                    "speed_ms": 15}],
+        "tasks": [{"id": "巡检-1", "position": ll(900, 300), "service_s": 60}],
+        "time_limit_s": 1})
+    trips = sum(len(d["trips"]) for d in plan["drones"])
+    assert trips >= 1, plan
+    return {"plan": plan["id"], "trips": trips, "edges": len(edges), "ports": len(ports),
+            "route": route["id"], "reserved": reserved["route_id"], "click": path[1],
+            "drone": drone["serial"]}
 
 
 @needs_browser
@@ -126,7 +137,7 @@ def test_layers_and_framing_in_headless_chromium(live_server, auth, db_url, sett
     shots.mkdir()
     lon, lat, h = seeded["click"]
     spec = {"url": f"{live_server.url}/dashboard/", "out": str(shots), "timeout_s": 90,
-            "deadline_s": 600, "dataset": rotterdam,
+            "deadline_s": 600, "dataset": rotterdam, "plan": seeded["plan"],
             "click": {"lon": lon, "lat": lat, "h": h}}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     run = subprocess.run(["node", str(SCENARIO), str(tmp_path / "spec.json")], cwd=ROOT,
@@ -172,6 +183,12 @@ def test_layers_and_framing_in_headless_chromium(live_server, auth, db_url, sett
     assert counts["flights"] == 2, counts
     assert views["flights"]["drawn"]["entities"] == 4
     assert views["flights"]["centre"]["share"] > 0.002, views["flights"]["centre"]
+
+    # the plan, read through GET /fleet/plans/{id}: every trip counted; a trip naming no
+    # reserved route has no line to draw and is counted as not reserved
+    plan = summary["plan"]
+    assert plan["id"] == seeded["plan"] and plan["trips"] == seeded["trips"], plan
+    assert 0 <= plan["unreserved"] <= plan["trips"]
 
     click = summary["clicks"]["flight"]
     assert click["state"] == "ready", click

@@ -4,7 +4,7 @@
 // line; screenshots go to spec.out.
 //
 // usage: node tests/js/dashboard_layers.mjs SPEC.json
-//   SPEC: {"url", "out", "timeout_s", "deadline_s", "dataset": id,
+//   SPEC: {"url", "out", "timeout_s", "deadline_s", "dataset": id, "plan": id,
 //          "click": {"lon", "lat", "h"}}
 import { readFile } from "node:fs/promises";
 import path from "node:path";
@@ -65,6 +65,8 @@ try {
     }, [name, pitch, NONE]);
     await measure(name, { drawn: await page.evaluate((n) => window.twinbase.drawn(n), name) });
   }
+
+  if (spec.plan) summary.plan = await page.evaluate((id) => window.twinbase.showPlan(id), spec.plan);
 
   // a click on a flight's line, seen from above
   if (spec.click) {
