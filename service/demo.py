@@ -10,8 +10,8 @@ It holds, all made here from seeded generators (nothing is downloaded):
   through fly and model): the model has none of the survey's new development, a few of its
   buildings lower than they now stand and the rest as they are, so the change report lists
   new, changed and unchanged buildings;
-- roads with a day of traffic observations, and water stations on 龙岗河 with a month of
-  samples, through the layers' own ingest;
+- roads with a day of traffic observations, water stations on 龙岗河 with a month of
+  samples, and 龙岗河 itself with two tributaries as lines, through the layers' own ingest;
 - drones that fly loops over the district while the service runs (one process flies them:
   the holder of an advisory lock), reported through the telemetry ingest.
 
@@ -150,8 +150,13 @@ def queue_demo(settings: Settings, url: str) -> list[int]:
     after its ingest), roads, stations and drones are written at once."""
     engine = sync_engine(url)
     with engine.connect() as conn:
-        if _demo_rows(conn):
-            return []
+        loaded = bool(_demo_rows(conn))
+        rivers = conn.execute(text("SELECT count(*) FROM waterways WHERE code LIKE 'DEMO-%'")
+                              ).scalar()
+    if loaded:
+        if not rivers:
+            asyncio.run(_waterways_only(url))
+        return []
     city_path, survey_path = make_files(settings.data_dir / "demo")
     queued = []
     with engine.begin() as conn:
@@ -180,9 +185,54 @@ def _lonlat() -> Transformer:
     return Transformer.from_crs(CRS, "EPSG:4326", always_xy=True)
 
 
+def _river_at(t: float, x0: float, y0: float) -> tuple[float, float]:
+    """The demo's 龙岗河 (EPSG:4547): west to east across the district, t = 0..1 over it."""
+    return x0 - 50 + 1700 * t, y0 + 780 + 90 * math.sin(t * 6)
+
+
+RIVER = "龙岗河（合成演示）"
+
+
+def waterways(x0: float, y0: float) -> list[dict[str, Any]]:
+    """龙岗河 through the demo's stations (at t = 1/6 .. 5/6 of it, on the line's vertices)
+    and two tributaries joining it from the north and the south, as lon/lat WKT rows."""
+    to_ll = _lonlat()
+
+    def wkt(xy: list[tuple[float, float]]) -> str:
+        lon, lat = to_ll.transform([p[0] for p in xy], [p[1] for p in xy])
+        return "LINESTRING(" + ", ".join(f"{a} {b}" for a, b in zip(lon, lat, strict=True)) + ")"
+
+    # steps of 1/60: every station's t is a vertex, and the line runs on past the district
+    main = [_river_at(k / 60, x0, y0) for k in range(-12, 73)]
+    j1, j2 = _river_at(0.3, x0, y0), _river_at(0.8, x0, y0)
+    north = [(j1[0] - 120 + 40 * math.sin(k / 3), j1[1] + 1000 - 100 * k) for k in range(10)]
+    south = [(j2[0] + 150 - 30 * math.sin(k / 2), j2[1] - 900 + 100 * k) for k in range(9)]
+    return [
+        {"code": "DEMO-WW-LGH", "name": RIVER, "kind": "river", "parent": None,
+         "wkt": wkt(main)},
+        {"code": "DEMO-WW-DSH", "name": "丁山河（合成演示）", "kind": "stream", "parent": RIVER,
+         "wkt": wkt([*north, j1])},
+        {"code": "DEMO-WW-NYH", "name": "南约河（合成演示）", "kind": "stream", "parent": RIVER,
+         "wkt": wkt([*south, j2])},
+    ]
+
+
+async def _waterways_only(url: str) -> None:
+    """The rivers alone, for a demo loaded before the layers had them (an upsert by code)."""
+    from recon.simulate import LONGGANG_ORIGIN
+    from service.layers import store
+
+    engine = make_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(store.upsert_waterways(waterways(*LONGGANG_ORIGIN)))
+    finally:
+        await engine.dispose()
+
+
 async def _layers(url: str) -> None:
-    """Roads with a day of traffic and stations on 龙岗河 with a month of samples, through the
-    layers' own ingest (validation, classes, partitions)."""
+    """Roads with a day of traffic, stations on 龙岗河 with a month of samples, and the river
+    with its tributaries, through the layers' own ingest (validation, classes, partitions)."""
     from recon.simulate import LONGGANG_ORIGIN
     from service.layers import store, traffic, water
 
@@ -201,7 +251,7 @@ async def _layers(url: str) -> None:
                     "code": f"DEMO-{axis}{offset}-{j}", "name": f"演示路 {axis.upper()}{offset}",
                     "road_class": road_class, "lanes": 3, "speed_limit_kmh": 60,
                     "free_flow_kmh": 55, "wkt": f"LINESTRING({lon0} {lat0}, {lon1} {lat1})"})
-    river = [(x0 - 50 + 1700 * t, y0 + 780 + 90 * math.sin(t * 6)) for t in np.linspace(0, 1, 7)]
+    river = [_river_at(t, x0, y0) for t in np.linspace(0, 1, 7)]
     stations = []
     for i, (x, y) in enumerate(river[1:-1]):
         lon, lat = to_ll.transform(x, y)
@@ -213,6 +263,7 @@ async def _layers(url: str) -> None:
         async with engine.begin() as conn:
             await conn.execute(store.upsert_segments(segments))
             await conn.execute(store.upsert_stations(stations))
+            await conn.execute(store.upsert_waterways(waterways(x0, y0)))
             seg_ids = list((await conn.execute(text(
                 "SELECT id FROM road_segments WHERE code LIKE 'DEMO-%' ORDER BY id"))).scalars())
             st_ids = list((await conn.execute(text(

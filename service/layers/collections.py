@@ -1,11 +1,12 @@
-"""The city layers in the OGC API - Features catalogue: roads (GB/T 33171 classes) and
-water-quality stations (GB 3838 classes)."""
+"""The city layers in the OGC API - Features catalogue: roads (GB/T 33171 classes),
+water-quality stations (GB 3838 classes) and the waterways they lie on."""
 
 from __future__ import annotations
 
 from service.features.registry import Collection, Prop
 from service.layers.gb3838 import CLASS_LABELS
 from service.layers.gbt33171 import ROAD_CLASSES
+from service.layers.tables import WATERWAY_KINDS
 
 _CLASS_ARRAY = "ARRAY[" + ",".join(f"'{v}'" for v in CLASS_LABELS.values()) + "]"
 
@@ -62,5 +63,23 @@ COLLECTIONS: tuple[Collection, ...] = (
         ),
         temporal=("latest_observed_at", None),
         keywords=("water quality", "GB 3838-2002"),
+    ),
+    Collection(
+        id="waterways",
+        title="Waterways",
+        description="Rivers, streams and canals (LineString, lon/lat) by name; a tributary "
+                    "names the river it joins in parent. Water-quality stations lie on them.",
+        source="waterways",
+        geometry_type="LineString",
+        properties=(
+            Prop("code", "string", title="Waterway code"),
+            Prop("name", "string", title="Name"),
+            Prop("kind", "string", title="river, stream or canal", enum=WATERWAY_KINDS),
+            Prop("parent", "string", title="The river it flows into"),
+            Prop("length_m", "number", title="Length (m)"),
+            Prop("updated_at", "datetime", title="Last change"),
+        ),
+        temporal=("updated_at", None),
+        keywords=("water", "rivers"),
     ),
 )

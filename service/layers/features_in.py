@@ -1,4 +1,4 @@
-"""Road segments and water stations in as a GeoJSON FeatureCollection (lon/lat, CRS84),
+"""Road segments, water stations and waterways in as a GeoJSON FeatureCollection (lon/lat, CRS84),
 validated whole before one transaction writes them (upserted by ``code``)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from shapely.geometry import shape
 
 from service.core.errors import BadRequest
 from service.layers.gbt33171 import ROAD_CLASSES
+from service.layers.tables import WATERWAY_KINDS
 
 MAX_FEATURES = 100_000
 
@@ -135,6 +136,25 @@ def station_rows(features: list[Any]) -> tuple[list[dict[str, Any]], list[dict[s
                "name": _text(props, "name", reasons, True),
                "water_body": _text(props, "water_body", reasons, True),
                "body_type": body_type, "wkt": wkt, "_row": n}
+        (errors.append({"row": n, "reasons": reasons}) if reasons else rows.append(row))
+    _unique_codes(rows, errors)
+    return rows, errors
+
+
+def waterway_rows(features: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rivers, streams and canals as lines; ``parent`` names the river a tributary joins."""
+    rows, errors = [], []
+    for n, f in enumerate(features, start=1):
+        reasons: list[str] = []
+        props = _properties(f, reasons)
+        wkt = _geometry(f, "LineString", reasons)
+        kind = props.get("kind", "river")
+        if kind not in WATERWAY_KINDS:
+            reasons.append(f"kind must be one of {', '.join(WATERWAY_KINDS)}")
+        row = {"code": _text(props, "code", reasons, True),
+               "name": _text(props, "name", reasons, True),
+               "kind": kind, "parent": _text(props, "parent", reasons, False),
+               "wkt": wkt, "_row": n}
         (errors.append({"row": n, "reasons": reasons}) if reasons else rows.append(row))
     _unique_codes(rows, errors)
     return rows, errors

@@ -53,7 +53,8 @@ async def index(_: Reader) -> dict[str, Any]:
                                         "kind": lim.kind, "I..V": lim.limits,
                                         "lake_I..V": lim.lake_limits,
                                         "lake_only": lim.lake_only} for lim in gb3838.LIMITS},
-                  "collection": "/collections/water_stations"},
+                  "collection": "/collections/water_stations",
+                  "waterways": "/collections/waterways"},
     }
 
 
@@ -142,6 +143,18 @@ async def post_stations(request: Request, principal: Writer) -> dict[str, Any]:
     async with request.app.state.engine.begin() as conn:
         n = await water.insert_stations(conn, rows)
     request.state.audit_detail = {"layer": "water_stations", "rows": n}
+    return {"written": n}
+
+
+@router.post("/water/waterways", status_code=201,
+             summary="Add or update rivers, streams and canals (GeoJSON LineStrings, upsert by "
+                     "code)")
+async def post_waterways(request: Request, principal: Writer) -> dict[str, Any]:
+    rows, errors = features_in.waterway_rows(features_in.read_features(await request.body()))
+    batch.refuse(errors, len(rows) + len(errors))
+    async with request.app.state.engine.begin() as conn:
+        n = await water.insert_waterways(conn, rows)
+    request.state.audit_detail = {"layer": "waterways", "rows": n}
     return {"written": n}
 
 

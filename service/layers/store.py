@@ -45,6 +45,7 @@ from service.layers.tables import (
     traffic_observations,
     water_observations,
     water_stations,
+    waterways,
 )
 
 WATER_COLUMNS = ("water_temp", *PARAMETERS)
@@ -160,6 +161,17 @@ def upsert_stations(rows: Sequence[Mapping[str, Any]]) -> Insert:
                     func.ST_GeomFromText(u.c.wkt, 4326))
     return _upsert(water_stations, columns, source, ("code",), columns[1:],
                    updated_at=func.now())
+
+
+def upsert_waterways(rows: Sequence[Mapping[str, Any]]) -> Insert:
+    """Waterways by ``code``; the length is measured on the ellipsoid."""
+    u = _unnest(rows, {"code": Text(), "name": Text(), "kind": Text(), "parent": Text(),
+                       "wkt": Text()})
+    geom = func.ST_GeomFromText(u.c.wkt, 4326)
+    columns = ("code", "name", "kind", "parent", "length_m", "geom")
+    source = select(u.c.code, u.c.name, u.c.kind, u.c.parent,
+                    func.ST_Length(cast(geom, Geography(srid=4326))), geom)
+    return _upsert(waterways, columns, source, ("code",), columns[1:], updated_at=func.now())
 
 
 def station_body_types(ids: Sequence[int]) -> Select[Any]:

@@ -1,4 +1,4 @@
-"""Layer tables as SQLAlchemy Core (migrations 0003 and 0006 create them)."""
+"""Layer tables as SQLAlchemy Core (migrations 0003, 0006 and 0016 create them)."""
 
 from __future__ import annotations
 
@@ -61,6 +61,21 @@ water_stations = Table(
     Column("water_body", Text, nullable=False),
     Column("body_type", String(8), nullable=False),
     Column("geom", Geometry("POINT", srid=4326, spatial_index=False), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+#: waterway kinds: a river, a smaller stream (a tributary ditch), or a canal
+WATERWAY_KINDS = ("river", "stream", "canal")
+
+waterways = Table(
+    "waterways", metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("code", Text, unique=True),
+    Column("name", Text, nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("parent", Text),
+    Column("geom", Geometry("LINESTRING", srid=4326, spatial_index=False), nullable=False),
+    Column("length_m", Float, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

@@ -30,6 +30,11 @@ async def insert_stations(conn: AsyncConnection, rows: list[dict[str, Any]]) -> 
     return len(rows)
 
 
+async def insert_waterways(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
+    await conn.execute(store.upsert_waterways(rows))
+    return len(rows)
+
+
 async def ingest_observations(conn: AsyncConnection, raw_rows: list[Any],
                               retention_days: int | None = None) -> dict[str, int]:
     rows, errors = validate(raw_rows, OBSERVATION_FIELDS)

@@ -6,12 +6,15 @@ import { activity, getJSON } from "./api.js";
 import { offlineBaseLayer } from "./basemap.js";
 import { CityLayer, kindLabel } from "./city.js";
 import { DronesLayer, RoutesLayer, STATUS } from "./drones.js";
+import { bulkBox } from "./framing.js";
+import { FLIGHT_STATE, FlightsLayer } from "./flights.js";
 import { groundFor } from "./ground.js";
 import { currentLang, initI18n, onLangChange, otherLang, setLang, t } from "./i18n.js";
 import { LivingMap } from "./living.js";
 import { LAYER_COLOURS, NetworkLayer } from "./network.js";
-import { centreFill, glyphs } from "./probe.js";
+import { centreFill, contentBox, glyphs } from "./probe.js";
 import { canShow, panel, showPicked, showRows } from "./panel.js";
+import { RiversLayer, WATERWAY_STYLE } from "./rivers.js";
 import { setUpTerrain, terrainState } from "./terrain.js";
 import { LEVEL_COLOURS, TrafficLayer } from "./traffic.js";
 import { CLASS_COLOURS, WaterLayer } from "./water.js";
@@ -37,10 +40,12 @@ const terrain = setUpTerrain(viewer);
 
 const city = new CityLayer(viewer);
 const layers = {
+  rivers: new RiversLayer(viewer),
   traffic: new TrafficLayer(viewer),
   water: new WaterLayer(viewer),
   routes: new RoutesLayer(viewer),
   network: new NetworkLayer(viewer),
+  flights: new FlightsLayer(viewer),
   drones: new DronesLayer(viewer),
 };
 const counts = {};
@@ -129,9 +134,11 @@ function legend() {
     return [h, rows];
   };
   document.getElementById("legend").replaceChildren(
+    ...group("legend.rivers", Object.entries(WATERWAY_STYLE).map(([k, [c]]) => [t(`waterway.kind.${k}`), c])),
     ...group("legend.congestion", LEVEL_COLOURS.map((c, i) => [t(`level.${i}`), c])),
     ...group("legend.water", CLASS_COLOURS.map((c, i) => [t(`water.class.${i + 1}`), c])),
     ...group("legend.routes", Object.entries(STATUS).map(([k, c]) => [t(`route.status.${k}`), c])),
+    ...group("legend.flights", Object.entries(FLIGHT_STATE).map(([k, c]) => [t(`flight.state.${k}`), c])),
     ...group("legend.network", LAYER_COLOURS.map((c, i) => [t(`network.layer.${i}`), c])),
     ...group("legend.changes", Object.entries(CHANGE_COLOURS).map(([k, c]) => [t(`change.${k}`), c])));
 }
@@ -162,6 +169,9 @@ new Cesium.ScreenSpaceEventHandler(viewer.scene.canvas).setInputAction((click) =
       const row = picked.id.properties.row.getValue();
       showRows("panel.change", String(row.object_id), "changes", row.object_id,
                { ...row, change: t(`change.${row.change}`) });
+    } else if (layer === "flights") {
+      const id = picked.id.properties.id.getValue();
+      showRows("panel.flight", t("flight.subtitle", { id }), "flights", id, layers.flights.details(id));
     } else if (layer === "mesh-then") {
       showPicked("mesh", picked.id.properties.id.getValue(), null);
     } else if (layer) {
@@ -191,6 +201,14 @@ async function view(target, pitchDeg = -40) {
       Cesium.Math.toRadians(target.heading || 0), Cesium.Math.toRadians(target.pitch ?? -90),
       target.range || 200));
     viewer.camera.lookAtTransform(Cesium.Matrix4.IDENTITY); // free the camera again
+    return true;
+  }
+  // a layer that knows its points: framed on them (flyTo on a data source waits for every
+  // entity's bounds, which ground-clamped and hidden entities may never report)
+  const points = layers[target]?.points?.();
+  if (points && points.length) {
+    const sphere = Cesium.BoundingSphere.fromPoints(points);
+    await flyToSphere(sphere, pitchDeg, Math.max(sphere.radius * 2.2, 100));
     return true;
   }
   if (layers[target]) {
@@ -251,14 +269,19 @@ async function flyToRegion(region, pitchDeg = -40) {
   await flyToSphere(sphere, pitchDeg, Math.max(sphere.radius * 2.2, 50));
 }
 
-// a dataset's region (radians, with heights): its 3D bounds (WGS 84 degrees and ellipsoidal
-// metres), else its footprint's with its tileset's heights
+// a dataset's region (radians, with heights): the bulk of its footprint (framing.js: a lone
+// building far off does not shrink the rest into a corner) with its 3D bounds' heights (WGS 84
+// ellipsoidal metres), else its 3D bounds, else its footprint with its tileset's heights
 function datasetRegion(d) {
   const b = d.bounds3d;
-  if (b && Array.isArray(b.min) && Array.isArray(b.max)) {
+  const has3d = b && Array.isArray(b.min) && Array.isArray(b.max);
+  if (has3d && d.footprint) {
+    return [...bulkBox(d.footprint).map(Cesium.Math.toRadians), b.min[2], b.max[2]];
+  }
+  if (has3d) {
     return [...[b.min[0], b.min[1], b.max[0], b.max[1]].map(Cesium.Math.toRadians), b.min[2], b.max[2]];
   }
-  const [w, s, e, n] = bboxOf(d.footprint).map(Cesium.Math.toRadians);
+  const [w, s, e, n] = bulkBox(d.footprint).map(Cesium.Math.toRadians);
   const names = new Set(tiles.filter((x) => x.dataset_id === d.id).map((x) => x.name));
   const r = city.regionOf((c) => names.has(c.tileset));
   return [w, s, e, n, r ? r[4] : 0, r ? r[5] : 50];
@@ -347,6 +370,8 @@ onLangChange(() => {
   layers.water.relabel();
   layers.routes.relabel();
   layers.network.relabel();
+  layers.rivers.relabel();
+  layers.flights.relabel();
   layers.drones.relabel();
   applyTime().catch((e) => console.error(e));
   updateStatus();
@@ -409,9 +434,9 @@ async function start() {
   kindToggles();
   firstTarget = await firstView();
   jobs.start();
-  const [traffic, water, routes, drones, network] = await Promise.all(
-    ["traffic", "water", "routes", "drones", "network"].map((n) => layers[n].load()));
-  Object.assign(counts, { traffic, water, routes, drones, network });
+  const names = ["rivers", "traffic", "water", "routes", "flights", "drones", "network"];
+  const loaded = await Promise.all(names.map((n) => layers[n].load()));
+  Object.assign(counts, Object.fromEntries(names.map((n, i) => [n, loaded[i]])));
   await Promise.all([applyTime(), livingMoments()]);
 }
 
@@ -425,6 +450,7 @@ window.twinbase = {
   showCityAt: (iso) => showCityAt(iso ? new Date(iso) : null),
   setLang, t, refreshData,
   centreFill: (fraction) => centreFill(viewer, city, fraction),
+  contentBox: () => contentBox(viewer, city),
   glyphs,
   toWindow(lon, lat, h) {
     const p = Cesium.SceneTransforms.worldToWindowCoordinates(
@@ -432,6 +458,10 @@ window.twinbase = {
     return p ? { x: p.x, y: p.y } : null;
   },
   dronePosition: (id) => layers.drones.positionOf(id),
+  showPlan: (id) => layers.flights.showPlan(id),
+  // what a layer draws: its entities, and the ones Cesium has turned into primitives
+  drawn: (name) => ({ entities: layers[name].source.entities.values.length,
+                      show: layers[name].source.show }),
   refreshTime: applyTime,
   getJSON,
 };

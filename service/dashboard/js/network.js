@@ -24,8 +24,10 @@ export class NetworkLayer {
       this.error = String(e?.message || e);
       return 0;
     }
+    this.coords = [];
     for (const f of edges.features) {
       const p = f.properties;
+      this.coords.push(...f.geometry.coordinates);
       const colour = Cesium.Color.fromCssColorString(LAYER_COLOURS[p.layer] || "#ffffff");
       this.source.entities.add({
         id: `edge-${f.id}`,
@@ -52,6 +54,10 @@ export class NetworkLayer {
       });
     }
     return edges.features.length;
+  }
+
+  points() {
+    return (this.coords || []).map(([lon, lat, h]) => Cesium.Cartesian3.fromDegrees(lon, lat, h || 0));
   }
 
   labelOf(f) {

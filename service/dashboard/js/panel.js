@@ -82,6 +82,8 @@ const SOURCES = {
     const level = entity.properties.level?.getValue();
     return ["panel.road", { congestion: TrafficLayer.levelName(level), ...f.properties }];
   },
+  rivers: async (id) => ["panel.waterway",
+    (await getJSON(`/collections/waterways/items/${enc(id)}`)).properties],
   water: async (id) => ["panel.station", (await getJSON(`/collections/water_stations/items/${enc(id)}`)).properties],
   routes: async (id) => {
     const f = await getJSON(`/drone-routes/${enc(id)}`);

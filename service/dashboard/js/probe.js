@@ -2,7 +2,9 @@
 // centreFill: the share of pixels in the centre of the view that the 3D content changes,
 // found by rendering the same view with and without the city and the layers (the base
 // imagery under the city varies, so "differs from the background" is measured against the
-// background as drawn there, not one colour). glyphs: whether the page's font draws Chinese
+// background as drawn there, not one colour). contentBox: where in the whole view the content
+// is, as the same difference: its centroid and the 5th..95th percentile box of the differing
+// pixels, as fractions of the view (0.5, 0.5 is the middle). glyphs: whether the page's font draws Chinese
 // characters as glyphs of their own, not as the missing-glyph box.
 
 function nextFrames(viewer, n) {
@@ -28,7 +30,8 @@ function centrePixels(viewer, fraction) {
   return ctx.getImageData(0, 0, w, h).data;
 }
 
-export async function centreFill(viewer, city, fraction = 0.4, threshold = 40) {
+// the pixels of the centre (a fraction of each side) with and without the 3D content
+async function withAndWithout(viewer, city, fraction) {
   await nextFrames(viewer, 3);
   const full = centrePixels(viewer, fraction);
   const shown = [];
@@ -42,6 +45,11 @@ export async function centreFill(viewer, city, fraction = 0.4, threshold = 40) {
   const bare = centrePixels(viewer, fraction);
   for (const [obj, was] of shown) obj.show = was;
   await nextFrames(viewer, 2);
+  return [full, bare];
+}
+
+export async function centreFill(viewer, city, fraction = 0.4, threshold = 40) {
+  const [full, bare] = await withAndWithout(viewer, city, fraction);
   let differ = 0;
   const n = full.length / 4;
   for (let i = 0; i < full.length; i += 4) {
@@ -49,6 +57,25 @@ export async function centreFill(viewer, city, fraction = 0.4, threshold = 40) {
     if (d > threshold) differ++;
   }
   return { share: differ / n, pixels: n };
+}
+
+export async function contentBox(viewer, city, threshold = 40) {
+  const [full, bare] = await withAndWithout(viewer, city, 1);
+  const w = Math.round(viewer.scene.canvas.width);
+  const h = full.length / 4 / w;
+  const xs = [];
+  const ys = [];
+  for (let i = 0; i < full.length; i += 4) {
+    const d = Math.abs(full[i] - bare[i]) + Math.abs(full[i + 1] - bare[i + 1]) + Math.abs(full[i + 2] - bare[i + 2]);
+    if (d > threshold) { const p = i / 4; xs.push(p % w); ys.push(Math.floor(p / w)); }
+  }
+  if (!xs.length) return { share: 0, cx: null, cy: null, box: null };
+  const q = (a, f) => a[Math.min(a.length - 1, Math.floor(f * a.length))];
+  xs.sort((a, b) => a - b);
+  ys.sort((a, b) => a - b);
+  const mean = (a) => a.reduce((s, v) => s + v, 0) / a.length;
+  return { share: xs.length / (w * h), cx: mean(xs) / w, cy: mean(ys) / h,
+           box: [q(xs, 0.05) / w, q(ys, 0.05) / h, q(xs, 0.95) / w, q(ys, 0.95) / h] };
 }
 
 function glyphBitmap(text, font) {
