@@ -65,7 +65,8 @@ def rss_mb(root: int) -> float:
 
 
 def start_server(url: str, port: int, data_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": url, "TWINBASE_LOG_LEVEL": "warning",
+    env = {**os.environ, "DATABASE_URL": url,
+           "TWINBASE_LOG_LEVEL": os.environ.get("TWINBASE_LOG_LEVEL", "warning"),
            "TWINBASE_IN_PROCESS_WORKER": "false", "TWINBASE_DATA_DIR": str(data_dir)}
     return start([sys.executable, "-m", "service.cli", "serve", "--workers", "2",
                   "--host", "127.0.0.1", "--port", str(port), "--no-samples", "--no-demo"],

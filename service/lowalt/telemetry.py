@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import shapely
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.core.errors import BadRequest, Unprocessable
@@ -190,11 +191,16 @@ async def _routes(conn: AsyncConnection, kept: _Kept, fingerprints: dict[int, An
     return out
 
 
+def _empty(model: GroundModel) -> bool:
+    return not len(model.xy) and not model.surveys and not model.dtms.grids
+
+
 async def _ground(conn: AsyncConnection, kept: _Kept, x: np.ndarray, y: np.ndarray,
                   fr: Frame, s: LowAltSettings) -> tuple[np.ndarray, np.ndarray]:
     """Ground height and source index under each metric point, tile by tile."""
     tx, ty = np.floor(x / GROUND_TILE_M).astype(int), np.floor(y / GROUND_TILE_M).astype(int)
     g, src = np.empty(len(x)), np.empty(len(x), int)
+    sea = np.zeros(len(x), bool)
     for key in {(int(a), int(b)) for a, b in zip(tx, ty, strict=True)}:
         model = kept.tiles.get(key)
         if model is None:
@@ -204,14 +210,22 @@ async def _ground(conn: AsyncConnection, kept: _Kept, x: np.ndarray, y: np.ndarr
             kept.tiles[key] = model
         kept.tiles.move_to_end(key)
         here = (tx == key[0]) & (ty == key[1])
-        g[here], src[here] = model.at_xy(x[here], y[here])
+        if _empty(model):  # sea level: for all such tiles at once below (one geoid call)
+            sea |= here
+        else:
+            g[here], src[here] = model.at_xy(x[here], y[here])
+    if sea.any():
+        g[sea], src[sea] = GroundModel(fr, s.ground_radius_m).at_xy(x[sea], y[sea])
     while len(kept.tiles) > _MAX_TILES:
         kept.tiles.popitem(last=False)
     return g, src
 
 
 async def ingest(conn: AsyncConnection, points: list[TelemetryIn], s: LowAltSettings,
-                 retention_days: int | None = None) -> dict[str, Any]:
+                 retention_days: int | None = None, autocommit: bool = False
+                 ) -> dict[str, Any]:
+    """Check and store a batch. ``conn`` may be in a transaction or in autocommit (say so:
+    ``autocommit``); the batch is written by one statement either way."""
     for i, p in enumerate(points):
         if p.t.tzinfo is None:
             raise Unprocessable(f"point {i}: t needs a time zone", point=i)
@@ -236,8 +250,16 @@ async def ingest(conn: AsyncConnection, points: list[TelemetryIn], s: LowAltSett
         raise Unprocessable(f"unknown drone(s) {unknown}: nothing was stored",
                             unknown_drones=unknown)
     # the day's partition exists almost always (made ahead): asked of the catalogue only
-    # when a new day appears in this process
-    await conn.run_sync(ensure, TELEMETRY_PARTITIONS, [p.t for p in points], retention_days)
+    # when a new day appears in this process. In ``autocommit`` (the API's telemetry engine)
+    # the lock ensure takes ends with its statement, so two writers can both try to make
+    # the same partition: the loser looks again and finds it
+    times = [p.t for p in points]
+    try:
+        await conn.run_sync(ensure, TELEMETRY_PARTITIONS, times, retention_days)
+    except DBAPIError:
+        if not autocommit:
+            raise
+        await conn.run_sync(ensure, TELEMETRY_PARTITIONS, times, retention_days)
     kept = _kept(conn, s)
     c = context[0]
     kept.ground_is((c.co_last_id, c.co_last_change, c.datasets, c.datasets_changed, c.dtms,
