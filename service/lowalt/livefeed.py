@@ -13,8 +13,9 @@ id and catches up from the table.
 
 A state's ``seq`` is drawn when its report is written, and reports commit in a different
 order than they draw: a poll can see seq 1050 while 1020 is not yet committed. The feed
-therefore reads again the last :data:`LOOKBACK` sequence numbers at each poll and sends
-what it had not sent (a state may so come after a later one, each with its own id).
+therefore looks again at the last :data:`LOOKBACK` sequence numbers at each poll (the
+numbers alone, from the index) and sends the states it had not sent (a state may so come
+after a later one, each with its own id).
 
 The feed also keeps which drones are silent, and announces each one once when it falls
 silent (and again after it reports and falls silent again).
@@ -38,8 +39,8 @@ log = logging.getLogger(__name__)
 
 #: polls a subscriber may have waiting before it is dropped (its client reconnects)
 QUEUE_POLLS = 30
-#: sequence numbers read again at each poll, for reports committed after a later one (at
-#: 1,000 reports a second: the last second)
+#: sequence numbers looked at again at each poll, for reports committed after a later one
+#: (at 1,000 reports a second: the last second)
 LOOKBACK = 1000
 #: rows a page of ``store.STATES_SINCE`` holds (the statement's limit)
 PAGE = 1000
@@ -137,12 +138,17 @@ class Feed:
     async def _poll(self) -> Poll:
         assert self.last_seq is not None
         async with self.engine.connect() as conn:
-            changed = await changes_since(conn, max(0, self.last_seq - LOOKBACK))
+            lo = max(self.start_seq, self.last_seq - LOOKBACK)
+            late = [q for q in (await conn.execute(store.SEQS_BETWEEN, {
+                "lo": lo, "hi": self.last_seq})).scalars() if q not in self.sent]
+            changed = (await conn.execute(store.STATES_OF_SEQS, {"seqs": late})).all() \
+                if late else []
+            changed += await changes_since(conn, self.last_seq)
             gone = (await conn.execute(store.SILENT_STATES,
                                        {"silent": self._silent_after()})).all()
         states, events = [], []
         for r in changed:
-            if r.seq in self.sent or r.seq <= self.start_seq:
+            if r.seq in self.sent:
                 continue
             self.sent.add(r.seq)
             self.last_seq = max(self.last_seq, r.seq)

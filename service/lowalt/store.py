@@ -462,6 +462,11 @@ _STATES = select(
 ALL_STATES = _STATES.order_by(st.c.drone_id)
 # the next changes after SEQ, in order
 STATES_SINCE = _STATES.where(st.c.seq > bindparam("seq")).order_by(st.c.seq).limit(1000)
+# the seqs in (LO, HI], alone (an index-only read), and the states of seqs SEQS: the live
+# feed's look back for reports committed after a later one
+SEQS_BETWEEN = select(st.c.seq).where(st.c.seq > bindparam("lo"), st.c.seq <= bindparam("hi"))
+STATES_OF_SEQS = _STATES.where(st.c.seq == any_(bindparam("seqs", type_=ARRAY(BIGINT)))
+                               ).order_by(st.c.seq)
 # drones with no report for SILENT (an interval)
 SILENT_STATES = _STATES.where(st.c.received_at < func.now() - bindparam("silent",
                                                                         type_=Interval))
