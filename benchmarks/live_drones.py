@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,9 @@ from service.core.auth import create_key  # noqa: E402
 from service.core.db import sync_engine  # noqa: E402
 from service.lowalt.simulator import FleetSimulator  # noqa: E402
 from service.runtime.embedded_pg import EmbeddedPostgres  # noqa: E402
+
+# a state event's report time (its properties' "t"; the stream's events are one line each)
+REPORT_TIME = re.compile(rb'"t": "([^"]+)"')
 
 
 def log(msg: str) -> None:
@@ -83,21 +87,26 @@ class Watcher:
         self.ready = asyncio.Event()
 
     async def run(self, stop_at: float) -> None:
+        # the events' report times are found by a regular expression over the raw bytes:
+        # parsing every event's JSON (50 clients x 1,000 events a second) took more CPU in
+        # this process than the server spent sending them, on the same two cores
         async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client, \
                 client.stream("GET", f"{self.base}/drones-live/stream") as r:
             self.ready.set()
-            async for line in r.aiter_lines():
+            rest = b""
+            async for chunk in r.aiter_raw():
                 if time.monotonic() > stop_at:
                     return
-                if not line.startswith("data: "):
-                    continue
                 now = time.time()
-                props = json.loads(line[6:]).get("properties", {})
-                t = props.get("t")
-                if t is None:
+                rest += chunk
+                cut = rest.rfind(b"\n\n")
+                if cut < 0:
                     continue
-                self.events += 1
-                self.latencies.append((now - datetime.fromisoformat(t).timestamp()) * 1000)
+                done, rest = rest[:cut], rest[cut + 2:]
+                for t in REPORT_TIME.findall(done):
+                    self.events += 1
+                    self.latencies.append((now - datetime.fromisoformat(t.decode())
+                                           .timestamp()) * 1000)
 
 
 async def drive(base: str, key: str, ids: list[int], args: argparse.Namespace,
