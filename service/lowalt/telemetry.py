@@ -42,6 +42,7 @@ and per database, and that first statement says whether it is still true.
 
 from __future__ import annotations
 
+import random
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -65,8 +66,10 @@ from service.lowalt.validation import height_limit
 
 #: side of the square tiles the ground model is kept by (metres of the metric CRS)
 GROUND_TILE_M = 500.0
-#: the longest a tile's ground model is kept, whatever the versions say (seconds)
-GROUND_TTL_S = 60.0
+#: the longest a tile's ground model is kept, whatever the versions say (seconds); each tile
+#: is kept between half of it and all of it, at random, so that tiles read together (a
+#: fleet's first reports) are not all read again in the same second
+GROUND_TTL_S = 120.0
 # bounds on what one process keeps (least recently used out first)
 _MAX_TILES = 512
 _MAX_DRONES = 100_000
@@ -105,16 +108,15 @@ class _Kept:
 
     def __init__(self) -> None:
         self.routes: OrderedDict[int, tuple[Any, list[FlownRoute]]] = OrderedDict()
-        self.tiles: OrderedDict[tuple[int, int], GroundModel] = OrderedDict()
+        # each tile's ground model and when it is to be read again
+        self.tiles: OrderedDict[tuple[int, int], tuple[GroundModel, float]] = OrderedDict()
         self.ground_version: tuple[Any, ...] | None = None
-        self.ground_since = 0.0
 
     def ground_is(self, version: tuple[Any, ...]) -> None:
-        """Forget the tiles when what the ground is made of changed, or they are too old."""
-        now = time.monotonic()
-        if version != self.ground_version or now - self.ground_since > GROUND_TTL_S:
+        """Forget the tiles when what the ground is made of changed."""
+        if version != self.ground_version:
             self.tiles.clear()
-            self.ground_version, self.ground_since = version, now
+            self.ground_version = version
 
 
 _KEPT: dict[tuple[Any, ...], _Kept] = {}
@@ -125,11 +127,6 @@ def _kept(conn: AsyncConnection, s: LowAltSettings) -> _Kept:
     if key not in _KEPT:
         _KEPT[key] = _Kept()
     return _KEPT[key]
-
-
-def forget_kept() -> None:
-    """Forget every drone's routes and every tile's ground kept by this process."""
-    _KEPT.clear()
 
 
 def _route_for(routes: list[FlownRoute], t: datetime, margin: timedelta
@@ -201,13 +198,14 @@ async def _ground(conn: AsyncConnection, kept: _Kept, x: np.ndarray, y: np.ndarr
     tx, ty = np.floor(x / GROUND_TILE_M).astype(int), np.floor(y / GROUND_TILE_M).astype(int)
     g, src = np.empty(len(x)), np.empty(len(x), int)
     sea = np.zeros(len(x), bool)
+    now = time.monotonic()
     for key in {(int(a), int(b)) for a, b in zip(tx, ty, strict=True)}:
-        model = kept.tiles.get(key)
-        if model is None:
+        model, until = kept.tiles.get(key, (None, 0.0))
+        if model is None or now > until:
             box = shapely.box(key[0] * GROUND_TILE_M, key[1] * GROUND_TILE_M,
                               (key[0] + 1) * GROUND_TILE_M, (key[1] + 1) * GROUND_TILE_M)
             model = await load_ground(conn, box, fr, s)
-            kept.tiles[key] = model
+            kept.tiles[key] = (model, now + GROUND_TTL_S * random.uniform(0.5, 1.0))
         kept.tiles.move_to_end(key)
         here = (tx == key[0]) & (ty == key[1])
         if _empty(model):  # sea level: for all such tiles at once below (one geoid call)
