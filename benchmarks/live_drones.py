@@ -11,9 +11,9 @@ service provider does). ``--clients`` Server-Sent-Events clients follow /drones-
 
 Measured (the goals are ASTM F3411-22a's network Remote ID figures at SILAS scale):
 
-- ``post_p99_ms``: telemetry POST latency (goal < 100 ms);
+- ``post_p99_ms``: telemetry POST latency after the first minute (goal < 100 ms);
 - ``display_p95_ms`` / ``display_p99_ms``: from a report's time to its state event reaching
-  a stream client, over every client (goals < 1 s / < 3 s);
+  a stream client, over every client, after the first minute (goals < 1 s / < 3 s);
 - ``lost``: reports answered 201 but not stored, plus reports refused (goal 0);
 - ``rss_growth_mb``: the server processes' resident memory at the end minus after the first
   minute (goal: flat);
@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,6 +51,9 @@ from service.core.db import sync_engine  # noqa: E402
 from service.lowalt.simulator import FleetSimulator  # noqa: E402
 from service.runtime.embedded_pg import EmbeddedPostgres  # noqa: E402
 
+# a state event's report time (its properties' "t"; the stream's events are one line each)
+REPORT_TIME = re.compile(rb'"t": "([^"]+)"')
+
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -65,7 +69,8 @@ def rss_mb(root: int) -> float:
 
 
 def start_server(url: str, port: int, data_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": url, "TWINBASE_LOG_LEVEL": "warning",
+    env = {**os.environ, "DATABASE_URL": url,
+           "TWINBASE_LOG_LEVEL": os.environ.get("TWINBASE_LOG_LEVEL", "warning"),
            "TWINBASE_IN_PROCESS_WORKER": "false", "TWINBASE_DATA_DIR": str(data_dir)}
     return start([sys.executable, "-m", "service.cli", "serve", "--workers", "2",
                   "--host", "127.0.0.1", "--port", str(port), "--no-samples", "--no-demo"],
@@ -82,21 +87,26 @@ class Watcher:
         self.ready = asyncio.Event()
 
     async def run(self, stop_at: float) -> None:
+        # the events' report times are found by a regular expression over the raw bytes:
+        # parsing every event's JSON (50 clients x 1,000 events a second) took more CPU in
+        # this process than the server spent sending them, on the same two cores
         async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client, \
                 client.stream("GET", f"{self.base}/drones-live/stream") as r:
             self.ready.set()
-            async for line in r.aiter_lines():
+            rest = b""
+            async for chunk in r.aiter_raw():
                 if time.monotonic() > stop_at:
                     return
-                if not line.startswith("data: "):
-                    continue
                 now = time.time()
-                props = json.loads(line[6:]).get("properties", {})
-                t = props.get("t")
-                if t is None:
+                rest += chunk
+                cut = rest.rfind(b"\n\n")
+                if cut < 0:
                     continue
-                self.events += 1
-                self.latencies.append((now - datetime.fromisoformat(t).timestamp()) * 1000)
+                done, rest = rest[:cut], rest[cut + 2:]
+                for t in REPORT_TIME.findall(done):
+                    self.events += 1
+                    self.latencies.append((now - datetime.fromisoformat(t.decode())
+                                           .timestamp()) * 1000)
 
 
 async def drive(base: str, key: str, ids: list[int], args: argparse.Namespace,
@@ -106,7 +116,7 @@ async def drive(base: str, key: str, ids: list[int], args: argparse.Namespace,
     index = {d: i for i, d in enumerate(ids)}
     latencies: list[float] = []
     post_ms: list[float] = []
-    sent = refused = 0
+    sent = refused = resent = 0
     warm_s = min(60.0, args.seconds / 4)
     stop_at = time.monotonic() + args.seconds + 5
     watchers = [Watcher(base, latencies) for _ in range(args.clients)]
@@ -119,9 +129,18 @@ async def drive(base: str, key: str, ids: list[int], args: argparse.Namespace,
                                  headers=headers) as client:
 
         async def post(batch: list[dict]) -> None:
-            nonlocal sent, refused
+            nonlocal sent, refused, resent
             t0 = time.perf_counter()
-            r = await client.post("/telemetry", json={"points": batch})
+            try:
+                r = await client.post("/telemetry", json={"points": batch})
+            except httpx.TransportError as e:
+                # a kept-alive connection the server closed as this request went out (the
+                # warm-up's slow first batches leave some idle past the server's keep-alive
+                # timeout): sent again, as a ground station would; a report sent twice
+                # replaces itself
+                resent += len(batch)
+                log(f"sent again after {type(e).__name__}")
+                r = await client.post("/telemetry", json={"points": batch})
             post_ms.append((time.perf_counter() - t0) * 1000)
             if r.status_code == 201:
                 sent += len(batch)
@@ -139,7 +158,10 @@ async def drive(base: str, key: str, ids: list[int], args: argparse.Namespace,
             tick += 1
             if rss_start == 0.0 and time.monotonic() - began >= warm_s:
                 rss_start = rss_mb(server_pid)
-                latencies.clear()  # the snapshot and warm-up are not display latency
+                # the snapshot and the warm-up (each process reads the ground of every tile
+                # and the routes of every drone once) are not the steady state measured
+                latencies.clear()
+                post_ms.clear()
             if tick % 30 == 0:
                 log(f"{tick} s: {sent} reports, post p99 {pct(post_ms, 99)} ms, display p99 "
                     f"{pct(latencies, 99)} ms, rss {rss_mb(server_pid):.0f} MB")
@@ -149,7 +171,8 @@ async def drive(base: str, key: str, ids: list[int], args: argparse.Namespace,
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return {"sent": sent, "refused": refused, "elapsed": elapsed, "post_ms": post_ms,
+    return {"sent": sent, "refused": refused, "resent": resent, "elapsed": elapsed,
+            "post_ms": post_ms,
             "latencies": latencies, "rss_start": rss_start, "rss_end": rss_end,
             "events": sum(w.events for w in watchers)}
 
@@ -200,6 +223,7 @@ def main() -> None:
         "display_p99_ms": pct(out["latencies"], 99),
         "stream_events": out["events"],
         "lost": int(out["sent"] - stored) + int(out["refused"]),
+        "resent": out["resent"],
         "rss_growth_mb": round(out["rss_end"] - out["rss_start"], 1),
         "rss_end_mb": round(out["rss_end"], 1),
         "load": os.getloadavg()[0],

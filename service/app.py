@@ -76,6 +76,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
                 worker_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await worker_task
+            for more in getattr(app.state, "more_engines", ()):  # made by a domain, lazily
+                await more.dispose()
             await app.state.engine.dispose()
 
     app = FastAPI(title="Twinbase", version=__version__, description=DESCRIPTION,

@@ -2,8 +2,9 @@
 
 The stream polls ``drone_state`` by its change sequence (``seq``) every ``stream_poll_s``
 instead of holding a LISTEN connection per client: it works the same behind any number of
-API processes and costs one indexed query per client per second. Event ids are the
-sequence, so a client that reconnects with ``Last-Event-ID`` misses nothing. A drone that
+API processes. One poll per process serves all its clients (``service.lowalt.livefeed``):
+each event is read and encoded once. Event ids are the sequence, so a client that
+reconnects with ``Last-Event-ID`` misses nothing. A drone that
 falls silent is announced once with the ``silent`` flag, and again when it reports.
 """
 
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.lowalt import store
 from service.lowalt.ground import SEA_LEVEL_NOTE, SOURCES
+from service.lowalt.livefeed import Poll, changes_since, feed_for
 from service.lowalt.settings import LowAltSettings
 
 
@@ -56,39 +58,76 @@ def _event(kind: str, seq: int | None, data: dict[str, Any]) -> bytes:
     return f"{head}event: {kind}\ndata: {json.dumps(data, default=str)}\n\n".encode()
 
 
+def _state_event(row: Any, silent_after: float) -> bytes:
+    return _event("state", row.seq, state_feature(row, silent_after))
+
+
+def _silent_event(row: Any, silent_after: float) -> bytes:
+    return _event("silent", None, state_feature(row, silent_after))
+
+
 async def stream(engine: AsyncEngine, s: LowAltSettings, last_id: int | None,
                  is_disconnected) -> AsyncIterator[bytes]:
     """A snapshot first (unless resuming), then every change and every drone gone silent."""
-    silent: set[int] = set()
+    after = s.silent_after_s
     yield f"retry: {int(s.stream_poll_s * 1000) + 1000}\n\n".encode()
-    async with engine.connect() as conn:
-        if last_id is None:
-            last_id = (await conn.execute(store.LAST_SEQ)).scalar_one()
-            for r in (await conn.execute(store.ALL_STATES)).all():
-                f = state_feature(r, s.silent_after_s)
-                if "silent" in f["properties"]["flags"]:
-                    silent.add(r.drone_id)
-                yield _event("state", r.seq, f)
-        await conn.commit()
-    idle = 0.0
-    while not await is_disconnected():
+    feed = feed_for(engine, s, lambda r: _state_event(r, after),
+                    lambda r: _silent_event(r, after))
+    # subscribed before reading the snapshot or the changes since last_id: what the feed
+    # brings after is skipped when this client read it itself (its seq is at most last_id,
+    # or one this client sent)
+    sub = await feed.subscribe()
+    try:
+        seen: set[int] = set()
+        announced: set[int] = set()  # silent drones this client was told of itself
         async with engine.connect() as conn:
-            changed = (await conn.execute(store.STATES_SINCE, {"seq": last_id})).all()
-            gone = (await conn.execute(store.SILENT_STATES, {
-                "silent": timedelta(seconds=s.silent_after_s)})).all()
-        sent = False
-        for r in changed:
-            last_id = max(last_id, r.seq)
-            silent.discard(r.drone_id)
-            sent = True
-            yield _event("state", r.seq, state_feature(r, s.silent_after_s))
-        for r in gone:
-            if r.drone_id not in silent:
-                silent.add(r.drone_id)
-                sent = True
-                yield _event("silent", None, state_feature(r, s.silent_after_s))
-        idle = 0.0 if sent else idle + s.stream_poll_s
-        if idle >= s.stream_keepalive_s:  # keeps proxies from closing an idle stream
-            idle = 0.0
-            yield b": keep-alive\n\n"
-        await asyncio.sleep(s.stream_poll_s)
+            if last_id is None:
+                last_id = (await conn.execute(store.LAST_SEQ)).scalar_one()
+                for r in (await conn.execute(store.ALL_STATES)).all():
+                    f = state_feature(r, after)
+                    if "silent" in f["properties"]["flags"]:
+                        announced.add(r.drone_id)
+                    seen.add(r.seq)
+                    yield _event("state", r.seq, f)
+            else:
+                for r in await changes_since(conn, last_id):
+                    seen.add(r.seq)
+                    yield _state_event(r, after)
+                for r in (await conn.execute(store.SILENT_STATES, {
+                        "silent": timedelta(seconds=after)})).all():
+                    announced.add(r.drone_id)
+                    yield _silent_event(r, after)
+            await conn.commit()
+        floor = max(seen, default=last_id)
+        idle = 0.0
+        while not await is_disconnected():
+            try:
+                poll = await asyncio.wait_for(sub.queue.get(), s.stream_poll_s * 5 + 5)
+            except TimeoutError:
+                if sub.dropped:  # too far behind: the client comes back with its last id
+                    return
+                poll = Poll([], [], b"", [])
+            sent = False
+            if poll.states:
+                if poll.states[0][0] > floor:  # all new to this client: the shared bytes
+                    seen.clear()
+                    sent = True
+                    yield poll.blob
+                else:
+                    for (seq, _), event in zip(poll.states, poll.state_events, strict=True):
+                        if seq > last_id and seq not in seen:
+                            sent = True
+                            yield event
+                if announced:
+                    announced.difference_update(d for _, d in poll.states)
+            for drone_id, event in poll.silent:
+                if drone_id not in announced:
+                    sent = True
+                    yield event
+            announced.difference_update(d for d, _ in poll.silent)
+            idle = 0.0 if sent else idle + s.stream_poll_s
+            if idle >= s.stream_keepalive_s:  # keeps proxies from closing an idle stream
+                idle = 0.0
+                yield b": keep-alive\n\n"
+    finally:
+        feed.unsubscribe(sub)

@@ -48,7 +48,8 @@ class LowAltSettings(BaseSettings):
         5.0, description="reports stamped further ahead of the server clock are refused "
                          "(ASTM F3548-21: participants' clocks within 5 s)")
     silent_after_s: float = Field(15.0, description="a drone this long without a report")
-    stream_poll_s: float = Field(1.0, description="how often the live stream looks")
+    stream_poll_s: float = Field(0.25, description="how often the live stream looks (one "
+                                 "query a process, whatever the clients)")
     stream_keepalive_s: float = Field(15.0, description="comment line on an idle stream")
     network_speed_ms: float = Field(15.0, description="cruise speed on network corridors")
     network_climb_ms: float = Field(3.0, description="climb and descent rate on the network")

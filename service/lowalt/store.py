@@ -16,6 +16,7 @@ from typing import Any
 
 import shapely
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Insert,
     Interval,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     cast,
+    column,
     extract,
     func,
     insert,
@@ -40,6 +42,7 @@ from sqlalchemy.dialects.postgresql import (
     DOUBLE_PRECISION,
     JSONB,
     NUMERIC,
+    aggregate_order_by,
     distinct_on,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -61,6 +64,7 @@ from service.lowalt.tables import (
     drone_telemetry,
     drones,
 )
+from service.terrain.tables import survey_terrain
 
 SRID = 4326
 TIMESTAMPTZ = DateTime(timezone=True)
@@ -209,19 +213,6 @@ CONFLICT_CANDIDATES = select(
     r.c.time_window.overlaps(func.tstzrange(bindparam("t0"), bindparam("t1"), _const("[)"))),
     r.c.alt_band.overlaps(func.numrange(bindparam("lo"), bindparam("hi"), _const("[]"))),
     func.ST_Intersects(r.c.corridor, _geom("area")),
-)
-
-# the routes of drones IDS that may be flown in [T0, T1]: active ones, and approved ones
-# whose window meets it
-FLOWN_ROUTES = select(
-    r.c.id, r.c.drone_id, r.c.status, r.c.half_width_m, r.c.vertical_half_m,
-    func.ST_AsBinary(r.c.geom).label("wkb"), func.ST_AsBinary(r.c.corridor).label("corridor_wkb"),
-    r.c.authorisation, *_WINDOW,
-).where(
-    r.c.drone_id == any_(bindparam("ids")), _live(r.c.status),
-    or_(r.c.status == _const("active"),
-        r.c.time_window.overlaps(func.tstzrange(bindparam("t0"), bindparam("t1"),
-                                                _const("[]")))),
 )
 
 _ROUTE = (
@@ -391,29 +382,38 @@ LOCK_KEYS = select(_KEY, cast(func.pg_advisory_xact_lock(_KEY), Text).label("hel
 
 _REPORTED = ("speed_ms", "track_deg", "battery_pct", "route_id", "flags")
 
+# one array per column, one element per report (FLAGS: each report's flags joined by
+# commas; NEWEST: true for the report that becomes its drone's state)
+_ARRAYS = {"drone_id": BIGINT, "t": TIMESTAMPTZ, "lon": DOUBLE_PRECISION,
+           "lat": DOUBLE_PRECISION, "h": DOUBLE_PRECISION, "speed_ms": DOUBLE_PRECISION,
+           "track_deg": DOUBLE_PRECISION, "battery_pct": DOUBLE_PRECISION,
+           "route_id": BIGINT, "flags": Text(), "height_agl_m": DOUBLE_PRECISION,
+           "ground_source": Text(), "newest": Boolean()}
+_rep = select(func.unnest(*(bindparam(k, type_=ARRAY(t)) for k, t in _ARRAYS.items()))
+              .table_valued(*(column(k, t) for k, t in _ARRAYS.items()))
+              .render_derived(name="u")).cte("reports")
+_point = func.ST_SetSRID(func.ST_MakePoint(_rep.c.lon, _rep.c.lat, _rep.c.h), SRID)
+_values = {"drone_id": _rep.c.drone_id, "t": _rep.c.t, "geom": _point,
+           **{k: _rep.c[k] for k in _REPORTED if k != "flags"},
+           "flags": func.string_to_array(_rep.c.flags, _const(","))}
 
-def _report(*columns: str) -> dict[str, Any]:
-    """A report's values: parameters of the columns' names, and the position from LON, LAT
-    and H."""
-    point = func.ST_SetSRID(func.ST_MakePoint(bindparam("lon"), bindparam("lat"),
-                                              bindparam("h")), SRID)
-    return {"geom": point, **{k: bindparam(k) for k in ("drone_id", "t", *_REPORTED, *columns)}}
-
-
-_telemetry = pg_insert(drone_telemetry).values(_report())
-# executed with one parameter set per report: a report sent again (same drone and time)
-# replaces the earlier one
-RECORD_TELEMETRY = _telemetry.on_conflict_do_update(
+_telemetry = pg_insert(drone_telemetry).from_select(
+    list(_values), select(*_values.values()).where(literal_column("true")))
+_telemetry = _telemetry.on_conflict_do_update(
     index_elements=[drone_telemetry.c.drone_id, drone_telemetry.c.t],
     set_={"geom": _telemetry.excluded.geom, **{k: _telemetry.excluded[k] for k in _REPORTED},
           "received_at": func.now()},
 )
-
-_state = pg_insert(drone_state).values(_report("height_agl_m", "ground_source"))
-# executed with one parameter set per drone, AHEAD an interval: the newest report becomes
-# the drone's state, and so does any report when the stored one is stamped more than AHEAD
-# after now (the clock bound)
-RECORD_STATE = _state.on_conflict_do_update(
+_state_values = {**_values, "height_agl_m": _rep.c.height_agl_m,
+                 "ground_source": _rep.c.ground_source}
+_state = pg_insert(drone_state).from_select(
+    list(_state_values), select(*_state_values.values()).where(_rep.c.newest))
+# A whole batch in one statement (one round trip), from arrays: every report into the
+# telemetry (a report sent again, same drone and time, replaces the earlier one: the batch
+# holds each drone and time once), and the newest report of each drone (once per drone) as
+# its state, with AHEAD an interval: the newest report becomes the drone's state, and so
+# does any report when the stored one is stamped more than AHEAD after now (the clock bound)
+RECORD_REPORTS = _state.on_conflict_do_update(
     index_elements=[drone_state.c.drone_id],
     set_={"t": _state.excluded.t, "geom": _state.excluded.geom,
           **{k: _state.excluded[k] for k in _REPORTED},
@@ -422,7 +422,33 @@ RECORD_STATE = _state.on_conflict_do_update(
           "seq": drone_state_seq.next_value()},
     where=or_(drone_state.c.t <= _state.excluded.t,
               drone_state.c.t > func.now() + bindparam("ahead", type_=Interval)),
-)
+).add_cte(_telemetry.cte("telemetry"))
+
+# what a telemetry batch needs to know first, in one round trip: each known drone of IDS
+# with its class and the identity of its live routes (id:status@updated_at, in id order:
+# it changes when a route is filed, approved, activated, revised or ended), and what the
+# ground model is made of (city objects added or superseded, datasets added, changed or
+# removed, DTMs stored)
+_route_ids = (select(func.array_agg(aggregate_order_by(
+    cast(r.c.id, Text) + _const(":") + r.c.status + _const("@")
+    + cast(r.c.updated_at, Text), r.c.id)))
+    .where(r.c.drone_id == drones.c.id, _live(r.c.status)).scalar_subquery())
+TELEMETRY_CONTEXT = select(
+    drones.c.id, drones.c["class"].label("klass"), _route_ids.label("routes"),
+    select(func.max(co.c.id)).scalar_subquery().label("co_last_id"),
+    select(func.max(co.c.valid_from)).scalar_subquery().label("co_last_change"),
+    select(func.count()).select_from(datasets).scalar_subquery().label("datasets"),
+    select(func.max(datasets.c.updated_at)).scalar_subquery().label("datasets_changed"),
+    select(func.count()).select_from(survey_terrain).scalar_subquery().label("dtms"),
+    select(func.max(survey_terrain.c.stored_at)).scalar_subquery().label("dtms_stored"),
+).where(drones.c.id == any_(bindparam("ids")))
+
+# every live route (approved or active) of drones IDS, whatever its window
+LIVE_ROUTES_OF = select(
+    r.c.id, r.c.drone_id, r.c.status, r.c.half_width_m, r.c.vertical_half_m,
+    func.ST_AsBinary(r.c.geom).label("wkb"), func.ST_AsBinary(r.c.corridor).label("corridor_wkb"),
+    r.c.authorisation, *_WINDOW,
+).where(r.c.drone_id == any_(bindparam("ids")), _live(r.c.status))
 
 _STATES = select(
     st.c.drone_id, drones.c.serial, drones.c.operator, drones.c["class"].label("drone_class"),
@@ -436,6 +462,11 @@ _STATES = select(
 ALL_STATES = _STATES.order_by(st.c.drone_id)
 # the next changes after SEQ, in order
 STATES_SINCE = _STATES.where(st.c.seq > bindparam("seq")).order_by(st.c.seq).limit(1000)
+# the seqs in (LO, HI], alone (an index-only read), and the states of seqs SEQS: the live
+# feed's look back for reports committed after a later one
+SEQS_BETWEEN = select(st.c.seq).where(st.c.seq > bindparam("lo"), st.c.seq <= bindparam("hi"))
+STATES_OF_SEQS = _STATES.where(st.c.seq == any_(bindparam("seqs", type_=ARRAY(BIGINT)))
+                               ).order_by(st.c.seq)
 # drones with no report for SILENT (an interval)
 SILENT_STATES = _STATES.where(st.c.received_at < func.now() - bindparam("silent",
                                                                         type_=Interval))
