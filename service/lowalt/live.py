@@ -5,6 +5,10 @@ instead of holding a LISTEN connection per client: it works the same behind any 
 API processes and costs one indexed query per client per second. Event ids are the
 sequence, so a client that reconnects with ``Last-Event-ID`` misses nothing. A drone that
 falls silent is announced once with the ``silent`` flag, and again when it reports.
+
+Notices (``notice`` events: an emergency sent a drone, flights pre-empted) come from
+``fleet_notices``, numbered from the same sequence as the states, so the one event id and
+``Last-Event-ID`` cover both: a client resuming gets the notices it missed too.
 """
 
 from __future__ import annotations
@@ -16,11 +20,23 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.lowalt import store
+from service.lowalt.dispatch_tables import fleet_notices
 from service.lowalt.ground import SEA_LEVEL_NOTE, SOURCES
 from service.lowalt.settings import LowAltSettings
+
+_nt = fleet_notices
+NOTICES = select(_nt.c.seq, _nt.c.kind, _nt.c.plan_id, _nt.c.body, _nt.c.created_at
+                 ).order_by(_nt.c.seq)
+LAST_NOTICE = select(func.coalesce(func.max(_nt.c.seq), 0))
+
+
+def notice_event(row: Any) -> dict[str, Any]:
+    return {"kind": row.kind, "plan_id": row.plan_id, "at": row.created_at.isoformat(),
+            **row.body}
 
 
 def state_feature(row: Any, silent_after: float) -> dict[str, Any]:
@@ -63,7 +79,8 @@ async def stream(engine: AsyncEngine, s: LowAltSettings, last_id: int | None,
     yield f"retry: {int(s.stream_poll_s * 1000) + 1000}\n\n".encode()
     async with engine.connect() as conn:
         if last_id is None:
-            last_id = (await conn.execute(store.LAST_SEQ)).scalar_one()
+            last_id = max((await conn.execute(store.LAST_SEQ)).scalar_one(),
+                          (await conn.execute(LAST_NOTICE)).scalar_one())
             for r in (await conn.execute(store.ALL_STATES)).all():
                 f = state_feature(r, s.silent_after_s)
                 if "silent" in f["properties"]["flags"]:
@@ -76,11 +93,24 @@ async def stream(engine: AsyncEngine, s: LowAltSettings, last_id: int | None,
             changed = (await conn.execute(store.STATES_SINCE, {"seq": last_id})).all()
             gone = (await conn.execute(store.SILENT_STATES, {
                 "silent": timedelta(seconds=s.silent_after_s)})).all()
+            notes = (await conn.execute(
+                NOTICES.where(_nt.c.seq > last_id).limit(100))).all()
         sent = False
-        for r in changed:
+        # one order of ids for states and notices, so a resumed stream skips neither; a
+        # full page of one kind bounds what is sent of the other this time
+        cut = min([rows[-1].seq for rows, n in ((changed, 1000), (notes, 100))
+                   if len(rows) >= n], default=None)
+        merged = sorted([("state", r) for r in changed] + [("notice", r) for r in notes],
+                        key=lambda e: e[1].seq)
+        for kind, r in merged:
+            if cut is not None and r.seq > cut:
+                break
             last_id = max(last_id, r.seq)
-            silent.discard(r.drone_id)
             sent = True
+            if kind == "notice":
+                yield _event("notice", r.seq, notice_event(r))
+                continue
+            silent.discard(r.drone_id)
             yield _event("state", r.seq, state_feature(r, s.silent_after_s))
         for r in gone:
             if r.drone_id not in silent:

@@ -208,19 +208,28 @@ def _vertiport_node(net: Network, vid: int, what: str) -> int:
     return int(hit[0])
 
 
-async def reserve_flight(conn: AsyncConnection, body: FlightIn, s: LowAltSettings, by: str
-                         ) -> dict[str, Any]:
+async def reserve_flight(conn: AsyncConnection, body: FlightIn, s: LowAltSettings, by: str,
+                         nodes: tuple[int, int] | None = None) -> dict[str, Any]:
     """Approve an on-network flight by reserving its slots, inside the caller's
     transaction. Raises Conflict when a slot is taken (none free within max_delay_s) or an
-    off-network flight or a zone is in the way; Unprocessable for a flight that is not one."""
+    off-network flight or a zone is in the way; Unprocessable for a flight that is not one.
+    ``nodes``: the path's ends as network node ids, in place of the body's vertiports (a
+    fleet plan's legs between the junctions nearest its tasks)."""
     if body.departure.tzinfo is None:
         raise Unprocessable("departure needs a time zone (e.g. 2026-05-01T10:00:00+08:00)")
-    if body.from_vertiport == body.to_vertiport:
+    if nodes is None and body.from_vertiport == body.to_vertiport:
         raise Unprocessable("from_vertiport and to_vertiport are the same")
     klass = await drone_class(conn, body.drone_id)
     net = await load_network(conn, s)
-    a = _vertiport_node(net, body.from_vertiport, "from")
-    b = _vertiport_node(net, body.to_vertiport, "to")
+    if nodes is None:
+        a = _vertiport_node(net, body.from_vertiport, "from")
+        b = _vertiport_node(net, body.to_vertiport, "to")
+    else:
+        try:
+            a, b = net.node_index(nodes[0]), net.node_index(nodes[1])
+        except KeyError as e:
+            raise Unprocessable(f"network node {e.args[0]} is not on the current network")\
+                from e
     tl = path_timeline(net, a, b, s)
     if tl is None:
         raise Conflict(f"the network has no path from vertiport {body.from_vertiport} to "
