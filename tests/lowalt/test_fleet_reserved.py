@@ -248,7 +248,7 @@ def test_replan_releases_the_old_flights_and_reserves_the_new_in_one_go(api, aut
     assert {f["drone"] for f in _flights_with_drone(again)
             if f["status"] == "approved"} == {other}
     # every old flight is kept (same reservation) or released; released ones are cancelled
-    for rid, drone in old.items():
+    for rid in old:
         if rid in new:
             assert _status(api, rid) == "held"
         else:
@@ -339,7 +339,7 @@ def test_an_emergency_pre_empts_a_lower_priority_flight_with_a_notice(api, auth,
                 for t in d["trips"] for f in t["flights"]]
         assert mine[0]["status"] == "approved" and mine[0]["delay_s"] == 0
         assert datetime.fromisoformat(mine[0]["departure"]) == at
-        kind, eid, data = listening.wait_for(lambda k, i, d: k == "notice")
+        _, eid, data = listening.wait_for(lambda k, i, d: k == "notice")
         assert data["task"] == "fire-1" and data["drone"] == e["drone"]
         assert data["type"] == "fire" and blocker["reservation_id"] in [
             p["reservation_id"] for p in data["preempted_flights"]]
