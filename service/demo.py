@@ -282,9 +282,37 @@ async def fly(engine: Any, settings: Settings, stop: asyncio.Event) -> None:
             await _fly_fleet(engine, settings, s, rows, stop)
 
 
-#: where the demo vertiports go: at the ends of five demo roads, just outside the built
-#: blocks (metres from the district's origin; the nearest spot clear of buildings is taken)
-VERTIPORT_SPOTS = ((-40, 200), (1640, 1000), (600, -40), (1400, 1640), (-40, 1400))
+#: where the demo vertiports go: outside the ring corridor around the built blocks, facing
+#: five demo roads (metres from the district's origin; the nearest spot clear of
+#: buildings), joined to the ring by a connector
+VERTIPORT_SPOTS = ((-120, 200), (1720, 1000), (600, -120), (1400, 1720), (-120, 1400))
+#: the ring corridor runs this far outside the district's square; the roads are led out to
+#: it. The district's blocks are dense (lots of about 32 m), so a corridor over a road
+#: passes over buildings, and the ones too tall for its layer are dropped by validation;
+#: the ring keeps every vertiport and road end joined.
+RING_M = 40.0
+
+
+def _ring_guides() -> list[dict[str, Any]]:
+    """GeoJSON lines (WGS 84): the ring around the district and the demo roads' stubs out
+    to it."""
+    from recon.simulate import LONGGANG_ORIGIN
+
+    x0, y0 = LONGGANG_ORIGIN
+    lo, hi = -RING_M, 1600 + RING_M
+    lines = [[(lo, lo), (hi, lo), (hi, hi), (lo, hi), (lo, lo)]]
+    for offset in range(200, 1600, 400):
+        lines += [[(lo - 20, offset), (0, offset)], [(1600, offset), (hi + 20, offset)],
+                  [(offset, lo - 20), (offset, 0)], [(offset, 1600), (offset, hi + 20)]]
+    to_ll = _lonlat()
+    out = []
+    for line in lines:
+        xs, ys = zip(*((x0 + x, y0 + y) for x, y in line), strict=True)
+        lon, lat = to_ll.transform(xs, ys)
+        out.append({"type": "Feature", "properties": {"name": "演示外环航路（合成）"},
+                    "geometry": {"type": "LineString",
+                                 "coordinates": [list(p) for p in zip(lon, lat, strict=True)]}})
+    return out
 
 
 async def _fly_fleet(engine: Any, settings: Settings, s: Any, rows: list[Any],
@@ -315,7 +343,8 @@ async def _fly_fleet(engine: Any, settings: Settings, s: Any, rows: list[Any],
                 if state in ("ready", "failed", None):
                     if not ports:
                         ports = await demo_fleet.ensure_network(
-                            engine, s, [(x0 + dx, y0 + dy) for dx, dy in VERTIPORT_SPOTS])
+                            engine, s, [(x0 + dx, y0 + dy) for dx, dy in VERTIPORT_SPOTS],
+                            _ring_guides())
                     if ports:
                         seed += 1
                         start = max(now, plan_until or now) + timedelta(seconds=30)
@@ -324,9 +353,10 @@ async def _fly_fleet(engine: Any, settings: Settings, s: Any, rows: list[Any],
                         new = await demo_fleet.plan_simulator(engine, plan)
                         sim = new if sim is None else sim.extended(new, now)
                         plan_until = demo_fleet.plan_end(plan)
-                        log.info("demo fleet plan %s: %s tasks planned, %s flights "
-                                 "reserved", plan["id"], plan["planned"],
-                                 plan["reservation"].get("approved"))
+                        log.info("demo fleet plan %s: %s tasks planned (%s not), %s "
+                                 "flights reserved, %s vertiports", plan["id"],
+                                 plan["planned"], len(plan["unassigned"]),
+                                 plan["reservation"].get("approved"), len(ports))
             except Exception:  # the demo carries on with what it has
                 log.exception("demo fleet plan not made")
         reports = sim.reports(now) if sim is not None else loops.reports(now)

@@ -98,9 +98,11 @@ async def _vertiports(engine: AsyncEngine, s: LowAltSettings, spots: list[tuple[
 
 
 async def ensure_network(engine: AsyncEngine, s: LowAltSettings,
-                         spots: list[tuple[float, float]]) -> list[Any]:
-    """The demo vertiports on a current route network (generated over the demo roads when
-    there is no network yet); the vertiports joined to it."""
+                         spots: list[tuple[float, float]],
+                         extra: list[dict[str, Any]] = ()) -> list[Any]:
+    """The demo vertiports on a current route network (generated over the demo roads and
+    the ``extra`` GeoJSON line features when there is no network yet); the vertiports
+    joined to it."""
     ports = await _vertiports(engine, s, spots)
     async with engine.connect() as conn:
         version = await service.current_version(conn)
@@ -109,7 +111,7 @@ async def ensure_network(engine: AsyncEngine, s: LowAltSettings,
             roads = (await conn.execute(_DEMO_ROADS)).all()
         guides = {"type": "FeatureCollection", "features": [
             {"type": "Feature", "properties": {"code": r.code}, "geometry": json.loads(r.g)}
-            for r in roads]}
+            for r in roads] + list(extra)}
         async with engine.begin() as conn:
             out = await service.generate(conn, GenerateIn(
                 guides=guides, note="demo district: corridors over its roads"), s, "demo")
