@@ -52,9 +52,11 @@ def _route_for(routes: list[Any], t) -> tuple[Any | None, list[str]]:
     for r in active:
         if r.t0 <= t <= r.t1:
             return r, []
-    for r in routes:
-        if r.status == "approved" and r.t0 <= t <= r.t1:
-            return r, []
+    # of a drone's successive flights (a fleet plan's), the widened windows overlap: the
+    # one the report lies deepest inside is the one flown
+    held = [r for r in routes if r.status == "approved" and r.t0 <= t <= r.t1]
+    if held:
+        return max(held, key=lambda r: min(t - r.t0, r.t1 - t)), []
     if active:
         return active[0], ["outside_time_window"]
     return None, ["no_approved_route"]
@@ -84,7 +86,7 @@ def conformance(points: list[TelemetryIn], routes: list[Any], s: LowAltSettings,
                     outer_radius(1.0, 8) - 1.0) + 0.01)
                 shapely.prepare(areas[route.id])
             x, y = fr.to_metric(np.array([p.lon]), np.array([p.lat]))
-            d, zc, _ = nearest_on_polyline(np.column_stack([x, y]), lines[route.id])
+            d, zc, _ = nearest_on_polyline(np.column_stack([x, y, [p.h]]), lines[route.id])
             if d[0] > route.half_width_m or not shapely.contains_xy(areas[route.id], x[0],
                                                                      y[0]):
                 flags.append("outside_corridor")
