@@ -12,8 +12,11 @@ It holds, all made here from seeded generators (nothing is downloaded):
   new, changed and unchanged buildings;
 - roads with a day of traffic observations, water stations on 龙岗河 with a month of
   samples, and 龙岗河 itself with two tributaries as lines, through the layers' own ingest;
-- drones that fly loops over the district while the service runs (one process flies them:
-  the holder of an advisory lock), reported through the telemetry ingest.
+- drones that fly while the service runs (one process flies them: the holder of an
+  advisory lock), reported through the telemetry ingest: rolling fleet plans over five
+  vertiports and a route network generated from the district's roads, every flight
+  reserved and approved on it, flown as reserved (loops with no route until the network
+  is made).
 
 Every dataset, road, station and drone of it is named as synthetic. Later starts find the
 demo datasets and load nothing again.
@@ -300,13 +303,16 @@ async def _layers(url: str) -> None:
 
 
 async def fly(engine: Any, settings: Settings, stop: asyncio.Event) -> None:
-    """Fly the demo drones while the service runs: one report per drone per second through
-    the telemetry ingest. One process flies them (the holder of an advisory lock); the
-    others wait for the lock in case that one stops."""
-    from service.lowalt.schemas import TelemetryIn
+    """Fly the demo drones while the service runs: one report per drone in the air per
+    second through the telemetry ingest. One process flies them (the holder of an advisory
+    lock); the others wait for the lock in case that one stops.
+
+    Once the demo city model is ingested, five vertiports and a route network over the
+    district's roads are made (once), and the drones fly rolling fleet plans: each plan
+    (``POST /fleet/plans``'s own path) is reserved and approved on the network, and the
+    drones fly its reserved routes, so the conformance monitor finds them conforming. Until
+    then, or if the network cannot be made, they fly loops with no route."""
     from service.lowalt.settings import get_lowalt_settings
-    from service.lowalt.simulator import FleetSimulator
-    from service.lowalt.telemetry import ingest
 
     s = get_lowalt_settings()
     while not stop.is_set():
@@ -319,21 +325,98 @@ async def fly(engine: Any, settings: Settings, stop: asyncio.Event) -> None:
                     await asyncio.wait_for(stop.wait(), 30)
                 continue
             async with engine.connect() as conn:
-                ids = list((await conn.execute(text(
-                    "SELECT id FROM drones WHERE serial LIKE :p ORDER BY id"),
-                    {"p": DRONE_PREFIX + "%"})).scalars())
-            if not ids:
+                rows = (await conn.execute(text(
+                    "SELECT id, serial FROM drones WHERE serial LIKE :p ORDER BY id"),
+                    {"p": DRONE_PREFIX + "%"})).all()
+            if not rows:
                 return  # no demo here
-            from recon.simulate import LONGGANG_ORIGIN
+            await _fly_fleet(engine, settings, s, rows, stop)
 
-            lon, lat = _lonlat().transform(LONGGANG_ORIGIN[0] + 800, LONGGANG_ORIGIN[1] + 800)
-            sim = FleetSimulator(ids, centre_lon=lon, centre_lat=lat, spread_m=600.0)
-            while not stop.is_set():
-                points = [TelemetryIn(**r) for r in sim.reports(datetime.now(UTC))]
-                try:
-                    async with engine.begin() as conn:
-                        await ingest(conn, points, s, settings.telemetry_retention_days)
-                except Exception:  # a report refused or the database away: try next second
-                    log.exception("demo telemetry not stored")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+
+#: where the demo vertiports go: outside the ring corridor around the built blocks, facing
+#: five demo roads (metres from the district's origin; the nearest spot clear of
+#: buildings), joined to the ring by a connector
+VERTIPORT_SPOTS = ((-120, 200), (1720, 1000), (600, -120), (1400, 1720), (-120, 1400))
+#: the ring corridor runs this far outside the district's square; the roads are led out to
+#: it. The district's blocks are dense (lots of about 32 m), so a corridor over a road
+#: passes over buildings, and the ones too tall for its layer are dropped by validation;
+#: the ring keeps every vertiport and road end joined.
+RING_M = 40.0
+
+
+def _ring_guides() -> list[dict[str, Any]]:
+    """GeoJSON lines (WGS 84): the ring around the district and the demo roads' stubs out
+    to it."""
+    from recon.simulate import LONGGANG_ORIGIN
+
+    x0, y0 = LONGGANG_ORIGIN
+    lo, hi = -RING_M, 1600 + RING_M
+    lines = [[(lo, lo), (hi, lo), (hi, hi), (lo, hi), (lo, lo)]]
+    for offset in range(200, 1600, 400):
+        lines += [[(lo - 20, offset), (0, offset)], [(1600, offset), (hi + 20, offset)],
+                  [(offset, lo - 20), (offset, 0)], [(offset, 1600), (offset, hi + 20)]]
+    to_ll = _lonlat()
+    out = []
+    for line in lines:
+        xs, ys = zip(*((x0 + x, y0 + y) for x, y in line), strict=True)
+        lon, lat = to_ll.transform(xs, ys)
+        out.append({"type": "Feature", "properties": {"name": "演示外环航路（合成）"},
+                    "geometry": {"type": "LineString",
+                                 "coordinates": [list(p) for p in zip(lon, lat, strict=True)]}})
+    return out
+
+
+async def _fly_fleet(engine: Any, settings: Settings, s: Any, rows: list[Any],
+                     stop: asyncio.Event) -> None:
+    from recon.simulate import LONGGANG_ORIGIN
+    from service.lowalt import demo_fleet
+    from service.lowalt.schemas import TelemetryIn
+    from service.lowalt.simulator import FleetSimulator
+    from service.lowalt.telemetry import ingest
+
+    ids = [r.id for r in rows]
+    x0, y0 = LONGGANG_ORIGIN
+    lon, lat = _lonlat().transform(x0 + 800, y0 + 800)
+    loops = FleetSimulator(ids, centre_lon=lon, centre_lat=lat, spread_m=600.0)
+    sim = None  # the plan's flights, once there is one
+    ports: list[Any] = []
+    plan_until = None
+    next_try = datetime.now(UTC)
+    seed = 0
+    while not stop.is_set():
+        now = datetime.now(UTC)
+        if now >= next_try and (plan_until is None
+                                or now >= plan_until - timedelta(
+                                    seconds=demo_fleet.RENEW_BEFORE_S)):
+            next_try = now + timedelta(seconds=20)
+            try:
+                state = await demo_fleet.city_state(engine)
+                if state in ("ready", "failed", None):
+                    if not ports:
+                        ports = await demo_fleet.ensure_network(
+                            engine, s, [(x0 + dx, y0 + dy) for dx, dy in VERTIPORT_SPOTS],
+                            _ring_guides())
+                    if ports:
+                        seed += 1
+                        start = max(now, plan_until or now) + timedelta(seconds=30)
+                        plan = await demo_fleet.make_demo_plan(
+                            engine, s, ports, [r.serial for r in rows], start, seed)
+                        new = await demo_fleet.plan_simulator(engine, plan)
+                        sim = new if sim is None else sim.extended(new, now)
+                        plan_until = demo_fleet.plan_end(plan)
+                        log.info("demo fleet plan %s: %s tasks planned (%s not), %s "
+                                 "flights reserved, %s vertiports", plan["id"],
+                                 plan["planned"], len(plan["unassigned"]),
+                                 plan["reservation"].get("approved"), len(ports))
+            except Exception:  # the demo carries on with what it has
+                log.exception("demo fleet plan not made")
+        reports = sim.reports(now) if sim is not None else loops.reports(now)
+        if reports:
+            points = [TelemetryIn(**r) for r in reports]
+            try:
+                async with engine.begin() as conn:
+                    await ingest(conn, points, s, settings.telemetry_retention_days)
+            except Exception:  # a report refused or the database away: try next second
+                log.exception("demo telemetry not stored")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)

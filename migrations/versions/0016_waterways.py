@@ -9,7 +9,7 @@ Create Date: 2026-12-03
 from alembic import op
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

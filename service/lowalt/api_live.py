@@ -83,8 +83,13 @@ async def drones_live(request: Request, _: Reader, s: Settings) -> dict[str, Any
     return await all_states(request.app.state.engine, s)
 
 
-@router.get("/drones-live/stream", summary="Server-Sent Events: every state change and "
-            "every drone gone silent", response_class=StreamingResponse)
+@router.get("/drones-live/stream", summary="Server-Sent Events: every state change, "
+            "every drone gone silent, and notices", response_class=StreamingResponse,
+            description="Events `state` and `silent` (a drone's live state as GeoJSON), and "
+                        "`notice` (an emergency dispatched by the fleet dispatcher: task, "
+                        "drone, eta, pre-empted tasks and flights). States and notices share "
+                        "one id sequence: a client that reconnects with `Last-Event-ID` gets "
+                        "what it missed of both.")
 async def drones_live_stream(request: Request, _: Reader, s: Settings,
                              last_event_id: Annotated[str | None, Header()] = None
                              ) -> StreamingResponse:

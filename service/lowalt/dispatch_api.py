@@ -4,8 +4,15 @@ library, PyVRP), ``/fleet/plans/{id}/replan`` plans again while flying, and
 
 Travel times are the corridor network's shortest paths when a network has been generated,
 else the straight line times a detour factor (``travel_for``; every answer says which in
-``travel``). The planned flights are not reserved or approved on the network yet
-(``reserve_flights`` is where that goes): every answer says so in ``reservation``.
+``travel``). On a network, every planned flight is reserved and approved with the network's
+4D reservations in the transaction that stores the plan (``fleet_reserve``: one flight per
+hop between the nodes nearest two sites, re-timed to the first free slots within
+``max_delay_s``); if one cannot be, the request is refused naming it and nothing is stored.
+Each trip lists its ``flights`` (reservation and route ids, reserved times); ``reservation``
+sums up. A re-plan releases the parent's flights it drops and reserves the new ones in one
+transaction; an emergency may pre-empt lower-priority reservations, and posts a notice on
+the live stream (``fleet_notices``). Without a network nothing is reserved, and
+``reservation.status`` says ``not_reserved``.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dispatch import (
@@ -29,6 +36,7 @@ from dispatch import (
     emergency,
     plan,
     replan,
+    with_task,
 )
 from service.core.auth import Reader, Writer
 from service.core.errors import Conflict, NotFound, Unprocessable
@@ -40,10 +48,11 @@ from service.lowalt.dispatch_schemas import (
     problem_from,
     task_from,
 )
-from service.lowalt.dispatch_tables import fleet_plans
+from service.lowalt.dispatch_tables import fleet_notices, fleet_plans
+from service.lowalt.fleet_reserve import Reserver, registered, release
 from service.lowalt.geo import frame
 from service.lowalt.network.graph import Network
-from service.lowalt.network.service import load_network
+from service.lowalt.network.service import load_network, plain
 from service.lowalt.settings import LowAltSettings, lowalt_settings
 
 router = APIRouter(prefix="/fleet/plans", tags=["fleet dispatch"])
@@ -97,15 +106,50 @@ async def travel_for(conn: AsyncConnection, detour: float, s: LowAltSettings
     return NetworkTravel(net, s.network_speed_ms), f"route network version {net.version}"
 
 
-async def reserve_flights(conn: AsyncConnection, plan_id: int, result: Plan) -> dict[str, Any]:
-    """Reserving and approving every planned flight on the corridor network, atomically.
+_HELD = text("SELECT id FROM network_reservations WHERE id = ANY(CAST(:ids AS bigint[]))"
+             " AND status = 'held'")
+NOT_RESERVED = {"status": "not_reserved",
+                "detail": "no route network: the planned flights are not reserved or "
+                          "approved; file each flight at /drone-routes for approval"}
 
-    Not done yet: the network's 4D reservations are built apart. Until they are wired
-    here, a plan is a schedule only, and its flights are NOT approved to fly.
-    """
-    return {"status": "not_reserved",
-            "detail": "planned flights are not reserved or approved on the corridor network "
-                      "yet; file each flight at /drone-routes for approval"}
+
+async def reserve_flights(conn: AsyncConnection, plan_id: int, epoch: datetime,
+                          problem: Problem, result: Plan, s: LowAltSettings, by: str, *,
+                          max_delay_s: float, now_s: float = -math.inf,
+                          parent: dict[str, Any] | None = None, urgent: str | None = None
+                          ) -> dict[str, Any]:
+    """Reserve and approve every flight of ``result`` on the route network, in ``conn``'s
+    transaction, re-timing ``result`` to the slots got (``fleet_reserve``). ``parent``: the
+    reservation record of the plan this one replaces (its flights kept, or released)."""
+    try:
+        net = await load_network(conn, s)
+    except NotFound:
+        net = None
+    if net is None or not len(net.node_ids):
+        return dict(NOT_RESERVED)
+    drone_ids = await registered(conn, [d.id for d in problem.drones])
+    r = Reserver(conn, net, problem, epoch, s, by, plan_id, max_delay_s)
+    keys = {leg.key() for dp in result.drones for k, t in enumerate(dp.trips)
+            for leg in r._legs(dp.drone, k, t)}
+    released = await release(conn, parent, keys, now_s)
+    kept = [f for f in (parent or {}).get("flights", [])
+            if f["key"] in keys and f.get("reservation_id") is not None
+            and f.get("status") in ("approved", "carried")]
+    held = set((await conn.execute(_HELD, {"ids": [f["reservation_id"] for f in kept]})
+                ).scalars()) if kept else set()
+    carried = {f["key"]: f for f in kept if f["reservation_id"] in held}
+    flights = await r.run(result, drone_ids, now_s, carried, urgent)
+    approved = [f for f in flights if f["status"] in ("approved", "carried")]
+    return {"status": "reserved", "network_version": net.version,
+            "max_delay_s": max_delay_s, "flights": flights,
+            "approved": len(approved), "released": released, "preempted": r.preempted,
+            "delayed": sum(1 for f in flights if f.get("delay_s", 0) > 0)}
+
+
+def _flight(f: dict[str, Any]) -> dict[str, Any]:
+    keys = ("from", "to", "status", "reservation_id", "route_id", "departure", "arrival",
+            "delay_s", "access_m")
+    return {k: f[k] for k in keys if k in f}
 
 
 def _iso(epoch: datetime, s: float) -> str | None:
@@ -113,14 +157,21 @@ def _iso(epoch: datetime, s: float) -> str | None:
 
 
 def _answer(row_id: int, kind: str, parent: int | None, epoch: datetime, result: Plan,
-            reservation: dict[str, Any]) -> dict[str, Any]:
+            reservation: dict[str, Any] | None) -> dict[str, Any]:
+    reservation = reservation or dict(NOT_RESERVED)
+    by_trip: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for f in reservation.get("flights", []):
+        by_trip.setdefault((f["drone"], f["trip"]), []).append(_flight(f))
     drones = [{"drone": dp.drone, "trips": [{
         "origin": t.origin, "destination": t.destination,
         "departure": _iso(epoch, t.departure), "arrival": _iso(epoch, t.arrival),
         "flight_s": round(t.flight_s, 1), "payload_kg": t.payload_kg,
         "stops": [{"task": s.task, "arrival": _iso(epoch, s.arrival),
                    "start": _iso(epoch, s.start), "departure": _iso(epoch, s.departure)}
-                  for s in t.stops]} for t in dp.trips]} for dp in result.drones]
+                  for s in t.stops],
+        "flights": by_trip.get((dp.drone, k + 1), [])} for k, t in enumerate(dp.trips)]}
+        for dp in result.drones]
+    reservation = {k: v for k, v in reservation.items() if k != "flights"}
     return {"id": row_id, "kind": kind, "parent_id": parent, "start": epoch.isoformat(),
             "planned": len(result.planned_tasks()), "drones": drones,
             "unassigned": [{"task": u.task, "reason": u.reason, "detail": u.detail}
@@ -170,6 +221,13 @@ async def _store(conn: AsyncConnection, kind: str, parent: int | None, epoch: da
         created_by=who).returning(fleet_plans.c.id))).scalar_one()
 
 
+async def _store_reserved(conn: AsyncConnection, row_id: int, result: Plan,
+                          reservation: dict[str, Any]) -> None:
+    """The plan as re-timed by its reservations, and what it holds."""
+    await conn.execute(update(fleet_plans).where(fleet_plans.c.id == row_id).values(
+        plan=result.to_dict(), reservation=plain(reservation)))
+
+
 async def _load(conn: AsyncConnection, plan_id: int) -> Any:
     row = (await conn.execute(select(fleet_plans).where(fleet_plans.c.id == plan_id))).first()
     if row is None:
@@ -192,17 +250,26 @@ async def create_plan(body: FleetPlanIn, request: Request, who: Writer,
     endurance; priorities as prizes, so tasks no drone can serve are left out, each with
     its reason in `unassigned` (`too_heavy`, `out_of_battery_range`, `infeasible_window`,
     `unreachable`, `in_prohibited_zone`, `not_planned`), and the rest is planned."""
+    out = await make_plan(request.app.state.engine, body, s, who.name)
+    request.state.audit_detail = {"fleet_plan": out["id"], "planned": out["planned"]}
+    return out
+
+
+async def make_plan(engine: Any, body: FleetPlanIn, s: LowAltSettings, by: str
+                    ) -> dict[str, Any]:
+    """Plan, store and reserve (``POST /fleet/plans``; the demo district calls it too)."""
     problem = problem_from(body, frame(s.metric_crs))
-    async with request.app.state.engine.connect() as conn:
+    async with engine.connect() as conn:
         problem, in_zones = await _screen_zones(conn, body, problem)
         travel, travel_label = await travel_for(conn, body.detour_factor, s)
     result = await run_in_threadpool(plan, problem, travel, time_limit_s=body.time_limit_s)
     result.unassigned = in_zones + result.unassigned
-    async with request.app.state.engine.begin() as conn:
+    async with engine.begin() as conn:
         row_id = await _store(conn, "plan", None, body.start, body.model_dump(mode="json"),
-                              result, who.name)
-        reservation = await reserve_flights(conn, row_id, result)
-    request.state.audit_detail = {"fleet_plan": row_id, "planned": len(result.planned_tasks())}
+                              result, by)
+        reservation = await reserve_flights(conn, row_id, body.start, problem, result, s,
+                                            by, max_delay_s=body.max_delay_s)
+        await _store_reserved(conn, row_id, result, reservation)
     return {**_answer(row_id, "plan", None, body.start, result, reservation),
             "travel": travel_label}
 
@@ -212,7 +279,7 @@ async def get_plan(plan_id: Id, request: Request, _: Reader) -> dict[str, Any]:
     async with request.app.state.engine.connect() as conn:
         row = await _load(conn, plan_id)
     return _answer(row.id, row.kind, row.parent_id, row.epoch, Plan.from_dict(row.plan),
-                   {"status": "not_reserved"})
+                   row.reservation)
 
 
 @router.post("/{plan_id}/replan", status_code=201, responses=_422,
@@ -249,7 +316,10 @@ async def replan_plan(plan_id: Id, body: ReplanIn, request: Request, who: Writer
     async with request.app.state.engine.begin() as conn:
         row_id = await _store(conn, "replan", plan_id, row.epoch,
                               new_body.model_dump(mode="json"), result, who.name)
-        reservation = await reserve_flights(conn, row_id, result)
+        reservation = await reserve_flights(
+            conn, row_id, row.epoch, problem, result, s, who.name,
+            max_delay_s=stored.max_delay_s, now_s=now, parent=row.reservation)
+        await _store_reserved(conn, row_id, result, reservation)
     request.state.audit_detail = {"fleet_plan": row_id, "parent": plan_id}
     return {**_answer(row_id, "replan", plan_id, row.epoch, result, reservation),
             "travel": travel_label}
@@ -293,15 +363,31 @@ async def post_emergency(plan_id: Id, body: EmergencyIn, request: Request, who: 
                        + "; ".join(f"{k}: {v}" for k, v in answer.refused.items())
                        + "; nothing was stored", refused=answer.refused)
     new_body = stored.model_copy(update={"tasks": [*stored.tasks, body.task]})
+    whole = with_task(problem, task)
     async with request.app.state.engine.begin() as conn:
         row_id = await _store(conn, "emergency", plan_id, row.epoch,
                               new_body.model_dump(mode="json"), answer.plan, who.name)
-        reservation = await reserve_flights(conn, row_id, answer.plan)
+        reservation = await reserve_flights(
+            conn, row_id, row.epoch, whole, answer.plan, s, who.name,
+            max_delay_s=stored.max_delay_s, now_s=now, parent=row.reservation,
+            urgent=task.id)
+        await _store_reserved(conn, row_id, answer.plan, reservation)
+        eta = next((st.arrival for dp in answer.plan.drones if dp.drone == answer.drone
+                    for t in dp.trips for st in t.stops if st.task == task.id), answer.eta)
+        emergency_out = {
+            "task": task.id, "type": body.task.type, "priority": task.priority,
+            "position": _where(body.task), "drone": answer.drone,
+            "eta": _iso(row.epoch, eta or 0.0), "preempted": answer.preempted,
+            "preempted_flights": reservation.get("preempted", []),
+            "refused": answer.refused}
+        notice = await conn.execute(insert(fleet_notices).values(
+            kind="emergency", plan_id=row_id,
+            body=plain({"plan_id": row_id, "parent_id": plan_id, **emergency_out}))
+            .returning(fleet_notices.c.seq))
+        emergency_out["notice_seq"] = notice.scalar_one()
     request.state.audit_detail = {"fleet_plan": row_id, "emergency": task.id,
                                   "drone": answer.drone}
     out = _answer(row_id, "emergency", plan_id, row.epoch, answer.plan, reservation)
     out["travel"] = travel_label
-    out["emergency"] = {"task": task.id, "drone": answer.drone,
-                        "eta": _iso(row.epoch, answer.eta or 0.0),
-                        "preempted": answer.preempted, "refused": answer.refused}
+    out["emergency"] = emergency_out
     return out

@@ -81,6 +81,11 @@ class FleetPlanIn(Strict):
     detour_factor: float = Field(
         1.3, ge=1, le=5, description="travel time = straight line x this / speed, until "
                                      "times come from the corridor network")
+    max_delay_s: float = Field(
+        900, ge=0, le=7200, description="on a route network: how much later than planned a "
+                                        "flight may leave, waiting for free slots (the "
+                                        "schedule after it moves too, and must still keep "
+                                        "windows and batteries)")
 
 
 class ReplanIn(Strict):

@@ -102,7 +102,12 @@ def sample(xyz: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
 def nearest_on_polyline(pts: np.ndarray, line: np.ndarray
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each point (k, 2+) the horizontal distance to the polyline (n, 3), the polyline's
-    height at the nearest point and that point's fraction along the line."""
+    height at the nearest point and that point's fraction along the line.
+
+    Given heights (points (k, 3)), a point over a vertical part of the line (a climb or a
+    descent at one place, as network flights have at vertiports and junctions) takes the
+    height of the line nearest its own among the parts at that horizontal place: the line
+    passes every height of a vertical part there. Without them, the first part found."""
     p = pts[:, None, :2]
     a, b = line[None, :-1, :2], line[None, 1:, :2]
     d = b - a
@@ -110,10 +115,25 @@ def nearest_on_polyline(pts: np.ndarray, line: np.ndarray
     t = np.clip(((p - a) * d).sum(-1) / l2, 0.0, 1.0)
     q = a + t[..., None] * d
     dist = np.hypot(*(p - q).transpose(2, 0, 1))
-    k = dist.argmin(axis=1)
     rows = np.arange(len(pts))
-    tk = t[rows, k]
-    z = line[k, 2] + tk * (line[k + 1, 2] - line[k, 2])
+    za = line[None, :-1, 2]
+    zb = line[None, 1:, 2]
+    if pts.shape[1] >= 3 and len(line) > 1:
+        h = pts[:, 2:3]
+        zs = za + t * (zb - za)
+        vertical = (d * d).sum(-1) < 1e-8
+        # on a vertical part the height nearest the point's own, and its place along it
+        zs = np.where(vertical, np.clip(h, np.minimum(za, zb), np.maximum(za, zb)), zs)
+        span = zb - za
+        t = np.where(vertical & (np.abs(span) > 0), (zs - za) / np.where(span == 0, 1, span), t)
+        near = dist <= dist.min(axis=1, keepdims=True) + 1e-3
+        k = np.where(near, np.abs(zs - h), np.inf).argmin(axis=1)
+        tk = t[rows, k]
+        z = zs[rows, k]
+    else:
+        k = dist.argmin(axis=1)
+        tk = t[rows, k]
+        z = line[k, 2] + tk * (line[k + 1, 2] - line[k, 2])
     frac = fractions_of(line)
     f = frac[k] + tk * (frac[k + 1] - frac[k])
     return dist[rows, k], z, f

@@ -6,6 +6,10 @@ API processes. One poll per process serves all its clients (``service.lowalt.liv
 each event is read and encoded once. Event ids are the sequence, so a client that
 reconnects with ``Last-Event-ID`` misses nothing. A drone that
 falls silent is announced once with the ``silent`` flag, and again when it reports.
+
+Notices (``notice`` events: an emergency sent a drone, flights pre-empted) come from
+``fleet_notices``, numbered from the same sequence as the states, so the one event id and
+``Last-Event-ID`` cover both: a client resuming gets the notices it missed too.
 """
 
 from __future__ import annotations
@@ -21,8 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.lowalt import store
 from service.lowalt.ground import SEA_LEVEL_NOTE, SOURCES
-from service.lowalt.livefeed import Poll, changes_since, feed_for
+from service.lowalt.livefeed import LAST_NOTICE, Poll, changes_since, feed_for, notices_since
 from service.lowalt.settings import LowAltSettings
+
+
+def notice_event(row: Any) -> dict[str, Any]:
+    return {"kind": row.kind, "plan_id": row.plan_id, "at": row.created_at.isoformat(),
+            **row.body}
 
 
 def state_feature(row: Any, silent_after: float) -> dict[str, Any]:
@@ -72,7 +81,8 @@ async def stream(engine: AsyncEngine, s: LowAltSettings, last_id: int | None,
     after = s.silent_after_s
     yield f"retry: {int(s.stream_poll_s * 1000) + 1000}\n\n".encode()
     feed = feed_for(engine, s, lambda r: _state_event(r, after),
-                    lambda r: _silent_event(r, after))
+                    lambda r: _silent_event(r, after),
+                    lambda r: _event("notice", r.seq, notice_event(r)))
     # subscribed before reading the snapshot or the changes since last_id: what the feed
     # brings after is skipped when this client read it itself (its seq is at most last_id,
     # or one this client sent)
@@ -82,7 +92,10 @@ async def stream(engine: AsyncEngine, s: LowAltSettings, last_id: int | None,
         announced: set[int] = set()  # silent drones this client was told of itself
         async with engine.connect() as conn:
             if last_id is None:
-                last_id = (await conn.execute(store.LAST_SEQ)).scalar_one()
+                # notices take their ids from the states' sequence: the stream starts
+                # after both
+                nfloor = (await conn.execute(LAST_NOTICE)).scalar_one()
+                last_id = max((await conn.execute(store.LAST_SEQ)).scalar_one(), nfloor)
                 for r in (await conn.execute(store.ALL_STATES)).all():
                     f = state_feature(r, after)
                     if "silent" in f["properties"]["flags"]:
@@ -90,7 +103,14 @@ async def stream(engine: AsyncEngine, s: LowAltSettings, last_id: int | None,
                     seen.add(r.seq)
                     yield _event("state", r.seq, f)
             else:
-                for r in await changes_since(conn, last_id):
+                nfloor = last_id
+                missed = [("state", r) for r in await changes_since(conn, last_id)] + [
+                    ("notice", r) for r in await notices_since(conn, last_id)]
+                for kind, r in sorted(missed, key=lambda e: e[1].seq):  # one order of ids
+                    if kind == "notice":
+                        nfloor = max(nfloor, r.seq)
+                        yield _event("notice", r.seq, notice_event(r))
+                        continue
                     seen.add(r.seq)
                     yield _state_event(r, after)
                 for r in (await conn.execute(store.SILENT_STATES, {
@@ -108,6 +128,11 @@ async def stream(engine: AsyncEngine, s: LowAltSettings, last_id: int | None,
                     return
                 poll = Poll([], [], b"", [])
             sent = False
+            for seq, event in poll.notices:
+                if seq > nfloor:  # not already read by this client itself
+                    nfloor = seq
+                    sent = True
+                    yield event
             if poll.states:
                 if poll.states[0][0] > floor:  # all new to this client: the shared bytes
                     seen.clear()

@@ -18,7 +18,9 @@ numbers alone, from the index) and sends the states it had not sent (a state may
 after a later one, each with its own id).
 
 The feed also keeps which drones are silent, and announces each one once when it falls
-silent (and again after it reports and falls silent again).
+silent (and again after it reports and falls silent again), and brings the fleet's notices
+(``fleet_notices``: an emergency sent a drone, flights pre-empted), numbered from the same
+sequence as the states.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.lowalt import store
+from service.lowalt.dispatch_tables import fleet_notices
 from service.lowalt.settings import LowAltSettings
 
 log = logging.getLogger(__name__)
@@ -45,16 +49,28 @@ LOOKBACK = 1000
 #: rows a page of ``store.STATES_SINCE`` holds (the statement's limit)
 PAGE = 1000
 
+_nt = fleet_notices
+NOTICES = select(_nt.c.seq, _nt.c.kind, _nt.c.plan_id, _nt.c.body, _nt.c.created_at
+                 ).order_by(_nt.c.seq)
+LAST_NOTICE = select(func.coalesce(func.max(_nt.c.seq), 0))
+
+
+async def notices_since(conn: Any, seq: int) -> list[Any]:
+    """Every notice after ``seq``, in seq order (notices are rare: no paging)."""
+    return list((await conn.execute(NOTICES.where(_nt.c.seq > seq))).all())
+
 
 @dataclass
 class Poll:
     """What one poll found: state changes (seq, drone) in seq order, each encoded, all of
-    them joined, and the drones that fell silent, each encoded."""
+    them joined, the drones that fell silent, each encoded, and the new notices (seq,
+    encoded)."""
 
     states: list[tuple[int, int]]
     state_events: list[bytes]
     blob: bytes
     silent: list[tuple[int, bytes]]
+    notices: list[tuple[int, bytes]] = field(default_factory=list)
 
 
 @dataclass(eq=False)  # kept in a set, by identity
@@ -79,9 +95,11 @@ async def changes_since(conn: Any, seq: int) -> list[Any]:
 
 class Feed:
     def __init__(self, engine: AsyncEngine, s: LowAltSettings, key: tuple[Any, ...],
-                 encode_state: Encode, encode_silent: Encode) -> None:
+                 encode_state: Encode, encode_silent: Encode, encode_notice: Encode) -> None:
         self.engine, self.s, self.key = engine, s, key
         self.encode_state, self.encode_silent = encode_state, encode_silent
+        self.encode_notice = encode_notice
+        self.last_notice = 0
         self.subscribers: set[Subscriber] = set()
         self.last_seq: int | None = None
         self.sent: set[int] = set()  # seqs sent, down to last_seq - LOOKBACK
@@ -99,6 +117,7 @@ class Feed:
                 async with self.engine.connect() as conn:
                     self.last_seq = (await conn.execute(store.LAST_SEQ)).scalar_one()
                     self.start_seq = self.last_seq
+                    self.last_notice = (await conn.execute(LAST_NOTICE)).scalar_one()
                     self.silent = {r.drone_id for r in (await conn.execute(
                         store.SILENT_STATES, {"silent": self._silent_after()})).all()}
             sub = Subscriber()
@@ -146,6 +165,11 @@ class Feed:
             changed += await changes_since(conn, self.last_seq)
             gone = (await conn.execute(store.SILENT_STATES,
                                        {"silent": self._silent_after()})).all()
+            notes = await notices_since(conn, self.last_notice)
+        notices = []
+        for r in notes:
+            self.last_notice = max(self.last_notice, r.seq)
+            notices.append((r.seq, self.encode_notice(r)))
         states, events = [], []
         for r in changed:
             if r.seq in self.sent:
@@ -162,18 +186,18 @@ class Feed:
                 silent.append((r.drone_id, self.encode_silent(r)))
         low = self.last_seq - LOOKBACK
         self.sent = {q for q in self.sent if q > low}
-        return Poll(states, events, b"".join(events), silent)
+        return Poll(states, events, b"".join(events), silent, notices)
 
 
 _FEEDS: dict[tuple[Any, ...], Feed] = {}
 
 
 def feed_for(engine: AsyncEngine, s: LowAltSettings, encode_state: Encode,
-             encode_silent: Encode) -> Feed:
+             encode_silent: Encode, encode_notice: Encode) -> Feed:
     """The feed of this engine, event loop and poll settings (made on first use; it stops
     polling, and is forgotten, when its last subscriber leaves)."""
     key = (id(engine), id(asyncio.get_running_loop()), s.stream_poll_s, s.silent_after_s)
     feed = _FEEDS.get(key)
     if feed is None or feed.engine is not engine:
-        feed = _FEEDS[key] = Feed(engine, s, key, encode_state, encode_silent)
+        feed = _FEEDS[key] = Feed(engine, s, key, encode_state, encode_silent, encode_notice)
     return feed

@@ -135,9 +135,13 @@ def _route_for(routes: list[FlownRoute], t: datetime, margin: timedelta
     for r in active:
         if r.t0 <= t <= r.t1:
             return r, []
-    for r in routes:  # an approved route's window is widened by the time margin
-        if r.status == "approved" and r.t0 - margin <= t <= r.t1 + margin:
-            return r, []
+    # of a drone's successive flights (a fleet plan's), the widened windows overlap: the
+    # one the report lies deepest inside is the one flown (an approved route's window is
+    # widened by the time margin)
+    held = [r for r in routes
+            if r.status == "approved" and r.t0 - margin <= t <= r.t1 + margin]
+    if held:
+        return max(held, key=lambda r: min(t - r.t0, r.t1 - t)), []
     if active:
         return active[0], ["outside_time_window"]
     return None, ["no_approved_route"]
@@ -157,7 +161,8 @@ def conformance(points: list[TelemetryIn], routes: dict[int, list[FlownRoute]],
         route = out[idx[0]][0]
         assert route is not None
         k = np.array(idx)
-        d, zc, _ = nearest_on_polyline(np.column_stack([x[k], y[k]]), route.line)
+        # with heights: a climb or descent at one place is matched at the report's height
+        d, zc, _ = nearest_on_polyline(np.column_stack([x[k], y[k], h[k]]), route.line)
         inside = shapely.contains_xy(route.area, x[k], y[k])
         for j, i in enumerate(idx):
             flags = out[i][1]

@@ -328,9 +328,17 @@ def _vertiport_node(net: Network, vid: int, what: str) -> int:
     return int(hit[0])
 
 
-def _path(net: Network, body: FlightIn, s: LowAltSettings) -> Timeline:
-    a = _vertiport_node(net, body.from_vertiport, "from")
-    b = _vertiport_node(net, body.to_vertiport, "to")
+def _path(net: Network, body: FlightIn, s: LowAltSettings,
+          nodes: tuple[int, int] | None = None) -> Timeline:
+    if nodes is None:
+        a = _vertiport_node(net, body.from_vertiport, "from")
+        b = _vertiport_node(net, body.to_vertiport, "to")
+    else:
+        try:
+            a, b = net.node_index(nodes[0]), net.node_index(nodes[1])
+        except KeyError as e:
+            raise Unprocessable(f"network node {e.args[0]} is not on the current network")\
+                from e
     tl = path_timeline(net, a, b, s)
     if tl is None:
         raise Conflict(f"the network has no path from vertiport {body.from_vertiport} to "
@@ -338,12 +346,14 @@ def _path(net: Network, body: FlightIn, s: LowAltSettings) -> Timeline:
     return tl
 
 
-async def reserve_flight(conn: AsyncConnection, body: FlightIn, s: LowAltSettings, by: str
-                         ) -> dict[str, Any]:
+async def reserve_flight(conn: AsyncConnection, body: FlightIn, s: LowAltSettings, by: str,
+                         nodes: tuple[int, int] | None = None) -> dict[str, Any]:
     """Approve an on-network flight by reserving its slots, inside the caller's
     transaction. Raises Conflict when a slot is taken (none free within max_delay_s) or an
     off-network flight or a zone is in the way; Unprocessable for a flight that is not one.
     A refusal leaves nothing behind and the caller's transaction usable.
+    ``nodes``: the path's ends as network node ids, in place of the body's vertiports (a
+    fleet plan's legs between the junctions nearest its tasks).
 
     Two round trips in the common case (``store.BEFORE``, ``store.RESERVE``): the network
     and each path's timeline and geometry are cached per network version in the process,
@@ -351,10 +361,10 @@ async def reserve_flight(conn: AsyncConnection, body: FlightIn, s: LowAltSetting
     again and the statement repeated)."""
     if body.departure.tzinfo is None:
         raise Unprocessable("departure needs a time zone (e.g. 2026-05-01T10:00:00+08:00)")
-    if body.from_vertiport == body.to_vertiport:
+    if nodes is None and body.from_vertiport == body.to_vertiport:
         raise Unprocessable("from_vertiport and to_vertiport are the same")
     net = await load_network(conn, s, cached=True)
-    tl = _path(net, body, s)
+    tl = _path(net, body, s, nodes)
     span = tl.t[-1]
     now = datetime.now(UTC)
     bad = check_volume(SimpleNamespace(start=body.departure,
@@ -375,7 +385,7 @@ async def reserve_flight(conn: AsyncConnection, body: FlightIn, s: LowAltSetting
             raise NotFound("no route network yet: POST /airspace/network/generate")
         if row.version != net.version:  # the network changed since it was cached
             net = await load_network(conn, s, version=row.version)
-            tl = _path(net, body, s)
+            tl = _path(net, body, s, nodes)
             span = tl.t[-1]
             continue
         if row.klass is None:
