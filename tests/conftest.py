@@ -1,5 +1,11 @@
 """Test session fixtures: a throwaway PostgreSQL + PostGIS cluster, started once per session
-with the same code `twinbase serve` uses, and a live HTTP server on a free port."""
+with the same code `twinbase serve` uses, and a live HTTP server on a free port.
+
+``./run test`` runs one test process per core (pytest-xdist): each is a session of its own,
+with its own cluster (its own temporary folder and free port), its own database names (they
+carry the process id), servers on free ports and its own ``tmp_path`` root, so nothing here
+is shared between them. A session fixture is made once per process, a module's fixtures once
+(``--dist loadfile`` keeps a file's tests in one process)."""
 
 from __future__ import annotations
 

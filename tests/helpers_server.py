@@ -56,7 +56,9 @@ class ServeProcess:
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         return f"server process ended ({how}); its output:\n{self.output()[-3000:]}"
 
-    def wait_ready(self, timeout: float = 60) -> ServeProcess:
+    def wait_ready(self, timeout: float = 180) -> ServeProcess:
+        # its imports alone take about 6 s of CPU: on a busy 2-core machine (two test
+        # processes, other work) that was measured at 65 s before /health answered
         deadline = time.monotonic() + timeout
         while True:
             assert self.alive(), self.why_dead()
