@@ -92,7 +92,7 @@ def seed_airspace(server, op: dict[str, str], planner: dict[str, str]) -> dict:
     other = _post(server, "/drones", op, {"serial": "DJI-LAYER-2", "operator": "测试运营",
                                           "class": "light", "max_speed_ms": 15})
     now = datetime.now(UTC)
-    h = GROUND + 110  # above the network's layers (30..90 m), under the 120 m limit
+    h = GROUND + 110  # over the network's top layer (105 m), under the 120 m limit
     path = [[*ll(200, 500), h], [*ll(900, 600), h], [*ll(1700, 450), h]]
     route = _post(server, "/drone-routes", op, {
         "drone_id": drone["id"], "name": "河道巡查", "half_width_m": 10, "vertical_half_m": 5,
@@ -109,17 +109,21 @@ def seed_airspace(server, op: dict[str, str], planner: dict[str, str]) -> dict:
         "geometry": {"type": "LineString", "coordinates": [[*ll(0, 0), h], [*ll(50, 50), h]]},
         "start_time": (now + timedelta(hours=2)).isoformat(),
         "end_time": (now + timedelta(hours=3)).isoformat()})
-    # a fleet plan over the vertiports: its trips as the public API gives them
+    # a fleet plan over the vertiports (its drone a registered one, as plans on a network
+    # need): every hop between network nodes reserved and approved, so drawn as flights
     plan = _post(server, "/fleet/plans", op, {
         "start": (now + timedelta(hours=1)).isoformat(),
         "vertiports": [{"id": "W", "position": ll(-50, -40)}],
-        "drones": [{"id": "D1", "home": "W", "endurance_min": 30, "payload_kg": 2,
+        "drones": [{"id": drone["serial"], "home": "W", "endurance_min": 30, "payload_kg": 2,
                     "speed_ms": 15}],
         "tasks": [{"id": "巡检-1", "position": ll(900, 300), "service_s": 60}],
         "time_limit_s": 1})
     trips = sum(len(d["trips"]) for d in plan["drones"])
-    assert trips >= 1, plan
-    return {"plan": plan["id"], "trips": trips, "edges": len(edges), "ports": len(ports),
+    flown = [f["route_id"] for d in plan["drones"] for t in d["trips"] for f in t["flights"]
+             if f.get("route_id") is not None]
+    assert trips >= 1 and flown, plan
+    return {"plan": plan["id"], "trips": trips, "plan_flights": len(flown),
+            "edges": len(edges), "ports": len(ports),
             "route": route["id"], "reserved": reserved["route_id"], "click": path[1],
             "drone": drone["serial"]}
 
@@ -179,16 +183,17 @@ def test_layers_and_framing_in_headless_chromium(live_server, auth, db_url, sett
     assert counts["rivers"] == 2
     assert views["rivers"]["drawn"]["entities"] == 4
     assert views["rivers"]["centre"]["share"] > 0.005, views["rivers"]["centre"]
-    # the flights: the approved route and the reservation, not the planned route
-    assert counts["flights"] == 2, counts
-    assert views["flights"]["drawn"]["entities"] == 4
+    # the flights: the approved route, the reservation and the plan's reserved flights, not
+    # the planned route
+    assert counts["flights"] == 2 + seeded["plan_flights"], counts
+    assert views["flights"]["drawn"]["entities"] == 2 * counts["flights"]
     assert views["flights"]["centre"]["share"] > 0.002, views["flights"]["centre"]
 
-    # the plan, read through GET /fleet/plans/{id}: every trip counted; a trip naming no
-    # reserved route has no line to draw and is counted as not reserved
+    # the plan, read through GET /fleet/plans/{id}: every trip counted, each drawn by its
+    # reserved flights (none left unreserved)
     plan = summary["plan"]
     assert plan["id"] == seeded["plan"] and plan["trips"] == seeded["trips"], plan
-    assert 0 <= plan["unreserved"] <= plan["trips"]
+    assert plan["unreserved"] == 0, plan
 
     click = summary["clicks"]["flight"]
     assert click["state"] == "ready", click

@@ -49,8 +49,8 @@ export class FlightsLayer {
     return this.flights.size;
   }
 
-  // a stored fleet plan (GET /fleet/plans/{id}): its trips that name a reserved route are drawn
-  // in the plan's colour with their tasks; the others are counted as not reserved
+  // a stored fleet plan (GET /fleet/plans/{id}): the reserved flights of its trips are drawn
+  // in the plan's colour with their tasks; trips with none are counted as not reserved
   async showPlan(id, redraw = true) {
     const plan = await getJSON(`/fleet/plans/${encodeURIComponent(id)}`);
     let trips = 0;
@@ -58,12 +58,14 @@ export class FlightsLayer {
     for (const dp of plan.drones || []) {
       for (const trip of dp.trips || []) {
         trips++;
-        const routeId = trip.route_id ?? trip.reservation?.route_id;
-        const flight = routeId === undefined ? null : this.flights.get(routeId);
-        if (!flight) { unreserved++; continue; }
-        flight.state = "plan";
-        flight.plan = { id: plan.id, drone: dp.drone, tasks: (trip.stops || []).map((s) => s.task),
-                        departure: trip.departure, arrival: trip.arrival };
+        // a trip is flown as one reserved flight per hop between network nodes
+        const drawn = (trip.flights || []).map((f) => this.flights.get(f.route_id)).filter(Boolean);
+        if (!drawn.length) { unreserved++; continue; }
+        for (const flight of drawn) {
+          flight.state = "plan";
+          flight.plan = { id: plan.id, drone: dp.drone, tasks: (trip.stops || []).map((s) => s.task),
+                          departure: trip.departure, arrival: trip.arrival };
+        }
       }
     }
     this.plan = { id: plan.id, trips, unreserved };
