@@ -136,16 +136,21 @@ def test_generate_keeps_only_valid_edges_on_heading_layers(api, auth, world, por
 def test_fleet_plans_fly_the_network_paths(api, auth, world):
     """With a network, a fleet plan's legs take the network's shortest-path times (climb,
     corridors, layer changes, descent), not the straight line."""
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     pad, task = HERE.ll(200, -60), HERE.ll(700, 800)
     r = api.post("/airspace/network/travel-times", json={"positions": [pad, task]},
                  headers=auth("planner"))
     assert r.status_code == 200, r.text
     network_s = r.json()["seconds"][0][1]
-    body = {"start": datetime(2030, 5, 1, 8, tzinfo=UTC).isoformat(),
+    # on a network every planned flight is reserved: the drone must be a registered one
+    r = api.post("/drones", json={"serial": "NET-FLEET-D", "operator": "Longgang test ops",
+                                  "class": "light"}, headers=auth("operator"))
+    assert r.status_code == 201, r.text
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)  # within 30 days
+    body = {"start": start.isoformat(),
             "vertiports": [{"id": "VP", "position": pad}],
-            "drones": [{"id": "D", "home": "VP", "endurance_min": 30, "payload_kg": 2,
+            "drones": [{"id": "NET-FLEET-D", "home": "VP", "endurance_min": 30, "payload_kg": 2,
                         "speed_ms": 15}],
             "tasks": [{"id": "look", "position": task, "service_s": 60}], "time_limit_s": 1}
     r = api.post("/fleet/plans", json=body, headers=auth("operator"))
