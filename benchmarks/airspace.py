@@ -28,18 +28,27 @@ Measured:
   separation_v + 2 x vertical half vertically at one time): pairs found in conflict, that
   the reservations let through (0 is right).
 
-The fleet keys come from ``benchmarks/dispatch.py`` (imported and run, not copied; its
-generated Solomon-type instances, PyVRP and OR-Tools side by side, and its Longgang day of
-200 tasks, 30 drones and 5 vertiports): ``solomon_mean_gap_pct``, ``ortools_mean_gap_pct``,
-``longgang_tasks``, ``longgang_plan_s``. ``longgang_valid_fraction``: every trip of that
-Longgang plan (vertiport, its stops in order, vertiport, straight legs at
-``--longgang-agl`` above the ground, in the plan's times on the benchmark's day) validated
-by the service's own validation (``validate_route``, as ``POST /drone-routes/validate``)
-against the benchmark's city, fraction accepted. The plan's travel times are straight
-lines with a detour factor, not the network's paths: the fraction says how many of its
-trips could be flown as planned here.
+The Longgang day (issue 17; run before the day of flights but dated two days after it, so
+neither holds slots of the other): ``--longgang-drones`` (30) drones registered as ``POST /drones``
+does, homed at ``--longgang-vertiports`` (5) of the network's vertiports spread over the
+district (all in the part of the network that reaches each other), and ``--longgang-tasks``
+(200) tasks at random places whose nearest node is in that part and outside the zones, with
+the drones' batteries, payloads and the tasks' windows, service times, payloads and
+priorities drawn as ``benchmarks/dispatch.py`` draws them (its ``longgang_drones`` and
+``longgang_task``). The plan is made by ``make_plan``, what ``POST /fleet/plans`` runs: the
+network's travel times, the solver for ``--longgang-s``, then, in one transaction, the plan
+stored and every flight reserved and approved. ``longgang_plan_s``: the wall time of that
+call; ``longgang_planned`` of ``longgang_tasks``; ``longgang_valid_fraction``: every
+reserved flight's ``drone_routes`` row read back (``store.load_volume``) and validated as
+``POST /drone-routes/validate`` does (``validate_route``), fraction accepted. When a flight
+cannot be reserved the service refuses the whole plan: ``longgang_error`` says why, and
+nothing is reserved.
+
+``solomon_mean_gap_pct``, ``ortools_mean_gap_pct``: ``benchmarks/dispatch.py`` imported and
+run (not copied): its generated Solomon-type instances, PyVRP and OR-Tools side by side.
 
     uv run --group bench python benchmarks/airspace.py [--flights 10000] [--keep DIR]
+        [--quick] [--longgang-only] [--no-solomon] [--longgang-s 10]
 """
 
 from __future__ import annotations
@@ -49,11 +58,13 @@ import asyncio
 import json
 import math
 import os
+import random
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -121,7 +132,7 @@ def guides() -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def layout(rng: np.random.Generator) -> dict:
+def layout(rng: np.random.Generator, n_buildings: int = N_BUILDINGS) -> dict:
     lines = guides()
     geoms = np.array([shapely.LineString(c) for _, c in lines], dtype=object)
     tree = shapely.STRtree(geoms)
@@ -162,7 +173,7 @@ def layout(rng: np.random.Generator) -> dict:
             continue
         fps.append(fp)
         heights.append(float(np.clip(rng.lognormal(2.6, 0.6), 4, 95)))
-        if len(fps) == N_BUILDINGS - N_TOWERS:
+        if len(fps) == n_buildings - N_TOWERS:
             break
     # towers standing beside roads (within the corridor's reach)
     for _ in range(N_TOWERS):
@@ -221,16 +232,12 @@ def guide_geojson(world: dict, ox: float, oy: float) -> dict:
     return {"type": "FeatureCollection", "features": feats}
 
 
-def fleet_figures(args: argparse.Namespace) -> tuple[dict, list[dict]]:
-    """benchmarks/dispatch.py's figures (its ``main`` run with these arguments), and the
-    Longgang plan's trips as lists of metric points with their times (s in the day)."""
-    import contextlib
+def dispatch_benchmark() -> object:
+    """benchmarks/dispatch.py as a module (its name would shadow the dispatch package)."""
     import importlib
     import importlib.util
-    import io
 
     bench = str(ROOT / "benchmarks")
-    # benchmarks/dispatch.py would shadow the dispatch package it imports
     path = [p for p in sys.path if p != bench]
     saved, sys.path[:] = list(sys.path), path
     try:
@@ -241,64 +248,157 @@ def fleet_figures(args: argparse.Namespace) -> tuple[dict, list[dict]]:
         spec.loader.exec_module(mod)
     finally:
         sys.path[:] = saved
-    plans = []
-    solve = mod.plan
+    return mod
 
-    def keep(problem, *a, **k):
-        result = solve(problem, *a, **k)
-        plans.append((problem, result))
-        return result
 
-    mod.plan = keep
+def solomon_figures(args: argparse.Namespace) -> dict:
+    """benchmarks/dispatch.py's figures (its ``main`` run with these arguments)."""
+    import contextlib
+    import io
+
+    mod = dispatch_benchmark()
     argv, buf = sys.argv, io.StringIO()
     sys.argv = ["dispatch.py", "--seconds", str(args.solomon_seconds), "--reference-s",
-                str(args.reference_s), "--longgang-s", str(args.longgang_s)]
+                str(args.reference_s), "--longgang-s", "1"]
     try:
         with contextlib.redirect_stdout(buf):
             mod.main()
     finally:
         sys.argv = argv
-    out = json.loads(buf.getvalue().strip().splitlines()[-1])
-    problem, result = plans[-1]
-    where = {p.id: (p.x, p.y) for p in problem.vertiports}
-    where.update({k.id: (k.x, k.y) for k in problem.tasks})
-    trips = []
-    for d in result.drones:
-        for tr in d.trips:
-            pts = [where[tr.origin], *(where[s.task] for s in tr.stops), where[tr.destination]]
-            trips.append({"drone": d.drone, "xy": np.array(pts, float),
-                          "t0": tr.departure, "t1": tr.arrival})
-    return out, trips
+    return json.loads(buf.getvalue().strip().splitlines()[-1])
 
 
-async def validate_trips(conn, trips: list[dict], day0: datetime, agl: float,
-                         s: LowAltSettings) -> tuple[int, dict]:
-    """Trips accepted by the service's validation, and the refusing rules counted."""
-    from service.lowalt.ground import load_ground
+def spread(xy: np.ndarray, k: int) -> list[int]:
+    """k of the points far apart: the one nearest their centre, then each time the one
+    farthest from those taken."""
+    take = [int(np.argmin(np.hypot(*(xy - xy.mean(axis=0)).T)))]
+    while len(take) < min(k, len(xy)):
+        d = np.min(np.hypot(xy[:, None, 0] - xy[None, take, 0],
+                            xy[:, None, 1] - xy[None, take, 1]), axis=1)
+        take.append(int(np.argmax(d)))
+    return take
+
+
+async def longgang(engine, net, port_ids: list[int], world: dict, ox: float, oy: float,
+                   start: datetime, args: argparse.Namespace, s: LowAltSettings,
+                   seed: int = 7) -> dict:
+    """The Longgang day on the benchmark's network, through the service's own plan code:
+    registered drones at vertiports of the network, tasks at places the network reaches,
+    ``make_plan`` (what ``POST /fleet/plans`` runs: plan on the network's travel times,
+    store, reserve and approve every flight in one transaction), then every reserved
+    flight's ``drone_routes`` row validated as ``POST /drone-routes/validate`` does."""
+    from scipy.sparse.csgraph import connected_components
+
+    from service.lowalt import store
+    from service.lowalt.checks import drone_class
+    from service.lowalt.dispatch_api import make_plan
+    from service.lowalt.dispatch_schemas import FleetPlanIn
 
     fr = frame(s.metric_crs)
-    ok, rules = 0, {}
-    for trip in trips:
-        line = shapely.segmentize(shapely.LineString(trip["xy"]), 25.0)
-        if line.length < 1.0:
-            ok += 1
-            continue
-        c = shapely.get_coordinates(line)
-        ground = await load_ground(conn, line.buffer(50.0), fr, s)
-        g, _ = ground.at_xy(c[:, 0], c[:, 1])
-        xyz = np.column_stack([c, g + agl])
-        t0 = day0 + timedelta(seconds=trip["t0"])
-        t1 = day0 + timedelta(seconds=max(trip["t1"], trip["t0"] + 1.0))
-        vol = RouteVolume(fr.lonlatz(xyz), xyz, s.default_half_width_m,
-                          s.default_vertical_half_m,
-                          corridor_polygon(xyz, s.default_half_width_m), t0, t1, 0, fr)
-        res = await validate_route(conn, vol, "light", s)
-        if res["verdict"] == "accepted":
-            ok += 1
-        for v in res["violations"]:
-            if v["severity"] != "notice":
-                rules[v["rule"]] = rules.get(v["rule"], 0) + 1
-    return ok, rules
+    mod = dispatch_benchmark()
+    rnd = random.Random(seed)  # 7: dispatch.py's
+    # vertiports in the largest group that reach each other, spread over the district
+    groups = net.vertiport_groups()
+    main = max(set(groups.values()), key=list(groups.values()).count)
+    cand = [i for i, v in enumerate(port_ids) if groups.get(v) == main]
+    xy = np.array([world["ports"][i] for i in cand], float)
+    ports = [cand[i] for i in spread(xy, args.longgang_vertiports)]
+    codes = [f"VP-{i}" for i in ports]
+    drones = mod.longgang_drones(rnd, codes, args.longgang_drones)
+    # tasks at places whose nearest node reaches those vertiports and back (the main
+    # strongly connected part at ground level), outside the prohibited zones
+    _, labels = connected_components(net.graph(), directed=True, connection="strong")
+    lv = net.levels
+    tasks, tries = [], 0
+    for i in range(args.longgang_tasks):
+        while True:
+            tries += 1
+            x, y = rnd.uniform(200, SIDE - 200), rnd.uniform(200, SIDE - 200)
+            p = shapely.Point(x, y)
+            if any(z.distance(p) < 50 for z in world["zones"]):
+                continue
+            node, _ = net.nearest_nodes(np.array([[x + ox, y + oy]]))
+            if labels[int(node[0]) * lv + lv - 1] == main:
+                break
+        tasks.append(mod.longgang_task(rnd, f"T{i:03d}", x, y))
+
+    def ll(x: float, y: float) -> list[float]:
+        lon, lat = fr.to_lonlat(np.array([x + ox]), np.array([y + oy]))
+        return [float(lon[0]), float(lat[0])]
+
+    def at(sec: float) -> str:
+        return (start + timedelta(seconds=sec)).isoformat()
+
+    body = FleetPlanIn.model_validate({
+        "start": start.isoformat(),
+        "vertiports": [{"id": f"VP-{i}", "position": ll(*world["ports"][i]), "swap_s": 120}
+                       for i in ports],
+        "drones": [{"id": d.id, "home": d.home, "endurance_min": d.endurance_min,
+                    "payload_kg": d.payload_kg, "speed_ms": d.speed_ms,
+                    "available_from": at(d.available_from),
+                    "available_until": at(d.available_until)} for d in drones],
+        "tasks": [{"id": t.id, "kind": t.kind, "position": ll(t.x, t.y),
+                   "service_s": t.service_s, "payload_kg": t.payload_kg,
+                   "priority": t.priority,
+                   "window": {"start": at(t.tw_early), "end": at(t.tw_late)}} for t in tasks],
+        "time_limit_s": args.longgang_s})
+    async with engine.begin() as conn:  # registered, as POST /drones does
+        have = set((await conn.execute(text(
+            "SELECT serial FROM drones WHERE serial = ANY(CAST(:s AS text[]))"),
+            {"s": [d.id for d in drones]})).scalars())
+        for d in drones:
+            if d.id not in have:
+                await conn.execute(store.new_drone(d.id, "benchmark fleet", "light", None,
+                                                   d.speed_ms, "bench"))
+    out: dict = {"longgang_tasks": len(tasks), "longgang_drones": len(drones),
+                 "longgang_vertiports": len(ports), "longgang_solver_s": args.longgang_s,
+                 "longgang_task_draws": tries}
+    t = time.perf_counter()
+    try:
+        plan = await make_plan(engine, body, s, "bench")
+    except Exception as e:  # a refusal names the flight that could not be reserved
+        out["longgang_plan_s"] = round(time.perf_counter() - t, 2)
+        out["longgang_error"] = f"{type(e).__name__}: {getattr(e, 'detail', e)}"
+        log(out["longgang_error"])
+        return out
+    out["longgang_plan_s"] = round(time.perf_counter() - t, 2)
+    flights = [{**f, "drone": d["drone"]} for d in plan["drones"] for tr in d["trips"]
+               for f in tr["flights"]]
+    res = plan["reservation"]
+    routes = [f["route_id"] for f in flights if f.get("route_id") is not None]
+    out.update({
+        "longgang_travel": plan["travel"], "longgang_planned": plan["planned"],
+        "longgang_unassigned": dict(Counter(u["reason"] for u in plan["unassigned"])),
+        "longgang_trips": sum(len(d["trips"]) for d in plan["drones"]),
+        "longgang_flights": len(flights),
+        "longgang_flights_by_status": dict(Counter(f["status"] for f in flights)),
+        "longgang_reserved": res.get("approved"), "longgang_delayed": res.get("delayed"),
+        "longgang_delay_max_s": max((f.get("delay_s", 0) for f in flights), default=0),
+        "longgang_access_m_median": round(statistics.median(
+            a for f in flights for a in f["access_m"]), 1) if flights else None,
+        "longgang_access_m_max": max((a for f in flights for a in f["access_m"]),
+                                     default=None)})
+    log(f"longgang: {plan['planned']} planned, {len(routes)} flights reserved in "
+        f"{out['longgang_plan_s']} s")
+    # every reserved flight's stored route, validated as POST /drone-routes/validate does
+    ok, verdicts, rules, status = 0, Counter(), Counter(), Counter()
+    async with engine.connect() as conn:
+        for rid in routes:
+            row, vol = await store.load_volume(conn, rid, s)
+            status[row.status] += 1
+            res = await validate_route(conn, vol, await drone_class(conn, row.drone_id), s)
+            verdicts[res["verdict"]] += 1
+            ok += res["verdict"] == "accepted"
+            for v in res["violations"]:
+                if v["severity"] != "notice":
+                    rules[v["rule"]] += 1
+                    if rules[v["rule"]] <= 3:
+                        log(f"route {rid}: {v['rule']} {v['severity']}: {v['message']}")
+    out["longgang_valid_fraction"] = round(ok / len(routes), 4) if routes else None
+    out["longgang_verdicts"] = dict(verdicts)
+    out["longgang_refused_by_rule"] = dict(rules)
+    out["longgang_route_status"] = dict(status)
+    return out
 
 
 def brute_force(flights: list[dict], sample: list[int], s: LowAltSettings) -> int:
@@ -364,6 +464,20 @@ async def run(url: str, args: argparse.Namespace, world: dict, ox: float, oy: fl
             f"{out['network_build_s']} s ({gen['load_s']} s reads, {gen['build_s']} s build)")
         async with engine.connect() as conn:
             net = await net_service.load_network(conn, s)
+        if not args.no_longgang:
+            # two days after the day of flights below, so neither holds the other's slots
+            start = (datetime.now(UTC) + timedelta(days=3)).replace(minute=0, second=0,
+                                                                    microsecond=0)
+            runs = [await longgang(engine, net, port_ids, world, ox, oy,
+                                   start + timedelta(days=k), args, s, seed=7 + k)
+                    for k in range(args.longgang_runs)]
+            out.update(runs[0])
+            if len(runs) > 1:  # each on a day of its own, with tasks of its own
+                keys = ("longgang_plan_s", "longgang_planned", "longgang_reserved",
+                        "longgang_delayed", "longgang_valid_fraction", "longgang_error")
+                out["longgang_runs"] = [{k: r.get(k) for k in keys} for r in runs]
+        if args.longgang_only:
+            return out
         # validation again, edge by edge, as POST /drone-routes/validate does
         rng = np.random.default_rng(11)
         sample = rng.choice(len(net.edge_ids), min(args.validate_sample, len(net.edge_ids)),
@@ -461,18 +575,11 @@ async def run(url: str, args: argparse.Namespace, world: dict, ox: float, oy: fl
         out["brute_force_sample"] = len(smp)
         out["brute_force_s"] = round(time.perf_counter() - t, 1)
         log(f"brute force: {out['reservation_conflicts_missed']} missed")
-        if not args.no_fleet:
-            fleet, trips = fleet_figures(args)
+        if not args.no_solomon:
+            fleet = solomon_figures(args)
             for k in ("solomon_mean_gap_pct", "ortools_mean_gap_pct", "ortools_failed",
-                      "instances", "instance_kind", "gap_reference", "longgang_tasks",
-                      "longgang_drones", "longgang_vertiports", "longgang_plan_s",
-                      "longgang_planned", "longgang_unassigned", "longgang_trips"):
+                      "instances", "instance_kind", "gap_reference"):
                 out[k] = fleet.get(k)
-            async with engine.connect() as conn:
-                ok, rules = await validate_trips(conn, trips, day0, args.longgang_agl, s)
-            out["longgang_valid_fraction"] = round(ok / max(len(trips), 1), 4)
-            out["longgang_refused_by_rule"] = rules
-            out["longgang_trips_agl_m"] = args.longgang_agl
     finally:
         await engine.dispose()
     return out
@@ -483,23 +590,41 @@ def main() -> None:
     ap.add_argument("--flights", type=int, default=10_000)
     ap.add_argument("--validate-sample", type=int, default=1000)
     ap.add_argument("--brute-sample", type=int, default=300)
+    ap.add_argument("--buildings", type=int, default=N_BUILDINGS)
     ap.add_argument("--solomon-seconds", type=float, default=10.0,
                     help="benchmarks/dispatch.py: solver time per instance per solver")
     ap.add_argument("--reference-s", type=float, default=60.0,
                     help="benchmarks/dispatch.py: the long PyVRP run gaps are measured to")
-    ap.add_argument("--longgang-s", type=float, default=15.0,
-                    help="benchmarks/dispatch.py: solver time of the Longgang day")
-    ap.add_argument("--longgang-agl", type=float, default=110.0,
-                    help="height above the ground of the Longgang trips validated")
-    ap.add_argument("--no-fleet", action="store_true",
-                    help="skip the fleet figures (benchmarks/dispatch.py)")
+    ap.add_argument("--no-solomon", action="store_true",
+                    help="skip benchmarks/dispatch.py's Solomon-type instances")
+    ap.add_argument("--longgang-tasks", type=int, default=200)
+    ap.add_argument("--longgang-drones", type=int, default=30)
+    ap.add_argument("--longgang-vertiports", type=int, default=5)
+    ap.add_argument("--longgang-s", type=float, default=10.0,
+                    help="solver time of the Longgang day (the plan's time_limit_s)")
+    ap.add_argument("--longgang-runs", type=int, default=1,
+                    help="Longgang days planned, each on a day of its own with other tasks "
+                         "(the keys are the first's; longgang_runs lists them all)")
+    ap.add_argument("--no-longgang", action="store_true", help="skip the Longgang day")
+    ap.add_argument("--longgang-only", action="store_true",
+                    help="the network, then the Longgang day only")
+    ap.add_argument("--quick", action="store_true",
+                    help="a small run: 4,000 buildings, 300 flights, 100 edges revalidated, "
+                         "30 brute-forced, no Solomon instances, a Longgang day of 60 tasks, "
+                         "10 drones, 3 vertiports, 3 s of solver")
     ap.add_argument("--keep", type=Path, help="cluster directory to keep (default: temporary)")
     args = ap.parse_args()
+    if args.quick:
+        args.buildings, args.flights, args.validate_sample, args.brute_sample = 4000, 300, \
+            100, 30
+        args.no_solomon = True
+        args.longgang_tasks, args.longgang_drones, args.longgang_vertiports = 60, 10, 3
+        args.longgang_s = 3.0
     fr = frame("EPSG:4547")
     x, y = fr.to_metric(np.array([114.25]), np.array([22.68]))
     ox, oy = float(x[0]), float(y[0])
     t = time.perf_counter()
-    world = layout(np.random.default_rng(4547))
+    world = layout(np.random.default_rng(4547), args.buildings)
     log(f"layout: {len(world['footprints'])} buildings in {time.perf_counter() - t:.1f} s")
     base = args.keep or Path(tempfile.mkdtemp(prefix="twinbase-bench-airspace-"))
     base.mkdir(parents=True, exist_ok=True)

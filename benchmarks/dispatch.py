@@ -178,6 +178,28 @@ def ortools_cost(inst: dict[str, Any], seconds: float) -> float | None:
     return None if sol is None else sol.ObjectiveValue() / 10
 
 
+def longgang_drones(rnd: random.Random, homes: list[str], n: int = 30) -> tuple[Drone, ...]:
+    """The Longgang day's drones: endurance 25-40 min, payload 2.5 or 5 kg, 12-18 m/s,
+    available 9 hours, homes taken in turn (``benchmarks/airspace.py`` uses them too)."""
+    return tuple(Drone(f"D{i:02d}", homes[i % len(homes)],
+                       endurance_min=rnd.choice([25, 30, 40]),
+                       payload_kg=rnd.choice([2.5, 5.0]), speed_ms=rnd.choice([12, 15, 18]),
+                       available_from=0, available_until=9 * 3600) for i in range(n))
+
+
+def longgang_task(rnd: random.Random, tid: str, x: float, y: float) -> Task:
+    """One task of the Longgang day at (x, y): its window opens in the first 7 hours and
+    lasts 0.5-2 h; a third are deliveries (60 s, 0.5-4 kg), the rest inspections of 1-10
+    min (``benchmarks/airspace.py`` uses it too)."""
+    early = rnd.uniform(0, 7 * 3600)
+    delivery = rnd.random() < 0.35
+    return Task(tid, x, y, "delivery" if delivery else "inspection",
+                service_s=rnd.choice([60, 120, 300, 600]) if not delivery else 60,
+                tw_early=early, tw_late=early + rnd.choice([1800, 3600, 7200]),
+                payload_kg=rnd.choice([0.5, 1.0, 2.0, 4.0]) if delivery else 0.0,
+                priority=rnd.randint(0, 9))
+
+
 def longgang(seconds: float, seed: int = 7) -> dict[str, Any]:
     """200 tasks over an 8-hour day in Longgang, 30 drones, 5 vertiports."""
     rnd = random.Random(seed)
@@ -191,19 +213,11 @@ def longgang(seconds: float, seed: int = 7) -> dict[str, Any]:
     ports = tuple(Vertiport(f"VP{i}", *xy(lon, lat), swap_s=120) for i, (lon, lat) in
                   enumerate([(114.17, 22.64), (114.25, 22.72), (114.32, 22.70),
                              (114.20, 22.74), (114.29, 22.63)]))
-    drones = tuple(Drone(f"D{i:02d}", f"VP{i % 5}", endurance_min=rnd.choice([25, 30, 40]),
-                         payload_kg=rnd.choice([2.5, 5.0]), speed_ms=rnd.choice([12, 15, 18]),
-                         available_from=0, available_until=9 * 3600) for i in range(30))
+    drones = longgang_drones(rnd, [p.id for p in ports])
     tasks = []
     for i in range(200):
         lon, lat = rnd.uniform(114.14, 114.36), rnd.uniform(22.60, 22.78)
-        early = rnd.uniform(0, 7 * 3600)
-        delivery = rnd.random() < 0.35
-        tasks.append(Task(f"T{i:03d}", *xy(lon, lat), "delivery" if delivery else "inspection",
-                          service_s=rnd.choice([60, 120, 300, 600]) if not delivery else 60,
-                          tw_early=early, tw_late=early + rnd.choice([1800, 3600, 7200]),
-                          payload_kg=rnd.choice([0.5, 1.0, 2.0, 4.0]) if delivery else 0.0,
-                          priority=rnd.randint(0, 9)))
+        tasks.append(longgang_task(rnd, f"T{i:03d}", *xy(lon, lat)))
     problem = Problem(ports, drones, tuple(tasks))
     t0 = time.perf_counter()
     result = plan(problem, StraightLineWithDetour(1.3), time_limit_s=seconds, seed=seed)
