@@ -7,12 +7,19 @@ bytes, so a fast hash is enough: there is nothing to brute-force). Roles:
 * planner  - reads, plus planning queries
 * operator - reads, uploads and ingests surveys, files routes
 * admin    - everything, including key management
+
+Each process keeps the keys it found valid for ``KEY_CACHE_SECONDS``, by hash: a ground
+station posting telemetry every second paid a pool checkout, BEGIN, a SELECT and ROLLBACK for
+its key on every POST (benchmarks/RESULTS.md). A key revoked by this process (over the API)
+is refused here at once; another process (another API worker, `twinbase keys revoke`) refuses
+it within ``KEY_CACHE_SECONDS``. Unknown and revoked keys are never kept: each is looked up.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
@@ -67,11 +74,30 @@ def all_keys() -> Select:
     return select(api_keys).order_by(api_keys.c.id)
 
 
+# How long a process trusts a key it found valid without asking the database again: the
+# bound on a revocation made by another process reaching this one.
+KEY_CACHE_SECONDS = 2.0
+KEY_CACHE_MAX = 10_000  # distinct keys kept; past that the cache starts over
+# (database URL, key hash) -> (principal, monotonic time it was looked up)
+_key_cache: dict[tuple[str, str], tuple[Principal, float]] = {}
+# names of keys this process set out to revoke: never served from the cache again, so the
+# revocation holds here from its commit on (a key's name is never reused, see create_key)
+_revoked_here: set[str] = set()
+
+
+def forget_keys() -> None:
+    """Drop every cached key: the next request of each is checked in the database."""
+    _key_cache.clear()
+
+
 def revoke_key(conn: Connection, name: str, *, by: str | None = None) -> None:
     """Revoke the key ``name`` (``by``: the name of the key asking, over the API).
 
     A key cannot revoke itself, and the last active admin key stays: without one, keys
     could only be managed from the server's command line again."""
+    # before the change commits, so no request of this process takes the key from the cache
+    # once it is revoked (one refused below just makes that key looked up each time)
+    _revoked_here.add(name)
     if by is not None and by == name:
         raise Conflict(f"a key cannot revoke itself ({name!r}); revoke it with another "
                        "admin key, or with `twinbase keys revoke` on the server")
@@ -104,15 +130,30 @@ def presented_key(request: Request) -> str | None:
 
 
 async def principal_for(engine: AsyncEngine, key: str) -> Principal | None:
+    cache_key = (str(engine.url), hash_key(key))
+    cached = _key_cache.get(cache_key)
+    if cached is not None:
+        principal, since = cached
+        if time.monotonic() - since < KEY_CACHE_SECONDS and principal.name not in _revoked_here:
+            return principal
+        _key_cache.pop(cache_key, None)
+    looked_up = time.monotonic()  # the row's age counts from before the SELECT
     async with engine.connect() as conn:
         row = (
             await conn.execute(
                 select(api_keys.c.name, api_keys.c.role).where(
-                    api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None)
+                    api_keys.c.key_hash == cache_key[1], api_keys.c.revoked_at.is_(None)
                 )
             )
         ).first()
-    return Principal(row.name, row.role) if row else None
+    if row is None:
+        return None
+    principal = Principal(row.name, row.role)
+    if KEY_CACHE_SECONDS > 0 and row.name not in _revoked_here:
+        if len(_key_cache) >= KEY_CACHE_MAX:
+            _key_cache.clear()
+        _key_cache[cache_key] = (principal, looked_up)
+    return principal
 
 
 async def current_principal(request: Request) -> Principal | None:

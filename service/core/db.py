@@ -84,9 +84,17 @@ def bookkeeping_engine(url: str) -> Engine:
     return engine
 
 
-def make_async_engine(url: str) -> AsyncEngine:
-    return create_async_engine(async_url(url), pool_size=10, max_overflow=10,
-                               pool_pre_ping=True)
+def make_async_engine(url: str, **options) -> AsyncEngine:
+    """The API's engine (``options``: more of ``create_async_engine``'s, such as an isolation
+    level). Connections idle for ``PING_AFTER_IDLE_S`` are pinged before use, not every
+    checkout: ``pool_pre_ping`` cost each request a round trip (three when the connection is
+    taken in a transaction: BEGIN, the ping, ROLLBACK), about a third of a telemetry POST's
+    (benchmarks/RESULTS.md). A connection the server dropped while busy fails its statement
+    once (a 503 while the database is down); the pool then replaces every older one."""
+    engine = create_async_engine(async_url(url), pool_size=options.pop("pool_size", 10),
+                                 max_overflow=options.pop("max_overflow", 10), **options)
+    _ping_after_idle(engine.sync_engine)
+    return engine
 
 
 def alembic_config(url: str):  # -> alembic.config.Config

@@ -10,11 +10,19 @@ refusal let a client fill the table (benchmarks/RESULTS.md). So each process wri
 row of them per ``REFUSED_ROW_SECONDS``: the refusal at hand, with the count of those refused
 since the previous such row (by status, and the busiest clients) in its ``detail``. Each one
 is still in the request log.
+
+High-rate writes (a route sets ``audit_batch``: telemetry, a POST a second per ground station)
+do not wait for a commit of their own: their rows go to a bounded queue that one background
+task writes many rows at a time. When the queue is full a row is dropped, said in the log and
+counted in ``twinbase_audit_rows_dropped_total``; rows a failed write loses are counted there
+too. At shutdown the queue is written out before the app lets go of its database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import logging
 import time
 from typing import Any
@@ -35,6 +43,11 @@ LATENCY = Histogram(
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 REFUSED_ROW_SECONDS = 60.0
 MAX_COUNTED_CLIENTS = 1_000  # distinct clients counted between two rows; then "other"
+AUDIT_QUEUE_MAX = 10_000  # batched rows waiting; minutes of 20 ground stations' POSTs
+AUDIT_BATCH_MAX = 500  # rows a background INSERT writes at most
+AUDIT_DROPPED = Counter("twinbase_audit_rows_dropped_total",
+                        "audit rows not written: queue full, or their batched write failed",
+                        ["reason"])
 
 
 def metrics_payload() -> tuple[bytes, str]:
@@ -48,8 +61,15 @@ class ObserveMiddleware:
         # refused writes since the last row about them, by status and by client
         self._unwritten: collections.Counter[int] = collections.Counter()
         self._unwritten_clients: collections.Counter[str] = collections.Counter()
+        # batched audit rows and the task that writes them (made on the first one)
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(AUDIT_QUEUE_MAX)
+        self._writer: asyncio.Task[None] | None = None
+        self._engine: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, self._flushing_at_shutdown(receive), send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -88,21 +108,69 @@ class ObserveMiddleware:
             detail = self._refused_detail(client[0] if client else "unknown", status)
             if detail is None:
                 return
+        row = {"key_name": principal.name if principal else None,
+               "role": principal.role if principal else None,
+               "method": method, "path": scope["path"], "status": status,
+               "client": client[0] if client else None, "detail": detail}
+        if state.get("audit_batch") and principal is not None:
+            self._enqueue(engine, row)
+            return
         try:
             async with engine.begin() as conn:
-                await conn.execute(
-                    insert(audit_log).values(
-                        key_name=principal.name if principal else None,
-                        role=principal.role if principal else None,
-                        method=method,
-                        path=scope["path"],
-                        status=status,
-                        client=client[0] if client else None,
-                        detail=detail,
-                    )
-                )
+                await conn.execute(insert(audit_log).values(**row))
         except Exception:  # the write itself happened; a lost audit row must be loud
             log.exception("could not write the audit log for %s %s", method, scope["path"])
+
+    def _enqueue(self, engine: Any, row: dict[str, Any]) -> None:
+        self._engine = engine
+        try:
+            self._queue.put_nowait(row)
+        except asyncio.QueueFull:
+            AUDIT_DROPPED.labels("queue_full").inc()
+            log.error("audit queue full (%d rows): no audit row for %s %s by %s",
+                      AUDIT_QUEUE_MAX, row["method"], row["path"], row["key_name"])
+            return
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_batches())
+
+    async def _write_batches(self) -> None:
+        while True:
+            rows = [await self._queue.get()]
+            while len(rows) < AUDIT_BATCH_MAX and not self._queue.empty():
+                rows.append(self._queue.get_nowait())
+            try:
+                await self._write(rows)
+            finally:  # marked done once written (or counted as lost): flush() waits on it
+                for _ in rows:
+                    self._queue.task_done()
+
+    async def _write(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(audit_log), rows)
+        except Exception:  # the writes themselves happened; lost audit rows must be loud
+            AUDIT_DROPPED.labels("write_failed").inc(len(rows))
+            log.exception("could not write %d batched audit rows (first: %s %s by %s)",
+                          len(rows), rows[0]["method"], rows[0]["path"], rows[0]["key_name"])
+
+    async def flush(self) -> None:
+        """Wait until every batched row waiting is written; then stop the writer (idle)."""
+        if self._writer is None:
+            return
+        if not self._writer.done():
+            await self._queue.join()
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+        self._writer = None
+
+    def _flushing_at_shutdown(self, receive: Receive) -> Receive:
+        async def wrapped() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await self.flush()
+            return message
+        return wrapped
 
     def _refused_detail(self, client: str, status: int) -> dict[str, Any] | None:
         """The detail of this refusal's row, or None when it is only counted."""
