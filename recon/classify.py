@@ -311,9 +311,11 @@ def classify_objects(
         nb = pts[nn[s : s + chunk]]
         nb -= nb.mean(axis=1, keepdims=True)
         variation[s : s + chunk] = _surface_variation(nb)
+    del pts, nb  # the connected components below are the peak: hold only what they need
     spacing = 1.0 / np.sqrt(max(density, 1e-6))
     link = max(1.0, 3.0 * spacing)
     smooth = variation < params.flat_variation
+    del variation
     # later returns of a pulse came through something: foliage, not a roof
     if return_number is not None and number_of_returns is not None:
         through = return_number[idx] < number_of_returns[idx]
@@ -427,6 +429,7 @@ def classify_points(
     # a sparse survey and overstate its density
     flat = _grid_index(good[:, 0], good[:, 1], 5.0)[0]
     covered = np.unique(flat).size * 25.0
+    del flat  # the classification's peak comes later: nothing of it is held there
     density = good.shape[0] / max(covered, 1.0)
     if density < MIN_DENSITY:
         warnings.append(
@@ -461,9 +464,11 @@ def classify_points(
     dtm = build_dtm(good[is_ground], cell=max(dtm_cell, cell if density < MIN_DENSITY else 0),
                     bounds=(good[:, 0].min(), good[:, 1].min(), good[:, 0].max(),
                             good[:, 1].max()), crs=crs)
-    hag_good = good[:, 2] - dtm.height(good[:, 0], good[:, 1])
     hag = np.full(n, np.nan, dtype=np.float32)
-    hag[finite] = hag_good
+    # float32 (micrometres at these heights) and no float64 copy held through the objects'
+    # pass, where the classification peaks
+    hag[finite] = good[:, 2] - dtm.height(good[:, 0], good[:, 1])
+    hag_good = hag if finite.all() else hag[finite]
     seconds["dtm"] = time.perf_counter() - t
     if decision.kept:
         seconds["total"] = time.perf_counter() - t0
