@@ -297,14 +297,18 @@ def classify_objects(
     tree = cKDTree(pts, balanced_tree=False, compact_nodes=False)
     # queried in pieces kept as 32-bit: at 10 neighbours of millions of points the 64-bit
     # arrays the tree returns were the peak of the whole classification
+    spacing = 1.0 / np.sqrt(max(density, 1e-6))
+    link = max(1.0, 3.0 * spacing)
     nn = np.empty((idx.size, k), dtype=np.int32)
-    dist = np.empty((idx.size, k), dtype=np.float32)
+    # only whether a neighbour is near enough to link is kept (a byte, not a float32 distance:
+    # the distances were among the largest arrays of the pass); compared as float32 as before
+    near = np.empty((idx.size, k), dtype=bool)
     piece = 500_000
     for s in range(0, idx.size, piece):
         d, j = tree.query(pts[s : s + piece], k=k, workers=-1)
         nn[s : s + piece] = j
-        dist[s : s + piece] = d
-    del tree
+        near[s : s + piece] = d.astype(np.float32) < link
+    del tree, d, j
     variation = np.empty(idx.size)
     chunk = 400_000
     for s in range(0, idx.size, chunk):
@@ -312,8 +316,6 @@ def classify_objects(
         nb -= nb.mean(axis=1, keepdims=True)
         variation[s : s + chunk] = _surface_variation(nb)
     del pts, nb  # the connected components below are the peak: hold only what they need
-    spacing = 1.0 / np.sqrt(max(density, 1e-6))
-    link = max(1.0, 3.0 * spacing)
     smooth = variation < params.flat_variation
     del variation
     # later returns of a pulse came through something: foliage, not a roof
@@ -325,8 +327,8 @@ def classify_objects(
     # the neighbour lists are the rows of the graph already: kept edges go straight into a
     # CSR matrix (a COO matrix of row and column arrays, converted, was the peak of memory)
     cols = nn.ravel()
-    keep = np.repeat(smooth, k) & smooth[cols] & (dist.ravel() < link)
-    del dist
+    keep = np.repeat(smooth, k) & smooth[cols] & near.ravel()
+    del near
     indptr = np.zeros(idx.size + 1, dtype=np.int64)
     np.cumsum(keep.reshape(-1, k).sum(axis=1), out=indptr[1:])
     cols = cols[keep]
