@@ -157,13 +157,17 @@ def run_model_job(url: str, data_dir: Path, laz: Path) -> dict[str, Any]:
     t = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     peak, stages, last = 0, {}, None
+    stage_peak: dict[str, int] = {}  # where the peak is: the largest sum seen in each stage
     while child.poll() is None:
-        peak = max(peak, tree_rss_kb(child.pid))
+        rss = tree_rss_kb(child.pid)
+        peak = max(peak, rss)
         with engine.connect() as conn:
             name = conn.execute(select(jobs.c.stage).where(jobs.c.id == job_id)).scalar()
         if name and name != last:
             stages[name] = time.perf_counter() - t
             last = name
+        key = last or "starting"
+        stage_peak[key] = max(stage_peak.get(key, 0), rss)
         time.sleep(0.05)
     total = time.perf_counter() - t
     status = child.stdout.read().decode().strip() if child.stdout else ""
@@ -174,9 +178,11 @@ def run_model_job(url: str, data_dir: Path, laz: Path) -> dict[str, Any]:
     report = job.report or {}
     marks = [*sorted(stages.items(), key=lambda kv: kv[1]), ("end", total)]
     stage_s = {a: round(marks[i + 1][1] - ta, 2) for i, (a, ta) in enumerate(marks[:-1])}
-    log(f"model_survey {total:.1f} s, peak RSS {peak / 1024:.0f} MB, stages {stage_s}")
+    peak_mb = {k: round(v / 1024) for k, v in stage_peak.items()}
+    log(f"model_survey {total:.1f} s, peak RSS {peak / 1024:.0f} MB, stages {stage_s}, "
+        f"peak RSS by stage {peak_mb}")
     return {"dataset_id": ds, "total_s": total, "peak_rss_mb": peak / 1024,
-            "stages_s": stage_s, "report": report, "engine": engine}
+            "stages_s": stage_s, "stage_peak_rss_mb": peak_mb, "report": report, "engine": engine}
 
 
 # --- 4: quality against the truth ---------------------------------------------------------
@@ -381,8 +387,7 @@ def _template_objects(n: int) -> list[Any]:
     models = reconstruct_buildings(fps, s.xyz, s.ground, classification=s.truth_class)
     from pyproj import CRS
 
-    frame = MetricFrame(CRS("EPSG:4547"), None, s.xyz[:100, 0], s.xyz[:100, 1],
-                        s.xyz[:100, 2])
+    frame = MetricFrame(CRS("EPSG:4547"), None, s.xyz[:100].copy())
     out = []
     for fp, m in zip(fps, models, strict=True):
         if m.lod is None:
@@ -515,6 +520,7 @@ def main() -> None:
         log(f"quality: {q}")
         details.update(q)
         details["job_stages_s"] = job["stages_s"]
+        details["job_stage_peak_rss_mb"] = job["stage_peak_rss_mb"]
         details["job_report_total_s"] = report.get("total_s")
         details["job_lods"] = report.get("lods")
         details["job_footprints"] = (report.get("footprints") or {}).get("count")

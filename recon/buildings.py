@@ -328,6 +328,10 @@ def _rmse(solid: Solid, pts: np.ndarray) -> float:
     return float(np.sqrt(np.mean(distance_to_surface(solid, pts) ** 2)))
 
 
+#: points joined to the footprints at a time
+JOIN_PIECE = 500_000
+
+
 def points_in_footprints(footprints: Sequence[Footprint | Polygon], xy: np.ndarray
                          ) -> list[np.ndarray]:
     """For each footprint, the indices of the points inside it (an STR-tree join)."""
@@ -336,7 +340,15 @@ def points_in_footprints(footprints: Sequence[Footprint | Polygon], xy: np.ndarr
     if not polys or len(xy) == 0:
         return out
     tree = shapely.STRtree(polys)
-    pi, fi = tree.query(shapely.points(xy[:, 0], xy[:, 1]), predicate="intersects")
+    # in pieces: a shapely point costs about 100 bytes, millions of them at once would be
+    # the largest allocation of the whole chain
+    found_p, found_f = [], []
+    for s in range(0, len(xy), JOIN_PIECE):
+        part = xy[s:s + JOIN_PIECE]
+        pi, fi = tree.query(shapely.points(part[:, 0], part[:, 1]), predicate="intersects")
+        found_p.append(pi + s)
+        found_f.append(fi)
+    pi, fi = np.concatenate(found_p), np.concatenate(found_f)
     order = np.argsort(fi, kind="stable")
     fi, pi = fi[order], pi[order]
     cuts = np.searchsorted(fi, np.arange(len(polys) + 1))
@@ -383,7 +395,7 @@ def reconstruct_buildings(footprints: Sequence[Footprint], xyz: np.ndarray,
     bases = [_base_height(p, ground) if isinstance(p, Polygon) and not p.is_empty else None
              for p in polys]
     tasks = [(fp, xyz[ii], base) for fp, ii, base in zip(footprints, idx, bases, strict=True)]
-    del idx
+    del idx, xyz  # the tasks hold their own points; the caller's array is the caller's
     if processes is None:
         processes = (os.cpu_count() or 1) if total >= PARALLEL_MIN_BUILDINGS else 1
     processes = max(1, min(processes, -(-total // TASK_BUILDINGS)))

@@ -297,23 +297,27 @@ def classify_objects(
     tree = cKDTree(pts, balanced_tree=False, compact_nodes=False)
     # queried in pieces kept as 32-bit: at 10 neighbours of millions of points the 64-bit
     # arrays the tree returns were the peak of the whole classification
+    spacing = 1.0 / np.sqrt(max(density, 1e-6))
+    link = max(1.0, 3.0 * spacing)
     nn = np.empty((idx.size, k), dtype=np.int32)
-    dist = np.empty((idx.size, k), dtype=np.float32)
+    # only whether a neighbour is near enough to link is kept (a byte, not a float32 distance:
+    # the distances were among the largest arrays of the pass); compared as float32 as before
+    near = np.empty((idx.size, k), dtype=bool)
     piece = 500_000
     for s in range(0, idx.size, piece):
         d, j = tree.query(pts[s : s + piece], k=k, workers=-1)
         nn[s : s + piece] = j
-        dist[s : s + piece] = d
-    del tree
+        near[s : s + piece] = d.astype(np.float32) < link
+    del tree, d, j
     variation = np.empty(idx.size)
     chunk = 400_000
     for s in range(0, idx.size, chunk):
         nb = pts[nn[s : s + chunk]]
         nb -= nb.mean(axis=1, keepdims=True)
         variation[s : s + chunk] = _surface_variation(nb)
-    spacing = 1.0 / np.sqrt(max(density, 1e-6))
-    link = max(1.0, 3.0 * spacing)
+    del pts, nb  # the connected components below are the peak: hold only what they need
     smooth = variation < params.flat_variation
+    del variation
     # later returns of a pulse came through something: foliage, not a roof
     if return_number is not None and number_of_returns is not None:
         through = return_number[idx] < number_of_returns[idx]
@@ -323,8 +327,8 @@ def classify_objects(
     # the neighbour lists are the rows of the graph already: kept edges go straight into a
     # CSR matrix (a COO matrix of row and column arrays, converted, was the peak of memory)
     cols = nn.ravel()
-    keep = np.repeat(smooth, k) & smooth[cols] & (dist.ravel() < link)
-    del dist
+    keep = np.repeat(smooth, k) & smooth[cols] & near.ravel()
+    del near
     indptr = np.zeros(idx.size + 1, dtype=np.int64)
     np.cumsum(keep.reshape(-1, k).sum(axis=1), out=indptr[1:])
     cols = cols[keep]
@@ -427,6 +431,7 @@ def classify_points(
     # a sparse survey and overstate its density
     flat = _grid_index(good[:, 0], good[:, 1], 5.0)[0]
     covered = np.unique(flat).size * 25.0
+    del flat  # the classification's peak comes later: nothing of it is held there
     density = good.shape[0] / max(covered, 1.0)
     if density < MIN_DENSITY:
         warnings.append(
@@ -461,9 +466,11 @@ def classify_points(
     dtm = build_dtm(good[is_ground], cell=max(dtm_cell, cell if density < MIN_DENSITY else 0),
                     bounds=(good[:, 0].min(), good[:, 1].min(), good[:, 0].max(),
                             good[:, 1].max()), crs=crs)
-    hag_good = good[:, 2] - dtm.height(good[:, 0], good[:, 1])
     hag = np.full(n, np.nan, dtype=np.float32)
-    hag[finite] = hag_good
+    # float32 (micrometres at these heights) and no float64 copy held through the objects'
+    # pass, where the classification peaks
+    hag[finite] = good[:, 2] - dtm.height(good[:, 0], good[:, 1])
+    hag_good = hag if finite.all() else hag[finite]
     seconds["dtm"] = time.perf_counter() - t
     if decision.kept:
         seconds["total"] = time.perf_counter() - t0

@@ -142,20 +142,23 @@ class MetricFrame:
     else the UTM zone of its centre (heights then ellipsoidal). Heights are made metres and
     ellipsoidal exactly as the survey's tiles made them (:mod:`tiler.pointcloud`)."""
 
-    def __init__(self, crs: CRS, vertical: str | None, x: np.ndarray, y: np.ndarray,
-                 z: np.ndarray) -> None:
+    def __init__(self, crs: CRS, vertical: str | None, xyz: np.ndarray) -> None:
+        """``xyz``: (N, 3) float64 in the survey's CRS; in a CRS of metres it becomes
+        :attr:`xyz` itself (heights scaled in place), so the points exist once."""
         label = crs_label(crs)
-        z = z * z_to_metres(crs)
+        scale = z_to_metres(crs)
         horizontal = horizontal_part(crs)
         unit = horizontal.axis_info[0].unit_name if horizontal.axis_info else ""
         if horizontal.is_projected and unit in ("metre", "meter"):
             self.crs = horizontal
             self.to_wgs84 = ToWgs84(crs, vertical)
-            self.xyz = np.column_stack([x, y, z])
+            if scale != 1:
+                xyz[:, 2] *= scale
+            self.xyz = xyz
             self.note = f"points in {label} (metres)"
         else:
             src = ToWgs84(crs, vertical)
-            lon, lat, h = src(x, y, z)
+            lon, lat, h = src(xyz[:, 0], xyz[:, 1], xyz[:, 2] * scale)
             zone = int((float(np.median(lon)) + 180) // 6) + 1
             self.crs = CRS.from_epsg((32600 if np.median(lat) >= 0 else 32700) + zone)
             ex, ny = cached_transformer("EPSG:4326", self.crs).transform(lon, lat)
@@ -175,16 +178,39 @@ class MetricFrame:
             self._to_ll.transform(c[:, 0], c[:, 1])))
 
 
+#: points decoded at a time: the file's whole record (30-40 bytes a point) is never held, only
+#: the columns the job uses, written straight into their arrays
+READ_CHUNK = 1_000_000
+
+
 def _read_points(path: Path) -> tuple[np.ndarray, ...]:
+    """x, y, z as one (N, 3) float64 array, then return number, number of returns, class."""
     import laspy
 
     try:
-        las = laspy.read(path)
+        with laspy.open(path) as f:
+            n = int(f.header.point_count)
+            xyz = np.empty((n, 3), dtype=np.float64)
+            rn = np.empty(n, dtype=np.uint8)
+            nr = np.empty(n, dtype=np.uint8)
+            cls = np.empty(n, dtype=np.uint8)
+            at = 0
+            for pts in f.chunk_iterator(READ_CHUNK):
+                m = len(pts)
+                if at + m > n:
+                    raise ValueError(f"more points than the header's {n}")
+                xyz[at:at + m, 0] = pts.x
+                xyz[at:at + m, 1] = pts.y
+                xyz[at:at + m, 2] = pts.z
+                rn[at:at + m] = pts.return_number
+                nr[at:at + m] = pts.number_of_returns
+                cls[at:at + m] = pts.classification
+                at += m
     except Exception as exc:  # laspy raises LaspyException and friends
         raise JobFailed(f"cannot read the survey's file {path.name}: {exc}") from exc
-    return (np.asarray(las.x), np.asarray(las.y), np.asarray(las.z),
-            np.asarray(las.return_number), np.asarray(las.number_of_returns),
-            np.asarray(las.classification))
+    if at < n:  # a header that promises more points than the file holds
+        xyz, rn, nr, cls = xyz[:at].copy(), rn[:at].copy(), nr[:at].copy(), cls[:at].copy()
+    return xyz, rn, nr, cls
 
 
 def model_survey(ctx: JobContext) -> dict[str, Any]:
@@ -198,9 +224,8 @@ def model_survey(ctx: JobContext) -> dict[str, Any]:
         crs = resolve_crs(inspect_source(path), options.get("crs"))
     except TilerInputError as exc:
         raise JobFailed(str(exc)) from exc
-    x, y, z, rn, nr, cls = _read_points(path)
-    frame = MetricFrame(crs, options.get("vertical"), x, y, z)
-    del x, y, z  # the frame holds the points now: 24 bytes a point less for the whole job
+    xyz, rn, nr, cls = _read_points(path)
+    frame = MetricFrame(crs, options.get("vertical"), xyz)
     xyz = frame.xyz
     report: dict[str, Any] = {"survey": row.id, "points": len(xyz), "frame": frame.note,
                               "thresholds": {"footprint_iou_changed": FOOTPRINT_IOU_CHANGED,
@@ -219,6 +244,7 @@ def model_survey(ctx: JobContext) -> dict[str, Any]:
     ctx.progress("footprints", 0, None)
     building_xy = xyz[cl.classes == BUILDING][:, :2]
     candidates, footprint_report = _candidate_footprints(options, frame, building_xy)
+    del building_xy  # a copy of the building points, held for the rest of the job otherwise
     report["footprints"] = footprint_report
     coverage = Coverage(xyz, cl.density)
     dtm = prepare_dtm(cl.dtm, frame.crs, frame.to_wgs84, xyz[:, :2])  # kept with the survey
