@@ -129,7 +129,8 @@ def test_dashboard_on_a_longgang_district(live_server, auth, db_url, settings, t
         model2 = _run(live_server, db_url, settings, job2)["report"]["model_job_id"]
         tileset = next(t["name"] for t in httpx.get(f"{live_server.url}/tiles").json()
                        if t["dataset_id"] == ds2)
-        files["ingested"].write_text(json.dumps({"dataset": ds2, "tileset": tileset}))
+        files["ingested"].write_text(json.dumps({"dataset": ds2, "tileset": tileset,
+                                                 "model_job": model2}))
         _wait_for(files["seen"], proc, 120)
         _run(live_server, db_url, settings, model2)
         files["done"].write_text(json.dumps({"dataset": ds2, "jobs": [job2, model2]}))

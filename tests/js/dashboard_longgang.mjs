@@ -92,7 +92,10 @@ try {
     if (!ingested) {
       try { await access(spec.ingested_file); ingested = JSON.parse(await readFile(spec.ingested_file, "utf8")); } catch { /* not yet */ }
     }
-    if (ingested && !summary.jobs.surveyShown && seen.tilesets.includes(ingested.tileset)) {
+    // the point cloud is on the map and the panel lists the modelling still to come (the
+    // tileset list and the jobs stream arrive apart: the one may come a poll before the other)
+    if (ingested && !summary.jobs.surveyShown && seen.tilesets.includes(ingested.tileset)
+        && seen.jobs.some((j) => j.id === ingested.model_job)) {
       // the survey's point cloud is on the map while its buildings are still to be modelled
       summary.jobs.surveyShown = { at: (Date.now() - t0) / 1000, jobs: seen.jobs };
       await page.evaluate((id) => window.twinbase.flyToDataset(id), ingested.dataset);

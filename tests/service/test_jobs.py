@@ -45,7 +45,7 @@ def _job(db_url: str, job_id: int):
         return conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
 
 
-def wait_for(db_url: str, job_id: int, predicate, timeout: float = 60.0):
+def wait_for(db_url: str, job_id: int, predicate, timeout: float = 180.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         row = _job(db_url, job_id)
