@@ -105,6 +105,15 @@ class Checker:
         return validate(vol, obs, zones, self.ground, klass, s, now)
 
 
+def _separation_drop(e: Edge, why: str, fr: Frame) -> dict[str, Any]:
+    """The record of a valid edge dropped for coming too close to others."""
+    a, b = fr.to_lonlat(e.xyz[[0, -1], 0], e.xyz[[0, -1], 1])
+    return {"from": [round(float(a[0]), 7), round(float(b[0]), 7)],
+            "to": [round(float(a[1]), 7), round(float(b[1]), 7)],
+            "layer": e.layer, "layer_agl_m": e.agl, "source": e.source, "guide": e.guide,
+            "verdict": "accepted", "rules": ["network_separation"], "reason": why}
+
+
 def build_edges(plan: Plan, check: Checker, s: LowAltSettings, fr: Frame, now: datetime
                 ) -> tuple[list[Edge], list[dict[str, Any]]]:
     """Both directions of every part, kept if valid; the dropped ones with the reason."""
@@ -136,25 +145,13 @@ def build_edges(plan: Plan, check: Checker, s: LowAltSettings, fr: Frame, now: d
     gap = s.separation_h_m + 2 * s.network_half_width_m
     close = crowded([(e.u, e.v, e.layer, e.xyz[:, :2]) for e in kept], plan.nodes, gap)
     for i, why in sorted(close.items()):
-        e = kept[i]
-        a, b = fr.to_lonlat(e.xyz[[0, -1], 0], e.xyz[[0, -1], 1])
-        dropped.append({
-            "from": [round(float(a[0]), 7), round(float(b[0]), 7)],
-            "to": [round(float(a[1]), 7), round(float(b[1]), 7)],
-            "layer": e.layer, "layer_agl_m": e.agl, "source": e.source, "guide": e.guide,
-            "verdict": "accepted", "rules": ["network_separation"], "reason": why})
+        dropped.append(_separation_drop(kept[i], why, fr))
     kept = [e for i, e in enumerate(kept) if i not in close]
     hsep = s.separation_h_m + 2 * s.network_half_width_m
     vsep = s.separation_v_m + 2 * s.network_vertical_half_m
     clash = vertical_clashes(kept, hsep, vsep, s.network_layer_step_m - vsep)
     for i, why in sorted(clash.items()):
-        e = kept[i]
-        a, b = fr.to_lonlat(e.xyz[[0, -1], 0], e.xyz[[0, -1], 1])
-        dropped.append({
-            "from": [round(float(a[0]), 7), round(float(b[0]), 7)],
-            "to": [round(float(a[1]), 7), round(float(b[1]), 7)],
-            "layer": e.layer, "layer_agl_m": e.agl, "source": e.source, "guide": e.guide,
-            "verdict": "accepted", "rules": ["network_separation"], "reason": why})
+        dropped.append(_separation_drop(kept[i], why, fr))
     return [e for i, e in enumerate(kept) if i not in clash], dropped
 
 
